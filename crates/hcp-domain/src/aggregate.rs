@@ -1,0 +1,260 @@
+//! Pre-aggregation: a batch of ratings becomes one delta per aggregate row, so the store does
+//! one upsert per key instead of one per rating.
+//!
+//! Every counted rating adds one to a row per scope it belongs to (all, its department, window,
+//! staff member, channel and stage), in an hour bucket and a day bucket (Beijing time).
+//! A follow-up rating (追评) that replaces a first rating is a −1 on the first rating's rows
+//! plus a +1 on its own.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{time, Channel, Grade, GradeCounts, RatingSubmitted, Stage};
+
+/// The id of the single row of the [`Scope::All`] scope.
+pub const ALL_ID: &str = "all";
+
+/// What an aggregate row is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every rating; the id is [`ALL_ID`].
+    All,
+    /// A department.
+    Department,
+    /// A window.
+    Window,
+    /// A staff member.
+    Staff,
+    /// A channel; the id is its wire name.
+    Channel,
+    /// A stage; the id is its wire name.
+    Stage,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 6] =
+        [Scope::All, Scope::Department, Scope::Window, Scope::Staff, Scope::Channel, Scope::Stage];
+
+    /// The wire / database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::All => "all",
+            Scope::Department => "department",
+            Scope::Window => "window",
+            Scope::Staff => "staff",
+            Scope::Channel => "channel",
+            Scope::Stage => "stage",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// Width of a time bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BucketWidth {
+    /// A Beijing clock hour.
+    Hour,
+    /// A Beijing calendar day.
+    Day,
+}
+
+impl BucketWidth {
+    /// The database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BucketWidth::Hour => "hour",
+            BucketWidth::Day => "day",
+        }
+    }
+}
+
+/// The key of one aggregate row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AggKey {
+    /// Hour or day.
+    pub width: BucketWidth,
+    /// Start of the bucket (a Beijing hour or midnight), in UTC.
+    pub bucket_start: DateTime<Utc>,
+    /// Scope kind.
+    pub scope: Scope,
+    /// Scope id.
+    pub scope_id: String,
+}
+
+/// The facts about a rating that aggregation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggFacts {
+    /// The grade.
+    pub grade: Grade,
+    /// The channel.
+    pub channel: Channel,
+    /// The stage.
+    pub stage: Stage,
+    /// Responsible department, if known.
+    pub department_id: Option<String>,
+    /// Responsible window, if any.
+    pub window_id: Option<String>,
+    /// Responsible staff member, if any.
+    pub staff_id: Option<String>,
+    /// When it was rated.
+    pub rated_at: DateTime<Utc>,
+}
+
+impl From<&RatingSubmitted> for AggFacts {
+    fn from(r: &RatingSubmitted) -> Self {
+        AggFacts {
+            grade: r.grade,
+            channel: r.channel,
+            stage: r.stage,
+            department_id: r.department_id.clone(),
+            window_id: r.window_id.clone(),
+            staff_id: r.staff_id.clone(),
+            rated_at: r.rated_at,
+        }
+    }
+}
+
+impl AggFacts {
+    /// The scopes this rating counts in.
+    pub fn scopes(&self) -> Vec<(Scope, String)> {
+        let mut s = vec![
+            (Scope::All, ALL_ID.to_string()),
+            (Scope::Channel, self.channel.as_str().to_string()),
+            (Scope::Stage, self.stage.as_str().to_string()),
+        ];
+        for (scope, id) in
+            [(Scope::Department, &self.department_id), (Scope::Window, &self.window_id), (Scope::Staff, &self.staff_id)]
+        {
+            if let Some(id) = id {
+                s.push((scope, id.clone()));
+            }
+        }
+        s
+    }
+}
+
+/// The deltas of one batch, one entry per aggregate row touched.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rollup {
+    rows: HashMap<AggKey, GradeCounts>,
+}
+
+impl Rollup {
+    /// An empty rollup.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts `facts` once in every row it belongs to.
+    pub fn add(&mut self, facts: &AggFacts) {
+        self.apply(facts, false);
+    }
+
+    /// Removes `facts` from every row it was counted in (a replaced or excluded rating).
+    pub fn remove(&mut self, facts: &AggFacts) {
+        self.apply(facts, true);
+    }
+
+    fn apply(&mut self, facts: &AggFacts, negative: bool) {
+        let delta = GradeCounts::one(facts.grade);
+        for (width, bucket_start) in
+            [(BucketWidth::Hour, time::hour_start(facts.rated_at)), (BucketWidth::Day, time::day_start(facts.rated_at))]
+        {
+            for (scope, scope_id) in facts.scopes() {
+                let row = self.rows.entry(AggKey { width, bucket_start, scope, scope_id }).or_default();
+                if negative {
+                    row.sub(&delta);
+                } else {
+                    row.add(&delta);
+                }
+            }
+        }
+    }
+
+    /// The non-zero deltas, in a stable order (so concurrent writers lock rows in the same order).
+    pub fn into_rows(self) -> Vec<(AggKey, GradeCounts)> {
+        let mut rows: Vec<_> = self.rows.into_iter().filter(|(_, c)| !c.is_zero()).collect();
+        rows.sort_by(|(a, _), (b, _)| {
+            (a.scope.as_str(), &a.scope_id, a.width.as_str(), a.bucket_start).cmp(&(
+                b.scope.as_str(),
+                &b.scope_id,
+                b.width.as_str(),
+                b.bucket_start,
+            ))
+        });
+        rows
+    }
+
+    /// Number of distinct rows touched so far.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn facts(grade: u8, window: &str, hour_utc: u32) -> AggFacts {
+        AggFacts {
+            grade: Grade::new(grade).unwrap(),
+            channel: Channel::WindowEvaluator,
+            stage: Stage::Acceptance,
+            department_id: Some("D1".into()),
+            window_id: Some(window.into()),
+            staff_id: None,
+            rated_at: Utc.with_ymd_and_hms(2026, 11, 20, hour_utc, 10, 0).unwrap(),
+        }
+    }
+
+    fn row<'a>(rows: &'a [(AggKey, GradeCounts)], width: BucketWidth, scope: Scope, id: &str) -> Vec<&'a GradeCounts> {
+        rows.iter().filter(|(k, _)| k.width == width && k.scope == scope && k.scope_id == id).map(|(_, c)| c).collect()
+    }
+
+    #[test]
+    fn a_batch_becomes_one_delta_per_row() {
+        let mut r = Rollup::new();
+        r.add(&facts(5, "W1", 1));
+        r.add(&facts(1, "W1", 1));
+        r.add(&facts(4, "W2", 2));
+        let rows = r.into_rows();
+        // hour rows: all, channel, stage, dept in 2 hours (4×2) + W1 hour 1 + W2 hour 2 = 10; day rows: 4 + 2 windows = 6.
+        assert_eq!(rows.len(), 16);
+        let day_all = row(&rows, BucketWidth::Day, Scope::All, ALL_ID);
+        assert_eq!(day_all, vec![&GradeCounts([1, 0, 0, 1, 1])]);
+        assert_eq!(row(&rows, BucketWidth::Day, Scope::Window, "W1"), vec![&GradeCounts([1, 0, 0, 0, 1])]);
+        assert_eq!(row(&rows, BucketWidth::Hour, Scope::Window, "W2").len(), 1);
+    }
+
+    #[test]
+    fn remove_cancels_add_and_zero_rows_vanish() {
+        let mut r = Rollup::new();
+        r.add(&facts(2, "W1", 1));
+        r.remove(&facts(2, "W1", 1));
+        assert!(r.into_rows().is_empty());
+    }
+
+    #[test]
+    fn follow_up_moves_the_grade() {
+        let mut r = Rollup::new();
+        r.remove(&facts(2, "W1", 1));
+        r.add(&facts(4, "W1", 1));
+        let rows = r.into_rows();
+        assert_eq!(row(&rows, BucketWidth::Day, Scope::All, ALL_ID), vec![&GradeCounts([0, -1, 0, 1, 0])]);
+    }
+}

@@ -1,0 +1,25 @@
+//! # hcp-domain: the 好差评 rules, and nothing else
+//!
+//! Owns the vocabulary of the system — grades, channels, stages, the rating event and its
+//! validation, Beijing-time buckets, the satisfaction statistics and the per-batch
+//! pre-aggregation of ratings into aggregate deltas.
+//!
+//! It must not do I/O, spawn tasks or depend on tokio, Kafka, SQL or HTTP crates: every other
+//! crate depends on this one, never the other way round, and everything here is a pure function
+//! that a unit test can drive with plain values. The rules and their sources are in
+//! `shared/domain.md`; where a rule is a policy, the policy is a value passed in.
+
+pub mod aggregate;
+pub mod channel;
+pub mod error;
+pub mod grade;
+pub mod rating;
+pub mod stats;
+pub mod time;
+
+pub use aggregate::{AggKey, BucketWidth, Rollup, Scope};
+pub use channel::{Channel, Stage};
+pub use error::{FieldError, ValidationErrors};
+pub use grade::Grade;
+pub use rating::{AssessNumber, RatingInput, RatingSubmitted, RATING_SUBMITTED_SCHEMA};
+pub use stats::{GradeCounts, SatisfactionPolicy, Summary};
