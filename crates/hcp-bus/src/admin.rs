@@ -1,0 +1,60 @@
+//! Topic administration and watermark queries.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::KafkaConfig;
+
+/// Creates `topics` with `partitions` partitions each (replication factor `replication`);
+/// topics that already exist are left as they are. Returns the names created now.
+pub async fn create_topics(
+    config: &KafkaConfig,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> Result<Vec<String>, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = config.producer().create()?;
+    let new: Vec<NewTopic> =
+        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let mut created = Vec::new();
+    for result in admin.create_topics(&new, &opts).await? {
+        match result {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::error!(%name, ?code, "create topic failed"))
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// The high watermark (next offset to be written) of every partition of `topic`.
+/// Blocking; call it from a blocking context.
+pub fn fetch_high_watermarks(
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<HashMap<i32, i64>, KafkaError> {
+    let consumer: BaseConsumer = config.consumer("hcp-watermarks").create()?;
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut out = HashMap::new();
+    for t in md.topics() {
+        if let Some(e) = t.error() {
+            return Err(KafkaError::MetadataFetch(e.into()));
+        }
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            out.insert(p.id(), high);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,71 @@
+//! librdkafka settings for each role.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+/// Connection settings shared by every Kafka client of a process.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, e.g. `127.0.0.1:9092`.
+    pub brokers: String,
+    /// How long a produce may wait for the broker's acknowledgement before ingest answers 503.
+    pub produce_timeout: Duration,
+    /// `linger.ms`: how long the producer waits to fill a batch.
+    pub linger: Duration,
+    /// `compression.type`.
+    pub compression: String,
+}
+
+impl KafkaConfig {
+    /// Settings with the defaults used by `hcp serve`.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            produce_timeout: Duration::from_secs(5),
+            linger: Duration::from_millis(2),
+            compression: "none".into(),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            // Fail fast when a broker vanishes instead of trying for minutes.
+            .set("socket.connection.setup.timeout.ms", "3000")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("log_level", "4");
+        c
+    }
+
+    /// Producer settings: idempotent, `acks=all`, bounded delivery time. A message that cannot be
+    /// acknowledged within `produce_timeout` fails, so ingest never answers 2xx for it.
+    pub fn producer(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", self.produce_timeout.as_millis().to_string())
+            .set("request.timeout.ms", self.produce_timeout.as_millis().min(30_000).to_string())
+            .set("linger.ms", self.linger.as_millis().to_string())
+            .set("compression.type", &self.compression)
+            .set("queue.buffering.max.messages", "1000000")
+            .set("batch.num.messages", "10000");
+        c
+    }
+
+    /// Consumer settings for a group whose positions live outside Kafka: no auto-commit, no
+    /// automatic offset store, start from the earliest record when nothing is stored.
+    pub fn consumer(&self, group_id: &str) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "50")
+            .set("fetch.min.bytes", "1")
+            .set("enable.partition.eof", "false");
+        c
+    }
+}

@@ -1,0 +1,26 @@
+//! Topic names. A prefix lets tests and tenants share one broker without sharing topics.
+
+/// The topics of one hcp deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// `hcp.rating.submitted.v1`: validated ratings from ingest, keyed by 办件编号.
+    pub rating_submitted: String,
+}
+
+impl Topics {
+    /// The topics with `prefix` prepended (empty in production).
+    pub fn with_prefix(prefix: &str) -> Self {
+        Topics { rating_submitted: format!("{prefix}hcp.rating.submitted.v1") }
+    }
+
+    /// Every topic, for creation.
+    pub fn all(&self) -> Vec<&str> {
+        vec![&self.rating_submitted]
+    }
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self::with_prefix("")
+    }
+}

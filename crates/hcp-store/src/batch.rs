@@ -1,0 +1,341 @@
+//! The aggregator's unit of work: one consumed batch, one transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use hcp_domain::aggregate::AggFacts;
+use hcp_domain::{Channel, Grade, RatingSubmitted, Rollup, Stage};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::{Error, Store};
+
+/// A rating read from the topic, with where it was read.
+#[derive(Debug, Clone)]
+pub struct StoredRating {
+    /// The event.
+    pub event: RatingSubmitted,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+}
+
+/// A record that could not be decoded or broke an invariant.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record body.
+    pub payload: Option<Vec<u8>>,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// The next offset to read for one partition once this batch is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Partition.
+    pub partition: i32,
+    /// Next offset to read.
+    pub next_offset: i64,
+}
+
+/// Everything one consumed batch changes.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Consumer group whose positions advance.
+    pub group_id: String,
+    /// Source topic.
+    pub topic: String,
+    /// Decoded ratings, in topic order per partition.
+    pub ratings: Vec<StoredRating>,
+    /// Records kept aside.
+    pub rejected: Vec<Rejected>,
+    /// New positions, one per partition in the batch.
+    pub positions: Vec<Position>,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Ratings stored for the first time.
+    pub inserted: usize,
+    /// Ratings already stored (redelivery or duplicate submission): nothing changed.
+    pub duplicates: usize,
+    /// First ratings replaced in the statistics by a follow-up.
+    pub replaced: usize,
+    /// Aggregate rows upserted.
+    pub aggregate_rows: usize,
+    /// Records kept as rejected.
+    pub rejected: usize,
+}
+
+fn facts_from_row(row: &sqlx::postgres::PgRow) -> Result<AggFacts, Error> {
+    let decode = |what: &str| Error::Decode(format!("stored rating has an invalid {what}").into());
+    let grade: i16 = row.try_get("grade")?;
+    let channel: String = row.try_get("channel")?;
+    let stage: String = row.try_get("stage")?;
+    Ok(AggFacts {
+        grade: u8::try_from(grade).ok().and_then(Grade::new).ok_or_else(|| decode("grade"))?,
+        channel: Channel::parse(&channel).ok_or_else(|| decode("channel"))?,
+        stage: Stage::parse(&stage).ok_or_else(|| decode("stage"))?,
+        department_id: row.try_get("department_id")?,
+        window_id: row.try_get("window_id")?,
+        staff_id: row.try_get("staff_id")?,
+        rated_at: row.try_get("rated_at")?,
+    })
+}
+
+impl Store {
+    /// Stores a batch in one transaction: new ratings, follow-up replacement, aggregate deltas
+    /// computed from the newly inserted rows only, rejected records, and the consumer positions.
+    /// Either all of it commits or none of it does, so a crash anywhere neither loses nor
+    /// double-counts a rating.
+    pub async fn apply_batch(&self, batch: &Batch) -> Result<BatchOutcome, Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcome = BatchOutcome::default();
+        let new_ids = insert_ratings(&mut tx, &batch.topic, &batch.ratings).await?;
+        outcome.inserted = new_ids.len();
+        outcome.duplicates = batch.ratings.len() - new_ids.len();
+
+        let by_id: HashMap<Uuid, &RatingSubmitted> = batch
+            .ratings
+            .iter()
+            .map(|r| (r.event.rating_id, &r.event))
+            .filter(|(id, _)| new_ids.contains(id))
+            .collect();
+        let mut rollup = Rollup::new();
+        let mut not_counted: HashSet<Uuid> = HashSet::new();
+
+        // A new follow-up supersedes its first rating: take the first out of the statistics
+        // (unless it arrived in this very batch and was never counted).
+        let follow_ups: Vec<&RatingSubmitted> =
+            by_id.values().copied().filter(|e| e.assess_number.value() == 2).collect();
+        if !follow_ups.is_empty() {
+            let rows = sqlx::query(
+                "UPDATE ratings r SET superseded_by = f.id
+                   FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS f(rec, stage, id)
+                  WHERE r.service_record_no = f.rec AND r.stage = f.stage
+                    AND r.assess_number = 1 AND r.superseded_by IS NULL
+              RETURNING r.rating_id, r.grade, r.channel, r.stage, r.department_id, r.window_id,
+                        r.staff_id, r.rated_at",
+            )
+            .bind(follow_ups.iter().map(|e| e.service_record_no.as_str()).collect::<Vec<_>>())
+            .bind(follow_ups.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>())
+            .bind(follow_ups.iter().map(|e| e.rating_id).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let id: Uuid = row.try_get("rating_id")?;
+                if by_id.contains_key(&id) {
+                    not_counted.insert(id);
+                } else {
+                    rollup.remove(&facts_from_row(row)?);
+                }
+            }
+            outcome.replaced = rows.len();
+        }
+        // A new first rating whose follow-up is already stored is superseded on arrival.
+        let firsts: Vec<Uuid> = by_id
+            .values()
+            .filter(|e| e.assess_number.value() == 1 && !not_counted.contains(&e.rating_id))
+            .map(|e| e.rating_id)
+            .collect();
+        if !firsts.is_empty() {
+            let late: Vec<Uuid> = sqlx::query_scalar(
+                "UPDATE ratings r SET superseded_by = f.rating_id
+                   FROM ratings f
+                  WHERE r.rating_id = ANY($1) AND r.superseded_by IS NULL
+                    AND f.service_record_no = r.service_record_no AND f.stage = r.stage
+                    AND f.assess_number = 2
+              RETURNING r.rating_id",
+            )
+            .bind(&firsts)
+            .fetch_all(&mut *tx)
+            .await?;
+            outcome.replaced += late.len();
+            not_counted.extend(late);
+        }
+        for (id, event) in &by_id {
+            if !not_counted.contains(id) {
+                rollup.add(&AggFacts::from(*event));
+            }
+        }
+        outcome.aggregate_rows = upsert_aggregates(&mut tx, rollup).await?;
+        outcome.rejected = insert_rejected(&mut tx, &batch.topic, &batch.rejected).await?;
+        save_positions(&mut tx, &batch.group_id, &batch.topic, &batch.positions).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The stored positions of `group` for `partitions` of `topic` (absent when never stored).
+    pub async fn load_positions(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, i64>, Error> {
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM consumer_positions
+              WHERE group_id = $1 AND topic = $2 AND partition = ANY($3)",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(partitions)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+async fn insert_ratings(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    ratings: &[StoredRating],
+) -> Result<HashSet<Uuid>, Error> {
+    if ratings.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let col = |f: fn(&StoredRating) -> Option<String>| ratings.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = ratings.iter().map(|r| r.event.rating_id).collect();
+    let records = col(|r| Some(r.event.service_record_no.clone()));
+    let stages = col(|r| Some(r.event.stage.as_str().to_owned()));
+    let assess: Vec<i16> = ratings.iter().map(|r| i16::from(r.event.assess_number.value())).collect();
+    let channels = col(|r| Some(r.event.channel.as_str().to_owned()));
+    let items = col(|r| r.event.service_item_code.clone());
+    let depts = col(|r| r.event.department_id.clone());
+    let halls = col(|r| r.event.hall_id.clone());
+    let windows = col(|r| r.event.window_id.clone());
+    let staff = col(|r| r.event.staff_id.clone());
+    let devices = col(|r| r.event.device_id.clone());
+    let grades: Vec<i16> = ratings.iter().map(|r| i16::from(r.event.grade.value())).collect();
+    // Tag codes are validated to [A-Za-z0-9_.-], so a comma join is unambiguous.
+    let tags = col(|r| Some(r.event.tags.join(",")));
+    let comments = col(|r| r.event.comment.clone());
+    let rated: Vec<DateTime<Utc>> = ratings.iter().map(|r| r.event.rated_at).collect();
+    let received: Vec<DateTime<Utc>> = ratings.iter().map(|r| r.event.received_at).collect();
+    let partitions: Vec<i32> = ratings.iter().map(|r| r.partition).collect();
+    let offsets: Vec<i64> = ratings.iter().map(|r| r.offset).collect();
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel,
+                              service_item_code, department_id, hall_id, window_id, staff_id, device_id,
+                              grade, tags, comment, rated_at, received_at,
+                              source_topic, source_partition, source_offset)
+         SELECT id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
+                string_to_array(tags, ','), comment, rated, received, $19, part, off
+           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[],
+                       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
+                       $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[],
+                       $17::int4[], $18::int8[])
+                AS t(id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
+                     tags, comment, rated, received, part, off)
+         ON CONFLICT DO NOTHING
+         RETURNING rating_id",
+    )
+    .bind(ids)
+    .bind(records)
+    .bind(stages)
+    .bind(assess)
+    .bind(channels)
+    .bind(items)
+    .bind(depts)
+    .bind(halls)
+    .bind(windows)
+    .bind(staff)
+    .bind(devices)
+    .bind(grades)
+    .bind(tags)
+    .bind(comments)
+    .bind(rated)
+    .bind(received)
+    .bind(partitions)
+    .bind(offsets)
+    .bind(topic)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+async fn upsert_aggregates(tx: &mut Transaction<'_, Postgres>, rollup: Rollup) -> Result<usize, Error> {
+    let rows = rollup.into_rows();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let scopes: Vec<&str> = rows.iter().map(|(k, _)| k.scope.as_str()).collect();
+    let ids: Vec<&str> = rows.iter().map(|(k, _)| k.scope_id.as_str()).collect();
+    let widths: Vec<&str> = rows.iter().map(|(k, _)| k.width.as_str()).collect();
+    let starts: Vec<DateTime<Utc>> = rows.iter().map(|(k, _)| k.bucket_start).collect();
+    let n = |i: usize| rows.iter().map(|(_, c)| c.0[i]).collect::<Vec<i64>>();
+    sqlx::query(
+        "INSERT INTO rating_aggregates AS a (scope, scope_id, width, bucket_start, n1, n2, n3, n4, n5)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                              $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
+         ON CONFLICT (scope, scope_id, width, bucket_start) DO UPDATE
+            SET n1 = a.n1 + EXCLUDED.n1, n2 = a.n2 + EXCLUDED.n2, n3 = a.n3 + EXCLUDED.n3,
+                n4 = a.n4 + EXCLUDED.n4, n5 = a.n5 + EXCLUDED.n5, updated_at = now()",
+    )
+    .bind(scopes)
+    .bind(ids)
+    .bind(widths)
+    .bind(starts)
+    .bind(n(0))
+    .bind(n(1))
+    .bind(n(2))
+    .bind(n(3))
+    .bind(n(4))
+    .execute(&mut **tx)
+    .await?;
+    Ok(rows.len())
+}
+
+async fn insert_rejected(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    rejected: &[Rejected],
+) -> Result<usize, Error> {
+    for r in rejected {
+        sqlx::query(
+            "INSERT INTO rejected_messages (topic, partition, \"offset\", key, payload, reason)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(topic)
+        .bind(r.partition)
+        .bind(r.offset)
+        .bind(&r.key)
+        .bind(&r.payload)
+        .bind(&r.reason)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(rejected.len())
+}
+
+async fn save_positions(
+    tx: &mut Transaction<'_, Postgres>,
+    group: &str,
+    topic: &str,
+    positions: &[Position],
+) -> Result<(), Error> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    // GREATEST: a consumer that lost its partitions mid-batch never moves a position backwards.
+    sqlx::query(
+        "INSERT INTO consumer_positions AS p (group_id, topic, partition, next_offset)
+         SELECT $1, $2, part, off FROM UNNEST($3::int4[], $4::int8[]) AS t(part, off)
+         ON CONFLICT (group_id, topic, partition) DO UPDATE
+            SET next_offset = GREATEST(p.next_offset, EXCLUDED.next_offset), updated_at = now()",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(positions.iter().map(|p| p.partition).collect::<Vec<_>>())
+    .bind(positions.iter().map(|p| p.next_offset).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! # hcp-store: everything hcp keeps in PostgreSQL
+//!
+//! Owns the schema (the embedded `migrations/`), the aggregator's batch write — ratings,
+//! aggregate deltas, rejected records and consumer positions in **one transaction** — and the
+//! aggregate reads behind the stats API.
+//!
+//! It must not talk to Kafka or HTTP and must not decide domain rules: what counts where comes
+//! from `hcp-domain` (for example [`hcp_domain::Rollup`]); this crate only makes it durable.
+//! All SQL is checked at run time (no build-time database needed).
+
+mod batch;
+mod read;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+pub use batch::{Batch, BatchOutcome, Position, Rejected, StoredRating};
+pub use read::AggregateQuery;
+
+/// Store errors are database errors.
+pub type Error = sqlx::Error;
+
+/// The schema migrations, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// A handle to the database (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects a pool of at most `max_connections` to `url`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, Error> {
+        let opts: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts.application_name("hcp"))
+            .await?;
+        Ok(Store { pool })
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Store { pool }
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    /// `SELECT 1`: the readiness probe.
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+}
+
+/// Creates database `name` on the server of `url` (any database there), connects a pool to it
+/// and applies the migrations: a fresh, isolated database for a test or a benchmark.
+pub async fn create_fresh_database(url: &str, name: &str, max_connections: u32) -> Result<Store, Error> {
+    use sqlx::Connection;
+    check_database_name(name)?;
+    let opts: PgConnectOptions = url.parse()?;
+    let mut admin = sqlx::PgConnection::connect_with(&opts).await?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await?;
+    admin.close().await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(opts.database(name).application_name("hcp"))
+        .await?;
+    let store = Store { pool };
+    store.migrate().await.map_err(|e| Error::Migrate(Box::new(e)))?;
+    Ok(store)
+}
+
+/// Database names we create are plain identifiers, so quoting them is safe.
+fn check_database_name(name: &str) -> Result<(), Error> {
+    if !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err(Error::Configuration(format!("invalid database name {name:?}").into()))
+    }
+}
