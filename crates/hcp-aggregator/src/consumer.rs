@@ -1,0 +1,314 @@
+//! The consume → store loop and the rebalance hook that seeks to positions kept in PostgreSQL.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hcp_bus::{KafkaConfig, Topics};
+use hcp_domain::RatingSubmitted;
+use hcp_store::{Batch, Position, Rejected, Store, StoredRating};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics;
+
+/// How the aggregator consumes.
+#[derive(Debug, Clone)]
+pub struct AggregatorConfig {
+    /// Broker connection.
+    pub kafka: KafkaConfig,
+    /// Topic names.
+    pub topics: Topics,
+    /// Consumer group; also the key of the positions stored in PostgreSQL.
+    pub group_id: String,
+    /// Most records in one transaction.
+    pub max_batch: usize,
+    /// Longest wait to fill a batch once its first record arrived.
+    pub max_wait: Duration,
+}
+
+impl AggregatorConfig {
+    /// Defaults for `hcp serve`.
+    pub fn new(kafka: KafkaConfig, topics: Topics) -> Self {
+        AggregatorConfig {
+            kafka,
+            topics,
+            group_id: "hcp-aggregator".into(),
+            max_batch: 5000,
+            max_wait: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Runs the aggregator until `shutdown` is cancelled. The batch in flight when shutdown is
+/// asked for is finished and committed first.
+pub async fn run(config: AggregatorConfig, store: Store, shutdown: CancellationToken) -> Result<(), AggregatorError> {
+    let handle = Handle::current();
+    tokio::task::spawn_blocking(move || consume(config, store, handle, shutdown))
+        .await
+        .map_err(|e| AggregatorError::Thread(e.to_string()))?
+}
+
+/// Why the aggregator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AggregatorError {
+    /// The consumer could not be created or subscribed.
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The consuming thread panicked or was cancelled.
+    #[error("aggregator thread failed: {0}")]
+    Thread(String),
+}
+
+/// The consumer context: on assignment, seek to the positions stored in PostgreSQL.
+struct PositionContext {
+    store: Store,
+    handle: Handle,
+    group: String,
+    topic: String,
+    shutdown: CancellationToken,
+    /// Partitions revoked since the current batch began: their records are dropped from it,
+    /// the new owner reads them again from the stored positions.
+    revoked: Mutex<HashSet<i32>>,
+}
+
+impl ClientContext for PositionContext {}
+
+impl ConsumerContext for PositionContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+                let stored = self.load_positions(&partitions);
+                let mut assignment = TopicPartitionList::new();
+                for p in &partitions {
+                    let offset = match &stored {
+                        Some(map) => map.get(p).map(|&o| Offset::Offset(o)).unwrap_or(Offset::Beginning),
+                        // PostgreSQL unreachable while shutting down: Kafka's committed offsets
+                        // trail PostgreSQL's, so starting there can only re-read, never skip.
+                        None => Offset::Stored,
+                    };
+                    if let Err(e) = assignment.add_partition_offset(&self.topic, *p, offset) {
+                        tracing::error!(partition = p, error = %e, "cannot build assignment");
+                    }
+                }
+                tracing::info!(?partitions, ?stored, "partitions assigned");
+                metrics::ASSIGNED.set(partitions.len() as i64);
+                if let Err(e) = consumer.assign(&assignment) {
+                    tracing::error!(error = %e, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions revoked");
+                self.revoked.lock().expect("revoked lock").extend(partitions);
+                metrics::ASSIGNED.set(0);
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl PositionContext {
+    /// Loads the stored positions, retrying while PostgreSQL is away; `None` on shutdown.
+    fn load_positions(&self, partitions: &[i32]) -> Option<std::collections::HashMap<i32, i64>> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.handle.block_on(self.store.load_positions(&self.group, &self.topic, partitions)) {
+                Ok(map) => return Some(map),
+                Err(e) if self.shutdown.is_cancelled() => {
+                    tracing::warn!(error = %e, "positions unavailable during shutdown");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot load positions; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// One record as polled, copied out of the consumer.
+struct Polled {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+}
+
+fn consume(
+    config: AggregatorConfig,
+    store: Store,
+    handle: Handle,
+    shutdown: CancellationToken,
+) -> Result<(), AggregatorError> {
+    let topic = config.topics.rating_submitted.clone();
+    let context = PositionContext {
+        store: store.clone(),
+        handle: handle.clone(),
+        group: config.group_id.clone(),
+        topic: topic.clone(),
+        shutdown: shutdown.clone(),
+        revoked: Mutex::new(HashSet::new()),
+    };
+    let consumer: BaseConsumer<PositionContext> =
+        config.kafka.consumer(&config.group_id).create_with_context(context)?;
+    consumer.subscribe(&[&topic])?;
+    tracing::info!(%topic, group = %config.group_id, "aggregator consuming");
+
+    while !shutdown.is_cancelled() {
+        consumer.context().revoked.lock().expect("revoked lock").clear();
+        let polled = poll_batch(&consumer, &config);
+        if polled.is_empty() {
+            continue;
+        }
+        let revoked = std::mem::take(&mut *consumer.context().revoked.lock().expect("revoked lock"));
+        let polled: Vec<Polled> = polled.into_iter().filter(|p| !revoked.contains(&p.partition)).collect();
+        if polled.is_empty() {
+            continue;
+        }
+        let batch = build_batch(&config.group_id, &topic, polled);
+        let span = tracing::info_span!(
+            "batch",
+            records = batch.ratings.len() + batch.rejected.len(),
+            partitions = batch.positions.len()
+        );
+        let _guard = span.enter();
+        if !store_batch(&store, &handle, &batch, &shutdown) {
+            break;
+        }
+        commit_to_kafka(&consumer, &topic, &batch.positions);
+    }
+    tracing::info!("aggregator stopping");
+    consumer.unsubscribe();
+    Ok(())
+}
+
+/// Polls until `max_batch` records or `max_wait` after the first one; empty after an idle 100 ms.
+fn poll_batch(consumer: &BaseConsumer<PositionContext>, config: &AggregatorConfig) -> Vec<Polled> {
+    let mut out = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    while out.len() < config.max_batch {
+        let timeout = match deadline {
+            None => Duration::from_millis(100),
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        };
+        match consumer.poll(timeout) {
+            None => break,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "poll error");
+                if deadline.is_none() {
+                    break;
+                }
+            }
+            Some(Ok(m)) => {
+                out.push(Polled {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                });
+                deadline.get_or_insert_with(|| Instant::now() + config.max_wait);
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    out
+}
+
+/// Decodes records; anything undecodable becomes a [`Rejected`] with its reason.
+fn build_batch(group: &str, topic: &str, polled: Vec<Polled>) -> Batch {
+    let mut batch = Batch { group_id: group.into(), topic: topic.into(), ..Default::default() };
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for p in polled {
+        let n = next.entry(p.partition).or_insert(p.offset + 1);
+        *n = (*n).max(p.offset + 1);
+        let decoded = match &p.payload {
+            None => Err("record has no body".to_string()),
+            Some(body) => RatingSubmitted::decode(body),
+        };
+        match decoded {
+            Ok(event) => batch.ratings.push(StoredRating { event, partition: p.partition, offset: p.offset }),
+            Err(reason) => {
+                tracing::warn!(partition = p.partition, offset = p.offset, %reason, "record rejected");
+                batch.rejected.push(Rejected {
+                    partition: p.partition,
+                    offset: p.offset,
+                    key: p.key,
+                    payload: p.payload,
+                    reason,
+                });
+            }
+        }
+    }
+    batch.positions = next.into_iter().map(|(partition, next_offset)| Position { partition, next_offset }).collect();
+    batch
+}
+
+/// Stores the batch, retrying while PostgreSQL fails. Returns false when shutdown interrupted
+/// the retries (nothing of the batch was committed; it is read again on the next start).
+fn store_batch(store: &Store, handle: &Handle, batch: &Batch, shutdown: &CancellationToken) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        match handle.block_on(store.apply_batch(batch)) {
+            Ok(o) => {
+                metrics::BATCHES.inc();
+                metrics::BATCH_SECONDS.observe(started.elapsed().as_secs_f64());
+                metrics::BATCH_RECORDS.observe((batch.ratings.len() + batch.rejected.len()) as f64);
+                for (outcome, n) in [
+                    ("inserted", o.inserted),
+                    ("duplicate", o.duplicates),
+                    ("replaced", o.replaced),
+                    ("rejected", o.rejected),
+                ] {
+                    metrics::RECORDS.with_label_values(&[outcome]).inc_by(n as u64);
+                }
+                tracing::debug!(
+                    inserted = o.inserted,
+                    duplicates = o.duplicates,
+                    rows = o.aggregate_rows,
+                    "batch committed"
+                );
+                return true;
+            }
+            Err(e) => {
+                metrics::BATCH_FAILURES.inc();
+                tracing::warn!(error = %e, "batch transaction failed; retrying");
+                if shutdown.is_cancelled() {
+                    return false;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Mirrors the committed positions to Kafka, for lag tooling only (PostgreSQL is the truth).
+fn commit_to_kafka(consumer: &BaseConsumer<PositionContext>, topic: &str, positions: &[Position]) {
+    let mut tpl = TopicPartitionList::new();
+    for p in positions {
+        let _ = tpl.add_partition_offset(topic, p.partition, Offset::Offset(p.next_offset));
+    }
+    let result: KafkaResult<()> = consumer.commit(&tpl, CommitMode::Async);
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "kafka offset commit failed (positions are safe in PostgreSQL)");
+    }
+}

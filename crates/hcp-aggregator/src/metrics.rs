@@ -1,0 +1,50 @@
+//! Aggregator metrics.
+
+use std::sync::LazyLock;
+
+use prometheus::{register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+
+/// `hcp_aggregator_records_total{outcome}`: inserted, duplicate, replaced, rejected.
+pub static RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("hcp_aggregator_records_total", "Records consumed, by outcome", &["outcome"])
+        .expect("metric registers once")
+});
+
+/// `hcp_aggregator_batches_total`: committed batches.
+pub static BATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("hcp_aggregator_batches_total", "Batches committed to PostgreSQL")
+        .expect("metric registers once")
+});
+
+/// `hcp_aggregator_batch_failures_total`: transactions that failed and were retried.
+pub static BATCH_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("hcp_aggregator_batch_failures_total", "Batch transactions that failed and were retried")
+        .expect("metric registers once")
+});
+
+/// `hcp_aggregator_batch_seconds`: time to store one batch.
+pub static BATCH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "hcp_aggregator_batch_seconds",
+        "Time to store one batch in PostgreSQL",
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+    )
+    .expect("metric registers once")
+});
+
+/// `hcp_aggregator_batch_records`: records per batch.
+pub static BATCH_RECORDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "hcp_aggregator_batch_records",
+        "Records per batch",
+        vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0]
+    )
+    .expect("metric registers once")
+});
+
+/// `hcp_aggregator_assigned_partitions`: partitions this process owns.
+pub static ASSIGNED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("hcp_aggregator_assigned_partitions", "Partitions assigned to this process")
+        .expect("metric registers once")
+});

@@ -1,0 +1,32 @@
+//! # hcp-board: the read side
+//!
+//! Owns the statistics API over the aggregates the aggregator maintains:
+//! `GET /api/v1/stats/summary` (count per grade, total, 好评率, 差评 count for a scope and a
+//! time range). Rates are derived at read time under the configured
+//! [`hcp_domain::SatisfactionPolicy`], so changing the policy needs no recount.
+//!
+//! It must not write: every number it shows was committed by the aggregator's transaction.
+//! It never reads Kafka and never scans the ratings table on a request path.
+
+mod handlers;
+
+use axum::routing::get;
+use axum::Router;
+use hcp_domain::SatisfactionPolicy;
+use hcp_store::Store;
+
+pub use handlers::{__path_summary, StatsSummary, SummaryParams};
+
+/// What the board handlers share.
+#[derive(Clone)]
+pub struct BoardState {
+    /// The database.
+    pub store: Store,
+    /// Whether 基本满意 counts as good.
+    pub policy: SatisfactionPolicy,
+}
+
+/// The read routes.
+pub fn router(state: BoardState) -> Router {
+    Router::new().route("/api/v1/stats/summary", get(handlers::summary)).with_state(state)
+}

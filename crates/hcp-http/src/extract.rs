@@ -1,0 +1,108 @@
+//! Extractors whose rejections are problems: a client mistake is a 4xx with the failing field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use hcp_domain::{FieldError, ValidationErrors};
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+
+/// A JSON body. Not JSON → 400 `malformed-json`; wrong content type → 415; over the body limit
+/// → 413; a field of the wrong type or an unknown field → 422 naming the field.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedJson(r.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses `bytes` as `T`, mapping syntax errors to `malformed-json` and shape errors to a
+/// field-level `validation-failed`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("第 {} 行第 {} 列:{e}", e.line(), e.column())))?;
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // The path already ends in the offending key (also for unknown fields); "." is the root.
+        let field = if path == "." { String::new() } else { path };
+        let (code, zh) = if inner.starts_with("unknown field") {
+            ("unknown_field", format!("不支持的字段 {field}"))
+        } else if inner.starts_with("invalid type") {
+            ("invalid_type", format!("字段 {field} 的类型不正确:{inner}"))
+        } else {
+            ("invalid", format!("字段 {field} 无效:{inner}"))
+        };
+        ApiError::Validation(ValidationErrors(vec![FieldError::new(field, code, zh, inner)]))
+    })
+}
+
+/// Query parameters; malformed ones are a 400 `invalid-query` problem.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|r| ApiError::InvalidQuery(r.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        grade: Option<i64>,
+        tags: Option<Vec<String>>,
+    }
+
+    fn fields(e: ApiError) -> Vec<String> {
+        match e {
+            ApiError::Validation(v) => v.0.into_iter().map(|f| f.field).collect(),
+            other => panic!("expected validation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        assert_eq!(fields(parse_json::<Body>(br#"{"grade":"five"}"#).unwrap_err()), vec!["grade"]);
+        assert_eq!(fields(parse_json::<Body>(br#"{"tags":["a",3]}"#).unwrap_err()), vec!["tags[1]"]);
+        assert_eq!(fields(parse_json::<Body>(br#"{"grad":5}"#).unwrap_err()), vec!["grad"]);
+        assert!(matches!(parse_json::<Body>(b"{\"grade\":").unwrap_err(), ApiError::MalformedJson(_)));
+        assert!(matches!(parse_json::<Body>(b"[1]").unwrap_err(), ApiError::Validation(_)));
+    }
+}

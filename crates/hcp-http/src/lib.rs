@@ -1,0 +1,16 @@
+//! # hcp-http: HTTP plumbing shared by every API crate
+//!
+//! Owns the one error enum of the HTTP API ([`ApiError`]) and its mapping to RFC 9457
+//! `application/problem+json` with stable `type`s, the JSON and query extractors that turn every
+//! client mistake into such a problem (never a 500, never a panic), and the request metrics layer.
+//!
+//! It must not contain endpoints or business rules: handlers live in the stage crates
+//! (`hcp-ingest`, `hcp-board`), rules in `hcp-domain`.
+
+mod extract;
+mod metrics;
+mod problem;
+
+pub use extract::{ApiJson, ApiQuery};
+pub use metrics::{track_requests, HTTP_REQUESTS, HTTP_REQUEST_DURATION};
+pub use problem::{ApiError, Problem, ProblemType, PROBLEM_TYPES};

@@ -1,0 +1,273 @@
+//! RFC 9457 problem details: one error enum, one mapping to HTTP.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hcp_domain::{FieldError, ValidationErrors};
+use serde::Serialize;
+
+/// A documented problem type: its stable slug (the `type` is `/problems/{slug}`), status and titles.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemType {
+    /// Stable identifier, part of the API contract.
+    pub slug: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// English title.
+    pub title: &'static str,
+    /// zh-CN title.
+    pub title_zh: &'static str,
+    /// zh-CN explanation of when it happens and what to do.
+    pub help_zh: &'static str,
+}
+
+/// Every problem type hcp answers with; served at `/problems/{slug}`.
+pub const PROBLEM_TYPES: &[ProblemType] = &[
+    ProblemType {
+        slug: "validation-failed",
+        status: 422,
+        title: "Validation failed",
+        title_zh: "字段校验未通过",
+        help_zh: "请求中的一个或多个字段不符合要求,见 errors 中每个字段的说明,修改后重试。",
+    },
+    ProblemType {
+        slug: "malformed-json",
+        status: 400,
+        title: "Malformed JSON",
+        title_zh: "JSON 格式错误",
+        help_zh: "请求体不是合法的 JSON,请检查括号、引号和逗号。",
+    },
+    ProblemType {
+        slug: "unsupported-media-type",
+        status: 415,
+        title: "Unsupported media type",
+        title_zh: "不支持的内容类型",
+        help_zh: "请求体须为 JSON,请设置 Content-Type: application/json。",
+    },
+    ProblemType {
+        slug: "payload-too-large",
+        status: 413,
+        title: "Payload too large",
+        title_zh: "请求体过大",
+        help_zh: "请求体超过大小上限,请缩短文字评价等内容。",
+    },
+    ProblemType {
+        slug: "invalid-query",
+        status: 400,
+        title: "Invalid query parameters",
+        title_zh: "查询参数错误",
+        help_zh: "查询参数缺失或格式不正确,见 detail。",
+    },
+    ProblemType {
+        slug: "not-found",
+        status: 404,
+        title: "Not found",
+        title_zh: "资源不存在",
+        help_zh: "请求的地址或资源不存在。",
+    },
+    ProblemType {
+        slug: "method-not-allowed",
+        status: 405,
+        title: "Method not allowed",
+        title_zh: "不支持的请求方法",
+        help_zh: "该地址不支持此 HTTP 方法。",
+    },
+    ProblemType {
+        slug: "broker-unavailable",
+        status: 503,
+        title: "Message broker unavailable",
+        title_zh: "消息队列暂不可用",
+        help_zh: "评价未被接收、也未被记录;请稍后重试(见 Retry-After)。",
+    },
+    ProblemType {
+        slug: "database-unavailable",
+        status: 503,
+        title: "Database unavailable",
+        title_zh: "数据库暂不可用",
+        help_zh: "统计数据暂时无法读取,请稍后重试。",
+    },
+    ProblemType {
+        slug: "internal-error",
+        status: 500,
+        title: "Internal server error",
+        title_zh: "服务器内部错误",
+        help_zh: "服务器出现意外错误,已记录日志;请稍后重试或联系运维。",
+    },
+];
+
+/// The one error type of the HTTP API. Each variant maps to exactly one problem type.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Fields failed validation (422).
+    Validation(ValidationErrors),
+    /// The body is not JSON (400).
+    MalformedJson(String),
+    /// The body is not declared as JSON (415).
+    UnsupportedMediaType,
+    /// The body exceeds the limit (413).
+    PayloadTooLarge,
+    /// Query parameters are missing or malformed (400).
+    InvalidQuery(String),
+    /// No such route or resource (404).
+    NotFound,
+    /// No such method on the route (405).
+    MethodNotAllowed,
+    /// Kafka did not acknowledge in time (503).
+    BrokerUnavailable(String),
+    /// PostgreSQL could not answer (503).
+    DatabaseUnavailable(String),
+    /// Anything else (500); the cause is logged, not shown.
+    Internal(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.problem_type();
+        write!(f, "{} ({})", p.title, p.slug)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+fn find(slug: &str) -> &'static ProblemType {
+    PROBLEM_TYPES.iter().find(|p| p.slug == slug).expect("every ApiError slug is in PROBLEM_TYPES")
+}
+
+impl ApiError {
+    /// The problem type of this error.
+    pub fn problem_type(&self) -> &'static ProblemType {
+        find(match self {
+            ApiError::Validation(_) => "validation-failed",
+            ApiError::MalformedJson(_) => "malformed-json",
+            ApiError::UnsupportedMediaType => "unsupported-media-type",
+            ApiError::PayloadTooLarge => "payload-too-large",
+            ApiError::InvalidQuery(_) => "invalid-query",
+            ApiError::NotFound => "not-found",
+            ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::BrokerUnavailable(_) => "broker-unavailable",
+            ApiError::DatabaseUnavailable(_) => "database-unavailable",
+            ApiError::Internal(_) => "internal-error",
+        })
+    }
+
+    /// One invalid field, as a validation error.
+    pub fn field(field: impl Into<String>, code: &'static str, zh: impl Into<String>, en: impl Into<String>) -> Self {
+        ApiError::Validation(ValidationErrors(vec![FieldError::new(field, code, zh, en)]))
+    }
+
+    /// The problem document for this error.
+    pub fn to_problem(&self) -> Problem {
+        let t = self.problem_type();
+        let (detail, errors) = match self {
+            ApiError::Validation(v) => {
+                let first = v.0.first().map(|e| e.message.clone()).unwrap_or_default();
+                (format!("{}:{}", t.title_zh, first), v.0.clone())
+            }
+            ApiError::MalformedJson(e) => (format!("{}:{e}", t.title_zh), vec![]),
+            ApiError::InvalidQuery(e) => (format!("{}:{e}", t.title_zh), vec![]),
+            ApiError::BrokerUnavailable(_) | ApiError::DatabaseUnavailable(_) | ApiError::Internal(_) => {
+                (format!("{}。{}", t.title_zh, t.help_zh), vec![])
+            }
+            _ => (format!("{}。{}", t.title_zh, t.help_zh), vec![]),
+        };
+        Problem {
+            problem_type: format!("/problems/{}", t.slug),
+            title: t.title.to_string(),
+            status: t.status,
+            detail,
+            errors,
+        }
+    }
+}
+
+/// The RFC 9457 body. `title` is English; `detail` and each error's `message` are zh-CN.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable problem type URI, e.g. `/problems/validation-failed`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// English title.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// zh-CN explanation of this occurrence.
+    pub detail: String,
+    /// The failing fields, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<FieldErrorDoc>)]
+    pub errors: Vec<FieldError>,
+}
+
+/// A failing field (documentation twin of [`hcp_domain::FieldError`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FieldErrorDoc {
+    /// JSON path of the field.
+    field: String,
+    /// Stable code, e.g. `out_of_range`.
+    code: String,
+    /// zh-CN message.
+    message: String,
+    /// English message.
+    message_en: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
+            ApiError::BrokerUnavailable(cause) | ApiError::DatabaseUnavailable(cause) => {
+                tracing::warn!(%cause, problem = self.problem_type().slug, "dependency unavailable")
+            }
+            _ => tracing::debug!(problem = self.problem_type().slug, "client error"),
+        }
+        let retry = matches!(self, ApiError::BrokerUnavailable(_) | ApiError::DatabaseUnavailable(_));
+        let mut resp = self.to_problem().into_response();
+        if retry {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).expect("problems always serialize");
+        (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"))], body).into_response()
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(v: ValidationErrors) -> Self {
+        ApiError::Validation(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_type_is_unique_and_documented() {
+        let mut slugs: Vec<_> = PROBLEM_TYPES.iter().map(|p| p.slug).collect();
+        slugs.sort();
+        slugs.dedup();
+        assert_eq!(slugs.len(), PROBLEM_TYPES.len());
+        for e in [
+            ApiError::Validation(ValidationErrors(vec![])),
+            ApiError::MalformedJson(String::new()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge,
+            ApiError::InvalidQuery(String::new()),
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::BrokerUnavailable(String::new()),
+            ApiError::DatabaseUnavailable(String::new()),
+            ApiError::Internal(String::new()),
+        ] {
+            let p = e.to_problem();
+            assert_eq!(p.problem_type, format!("/problems/{}", e.problem_type().slug));
+            assert!(!p.detail.is_empty());
+        }
+    }
+}

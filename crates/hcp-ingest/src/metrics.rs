@@ -1,0 +1,31 @@
+//! Ingest metrics.
+
+use std::sync::LazyLock;
+
+use prometheus::{register_histogram, register_int_counter_vec, Histogram, IntCounterVec};
+
+/// `hcp_ingest_ratings_accepted_total{channel,stage}`: acknowledged by the broker, answered 202.
+pub static ACCEPTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hcp_ingest_ratings_accepted_total",
+        "Ratings durably published and accepted",
+        &["channel", "stage"]
+    )
+    .expect("metric registers once")
+});
+
+/// `hcp_ingest_ratings_refused_total{reason}`: invalid input or broker unavailable.
+pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("hcp_ingest_ratings_refused_total", "Ratings not accepted, by reason", &["reason"])
+        .expect("metric registers once")
+});
+
+/// `hcp_ingest_publish_seconds`: time from produce to broker acknowledgement.
+pub static PUBLISH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "hcp_ingest_publish_seconds",
+        "Time from produce to broker acknowledgement",
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric registers once")
+});
