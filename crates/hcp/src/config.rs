@@ -1,0 +1,100 @@
+//! Configuration, read from the environment (12-factor) with defaults for a local run.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use hcp_bus::{KafkaConfig, Topics};
+
+/// Everything a process needs to know, from `DATABASE_URL`, `KAFKA_BROKERS`, `HCP_*`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `KAFKA_BROKERS` (default `127.0.0.1:9092`).
+    pub kafka_brokers: String,
+    /// `HCP_HTTP_ADDR` (default `127.0.0.1:8080`).
+    pub http_addr: SocketAddr,
+    /// `HCP_TOPIC_PREFIX` (default empty): namespaces topics on a shared broker.
+    pub topic_prefix: String,
+    /// `HCP_PRODUCE_TIMEOUT_MS` (default 5000): the longest ingest waits for the broker.
+    pub produce_timeout: Duration,
+    /// `HCP_AGGREGATOR_GROUP` (default `hcp-aggregator`).
+    pub aggregator_group: String,
+    /// `HCP_DB_POOL` (default 16).
+    pub db_pool: u32,
+    /// `HCP_THREE_IS_NEUTRAL` = `1` counts 基本满意 as neutral instead of good.
+    pub three_is_neutral: bool,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Reads the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Config {
+            database_url: var("DATABASE_URL").unwrap_or_else(|| "postgres://hcp@127.0.0.1:5439/hcp".into()),
+            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
+            http_addr: var("HCP_HTTP_ADDR")
+                .unwrap_or_else(|| "127.0.0.1:8080".into())
+                .parse()
+                .context("HCP_HTTP_ADDR must be host:port")?,
+            topic_prefix: var("HCP_TOPIC_PREFIX").unwrap_or_default(),
+            produce_timeout: Duration::from_millis(
+                var("HCP_PRODUCE_TIMEOUT_MS")
+                    .map(|v| v.parse())
+                    .transpose()
+                    .context("HCP_PRODUCE_TIMEOUT_MS")?
+                    .unwrap_or(5000),
+            ),
+            aggregator_group: var("HCP_AGGREGATOR_GROUP").unwrap_or_else(|| "hcp-aggregator".into()),
+            db_pool: var("HCP_DB_POOL").map(|v| v.parse()).transpose().context("HCP_DB_POOL")?.unwrap_or(16),
+            three_is_neutral: var("HCP_THREE_IS_NEUTRAL").is_some_and(|v| v == "1" || v == "true"),
+        })
+    }
+
+    /// The Kafka client settings.
+    pub fn kafka(&self) -> KafkaConfig {
+        let mut k = KafkaConfig::new(&self.kafka_brokers);
+        k.produce_timeout = self.produce_timeout;
+        k
+    }
+
+    /// The topic names.
+    pub fn topics(&self) -> Topics {
+        Topics::with_prefix(&self.topic_prefix)
+    }
+}
+
+/// Which parts of the pipeline a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Components {
+    /// `POST /api/v1/ratings`.
+    pub ingest: bool,
+    /// The Kafka → PostgreSQL consumer.
+    pub aggregator: bool,
+    /// `GET /api/v1/stats/*`.
+    pub board: bool,
+}
+
+impl Components {
+    /// Everything in one process.
+    pub const ALL: Components = Components { ingest: true, aggregator: true, board: true };
+
+    /// Parses `ingest,aggregator,board` (any subset).
+    pub fn parse(list: &str) -> anyhow::Result<Self> {
+        let mut c = Components { ingest: false, aggregator: false, board: false };
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "ingest" => c.ingest = true,
+                "aggregator" => c.aggregator = true,
+                "board" => c.board = true,
+                other => anyhow::bail!("unknown component {other:?} (expected ingest, aggregator, board)"),
+            }
+        }
+        anyhow::ensure!(c.ingest || c.aggregator || c.board, "no component selected");
+        Ok(c)
+    }
+}

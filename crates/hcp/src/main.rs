@@ -1,0 +1,188 @@
+//! `hcp`: one binary, subcommands for every role. Configuration comes from the environment
+//! (`DATABASE_URL`, `KAFKA_BROKERS`, `HCP_HTTP_ADDR`, …; see `hcp::Config`).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use futures::stream::{self, StreamExt};
+use hcp::{bench, demo, loadgen, server, telemetry, Components, Config};
+use hcp_bus::RatingProducer;
+use hcp_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "hcp", version, about = "政务服务好差评 event pipeline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run the aggregator (all components, or the ones named).
+    Serve {
+        /// Comma-separated subset of ingest,aggregator,board.
+        #[arg(long, env = "HCP_COMPONENTS", default_value = "ingest,aggregator,board")]
+        components: String,
+    },
+    /// Apply the database migrations.
+    Migrate,
+    /// Kafka topic administration.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Load data.
+    Seed {
+        #[command(subcommand)]
+        command: SeedCommand,
+    },
+    /// Post realistic ratings over HTTP and report throughput and latency.
+    Loadgen {
+        /// Base URL of a running hcp.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Requests in total.
+        #[arg(long, default_value_t = 10_000)]
+        requests: u64,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Target requests per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<u64>,
+    },
+    /// Measure hcp against raw Kafka, PostgreSQL COPY and bare axum in one run.
+    Bench {
+        /// Records for the Kafka / COPY / aggregator measurements.
+        #[arg(long, default_value_t = 50_000)]
+        messages: usize,
+        /// Requests for each HTTP measurement.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        /// HTTP requests in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Partitions of the bench topic.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create the topics (existing ones are left alone).
+    Create {
+        /// Partitions per topic.
+        #[arg(long, env = "HCP_PARTITIONS", default_value_t = 6)]
+        partitions: i32,
+        /// Replication factor (1 for a single local broker).
+        #[arg(long, env = "HCP_REPLICATION", default_value_t = 1)]
+        replication: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum SeedCommand {
+    /// Publish a day of ratings of the demo city (示范市) through Kafka.
+    Demo {
+        /// How many ratings.
+        #[arg(long, default_value_t = 3000)]
+        ratings: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    match cli.command {
+        Command::Serve { components } => {
+            let components = Components::parse(&components)?;
+            let listener =
+                TcpListener::bind(config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
+            let shutdown = CancellationToken::new();
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutdown requested");
+                token.cancel();
+            });
+            server::run(config, components, listener, shutdown).await
+        }
+        Command::Migrate => {
+            let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+            store.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Topics { command: TopicsCommand::Create { partitions, replication } } => {
+            let topics = config.topics();
+            let created = hcp_bus::create_topics(&config.kafka(), &topics.all(), partitions, replication).await?;
+            for t in topics.all() {
+                println!("{t}: {}", if created.iter().any(|c| c == t) { "created" } else { "exists" });
+            }
+            Ok(())
+        }
+        Command::Seed { command: SeedCommand::Demo { ratings, seed } } => seed_demo(&config, ratings, seed).await,
+        Command::Loadgen { url, requests, concurrency, rate } => {
+            let opts = loadgen::LoadOptions {
+                url: format!("{}/api/v1/ratings", url.trim_end_matches('/')),
+                requests,
+                concurrency,
+                rate,
+                record_prefix: format!("LOAD{}-", Utc::now().format("%Y%m%d%H%M%S")),
+            };
+            let report = loadgen::run(&opts).await?;
+            println!("{report}");
+            anyhow::ensure!(report.failed == 0, "{} requests failed", report.failed);
+            Ok(())
+        }
+        Command::Bench { messages, requests, concurrency, partitions } => {
+            let rows =
+                bench::run(&config, &bench::BenchOptions { messages, requests, concurrency, partitions }).await?;
+            bench::print(&rows);
+            Ok(())
+        }
+    }
+}
+
+async fn seed_demo(config: &Config, n: usize, seed: u64) -> anyhow::Result<()> {
+    let producer = RatingProducer::new(&config.kafka(), &config.topics())?;
+    let events = demo::day_of_ratings(n, Utc::now(), seed);
+    let results: Vec<_> =
+        stream::iter(events.iter()).map(|e| producer.publish(e)).buffer_unordered(256).collect().await;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
+    println!(
+        "demo city 示范市: {} departments, {} halls, {} windows, {} staff, {} service items; published {} ratings ({} failed)",
+        demo::DEPARTMENTS.len(),
+        demo::HALLS.len(),
+        demo::WINDOWS.len(),
+        demo::STAFF.len(),
+        demo::ITEMS.len(),
+        results.len() - failed,
+        failed
+    );
+    anyhow::ensure!(failed == 0, "{failed} ratings could not be published");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,195 @@
+//! The composed server: stage routers, operational endpoints, the aggregator task, and a
+//! graceful shutdown that finishes in-flight requests and the aggregator's current batch.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use hcp_aggregator::AggregatorConfig;
+use hcp_board::BoardState;
+use hcp_bus::RatingProducer;
+use hcp_domain::SatisfactionPolicy;
+use hcp_http::{track_requests, ApiError};
+use hcp_ingest::IngestState;
+use hcp_store::Store;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::{openapi, pages, Components, Config};
+
+/// A server started with [`spawn`].
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Cancel to stop it gracefully.
+    pub shutdown: CancellationToken,
+    join: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully and waits for the end.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.join.await.context("server task panicked")?
+    }
+}
+
+/// Starts [`run`] on `listener` in a task.
+pub async fn spawn(config: Config, components: Components, listener: TcpListener) -> anyhow::Result<RunningServer> {
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let join = tokio::spawn(async move { run(config, components, listener, token).await });
+    Ok(RunningServer { addr, shutdown, join })
+}
+
+/// State of the operational endpoints.
+#[derive(Clone)]
+pub(crate) struct OpsState {
+    store: Option<Store>,
+    producer: Option<RatingProducer>,
+}
+
+/// Serves `components` on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    components: Components,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let needs_db = components.aggregator || components.board;
+    let store = if needs_db {
+        Some(
+            Store::connect(&config.database_url, config.db_pool)
+                .await
+                .context("connecting to PostgreSQL (DATABASE_URL)")?,
+        )
+    } else {
+        None
+    };
+    let producer = RatingProducer::new(&config.kafka(), &config.topics()).context("creating Kafka producer")?;
+    let policy =
+        if config.three_is_neutral { SatisfactionPolicy::ThreeIsNeutral } else { SatisfactionPolicy::ThreeIsGood };
+
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/docs", get(pages::docs))
+        .route("/problems", get(pages::problems))
+        .route("/problems/{slug}", get(pages::problem))
+        .route("/", get(pages::index))
+        .with_state(OpsState { store: store.clone(), producer: Some(producer.clone()) });
+    if components.ingest {
+        app = app.merge(hcp_ingest::router(IngestState { producer: producer.clone() }));
+    }
+    if let (true, Some(store)) = (components.board, &store) {
+        app = app.merge(hcp_board::router(BoardState { store: store.clone(), policy }));
+    }
+    let app = app
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(track_requests))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        );
+
+    let aggregator_token = shutdown.child_token();
+    let aggregator = match (components.aggregator, &store) {
+        (true, Some(store)) => {
+            let mut cfg = AggregatorConfig::new(config.kafka(), config.topics());
+            cfg.group_id = config.aggregator_group.clone();
+            Some(tokio::spawn(hcp_aggregator::run(cfg, store.clone(), aggregator_token.clone())))
+        }
+        _ => None,
+    };
+
+    tracing::info!(addr = %listener.local_addr()?, ?components, "hcp serving");
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    aggregator_token.cancel();
+    if let Some(agg) = aggregator {
+        match agg.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "aggregator ended with an error"),
+            Err(e) => tracing::error!(error = %e, "aggregator task failed"),
+        }
+    }
+    let flush = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+    if let Ok(Err(e)) = flush {
+        tracing::warn!(error = %e, "producer flush at shutdown incomplete");
+    }
+    tracing::info!("hcp stopped");
+    served.context("http server")
+}
+
+#[derive(Serialize)]
+pub(crate) struct Health {
+    status: &'static str,
+    version: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive")))]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    checks: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// Readiness: the broker and the database answer within 2 s.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down")))]
+pub(crate) async fn readyz(State(ops): State<OpsState>) -> Response {
+    let timeout = Duration::from_secs(2);
+    let mut checks = std::collections::BTreeMap::new();
+    let mut ready = true;
+    if let Some(store) = &ops.store {
+        let r = match tokio::time::timeout(timeout, store.ping()).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => format!("error: {e}"),
+            Err(_) => "error: timed out".to_string(),
+        };
+        ready &= r == "ok";
+        checks.insert("database", r);
+    }
+    if let Some(producer) = ops.producer.clone() {
+        let r = match tokio::task::spawn_blocking(move || producer.check_broker(timeout)).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => format!("error: {e}"),
+            Err(e) => format!("error: {e}"),
+        };
+        ready &= r == "ok";
+        checks.insert("broker", r);
+    }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Readiness { status: if ready { "ready" } else { "not_ready" }, checks })).into_response()
+}
+
+/// Prometheus metrics, all prefixed `hcp_`.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn metrics() -> Response {
+    match prometheus::TextEncoder::new().encode_to_string(&prometheus::gather()) {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}
