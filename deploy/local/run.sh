@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the whole pipeline with demo data on 127.0.0.1:8080, installing and starting what is missing.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
+
+ensure_build_tools
+ensure_postgres
+ensure_tansu
+log "building hcp (release)"
+cargo build --release --locked -p hcp --manifest-path "$HCP_ROOT/Cargo.toml" >&2
+HCP="$CARGO_TARGET_DIR/release/hcp"
+export HCP_HTTP_ADDR="${HCP_HTTP_ADDR:-127.0.0.1:8080}"
+
+"$HCP" migrate
+"$HCP" topics create
+"$HCP" seed demo --ratings "${HCP_DEMO_RATINGS:-3000}"
+
+cat >&2 <<TXT
+
+  hcp is starting on http://$HCP_HTTP_ADDR
+    API reference      http://$HCP_HTTP_ADDR/docs
+    today's summary    http://$HCP_HTTP_ADDR/api/v1/stats/summary
+    last 24 h, by dept http://$HCP_HTTP_ADDR/api/v1/stats/summary?scope=department&id=D-SJ&from=$(date -u -d '-1 day' +%Y-%m-%dT%H:00:00Z)
+    metrics / health   http://$HCP_HTTP_ADDR/metrics  /healthz  /readyz
+    post a rating      curl -XPOST http://$HCP_HTTP_ADDR/api/v1/ratings -H 'content-type: application/json' \\
+                         -d '{"channel":"window_evaluator","stage":"acceptance","service_record_no":"MY-1","grade":5}'
+  Stop with Ctrl-C; deploy/local/stop.sh stops PostgreSQL and Tansu.
+
+TXT
+exec "$HCP" serve

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Sourced by run.sh and test.sh: installs (when missing) and starts the local stack, idempotently.
+#   PostgreSQL: Debian's package, our own cluster in $HCP_LOCAL/pg, port $HCP_PG_PORT (5439).
+#   Kafka protocol: Tansu (Apache-2.0) built once into $HCP_CACHE/tansu, SQLite storage in
+#   $HCP_LOCAL/tansu, port $HCP_KAFKA_PORT (9092). Never its memory engine (it skips records
+#   when a consumer resumes inside a stored batch).
+# Everything lives under one project-local directory, $HCP_LOCAL (default <repo>/.hcp-local).
+set -euo pipefail
+
+HCP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HCP_LOCAL="${HCP_LOCAL:-$HCP_ROOT/.hcp-local}"
+HCP_CACHE="${HCP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hcp}"
+HCP_PG_PORT="${HCP_PG_PORT:-5439}"
+HCP_KAFKA_PORT="${HCP_KAFKA_PORT:-9092}"
+TANSU_VERSION="0.6.0"
+TANSU_BIN="$HCP_CACHE/tansu-$TANSU_VERSION/bin/tansu"
+export HCP_ROOT HCP_LOCAL HCP_CACHE TANSU_BIN
+
+log() { printf '\033[1;34m[hcp]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[hcp]\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  log "installing Debian packages: $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&- 3<&-; }
+
+wait_port() { # port seconds what
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
+  die "$3 did not open port $1 within $2 s"
+}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+# Runs a PostgreSQL server binary as the cluster owner (postgres refuses to run as root).
+pg_run() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+ensure_postgres() {
+  [ -n "$(pg_bin)" ] || apt_install postgresql
+  local bin; bin="$(pg_bin)"
+  PGDATA_DIR="$HCP_LOCAL/pg"
+  mkdir -p "$HCP_LOCAL"
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$HCP_LOCAL" 2>/dev/null; then
+    # The cluster owner cannot reach the checkout (e.g. under /root): keep the data beside it in /var/tmp.
+    PGDATA_DIR="/var/tmp/hcp-$(printf %s "$HCP_ROOT" | md5sum | cut -c1-8)/pg"
+    log "postgres cannot traverse $HCP_LOCAL; using $PGDATA_DIR"
+  fi
+  if [ ! -s "$PGDATA_DIR/PG_VERSION" ]; then
+    log "initialising PostgreSQL cluster in $PGDATA_DIR"
+    mkdir -p "$PGDATA_DIR"
+    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$(dirname "$PGDATA_DIR")" "$PGDATA_DIR"
+    pg_run "$bin/initdb" -D "$PGDATA_DIR" -U hcp --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if ! pg_run "$bin/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+    log "starting PostgreSQL on 127.0.0.1:$HCP_PG_PORT"
+    # Local-only tuning: fsync=off trades durability on an OS crash for speed; process crashes
+    # (what our fault tests inject) lose nothing. Production keeps the defaults.
+    pg_run "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 start \
+      -o "-p $HCP_PG_PORT -k $PGDATA_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c shared_buffers=256MB" >/dev/null
+  fi
+  export PGHOST=127.0.0.1 PGPORT="$HCP_PG_PORT" PGUSER=hcp
+  "$bin/psql" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='hcp'" | grep -q 1 \
+    || "$bin/psql" -d postgres -qc "CREATE DATABASE hcp" >/dev/null
+  export DATABASE_URL="postgres://hcp@127.0.0.1:$HCP_PG_PORT/hcp"
+  export HCP_PG_BIN="$bin" HCP_PGDATA="$PGDATA_DIR"
+}
+
+ensure_tansu_binary() {
+  [ -x "$TANSU_BIN" ] && return 0
+  log "building Tansu $TANSU_VERSION once into $HCP_CACHE (about 12 minutes on 2 cores)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features libsql --root "$HCP_CACHE/tansu-$TANSU_VERSION" >&2
+}
+
+ensure_tansu() {
+  ensure_tansu_binary
+  local dir="$HCP_LOCAL/tansu"
+  mkdir -p "$dir"
+  if ! port_open "$HCP_KAFKA_PORT"; then
+    log "starting Tansu (Kafka protocol) on 127.0.0.1:$HCP_KAFKA_PORT, storage $dir/tansu.db"
+    # Tansu resolves a sqlite:// path against its working directory, so start it in its data dir.
+    (cd "$dir" && nohup "$TANSU_BIN" broker \
+      --storage-engine "sqlite://tansu.db" \
+      --listener-url "tcp://127.0.0.1:$HCP_KAFKA_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$HCP_KAFKA_PORT" \
+      >"$dir/tansu.log" 2>&1 &
+      echo $! >"$dir/tansu.pid")
+    wait_port "$HCP_KAFKA_PORT" 60 "Tansu"
+  fi
+  export KAFKA_BROKERS="127.0.0.1:$HCP_KAFKA_PORT"
+}
+
+ensure_build_tools() {
+  command -v cargo >/dev/null || die "cargo is required (rustup)"
+  local missing=()
+  command -v cc >/dev/null || missing+=(build-essential)
+  command -v make >/dev/null || missing+=(make)
+  command -v curl >/dev/null || missing+=(curl)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
+# Cargo output lives outside the clone by default so a fresh checkout reuses a warm build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HCP_CACHE/target}"

@@ -1,0 +1,402 @@
+//! The spine, black-box: ratings over HTTP → Kafka (real broker) → aggregator → PostgreSQL
+//! (fresh database) → `GET /api/v1/stats/summary`, with exact counts per scope and grade,
+//! through aggregator crashes, redelivery, a stopped broker and malformed input.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DurationRound, Utc};
+use futures::stream::{self, StreamExt};
+use hcp_bus::RatingProducer;
+use hcp_tests::{wait_until, PrivateBroker, TestApp};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+/// Window → (department, staff on duty).
+const WINDOWS: &[(&str, &str, &str)] =
+    &[("W1", "D1", "S1"), ("W2", "D1", "S2"), ("W3", "D2", "S3"), ("W4", "D3", "S4"), ("W5", "D3", "S5")];
+
+/// Expected grade counts per (scope, id).
+type Expected = HashMap<(String, String), [i64; 5]>;
+
+/// One malformed-body case: name, body, content type, status, problem type, failing field.
+type Case = (&'static str, String, &'static str, u16, &'static str, Option<&'static str>);
+
+/// `n` ratings over 3 departments and 5 windows plus online and hotline ratings, and the counts
+/// every scope must show, computed here independently of hcp.
+fn ratings(n: usize, seed: u64) -> (Vec<Value>, Expected) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut bodies = Vec::with_capacity(n);
+    let mut expected = Expected::new();
+    for i in 0..n {
+        let grade: i64 = rng.gen_range(1..=5);
+        let mut scopes = vec![("all".to_string(), "all".to_string())];
+        let mut body = match rng.gen_range(0..10) {
+            0..=6 => {
+                let (w, d, s) = WINDOWS[rng.gen_range(0..WINDOWS.len())];
+                let stage = if rng.gen_bool(0.5) { "acceptance" } else { "pickup" };
+                scopes.extend(
+                    [("department", d), ("window", w), ("staff", s), ("channel", "window_evaluator"), ("stage", stage)]
+                        .map(|(a, b)| (a.to_string(), b.to_string())),
+                );
+                json!({"channel": "window_evaluator", "stage": stage, "department_id": d, "window_id": w, "staff_id": s, "hall_id": "H1", "device_id": format!("EV-{w}")})
+            }
+            7..=8 => {
+                let d = ["D1", "D2", "D3"][rng.gen_range(0..3)];
+                scopes.extend(
+                    [("department", d), ("channel", "app"), ("stage", "online")]
+                        .map(|(a, b)| (a.to_string(), b.to_string())),
+                );
+                json!({"channel": "app", "stage": "online", "department_id": d, "service_item_code": "ITEM-1"})
+            }
+            _ => {
+                scopes.extend(
+                    [("department", "D2"), ("staff", "H1"), ("channel", "hotline"), ("stage", "hotline")]
+                        .map(|(a, b)| (a.to_string(), b.to_string())),
+                );
+                json!({"channel": "hotline", "stage": "hotline", "department_id": "D2", "staff_id": "H1"})
+            }
+        };
+        body["service_record_no"] = json!(format!("SP-{seed}-{i:05}"));
+        body["grade"] = json!(grade);
+        if grade <= 2 {
+            body["tags"] = json!(["long_wait"]);
+        }
+        for s in scopes {
+            expected.entry(s).or_default()[(grade - 1) as usize] += 1;
+        }
+        bodies.push(body);
+    }
+    (bodies, expected)
+}
+
+/// Posts every body (32 in flight) and asserts each got 202 with a UUIDv7 rating id.
+async fn post_all(app: &TestApp, bodies: &[Value]) {
+    let statuses: Vec<(u16, Value)> = stream::iter(bodies)
+        .map(|b| async move {
+            let r = app.post_rating(b).await;
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for (status, body) in &statuses {
+        assert_eq!(*status, 202, "{body}");
+        let id: uuid::Uuid = body["rating_id"].as_str().expect("rating_id").parse().expect("uuid");
+        assert_eq!(id.get_version_num(), 7);
+    }
+}
+
+fn range() -> String {
+    let from = Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap() - chrono::Duration::hours(1);
+    let to = from + chrono::Duration::hours(4);
+    format!("from={}&to={}", from.format("%Y-%m-%dT%H:%M:%SZ"), to.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+async fn assert_counts(app: &TestApp, expected: &Expected) {
+    let range = range();
+    let mut checked = 0;
+    for ((scope, id), counts) in expected {
+        let s = app.summary(&format!("scope={scope}&id={id}&{range}")).await;
+        let got: Vec<i64> = (1..=5).map(|g| s["counts"][g.to_string()].as_i64().unwrap()).collect();
+        assert_eq!(got, counts.to_vec(), "scope {scope} {id}");
+        let total: i64 = counts.iter().sum();
+        assert_eq!(s["total"], total, "total of {scope} {id}");
+        assert_eq!(s["bad_review_count"], counts[0] + counts[1], "bad of {scope} {id}");
+        let rate = (counts[2] + counts[3] + counts[4]) as f64 / total as f64;
+        assert!((s["satisfaction_rate"].as_f64().unwrap() - rate).abs() < 1e-12, "rate of {scope} {id}");
+        checked += 1;
+    }
+    // all, 3 departments, 5 windows, 6 staff, 3 channels, 4 stages.
+    assert_eq!(checked, 22);
+}
+
+async fn wait_total(app: &TestApp, total: i64, timeout: Duration) {
+    let range = range();
+    wait_until(timeout, &format!("{total} ratings counted"), || async {
+        app.summary(&format!("scope=all&{range}")).await["total"].as_i64() == Some(total)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousand_ratings_are_counted_exactly_per_scope_and_grade() {
+    let mut app = TestApp::start().await;
+    app.start_aggregator();
+    let (bodies, expected) = ratings(1000, 1);
+    post_all(&app, &bodies).await;
+    wait_total(&app, 1000, Duration::from_secs(60)).await;
+    assert_counts(&app, &expected).await;
+    assert_eq!(app.store.count_ratings().await.unwrap(), 1000);
+
+    // Every record on the topic is keyed by its record number and matches the event schema.
+    let schema: Value = serde_json::from_str(include_str!("../schemas/rating-submitted.v1.json")).unwrap();
+    let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
+    let records = app.read_topic(1000).await;
+    assert_eq!(records.len(), 1000);
+    for (key, body) in &records {
+        let event: Value = serde_json::from_slice(body).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&event).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{event}: {errors:?}");
+        assert_eq!(event["service_record_no"].as_str().unwrap().as_bytes(), key.as_slice());
+    }
+    app.stop_aggregator().await;
+}
+
+fn sigterm(child: &std::process::Child) {
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aggregator_killed_and_restarted_mid_stream_with_redelivery_counts_exactly() {
+    let app = TestApp::start().await;
+    let (bodies, expected) = ratings(1000, 2);
+    let mut aggregator = app.spawn_aggregator_process();
+
+    let poster = {
+        let (url, bodies) = (app.url.clone(), bodies.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let ok = stream::iter(bodies)
+                .map(|b| {
+                    let (client, url) = (client.clone(), url.clone());
+                    async move {
+                        client.post(format!("{url}/api/v1/ratings")).json(&b).send().await.unwrap().status().as_u16()
+                    }
+                })
+                .buffer_unordered(8)
+                .filter(|s| std::future::ready(*s == 202))
+                .count()
+                .await;
+            assert_eq!(ok, 1000, "every rating accepted");
+        })
+    };
+
+    // Crash (SIGKILL) once ratings are flowing, restart; stop gracefully (SIGTERM) later, restart.
+    let store = app.store.clone();
+    wait_until(Duration::from_secs(60), "200 ratings stored", || async { store.count_ratings().await.unwrap() >= 200 })
+        .await;
+    aggregator.kill().unwrap();
+    aggregator.wait().unwrap();
+    let at_kill = store.count_ratings().await.unwrap();
+    assert!(at_kill < 1000, "the kill must land mid-stream (stored {at_kill})");
+    aggregator = app.spawn_aggregator_process();
+    wait_until(Duration::from_secs(60), "600 ratings stored", || async { store.count_ratings().await.unwrap() >= 600 })
+        .await;
+    sigterm(&aggregator);
+    assert!(aggregator.wait().unwrap().success(), "graceful stop exits 0");
+    aggregator = app.spawn_aggregator_process();
+    poster.await.unwrap();
+
+    // The broker delivers 100 records a second time.
+    let records = app.read_topic(1000).await;
+    assert_eq!(records.len(), 1000);
+    let producer = RatingProducer::new(&app.kafka(), &app.config.topics()).unwrap();
+    for (key, body) in records.iter().take(100) {
+        producer.publish_raw(std::str::from_utf8(key).unwrap(), body).await.unwrap();
+    }
+
+    app.wait_caught_up(Duration::from_secs(90)).await;
+    assert_eq!(app.store.count_ratings().await.unwrap(), 1000);
+    wait_total(&app, 1000, Duration::from_secs(10)).await;
+    assert_counts(&app, &expected).await;
+    aggregator.kill().unwrap();
+    aggregator.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_stopped_means_503_within_10s_and_nothing_counted() {
+    let mut broker = PrivateBroker::start().await;
+    let mut app = TestApp::start_on(&broker.addr).await;
+    app.start_aggregator();
+    let (bodies, _) = ratings(5, 3);
+    post_all(&app, &bodies).await;
+    wait_total(&app, 5, Duration::from_secs(60)).await;
+
+    broker.stop();
+    let (later, _) = ratings(3, 4);
+    let started = Instant::now();
+    let answers: Vec<(u16, String, Value)> = stream::iter(&later)
+        .map(|b| async {
+            let r = app.post_rating(b).await;
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            (r.status().as_u16(), ct, r.json::<Value>().await.unwrap())
+        })
+        .buffer_unordered(3)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "answered in {elapsed:?}");
+    for (status, ct, body) in &answers {
+        assert_eq!(*status, 503, "{body}");
+        assert_eq!(ct, "application/problem+json");
+        assert_eq!(body["type"], "/problems/broker-unavailable");
+    }
+    let ready = app.client.get(format!("{}/readyz", app.url)).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+
+    // Back up: the aggregator drains the topic and the refused ratings never appear.
+    broker.resume().await;
+    app.wait_caught_up(Duration::from_secs(90)).await;
+    assert_eq!(app.store.count_ratings().await.unwrap(), 5);
+    assert_eq!(app.summary(&format!("scope=all&{}", range())).await["total"], 5);
+    app.stop_aggregator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_get_problem_json_4xx_and_count_nothing() {
+    let mut app = TestApp::start().await;
+    app.start_aggregator();
+    let valid = json!({"channel": "window_evaluator", "stage": "acceptance", "service_record_no": "M-1", "grade": 5});
+    let with = |k: &str, v: Value| {
+        let mut b = valid.clone();
+        b[k] = v;
+        b.to_string()
+    };
+    let without = |k: &str| {
+        let mut b = valid.clone();
+        b.as_object_mut().unwrap().remove(k);
+        b.to_string()
+    };
+    let cases: Vec<Case> = vec![
+        ("bad JSON", "{\"grade\": 5,".into(), "application/json", 400, "malformed-json", None),
+        ("empty body", String::new(), "application/json", 400, "malformed-json", None),
+        ("grade 0", with("grade", json!(0)), "application/json", 422, "validation-failed", Some("grade")),
+        ("grade 6", with("grade", json!(6)), "application/json", 422, "validation-failed", Some("grade")),
+        ("grade as text", with("grade", json!("five")), "application/json", 422, "validation-failed", Some("grade")),
+        (
+            "missing record number",
+            without("service_record_no"),
+            "application/json",
+            422,
+            "validation-failed",
+            Some("service_record_no"),
+        ),
+        (
+            "unknown channel",
+            with("channel", json!("fax")),
+            "application/json",
+            422,
+            "validation-failed",
+            Some("channel"),
+        ),
+        ("unknown field", with("grad", json!(5)), "application/json", 422, "validation-failed", Some("grad")),
+        (
+            "1 MB comment",
+            with("comment", json!("差".repeat(350_000))),
+            "application/json",
+            413,
+            "payload-too-large",
+            None,
+        ),
+        (
+            "bad review without evidence",
+            with("grade", json!(1)),
+            "application/json",
+            422,
+            "validation-failed",
+            Some("tags"),
+        ),
+        ("array body", "[1,2]".into(), "application/json", 422, "validation-failed", None),
+        ("not JSON content type", valid.to_string(), "text/plain", 415, "unsupported-media-type", None),
+    ];
+    for (name, body, ct, status, kind, field) in cases {
+        let r = app
+            .client
+            .post(format!("{}/api/v1/ratings", app.url))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{name}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{name}");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["type"], format!("/problems/{kind}"), "{name}: {p}");
+        assert_eq!(p["status"], status, "{name}");
+        assert!(p["title"].as_str().is_some_and(|t| t.is_ascii() && !t.is_empty()), "{name}: English title");
+        assert!(p["detail"].as_str().is_some_and(|d| !d.is_ascii()), "{name}: Chinese detail {p}");
+        if let Some(field) = field {
+            assert_eq!(p["errors"][0]["field"], field, "{name}: {p}");
+            assert!(p["errors"][0]["message"].as_str().is_some_and(|m| !m.is_ascii()), "{name}");
+        }
+    }
+    // Only the one valid rating is ever counted.
+    assert_eq!(app.post_rating(&valid).await.status(), 202);
+    app.wait_caught_up(Duration::from_secs(60)).await;
+    assert_eq!(app.summary(&format!("scope=all&{}", range())).await["total"], 1);
+    assert_eq!(app.store.count_ratings().await.unwrap(), 1);
+    app.stop_aggregator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_up_replaces_the_first_grade_and_both_stay_in_history() {
+    let mut app = TestApp::start().await;
+    app.start_aggregator();
+    let first = json!({"channel": "window_evaluator", "stage": "pickup", "service_record_no": "F-1", "grade": 2,
+                       "tags": ["long_wait"], "window_id": "W9", "department_id": "D9"});
+    assert_eq!(app.post_rating(&first).await.status(), 202);
+    wait_total(&app, 1, Duration::from_secs(60)).await;
+    let mut follow = first.clone();
+    follow["grade"] = json!(4);
+    follow["assess_number"] = json!(2);
+    follow.as_object_mut().unwrap().remove("tags");
+    assert_eq!(app.post_rating(&follow).await.status(), 202);
+    // Same stage of another record, and the acceptance stage of this one: counted separately.
+    let other_stage = json!({"channel": "window_evaluator", "stage": "acceptance", "service_record_no": "F-1", "grade": 5, "window_id": "W9", "department_id": "D9"});
+    assert_eq!(app.post_rating(&other_stage).await.status(), 202);
+    app.wait_caught_up(Duration::from_secs(60)).await;
+    let s = app.summary(&format!("scope=window&id=W9&{}", range())).await;
+    assert_eq!(s["counts"], json!({"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}), "{s}");
+    assert_eq!(s["bad_review_count"], 0);
+    assert_eq!(app.store.count_ratings().await.unwrap(), 3, "first, follow-up and the other stage are all kept");
+    app.stop_aggregator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operational_endpoints_answer() {
+    let app = TestApp::start().await;
+    let get = |path: &str| app.client.get(format!("{}{path}", app.url)).send();
+    let health: Value = get("/healthz").await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"], json!({"broker": "ok", "database": "ok"}));
+    assert_eq!(
+        app.post_rating(&json!({"channel": "web", "stage": "online", "service_record_no": "O-1", "grade": 4}))
+            .await
+            .status(),
+        202
+    );
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    for name in [
+        "hcp_http_requests_total",
+        "hcp_http_request_duration_seconds",
+        "hcp_ingest_ratings_accepted_total",
+        "hcp_ingest_publish_seconds",
+    ] {
+        assert!(metrics.lines().any(|l| l.starts_with(name)), "{name} missing from /metrics");
+    }
+    assert!(
+        metrics.lines().filter(|l| !l.starts_with('#')).all(|l| l.starts_with("hcp_") || l.starts_with("process_")),
+        "only hcp_ metrics"
+    );
+    let spec: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    for path in ["/api/v1/ratings", "/api/v1/stats/summary", "/healthz", "/readyz", "/metrics"] {
+        assert!(spec["paths"][path].is_object(), "{path} not in OpenAPI");
+    }
+    let docs = get("/docs").await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("接口文档"));
+    let missing = get("/nope").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["content-type"], "application/problem+json");
+    let wrong_method = get("/api/v1/ratings").await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let bad_scope = get("/api/v1/stats/summary?scope=planet").await.unwrap();
+    assert_eq!(bad_scope.status(), 400);
+    assert_eq!(bad_scope.json::<Value>().await.unwrap()["type"], "/problems/invalid-query");
+}

@@ -1,0 +1,291 @@
+//! Test support for black-box tests of hcp against the real stack.
+//!
+//! Each [`TestApp`] gets a fresh PostgreSQL database (migrated), its own topic prefix and
+//! consumer group on the shared broker, and an in-process server on a random port, so tests run
+//! in parallel without seeing each other. The stack comes from `deploy/local/test.sh`:
+//! `DATABASE_URL` (any database on the test server), `KAFKA_BROKERS`, `HCP_BIN`, `HCP_TANSU_BIN`.
+
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hcp::server::{self, RunningServer};
+use hcp::{Components, Config};
+use hcp_bus::KafkaConfig;
+use hcp_store::Store;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Partitions of every test topic.
+pub const PARTITIONS: i32 = 3;
+
+fn required_env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the integration tests through deploy/local/test.sh"))
+}
+
+/// Polls `cond` every 20 ms until it returns true or `timeout` passes; panics with `what`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// One isolated hcp deployment for one test.
+pub struct TestApp {
+    /// Configuration (fresh database, unique topic prefix and group).
+    pub config: Config,
+    /// The test database.
+    pub store: Store,
+    /// Ingest + board, in-process.
+    pub server: Option<RunningServer>,
+    /// Base URL of the server.
+    pub url: String,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// Name of the test database.
+    pub db_name: String,
+    aggregator: Option<(CancellationToken, tokio::task::JoinHandle<Result<(), hcp_aggregator::AggregatorError>>)>,
+}
+
+impl TestApp {
+    /// A fresh deployment on the shared broker: database, topics, ingest + board server.
+    pub async fn start() -> TestApp {
+        Self::start_on(&required_env("KAFKA_BROKERS")).await
+    }
+
+    /// A fresh deployment on the broker at `brokers`.
+    pub async fn start_on(brokers: &str) -> TestApp {
+        if std::env::var_os("RUST_LOG").is_some() {
+            hcp::telemetry::init();
+        }
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let db_name = format!("hcp_t_{}", &id[id.len() - 16..]);
+        let admin_url = required_env("DATABASE_URL");
+        let store = hcp_store::create_fresh_database(&admin_url, &db_name, 8).await.expect("fresh test database");
+        let mut config = Config::from_env().expect("config");
+        config.database_url = replace_database(&admin_url, &db_name);
+        config.kafka_brokers = brokers.to_string();
+        config.topic_prefix = format!("t{}.", &id[id.len() - 12..]);
+        config.aggregator_group = format!("agg-{}", &id[id.len() - 12..]);
+        config.db_pool = 8;
+        hcp_bus::create_topics(&config.kafka(), &config.topics().all(), PARTITIONS, 1)
+            .await
+            .expect("create test topics");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server =
+            server::spawn(config.clone(), Components { ingest: true, aggregator: false, board: true }, listener)
+                .await
+                .expect("server starts");
+        let url = server.url();
+        TestApp { config, store, url, server: Some(server), client: reqwest::Client::new(), db_name, aggregator: None }
+    }
+
+    /// The Kafka settings of this deployment.
+    pub fn kafka(&self) -> KafkaConfig {
+        self.config.kafka()
+    }
+
+    /// The rating topic.
+    pub fn topic(&self) -> String {
+        self.config.topics().rating_submitted
+    }
+
+    /// Starts the aggregator as a task of this process.
+    pub fn start_aggregator(&mut self) {
+        assert!(self.aggregator.is_none(), "aggregator already running");
+        let token = CancellationToken::new();
+        let mut cfg = hcp_aggregator::AggregatorConfig::new(self.config.kafka(), self.config.topics());
+        cfg.group_id = self.config.aggregator_group.clone();
+        let join = tokio::spawn(hcp_aggregator::run(cfg, self.store.clone(), token.clone()));
+        self.aggregator = Some((token, join));
+    }
+
+    /// Stops the in-process aggregator gracefully (its current batch is committed first).
+    pub async fn stop_aggregator(&mut self) {
+        let (token, join) = self.aggregator.take().expect("aggregator running");
+        token.cancel();
+        join.await.expect("aggregator task").expect("aggregator ran cleanly");
+    }
+
+    /// Environment for an `hcp` child process of this deployment.
+    pub fn child_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_URL", self.config.database_url.clone()),
+            ("KAFKA_BROKERS", self.config.kafka_brokers.clone()),
+            ("HCP_TOPIC_PREFIX", self.config.topic_prefix.clone()),
+            ("HCP_AGGREGATOR_GROUP", self.config.aggregator_group.clone()),
+            ("HCP_HTTP_ADDR", format!("127.0.0.1:{}", free_port())),
+            ("HCP_DB_POOL", "4".into()),
+            ("RUST_LOG", "warn,hcp_aggregator=info".into()),
+        ]
+    }
+
+    /// Starts `hcp serve --components aggregator` as a separate process (to be killed for real).
+    pub fn spawn_aggregator_process(&self) -> Child {
+        let mut cmd = Command::new(hcp_bin());
+        cmd.args(["serve", "--components", "aggregator"]).stdout(Stdio::null()).stderr(Stdio::inherit());
+        for (k, v) in self.child_env() {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn hcp aggregator process")
+    }
+
+    /// POSTs `body` to `/api/v1/ratings`.
+    pub async fn post_rating(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(format!("{}/api/v1/ratings", self.url)).json(body).send().await.expect("request sent")
+    }
+
+    /// GETs the summary for `query` (e.g. `scope=window&id=W1&from=…`).
+    pub async fn summary(&self, query: &str) -> serde_json::Value {
+        let r =
+            self.client.get(format!("{}/api/v1/stats/summary?{query}", self.url)).send().await.expect("request sent");
+        assert_eq!(r.status(), 200, "summary {query}");
+        r.json().await.expect("summary json")
+    }
+
+    /// Waits until the aggregator's stored positions reach the topic's end.
+    pub async fn wait_caught_up(&self, timeout: Duration) {
+        let kafka = self.kafka();
+        let topic = self.topic();
+        let high: i64 = tokio::task::spawn_blocking(move || {
+            hcp_bus::fetch_high_watermarks(&kafka, &topic, Duration::from_secs(10))
+        })
+        .await
+        .expect("join")
+        .expect("watermarks")
+        .values()
+        .sum();
+        let (store, group, topic) = (self.store.clone(), self.config.aggregator_group.clone(), self.topic());
+        wait_until(timeout, &format!("aggregator to reach offset sum {high}"), || {
+            let (store, group, topic) = (store.clone(), group.clone(), topic.clone());
+            async move {
+                store.positions(&group, &topic).await.expect("positions").iter().map(|(_, o)| o).sum::<i64>() >= high
+            }
+        })
+        .await;
+    }
+
+    /// Every record on the rating topic (key, body), read from the beginning.
+    pub async fn read_topic(&self, expected: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let kafka = self.kafka();
+        let topic = self.topic();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer =
+                kafka.consumer(&format!("reader-{}", uuid::Uuid::now_v7())).create().expect("consumer");
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..PARTITIONS {
+                tpl.add_partition_offset(&topic, p, Offset::Beginning).expect("tpl");
+            }
+            consumer.assign(&tpl).expect("assign");
+            let mut out = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while out.len() < expected && Instant::now() < deadline {
+                if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+                    let m = m.expect("message");
+                    out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec()));
+                }
+            }
+            out
+        })
+        .await
+        .expect("join")
+    }
+}
+
+/// The `hcp` binary built by test.sh (`HCP_BIN`), or the one beside the test executable.
+pub fn hcp_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("HCP_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(|d| d.parent()).map(|d| d.join("hcp")).expect("target dir")
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn replace_database(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A private Tansu broker (own port and storage) that a test may stop and restart.
+pub struct PrivateBroker {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    /// Starts a Tansu broker with SQLite storage in a fresh directory.
+    pub async fn start() -> PrivateBroker {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("hcp-tansu-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("broker dir");
+        let mut b = PrivateBroker { addr: format!("127.0.0.1:{port}"), port, dir, child: None };
+        b.resume().await;
+        b
+    }
+
+    /// (Re)starts the broker process on the same port and storage.
+    pub async fn resume(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let bin = required_env("HCP_TANSU_BIN");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(bin)
+            // Tansu resolves a sqlite:// path against its working directory.
+            .current_dir(&self.dir)
+            .args(["broker", "--storage-engine", "sqlite://tansu.db"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let addr = self.addr.clone();
+        wait_until(Duration::from_secs(30), "private broker to listen", || {
+            let addr = addr.clone();
+            async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
+        })
+        .await;
+    }
+
+    /// Kills the broker process (SIGKILL) and waits for it to be gone.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
