@@ -45,6 +45,20 @@ pg_run() {
 ensure_postgres() {
   [ -n "$(pg_bin)" ] || apt_install postgresql
   local bin; bin="$(pg_bin)"
+  export PGHOST=127.0.0.1 PGPORT="$HCP_PG_PORT" PGUSER=hcp HCP_PG_BIN="$bin"
+  if port_open "$HCP_PG_PORT" && "$bin/psql" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+    # A server of ours (another checkout's, or an earlier run) is already up on the port: use it.
+    log "using PostgreSQL already running on 127.0.0.1:$HCP_PG_PORT"
+  else
+    start_postgres "$bin"
+  fi
+  "$bin/psql" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='hcp'" | grep -q 1 \
+    || "$bin/psql" -d postgres -qc "CREATE DATABASE hcp" >/dev/null
+  export DATABASE_URL="postgres://hcp@127.0.0.1:$HCP_PG_PORT/hcp"
+}
+
+start_postgres() {
+  local bin="$1"
   PGDATA_DIR="$HCP_LOCAL/pg"
   mkdir -p "$HCP_LOCAL"
   if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$HCP_LOCAL" 2>/dev/null; then
@@ -65,11 +79,6 @@ ensure_postgres() {
     pg_run "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 start \
       -o "-p $HCP_PG_PORT -k $PGDATA_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c shared_buffers=256MB" >/dev/null
   fi
-  export PGHOST=127.0.0.1 PGPORT="$HCP_PG_PORT" PGUSER=hcp
-  "$bin/psql" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='hcp'" | grep -q 1 \
-    || "$bin/psql" -d postgres -qc "CREATE DATABASE hcp" >/dev/null
-  export DATABASE_URL="postgres://hcp@127.0.0.1:$HCP_PG_PORT/hcp"
-  export HCP_PG_BIN="$bin" HCP_PGDATA="$PGDATA_DIR"
 }
 
 ensure_tansu_binary() {
