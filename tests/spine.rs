@@ -245,8 +245,10 @@ async fn broker_stopped_means_503_within_10s_and_nothing_counted() {
 
     // Ingest recovers without a restart: the next rating is accepted and counted.
     let (again, _) = ratings(1, 5);
-    wait_until(Duration::from_secs(30), "ingest to accept again", || async { app.post_rating(&again[0]).await.status() == 202 })
-        .await;
+    wait_until(Duration::from_secs(30), "ingest to accept again", || async {
+        app.post_rating(&again[0]).await.status() == 202
+    })
+    .await;
     wait_total(&app, 6, Duration::from_secs(60)).await;
     assert_eq!(app.store.count_ratings().await.unwrap(), 6);
     app.stop_aggregator().await;
