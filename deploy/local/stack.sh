@@ -103,6 +103,10 @@ ensure_tansu() {
     wait_port "$HCP_KAFKA_PORT" 60 "Tansu"
   fi
   export KAFKA_BROKERS="127.0.0.1:$HCP_KAFKA_PORT"
+  # Tansu 0.6's SQLite storage panics when an idempotent producer bumps its epoch (after a timed
+  # out record or a broker restart) and then refuses every request until restarted. Counting never
+  # relied on producer idempotence (the store counts a rating once), so the local stack turns it off.
+  export HCP_KAFKA_IDEMPOTENCE="${HCP_KAFKA_IDEMPOTENCE:-false}"
 }
 
 ensure_build_tools() {

@@ -15,6 +15,10 @@ pub struct KafkaConfig {
     pub linger: Duration,
     /// `compression.type`.
     pub compression: String,
+    /// `enable.idempotence`. On by default. Counting never depends on it (the store counts a
+    /// rating once however often it is delivered); the local Tansu 0.6 stack turns it off because
+    /// that broker's storage panics on a producer epoch bump and then refuses every request.
+    pub idempotence: bool,
 }
 
 impl KafkaConfig {
@@ -25,6 +29,7 @@ impl KafkaConfig {
             produce_timeout: Duration::from_secs(5),
             linger: Duration::from_millis(2),
             compression: "none".into(),
+            idempotence: true,
         }
     }
 
@@ -34,15 +39,17 @@ impl KafkaConfig {
             // Fail fast when a broker vanishes instead of trying for minutes.
             .set("socket.connection.setup.timeout.ms", "3000")
             .set("reconnect.backoff.max.ms", "1000")
+            // Idle connections closed by the broker are routine, not errors.
+            .set("log.connection.close", "false")
             .set("log_level", "4");
         c
     }
 
-    /// Producer settings: idempotent, `acks=all`, bounded delivery time. A message that cannot be
+    /// Producer settings: `acks=all`, idempotent unless disabled, bounded delivery time. A message that cannot be
     /// acknowledged within `produce_timeout` fails, so ingest never answers 2xx for it.
     pub fn producer(&self) -> ClientConfig {
         let mut c = self.base();
-        c.set("enable.idempotence", "true")
+        c.set("enable.idempotence", if self.idempotence { "true" } else { "false" })
             .set("acks", "all")
             .set("message.timeout.ms", self.produce_timeout.as_millis().to_string())
             .set("request.timeout.ms", self.produce_timeout.as_millis().min(30_000).to_string())
@@ -62,6 +69,9 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
+            // Also the rebalance timeout: a join phase never waits longer than this for a member
+            // that is gone (librdkafka's default is 5 minutes).
+            .set("max.poll.interval.ms", "30000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "50")
             .set("fetch.min.bytes", "1")

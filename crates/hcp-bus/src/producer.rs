@@ -1,9 +1,13 @@
 //! The rating producer: one record per rating, acknowledged by the broker before we say yes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use rdkafka::ClientContext;
 
 use hcp_domain::{RatingSubmitted, RATING_SUBMITTED_SCHEMA};
 
@@ -24,21 +28,88 @@ pub enum PublishError {
 }
 
 /// Publishes [`RatingSubmitted`] events to `hcp.rating.submitted.v1`.
+///
+/// An idempotent producer session (one producer id and its sequence numbers) must not outlive
+/// what the broker remembers of it. A session is therefore replaced by a fresh one (a new producer
+/// id) after any failed produce, and before the next produce once librdkafka reported that every
+/// broker connection was lost. A broker-side rejection is retried once on the fresh session; a
+/// record sent twice this way is harmless, as the aggregator counts a rating at most once.
 #[derive(Clone)]
 pub struct RatingProducer {
-    producer: FutureProducer,
+    current: Arc<RwLock<Generation>>,
     topic: String,
     config: KafkaConfig,
+}
+
+/// One producer session and its sequence number, so concurrent failures replace it only once.
+#[derive(Clone)]
+struct Generation {
+    number: u64,
+    producer: FutureProducer<SessionContext>,
+    /// Set when librdkafka reports that every broker connection was lost.
+    stale: Arc<AtomicBool>,
+}
+
+/// Marks its session stale when the connection to the brokers is lost, so that an idempotent
+/// session never spans a broker outage: a restarted broker may have lost the session's
+/// per-partition sequence state (Tansu 0.6 then fails every produce until it is restarted).
+struct SessionContext {
+    stale: Arc<AtomicBool>,
+}
+
+impl ClientContext for SessionContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        ) {
+            self.stale.store(true, Ordering::Relaxed);
+        }
+        tracing::warn!(%error, reason, "kafka producer");
+    }
+}
+
+impl Generation {
+    fn create(config: &KafkaConfig, number: u64) -> Result<Self, KafkaError> {
+        let stale = Arc::new(AtomicBool::new(false));
+        let producer = config.producer().create_with_context(SessionContext { stale: stale.clone() })?;
+        Ok(Generation { number, producer, stale })
+    }
 }
 
 impl RatingProducer {
     /// Creates the producer; connecting is lazy, so this succeeds while the broker is down.
     pub fn new(config: &KafkaConfig, topics: &Topics) -> Result<Self, KafkaError> {
         Ok(RatingProducer {
-            producer: config.producer().create()?,
+            current: Arc::new(RwLock::new(Generation::create(config, 0)?)),
             topic: topics.rating_submitted.clone(),
             config: config.clone(),
         })
+    }
+
+    /// The current session, replaced first when it saw the brokers go away.
+    fn generation(&self) -> Generation {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if current.stale.load(Ordering::Relaxed) {
+            self.replace(current.number, "broker connections were lost");
+            return self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        }
+        current
+    }
+
+    /// Replaces the session of generation `failed` (unless another task already did).
+    fn replace(&self, failed: u64, cause: &str) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.number != failed {
+            return;
+        }
+        match Generation::create(&self.config, failed + 1) {
+            Ok(next) => {
+                tracing::info!(cause, generation = failed + 1, "new Kafka producer session");
+                *current = next;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
+        }
     }
 
     /// Publishes `event`, returning `(partition, offset)` once every in-sync replica has it.
@@ -49,18 +120,33 @@ impl RatingProducer {
 
     /// Publishes an already encoded event body under `key` (used by replays and benchmarks).
     pub async fn publish_raw(&self, key: &str, body: &[u8]) -> Result<(i32, i64), PublishError> {
-        let headers = OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(RATING_SUBMITTED_SCHEMA) });
-        let record = FutureRecord::to(&self.topic).key(key).payload(body).headers(headers);
-        match self.producer.send(record, Timeout::After(self.config.produce_timeout)).await {
-            Ok(d) => Ok((d.partition, d.offset)),
-            Err((e, _)) => Err(classify(e)),
+        let mut retried = false;
+        loop {
+            let generation = self.generation();
+            let headers =
+                OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(RATING_SUBMITTED_SCHEMA) });
+            let record = FutureRecord::to(&self.topic).key(key).payload(body).headers(headers);
+            let error = match generation.producer.send(record, Timeout::After(self.config.produce_timeout)).await {
+                Ok(d) => return Ok((d.partition, d.offset)),
+                Err((e, _)) => e,
+            };
+            // Any failure retires the session. A broker-side rejection is retried once at once on
+            // the new session; a timeout is not (the answer must stay within the produce timeout).
+            self.replace(generation.number, &error.to_string());
+            let rejected =
+                generation.producer.client().fatal_error().is_some() || matches!(classify_ref(&error), Kind::Failed);
+            if rejected && !retried {
+                retried = true;
+                continue;
+            }
+            return Err(classify(error));
         }
     }
 
     /// Asks the broker for the topic's metadata: the readiness probe.
     /// Blocking; call it from a blocking context.
     pub fn check_broker(&self, timeout: std::time::Duration) -> Result<(), KafkaError> {
-        let md = self.producer.client().fetch_metadata(Some(&self.topic), timeout)?;
+        let md = self.generation().producer.client().fetch_metadata(Some(&self.topic), timeout)?;
         match md.topics().first().and_then(|t| t.error()) {
             Some(e) => Err(KafkaError::MetadataFetch(e.into())),
             None => Ok(()),
@@ -69,7 +155,7 @@ impl RatingProducer {
 
     /// Waits up to `timeout` for queued records to be acknowledged (graceful shutdown).
     pub fn flush(&self, timeout: std::time::Duration) -> Result<(), KafkaError> {
-        self.producer.flush(timeout)
+        self.generation().producer.flush(timeout)
     }
 
     /// The topic this producer writes.
@@ -78,7 +164,20 @@ impl RatingProducer {
     }
 }
 
+/// Whether an error means "try later" or "this session is refused".
+enum Kind {
+    Unavailable,
+    Failed,
+}
+
 fn classify(e: KafkaError) -> PublishError {
+    match classify_ref(&e) {
+        Kind::Unavailable => PublishError::Unavailable(e),
+        Kind::Failed => PublishError::Failed(e),
+    }
+}
+
+fn classify_ref(e: &KafkaError) -> Kind {
     let unavailable = matches!(
         e.rdkafka_error_code(),
         Some(
@@ -95,8 +194,8 @@ fn classify(e: KafkaError) -> PublishError {
         )
     );
     if unavailable {
-        PublishError::Unavailable(e)
+        Kind::Unavailable
     } else {
-        PublishError::Failed(e)
+        Kind::Failed
     }
 }

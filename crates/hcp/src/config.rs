@@ -21,6 +21,8 @@ pub struct Config {
     pub produce_timeout: Duration,
     /// `HCP_AGGREGATOR_GROUP` (default `hcp-aggregator`).
     pub aggregator_group: String,
+    /// `HCP_KAFKA_IDEMPOTENCE` (default `true`): the producer's `enable.idempotence`.
+    pub kafka_idempotence: bool,
     /// `HCP_DB_POOL` (default 16).
     pub db_pool: u32,
     /// `HCP_THREE_IS_NEUTRAL` = `1` counts 基本满意 as neutral instead of good.
@@ -50,6 +52,7 @@ impl Config {
                     .unwrap_or(5000),
             ),
             aggregator_group: var("HCP_AGGREGATOR_GROUP").unwrap_or_else(|| "hcp-aggregator".into()),
+            kafka_idempotence: var("HCP_KAFKA_IDEMPOTENCE").is_none_or(|v| v != "false" && v != "0"),
             db_pool: var("HCP_DB_POOL").map(|v| v.parse()).transpose().context("HCP_DB_POOL")?.unwrap_or(16),
             three_is_neutral: var("HCP_THREE_IS_NEUTRAL").is_some_and(|v| v == "1" || v == "true"),
         })
@@ -59,6 +62,7 @@ impl Config {
     pub fn kafka(&self) -> KafkaConfig {
         let mut k = KafkaConfig::new(&self.kafka_brokers);
         k.produce_timeout = self.produce_timeout;
+        k.idempotence = self.kafka_idempotence;
         k
     }
 
