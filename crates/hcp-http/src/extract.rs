@@ -1,23 +1,55 @@
 //! Extractors whose rejections are problems: a client mistake is a 4xx with the failing field.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
 use hcp_domain::{FieldError, ValidationErrors};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
 
-/// A JSON body. Not JSON → 400 `malformed-json`; wrong content type → 415; over the body limit
-/// → 413; a field of the wrong type or an unknown field → 422 naming the field.
-#[derive(Debug, Clone)]
-pub struct ApiJson<T>(pub T);
+/// Default largest JSON body, in bytes.
+pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+/// How much of an oversize body is still read (and discarded) so that the client receives the
+/// 413 answer instead of a connection reset; beyond this the connection is simply closed.
+pub const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
+/// A JSON body of at most `LIMIT` bytes. Not JSON → 400 `malformed-json`; wrong content type →
+/// 415; over the limit → 413; a field of the wrong type or an unknown field → 422 naming the field.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T, const LIMIT: usize = DEFAULT_JSON_LIMIT>(pub T);
+
+/// Reads `body` up to `limit` bytes. An oversize body up to [`DRAIN_LIMIT`] is read to its end
+/// and discarded, so the 413 reaches the client.
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = body;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::MalformedJson(format!("请求体读取失败:{e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if seen > DRAIN_LIMIT {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        Err(ApiError::PayloadTooLarge)
+    } else {
+        Ok(Bytes::from(buf))
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for ApiJson<T, LIMIT> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -31,13 +63,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::MalformedJson(r.body_text())
-            }
-        })?;
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let bytes = read_limited(req.into_body(), LIMIT).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }

@@ -11,6 +11,6 @@ mod extract;
 mod metrics;
 mod problem;
 
-pub use extract::{ApiJson, ApiQuery};
+pub use extract::{ApiJson, ApiQuery, DEFAULT_JSON_LIMIT, DRAIN_LIMIT};
 pub use metrics::{track_requests, HTTP_REQUESTS, HTTP_REQUEST_DURATION};
 pub use problem::{ApiError, Problem, ProblemType, PROBLEM_TYPES};

@@ -11,16 +11,11 @@
 mod handlers;
 mod metrics;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::Router;
 use hcp_bus::RatingProducer;
 
 pub use handlers::{__path_submit_rating, Accepted};
-
-/// Largest request body ingest reads. A rating is well under 8 KiB; the limit leaves room for
-/// a 1 000-character comment and refuses anything absurd with a 413 problem.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the ingest handlers share.
 #[derive(Clone)]
@@ -31,8 +26,5 @@ pub struct IngestState {
 
 /// The ingest routes, ready to be merged into the server's router.
 pub fn router(state: IngestState) -> Router {
-    Router::new()
-        .route("/api/v1/ratings", post(handlers::submit_rating))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+    Router::new().route("/api/v1/ratings", post(handlers::submit_rating)).with_state(state)
 }
