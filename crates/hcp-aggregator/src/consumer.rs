@@ -1,6 +1,7 @@
 //! The consume → store loop and the rebalance hook that seeks to positions kept in PostgreSQL.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,8 @@ struct PositionContext {
     /// Partitions revoked since the current batch began: their records are dropped from it,
     /// the new owner reads them again from the stored positions.
     revoked: Mutex<HashSet<i32>>,
+    /// Partitions currently assigned.
+    assigned: AtomicUsize,
 }
 
 impl ClientContext for PositionContext {}
@@ -100,6 +103,7 @@ impl ConsumerContext for PositionContext {
                 }
                 tracing::info!(?partitions, ?stored, "partitions assigned");
                 metrics::ASSIGNED.set(partitions.len() as i64);
+                self.assigned.store(partitions.len(), Ordering::Relaxed);
                 if let Err(e) = consumer.assign(&assignment) {
                     tracing::error!(error = %e, "assign failed");
                 }
@@ -109,6 +113,7 @@ impl ConsumerContext for PositionContext {
                 tracing::info!(?partitions, "partitions revoked");
                 self.revoked.lock().expect("revoked lock").extend(partitions);
                 metrics::ASSIGNED.set(0);
+                self.assigned.store(0, Ordering::Relaxed);
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "unassign failed");
                 }
@@ -150,12 +155,49 @@ struct Polled {
     payload: Option<Vec<u8>>,
 }
 
+/// How long a consumer may hold no partition before it re-joins the group with a fresh
+/// member (doubling up to [`MAX_IDLE_REJOIN`] while it keeps getting none).
+const IDLE_REJOIN: Duration = Duration::from_secs(15);
+/// Upper bound of the re-join interval of an instance that never gets a partition.
+const MAX_IDLE_REJOIN: Duration = Duration::from_secs(300);
+
 fn consume(
     config: AggregatorConfig,
     store: Store,
     handle: Handle,
     shutdown: CancellationToken,
 ) -> Result<(), AggregatorError> {
+    let mut idle_limit = IDLE_REJOIN;
+    while !shutdown.is_cancelled() {
+        match consume_as_member(&config, &store, &handle, &shutdown, idle_limit)? {
+            Membership::Stopped => break,
+            Membership::WorkedThenIdle => idle_limit = IDLE_REJOIN,
+            Membership::NeverAssigned => idle_limit = (idle_limit * 2).min(MAX_IDLE_REJOIN),
+        }
+    }
+    Ok(())
+}
+
+/// How one group membership ended.
+enum Membership {
+    /// Shutdown was asked for.
+    Stopped,
+    /// It held partitions, then held none for too long.
+    WorkedThenIdle,
+    /// It never got a partition.
+    NeverAssigned,
+}
+
+/// Consumes as one group member until shutdown, or until it has held no partition for
+/// `idle_limit`: a coordinator that lost track of a rebalance (seen with Tansu 0.6 after a member
+/// was killed) is then asked again by a fresh member instead of leaving the topic unread.
+fn consume_as_member(
+    config: &AggregatorConfig,
+    store: &Store,
+    handle: &Handle,
+    shutdown: &CancellationToken,
+    idle_limit: Duration,
+) -> Result<Membership, AggregatorError> {
     let topic = config.topics.rating_submitted.clone();
     let context = PositionContext {
         store: store.clone(),
@@ -164,15 +206,26 @@ fn consume(
         topic: topic.clone(),
         shutdown: shutdown.clone(),
         revoked: Mutex::new(HashSet::new()),
+        assigned: AtomicUsize::new(0),
     };
     let consumer: BaseConsumer<PositionContext> =
         config.kafka.consumer(&config.group_id).create_with_context(context)?;
     consumer.subscribe(&[&topic])?;
     tracing::info!(%topic, group = %config.group_id, "aggregator consuming");
+    let mut idle_since = Instant::now();
+    let mut ever_assigned = false;
 
     while !shutdown.is_cancelled() {
+        if consumer.context().assigned.load(Ordering::Relaxed) > 0 {
+            idle_since = Instant::now();
+            ever_assigned = true;
+        } else if idle_since.elapsed() > idle_limit {
+            tracing::warn!(idle_secs = idle_limit.as_secs(), "no partitions assigned; re-joining as a new member");
+            consumer.unsubscribe();
+            return Ok(if ever_assigned { Membership::WorkedThenIdle } else { Membership::NeverAssigned });
+        }
         consumer.context().revoked.lock().expect("revoked lock").clear();
-        let polled = poll_batch(&consumer, &config);
+        let polled = poll_batch(&consumer, config);
         if polled.is_empty() {
             continue;
         }
@@ -188,14 +241,14 @@ fn consume(
             partitions = batch.positions.len()
         );
         let _guard = span.enter();
-        if !store_batch(&store, &handle, &batch, &shutdown) {
+        if !store_batch(store, handle, &batch, shutdown) {
             break;
         }
         commit_to_kafka(&consumer, &topic, &batch.positions);
     }
     tracing::info!("aggregator stopping");
     consumer.unsubscribe();
-    Ok(())
+    Ok(Membership::Stopped)
 }
 
 /// Polls until `max_batch` records or `max_wait` after the first one; empty after an idle 100 ms.
