@@ -144,11 +144,6 @@ async fn thousand_ratings_are_counted_exactly_per_scope_and_grade() {
     app.stop_aggregator().await;
 }
 
-fn sigterm(child: &std::process::Child) {
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aggregator_killed_and_restarted_mid_stream_with_redelivery_counts_exactly() {
     let app = TestApp::start().await;
@@ -178,15 +173,13 @@ async fn aggregator_killed_and_restarted_mid_stream_with_redelivery_counts_exact
     let store = app.store.clone();
     wait_until(Duration::from_secs(60), "200 ratings stored", || async { store.count_ratings().await.unwrap() >= 200 })
         .await;
-    aggregator.kill().unwrap();
-    aggregator.wait().unwrap();
+    aggregator.kill();
     let at_kill = store.count_ratings().await.unwrap();
     assert!(at_kill < 1000, "the kill must land mid-stream (stored {at_kill})");
     aggregator = app.spawn_aggregator_process();
     wait_until(Duration::from_secs(60), "600 ratings stored", || async { store.count_ratings().await.unwrap() >= 600 })
         .await;
-    sigterm(&aggregator);
-    assert!(aggregator.wait().unwrap().success(), "graceful stop exits 0");
+    assert!(aggregator.terminate().success(), "graceful stop exits 0");
     aggregator = app.spawn_aggregator_process();
     poster.await.unwrap();
 
@@ -202,8 +195,7 @@ async fn aggregator_killed_and_restarted_mid_stream_with_redelivery_counts_exact
     assert_eq!(app.store.count_ratings().await.unwrap(), 1000);
     wait_total(&app, 1000, Duration::from_secs(10)).await;
     assert_counts(&app, &expected).await;
-    aggregator.kill().unwrap();
-    aggregator.wait().unwrap();
+    aggregator.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -138,13 +138,13 @@ impl TestApp {
     }
 
     /// Starts `hcp serve --components aggregator` as a separate process (to be killed for real).
-    pub fn spawn_aggregator_process(&self) -> Child {
+    pub fn spawn_aggregator_process(&self) -> ChildProcess {
         let mut cmd = Command::new(hcp_bin());
         cmd.args(["serve", "--components", "aggregator"]).stdout(Stdio::null()).stderr(Stdio::inherit());
         for (k, v) in self.child_env() {
             cmd.env(k, v);
         }
-        cmd.spawn().expect("spawn hcp aggregator process")
+        ChildProcess(cmd.spawn().expect("spawn hcp aggregator process"))
     }
 
     /// POSTs `body` to `/api/v1/ratings`.
@@ -231,6 +231,32 @@ pub fn replace_database(url: &str, db: &str) -> String {
     out
 }
 
+/// A child process that is killed when dropped, so a failing test leaves nothing running.
+pub struct ChildProcess(pub Child);
+
+impl ChildProcess {
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().expect("kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+        self.0.wait().expect("wait for child")
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
+
 /// A private Tansu broker (own port and storage) that a test may stop and restart.
 pub struct PrivateBroker {
     /// `127.0.0.1:port`.
@@ -287,5 +313,18 @@ impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for TestApp {
+    /// Cancels the in-process aggregator and server, so a failing test ends instead of leaving
+    /// the aggregator's blocking thread for the runtime to wait on forever.
+    fn drop(&mut self) {
+        if let Some((token, _)) = &self.aggregator {
+            token.cancel();
+        }
+        if let Some(server) = &self.server {
+            server.shutdown.cancel();
+        }
     }
 }
