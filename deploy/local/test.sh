@@ -24,7 +24,8 @@ export HCP_BIN="$CARGO_TARGET_DIR/debug/hcp"
 export HCP_TANSU_BIN="$TANSU_BIN"
 
 log "cargo test (unit + integration; KAFKA_BROKERS=$KAFKA_BROKERS DATABASE_URL=$DATABASE_URL)"
-cargo test --locked --workspace -- --test-threads "${HCP_TEST_THREADS:-4}"
+cargo test --locked --workspace -- --test-threads "${HCP_TEST_THREADS:-4}" 2>&1 | tee "$HCP_LOCAL/cargo-test.log"
+cargo_passed=$(grep -aoE '^test result: ok\. [0-9]+ passed' "$HCP_LOCAL/cargo-test.log" | awk '{s += $4} END {print s + 0}')
 
 log "smoke: hcp serve answers /healthz, /metrics, /openapi.json"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -56,3 +57,4 @@ wait $pid || die "smoke: hcp serve did not shut down cleanly"
 trap - EXIT
 echo "smoke: 7 passed, 0 failed"
 log "all tests passed"
+echo "total: $((cargo_passed + 7)) passed, 0 failed"

@@ -29,8 +29,8 @@ pub async fn create_topics(
             Ok(name) => created.push(name),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(KafkaError::AdminOp(code))
-                    .inspect_err(|_| tracing::error!(%name, ?code, "create topic failed"))
+                tracing::error!(%name, ?code, "create topic failed");
+                return Err(KafkaError::AdminOp(code));
             }
         }
     }

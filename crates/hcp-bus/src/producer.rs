@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -48,6 +49,8 @@ struct Generation {
     producer: FutureProducer<SessionContext>,
     /// Set when librdkafka reports that every broker connection was lost.
     stale: Arc<AtomicBool>,
+    /// When the session was created; a stale session is replaced at most once a second.
+    created: Instant,
 }
 
 /// Marks its session stale when the connection to the brokers is lost, so that an idempotent
@@ -73,7 +76,7 @@ impl Generation {
     fn create(config: &KafkaConfig, number: u64) -> Result<Self, KafkaError> {
         let stale = Arc::new(AtomicBool::new(false));
         let producer = config.producer().create_with_context(SessionContext { stale: stale.clone() })?;
-        Ok(Generation { number, producer, stale })
+        Ok(Generation { number, producer, stale, created: Instant::now() })
     }
 }
 
@@ -90,7 +93,8 @@ impl RatingProducer {
     /// The current session, replaced first when it saw the brokers go away.
     fn generation(&self) -> Generation {
         let current = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if current.stale.load(Ordering::Relaxed) {
+        // While the brokers stay away every new session goes stale at once too: pace the churn.
+        if current.stale.load(Ordering::Relaxed) && current.created.elapsed() >= Duration::from_secs(1) {
             self.replace(current.number, "broker connections were lost");
             return self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
         }
@@ -145,7 +149,7 @@ impl RatingProducer {
 
     /// Asks the broker for the topic's metadata: the readiness probe.
     /// Blocking; call it from a blocking context.
-    pub fn check_broker(&self, timeout: std::time::Duration) -> Result<(), KafkaError> {
+    pub fn check_broker(&self, timeout: Duration) -> Result<(), KafkaError> {
         let md = self.generation().producer.client().fetch_metadata(Some(&self.topic), timeout)?;
         match md.topics().first().and_then(|t| t.error()) {
             Some(e) => Err(KafkaError::MetadataFetch(e.into())),
@@ -154,7 +158,7 @@ impl RatingProducer {
     }
 
     /// Waits up to `timeout` for queued records to be acknowledged (graceful shutdown).
-    pub fn flush(&self, timeout: std::time::Duration) -> Result<(), KafkaError> {
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.generation().producer.flush(timeout)
     }
 
