@@ -91,7 +91,7 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
         r.map_err(|(e, _)| e)?;
     }
     rows.push(Row {
-        name: "raw rdkafka produce (acks=all, idempotent)".into(),
+        name: format!("raw rdkafka produce (acks=all, idempotence {})", if kafka.idempotence { "on" } else { "off" }),
         items: bodies.len() as u64,
         elapsed: t.elapsed(),
         note: String::new(),
