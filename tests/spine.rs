@@ -389,6 +389,11 @@ async fn operational_endpoints_answer() {
     for path in ["/api/v1/ratings", "/api/v1/stats/summary", "/healthz", "/readyz", "/metrics"] {
         assert!(spec["paths"][path].is_object(), "{path} not in OpenAPI");
     }
+    assert_eq!(
+        spec["components"]["schemas"]["RatingInput"]["required"],
+        json!(["channel", "stage", "service_record_no", "grade"]),
+        "the contract names the required rating fields"
+    );
     let docs = get("/docs").await.unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("接口文档"));

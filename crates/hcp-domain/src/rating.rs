@@ -67,13 +67,13 @@ impl From<AssessNumber> for u8 {
 #[serde(deny_unknown_fields)]
 pub struct RatingInput {
     /// Channel wire name, e.g. `window_evaluator`.
-    #[cfg_attr(feature = "openapi", schema(example = "window_evaluator"))]
+    #[cfg_attr(feature = "openapi", schema(example = "window_evaluator", required = true))]
     pub channel: Option<String>,
     /// Stage wire name: `acceptance`, `pickup`, `online` or `hotline`.
-    #[cfg_attr(feature = "openapi", schema(example = "acceptance"))]
+    #[cfg_attr(feature = "openapi", schema(example = "acceptance", required = true))]
     pub stage: Option<String>,
     /// 办件编号 (national `projectNo`).
-    #[cfg_attr(feature = "openapi", schema(example = "SZ20261122000123"))]
+    #[cfg_attr(feature = "openapi", schema(example = "SZ20261122000123", required = true))]
     pub service_record_no: Option<String>,
     /// 事项编码 (national `taskCode`).
     pub service_item_code: Option<String>,
@@ -88,7 +88,7 @@ pub struct RatingInput {
     /// Device id as reported.
     pub device_id: Option<String>,
     /// 1..=5: 5 非常满意, 4 满意, 3 基本满意, 2 不满意, 1 非常不满意.
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 5, example = 5))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 5, example = 5, required = true))]
     pub grade: Option<i64>,
     /// Tag codes (`evalDetail`).
     pub tags: Option<Vec<String>>,
