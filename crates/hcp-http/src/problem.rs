@@ -162,11 +162,8 @@ impl ApiError {
                 let first = v.0.first().map(|e| e.message.clone()).unwrap_or_default();
                 (format!("{}:{}", t.title_zh, first), v.0.clone())
             }
-            ApiError::MalformedJson(e) => (format!("{}:{e}", t.title_zh), vec![]),
-            ApiError::InvalidQuery(e) => (format!("{}:{e}", t.title_zh), vec![]),
-            ApiError::BrokerUnavailable(_) | ApiError::DatabaseUnavailable(_) | ApiError::Internal(_) => {
-                (format!("{}。{}", t.title_zh, t.help_zh), vec![])
-            }
+            ApiError::MalformedJson(e) | ApiError::InvalidQuery(e) => (format!("{}:{e}", t.title_zh), vec![]),
+            // Causes of dependency and internal failures are logged, never shown.
             _ => (format!("{}。{}", t.title_zh, t.help_zh), vec![]),
         };
         Problem {
