@@ -1,8 +1,9 @@
 //! Pre-aggregation: a batch of ratings becomes one delta per aggregate row, so the store does
 //! one upsert per key instead of one per rating.
 //!
-//! Every counted rating adds one to a row per scope it belongs to (all, its department, window,
-//! staff member, channel and stage), in an hour bucket and a day bucket (Beijing time).
+//! Every counted rating adds one to a row per scope its attribution puts it in (all, channel,
+//! stage, department, hall, window, staff member, service item, region and its ancestors,
+//! platform, tag class), in an hour bucket and a day bucket (Beijing time).
 //! A follow-up rating (追评) that replaces a first rating is a −1 on the first rating's rows
 //! plus a +1 on its own.
 
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{time, Channel, Grade, GradeCounts, RatingSubmitted, Stage};
+use crate::{time, Grade, GradeCounts};
 
 /// The id of the single row of the [`Scope::All`] scope.
 pub const ALL_ID: &str = "all";
@@ -32,12 +33,33 @@ pub enum Scope {
     Channel,
     /// A stage; the id is its wire name.
     Stage,
+    /// A service hall.
+    Hall,
+    /// A service item (事项); the id is its code.
+    ServiceItem,
+    /// A region (行政区划) and, through the tree, every region above it.
+    Region,
+    /// A platform: an online channel or the onsite system.
+    Platform,
+    /// A tag class (`conduct`, `process`, `platform`): ratings carrying such a tag.
+    TagClass,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 6] =
-        [Scope::All, Scope::Department, Scope::Window, Scope::Staff, Scope::Channel, Scope::Stage];
+    pub const ALL: [Scope; 11] = [
+        Scope::All,
+        Scope::Department,
+        Scope::Window,
+        Scope::Staff,
+        Scope::Channel,
+        Scope::Stage,
+        Scope::Hall,
+        Scope::ServiceItem,
+        Scope::Region,
+        Scope::Platform,
+        Scope::TagClass,
+    ];
 
     /// The wire / database name.
     pub fn as_str(self) -> &'static str {
@@ -48,6 +70,11 @@ impl Scope {
             Scope::Staff => "staff",
             Scope::Channel => "channel",
             Scope::Stage => "stage",
+            Scope::Hall => "hall",
+            Scope::ServiceItem => "service_item",
+            Scope::Region => "region",
+            Scope::Platform => "platform",
+            Scope::TagClass => "tag_class",
         }
     }
 
@@ -90,56 +117,16 @@ pub struct AggKey {
     pub scope_id: String,
 }
 
-/// The facts about a rating that aggregation needs.
+/// The facts about a rating that aggregation needs: its grade, its time, and the rows its
+/// attribution puts it in ([`crate::attribution::Attribution::scopes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggFacts {
     /// The grade.
     pub grade: Grade,
-    /// The channel.
-    pub channel: Channel,
-    /// The stage.
-    pub stage: Stage,
-    /// Responsible department, if known.
-    pub department_id: Option<String>,
-    /// Responsible window, if any.
-    pub window_id: Option<String>,
-    /// Responsible staff member, if any.
-    pub staff_id: Option<String>,
     /// When it was rated.
     pub rated_at: DateTime<Utc>,
-}
-
-impl From<&RatingSubmitted> for AggFacts {
-    fn from(r: &RatingSubmitted) -> Self {
-        AggFacts {
-            grade: r.grade,
-            channel: r.channel,
-            stage: r.stage,
-            department_id: r.department_id.clone(),
-            window_id: r.window_id.clone(),
-            staff_id: r.staff_id.clone(),
-            rated_at: r.rated_at,
-        }
-    }
-}
-
-impl AggFacts {
-    /// The scopes this rating counts in.
-    pub fn scopes(&self) -> Vec<(Scope, String)> {
-        let mut s = vec![
-            (Scope::All, ALL_ID.to_string()),
-            (Scope::Channel, self.channel.as_str().to_string()),
-            (Scope::Stage, self.stage.as_str().to_string()),
-        ];
-        for (scope, id) in
-            [(Scope::Department, &self.department_id), (Scope::Window, &self.window_id), (Scope::Staff, &self.staff_id)]
-        {
-            if let Some(id) = id {
-                s.push((scope, id.clone()));
-            }
-        }
-        s
-    }
+    /// The (scope, id) rows it counts in.
+    pub scopes: Vec<(Scope, String)>,
 }
 
 /// The deltas of one batch, one entry per aggregate row touched.
@@ -169,8 +156,9 @@ impl Rollup {
         for (width, bucket_start) in
             [(BucketWidth::Hour, time::hour_start(facts.rated_at)), (BucketWidth::Day, time::day_start(facts.rated_at))]
         {
-            for (scope, scope_id) in facts.scopes() {
-                let row = self.rows.entry(AggKey { width, bucket_start, scope, scope_id }).or_default();
+            for (scope, scope_id) in &facts.scopes {
+                let key = AggKey { width, bucket_start, scope: *scope, scope_id: scope_id.clone() };
+                let row = self.rows.entry(key).or_default();
                 if negative {
                     row.sub(&delta);
                 } else {
@@ -213,12 +201,14 @@ mod tests {
     fn facts(grade: u8, window: &str, hour_utc: u32) -> AggFacts {
         AggFacts {
             grade: Grade::new(grade).unwrap(),
-            channel: Channel::WindowEvaluator,
-            stage: Stage::Acceptance,
-            department_id: Some("D1".into()),
-            window_id: Some(window.into()),
-            staff_id: None,
             rated_at: Utc.with_ymd_and_hms(2026, 11, 20, hour_utc, 10, 0).unwrap(),
+            scopes: vec![
+                (Scope::All, ALL_ID.into()),
+                (Scope::Channel, "window_evaluator".into()),
+                (Scope::Stage, "acceptance".into()),
+                (Scope::Department, "D1".into()),
+                (Scope::Window, window.into()),
+            ],
         }
     }
 

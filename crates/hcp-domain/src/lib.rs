@@ -1,8 +1,9 @@
 //! # hcp-domain: the 好差评 rules, and nothing else
 //!
 //! Owns the vocabulary of the system — grades, channels, stages, the rating event and its
-//! validation, Beijing-time buckets, the satisfaction statistics and the per-batch
-//! pre-aggregation of ratings into aggregate deltas.
+//! validation, the directory rows and their checks, attribution of a rating to whoever is
+//! responsible (against an in-memory directory snapshot), Beijing-time buckets, the satisfaction
+//! statistics and the per-batch pre-aggregation of ratings into aggregate deltas.
 //!
 //! It must not do I/O, spawn tasks or depend on tokio, Kafka, SQL or HTTP crates: every other
 //! crate depends on this one, never the other way round, and everything here is a pure function
@@ -10,7 +11,9 @@
 //! `shared/domain.md`; where a rule is a policy, the policy is a value passed in.
 
 pub mod aggregate;
+pub mod attribution;
 pub mod channel;
+pub mod directory;
 pub mod error;
 pub mod grade;
 pub mod rating;
@@ -18,8 +21,10 @@ pub mod stats;
 pub mod time;
 
 pub use aggregate::{AggKey, BucketWidth, Rollup, Scope};
+pub use attribution::{attribute, Attribution, AttributionFlag, Basis, Responsibility};
 pub use channel::{Channel, Stage};
+pub use directory::{Directory, DirectoryData, TagClass};
 pub use error::{FieldError, ValidationErrors};
 pub use grade::Grade;
-pub use rating::{AssessNumber, RatingInput, RatingSubmitted, RATING_SUBMITTED_SCHEMA};
+pub use rating::{AssessNumber, RatingInput, RatingSubmitted, MAX_ID_CHARS, RATING_SUBMITTED_SCHEMA};
 pub use stats::{GradeCounts, SatisfactionPolicy, Summary};

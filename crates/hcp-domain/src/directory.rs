@@ -1,0 +1,526 @@
+//! The directory: who and what a rating can be attributed to (regions, departments, halls,
+//! windows, devices, staff, service items, the window sign-in roster and the tag catalogue),
+//! the per-row checks every write path shares, and [`Directory`], the immutable in-memory
+//! snapshot the aggregator attributes against.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{time, FieldError, MAX_ID_CHARS};
+
+/// 行政区划: an administrative region (a tree: province → city → district → street).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    /// 行政区划代码: 6 digits (county level and up) or 12 digits (statistical code).
+    #[cfg_attr(feature = "openapi", schema(example = "440304"))]
+    pub code: String,
+    /// Name.
+    #[cfg_attr(feature = "openapi", schema(example = "福田区"))]
+    pub name: String,
+    /// Parent region; none for a root.
+    #[serde(default)]
+    pub parent_code: Option<String>,
+}
+
+/// A department (a tree: a bureau and its sub-units).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Department {
+    /// Short id used in ratings.
+    #[cfg_attr(feature = "openapi", schema(example = "D-GA"))]
+    pub id: String,
+    /// 统一社会信用代码 (18 characters, GB 32100-2015 check character), national `deptCode`.
+    #[cfg_attr(feature = "openapi", schema(example = "11440300007542800X"))]
+    pub uscc: String,
+    /// Name.
+    pub name: String,
+    /// Parent department; none for a top-level one.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// The region it serves.
+    pub region_code: String,
+}
+
+/// A service hall (政务服务大厅).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Hall {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The region it is in.
+    pub region_code: String,
+}
+
+/// What a window does in the comprehensive-window model (前台综合受理、统一窗口出件).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum WindowRole {
+    /// Front-desk acceptance (受理) only.
+    Acceptance,
+    /// Unified pickup (出件) only.
+    Pickup,
+    /// Both stages.
+    Both,
+}
+
+impl WindowRole {
+    /// The wire / database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowRole::Acceptance => "acceptance",
+            WindowRole::Pickup => "pickup",
+            WindowRole::Both => "both",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [WindowRole::Acceptance, WindowRole::Pickup, WindowRole::Both].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A service window; a comprehensive window (综合窗口) serves several departments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// Id.
+    pub id: String,
+    /// The hall it is in.
+    pub hall_id: String,
+    /// Name, e.g. 综合受理1号窗.
+    pub name: String,
+    /// Which stages it serves.
+    pub role: WindowRole,
+    /// Departments whose matters it handles (at least one).
+    pub department_ids: Vec<String>,
+}
+
+/// What kind of device rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// 窗口评价器: the tablet at a window.
+    Evaluator,
+    /// 自助终端: a self-service terminal in a hall.
+    Terminal,
+}
+
+impl DeviceKind {
+    /// The wire / database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Evaluator => "evaluator",
+            DeviceKind::Terminal => "terminal",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [DeviceKind::Evaluator, DeviceKind::Terminal].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A rating device, bound to a window (evaluator) or only to a hall (terminal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    /// Id.
+    pub id: String,
+    /// Evaluator or terminal.
+    pub kind: DeviceKind,
+    /// The hall it stands in.
+    pub hall_id: String,
+    /// The window it is bound to (evaluators).
+    #[serde(default)]
+    pub window_id: Option<String>,
+}
+
+/// A staff member: window staff or a 12345 hotline agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Staff {
+    /// Id (national `proManager`).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The department they belong to.
+    pub department_id: String,
+}
+
+/// A service item (事项), owned by one department.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServiceItem {
+    /// 事项编码 (national `taskCode`).
+    pub code: String,
+    /// 事项名称 (national `taskName`).
+    pub name: String,
+    /// Owning department.
+    pub department_id: String,
+}
+
+/// One sign-in of a staff member at a window (窗口签到).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RosterEntry {
+    /// The window.
+    pub window_id: String,
+    /// Who signed in.
+    pub staff_id: String,
+    /// When.
+    pub signed_in_at: DateTime<Utc>,
+    /// When they signed out; open while on duty.
+    #[serde(default)]
+    pub signed_out_at: Option<DateTime<Utc>>,
+}
+
+/// Who a tag holds responsible when it is given with a bad review (domain.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TagClass {
+    /// Service conduct (attitude, professionalism, waiting, one-time notification): the staff
+    /// member and the window.
+    Conduct,
+    /// The matter or process (guide unclear, too many materials, too slow, policy): the
+    /// department owning the service item.
+    Process,
+    /// The online platform or hall system (faults, outages): the platform.
+    Platform,
+}
+
+impl TagClass {
+    /// Every class.
+    pub const ALL: [TagClass; 3] = [TagClass::Conduct, TagClass::Process, TagClass::Platform];
+
+    /// The wire / database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagClass::Conduct => "conduct",
+            TagClass::Process => "process",
+            TagClass::Platform => "platform",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// A tag of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Tag {
+    /// Code as sent in ratings (`evalDetail`).
+    pub code: String,
+    /// zh-CN label shown to raters.
+    pub name: String,
+    /// Whom it concerns.
+    pub class: TagClass,
+    /// Whether it is a complaint (offered with grades 1–3) rather than praise.
+    pub negative: bool,
+}
+
+/// A directory as plain rows: what an import file holds and what a snapshot is built from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryData {
+    /// Regions.
+    #[serde(default)]
+    pub regions: Vec<Region>,
+    /// Departments.
+    #[serde(default)]
+    pub departments: Vec<Department>,
+    /// Halls.
+    #[serde(default)]
+    pub halls: Vec<Hall>,
+    /// Windows.
+    #[serde(default)]
+    pub windows: Vec<Window>,
+    /// Devices.
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    /// Staff.
+    #[serde(default)]
+    pub staff: Vec<Staff>,
+    /// Service items.
+    #[serde(default)]
+    pub service_items: Vec<ServiceItem>,
+    /// Sign-in roster.
+    #[serde(default)]
+    pub roster: Vec<RosterEntry>,
+    /// Tag catalogue.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+/// The id of the onsite platform (the hall's own systems), for platform tags on window ratings.
+pub const ONSITE_PLATFORM: &str = "onsite_system";
+
+/// An immutable directory snapshot with the indexes attribution needs. Built once per directory
+/// change; attributing a rating against it is a few hash lookups.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    /// The directory version this snapshot was read at.
+    pub version: i64,
+    pub(crate) regions: HashMap<String, Region>,
+    pub(crate) departments: HashMap<String, Department>,
+    pub(crate) halls: HashMap<String, Hall>,
+    pub(crate) windows: HashMap<String, Window>,
+    pub(crate) devices: HashMap<String, Device>,
+    pub(crate) staff: HashMap<String, Staff>,
+    pub(crate) items: HashMap<String, ServiceItem>,
+    pub(crate) tags: HashMap<String, Tag>,
+    /// Per window, its duty spells sorted by start: (staff, start, effective end).
+    pub(crate) duty: HashMap<String, Vec<(String, DateTime<Utc>, DateTime<Utc>)>>,
+}
+
+impl Directory {
+    /// Builds the snapshot. An open sign-in ends at the earliest of the staff member's next
+    /// sign-in anywhere (nobody is at two windows) and the end of that Beijing day (a forgotten
+    /// sign-out does not attribute tomorrow's ratings to them).
+    pub fn new(version: i64, data: DirectoryData) -> Self {
+        let mut by_staff: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
+        for e in &data.roster {
+            by_staff.entry(&e.staff_id).or_default().push(e.signed_in_at);
+        }
+        for v in by_staff.values_mut() {
+            v.sort();
+        }
+        let mut duty: HashMap<String, Vec<(String, DateTime<Utc>, DateTime<Utc>)>> = HashMap::new();
+        for e in &data.roster {
+            let end = match e.signed_out_at {
+                Some(out) => out,
+                None => {
+                    let day_end = time::day_start(e.signed_in_at) + Duration::days(1);
+                    let next = by_staff
+                        .get(e.staff_id.as_str())
+                        .and_then(|v| v.iter().find(|&&t| t > e.signed_in_at).copied());
+                    next.map_or(day_end, |n| n.min(day_end))
+                }
+            };
+            duty.entry(e.window_id.clone()).or_default().push((e.staff_id.clone(), e.signed_in_at, end));
+        }
+        for spells in duty.values_mut() {
+            spells.sort_by_key(|s| s.1);
+        }
+        fn index<T>(rows: Vec<T>, key: fn(&T) -> &String) -> HashMap<String, T> {
+            rows.into_iter().map(|r| (key(&r).clone(), r)).collect()
+        }
+        Directory {
+            version,
+            regions: index(data.regions, |r| &r.code),
+            departments: index(data.departments, |d| &d.id),
+            halls: index(data.halls, |h| &h.id),
+            windows: index(data.windows, |w| &w.id),
+            devices: index(data.devices, |d| &d.id),
+            staff: index(data.staff, |s| &s.id),
+            items: index(data.service_items, |i| &i.code),
+            tags: index(data.tags, |t| &t.code),
+            duty,
+        }
+    }
+
+    /// The staff member on duty at `window` at `at`: the latest sign-in whose spell covers it.
+    pub fn on_duty(&self, window: &str, at: DateTime<Utc>) -> Option<&str> {
+        self.duty.get(window)?.iter().rev().find(|(_, start, end)| *start <= at && at < *end).map(|(s, _, _)| s.as_str())
+    }
+
+    /// `code` and its ancestors, nearest first (stops at a cycle or an unknown parent).
+    pub fn region_path(&self, code: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = self.regions.get(code);
+        while let Some(r) = cur {
+            if out.contains(&r.code) {
+                break;
+            }
+            out.push(r.code.clone());
+            cur = r.parent_code.as_deref().and_then(|p| self.regions.get(p));
+        }
+        out
+    }
+
+    /// The class of a tag, if the catalogue knows it.
+    pub fn tag_class(&self, code: &str) -> Option<TagClass> {
+        self.tags.get(code).map(|t| t.class)
+    }
+
+    /// A department by id.
+    pub fn department(&self, id: &str) -> Option<&Department> {
+        self.departments.get(id)
+    }
+
+    /// A window by id.
+    pub fn window(&self, id: &str) -> Option<&Window> {
+        self.windows.get(id)
+    }
+
+    /// A staff member by id.
+    pub fn staff(&self, id: &str) -> Option<&Staff> {
+        self.staff.get(id)
+    }
+
+    /// Row counts per kind, for logs.
+    pub fn sizes(&self) -> [(&'static str, usize); 9] {
+        [
+            ("regions", self.regions.len()),
+            ("departments", self.departments.len()),
+            ("halls", self.halls.len()),
+            ("windows", self.windows.len()),
+            ("devices", self.devices.len()),
+            ("staff", self.staff.len()),
+            ("service_items", self.items.len()),
+            ("roster", self.duty.values().map(Vec::len).sum()),
+            ("tags", self.tags.len()),
+        ]
+    }
+}
+
+/// The GB 32100-2015 alphabet of the unified social credit code (no I, O, S, V, Z).
+const USCC_ALPHABET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+
+/// The check character of the first 17 characters of a unified social credit code.
+pub fn uscc_check_char(first17: &str) -> Option<char> {
+    if first17.chars().count() != 17 {
+        return None;
+    }
+    let mut sum = 0;
+    for (c, w) in first17.chars().zip(USCC_WEIGHTS) {
+        sum += USCC_ALPHABET.find(c)? as u32 * w;
+    }
+    let check = (31 - sum % 31) % 31;
+    USCC_ALPHABET.chars().nth(check as usize)
+}
+
+/// Whether `code` is a well-formed unified social credit code with a correct check character.
+pub fn uscc_is_valid(code: &str) -> bool {
+    code.len() == 18 && code.is_ascii() && uscc_check_char(&code[..17]) == code.chars().last()
+}
+
+fn field_err(field: &str, code: &'static str, zh: String, en: String) -> FieldError {
+    FieldError::new(field, code, zh, en)
+}
+
+/// Checks a directory id or name field: present, 1..=64 characters (names up to 200), no
+/// control characters, and no whitespace in ids.
+pub fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, is_id: bool) {
+    let max = if is_id { MAX_ID_CHARS } else { 200 };
+    let n = value.chars().count();
+    if n == 0 || n > max {
+        errors.push(field_err(
+            field,
+            "length",
+            format!("{field} 长度须为 1 到 {max} 个字符"),
+            format!("{field} must be 1 to {max} characters"),
+        ));
+    } else if value.chars().any(|c| c.is_control() || (is_id && c.is_whitespace())) {
+        errors.push(field_err(
+            field,
+            "format",
+            format!("{field} 不能包含控制字符{}", if is_id { "或空白" } else { "" }),
+            format!("{field} must not contain control characters{}", if is_id { " or whitespace" } else { "" }),
+        ));
+    }
+}
+
+/// Checks a 行政区划代码: 6 or 12 digits.
+pub fn check_region_code(errors: &mut Vec<FieldError>, field: &str, code: &str) {
+    if !(code.len() == 6 || code.len() == 12) || !code.bytes().all(|b| b.is_ascii_digit()) {
+        errors.push(field_err(
+            field,
+            "format",
+            format!("{field} 须为 6 位或 12 位数字的行政区划代码,收到 “{code}”"),
+            format!("{field} must be a 6- or 12-digit area code, got '{code}'"),
+        ));
+    }
+}
+
+/// Checks a unified social credit code, naming what is wrong with it.
+pub fn check_uscc(errors: &mut Vec<FieldError>, field: &str, code: &str) {
+    if code.chars().count() != 18 || !code.chars().all(|c| USCC_ALPHABET.contains(c)) {
+        errors.push(field_err(
+            field,
+            "format",
+            format!("{field} 须为 18 位统一社会信用代码(数字或大写字母,不含 I、O、S、V、Z),收到 “{code}”"),
+            format!("{field} must be an 18-character unified social credit code, got '{code}'"),
+        ));
+    } else if !uscc_is_valid(code) {
+        let expected = uscc_check_char(&code[..17]).unwrap_or('?');
+        errors.push(field_err(
+            field,
+            "checksum",
+            format!("{field} 校验位错误:“{code}” 的第 18 位应为 {expected}"),
+            format!("{field} check character is wrong: '{code}' should end in {expected}"),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn uscc_check_character_follows_gb_32100() {
+        // Published codes of real organisations.
+        for code in ["91350100M000100Y43", "91440300708461136T"] {
+            assert!(uscc_is_valid(code), "{code}");
+        }
+        assert!(!uscc_is_valid("91350100M000100Y44"));
+        let mut errors = Vec::new();
+        check_uscc(&mut errors, "uscc", "91350100M000100Y44");
+        check_uscc(&mut errors, "uscc", "9135010OM000100Y43");
+        assert_eq!(errors.iter().map(|e| e.code).collect::<Vec<_>>(), vec!["checksum", "format"]);
+        assert!(errors[0].message.contains("应为 3"));
+    }
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        // Beijing 2026-11-20 h:m.
+        Utc.with_ymd_and_hms(2026, 11, 20, h, m, 0).unwrap() - Duration::hours(8)
+    }
+
+    #[test]
+    fn open_sign_ins_end_at_the_next_sign_in_or_the_end_of_the_day() {
+        let entry = |w: &str, s: &str, inn, out| RosterEntry {
+            window_id: w.into(),
+            staff_id: s.into(),
+            signed_in_at: inn,
+            signed_out_at: out,
+        };
+        let data = DirectoryData {
+            roster: vec![
+                entry("W1", "S1", at(8, 30), None), // moves to W2 at 12:05 without signing out
+                entry("W2", "S1", at(12, 5), Some(at(17, 0))),
+                entry("W1", "S2", at(13, 0), None), // forgets to sign out
+            ],
+            ..Default::default()
+        };
+        let d = Directory::new(1, data);
+        assert_eq!(d.on_duty("W1", at(8, 29)), None);
+        assert_eq!(d.on_duty("W1", at(9, 0)), Some("S1"));
+        assert_eq!(d.on_duty("W1", at(12, 30)), None);
+        assert_eq!(d.on_duty("W2", at(12, 30)), Some("S1"));
+        assert_eq!(d.on_duty("W2", at(17, 0)), None);
+        assert_eq!(d.on_duty("W1", at(15, 0)), Some("S2"));
+        assert_eq!(d.on_duty("W1", at(23, 59)), Some("S2"));
+        assert_eq!(d.on_duty("W1", at(23, 59) + Duration::minutes(2)), None, "next day");
+    }
+}
