@@ -17,6 +17,44 @@ use serde_json::{json, Value};
 const WINDOWS: &[(&str, &str, &str)] =
     &[("W1", "D1", "S1"), ("W2", "D1", "S2"), ("W3", "D2", "S3"), ("W4", "D3", "S4"), ("W5", "D3", "S5")];
 
+/// The directory the spine's ratings are attributed against: each window serves its one
+/// department at both stages, staff belong to their window's department, H1 is a hotline agent
+/// of the hotline centre, and each department owns one service item.
+fn spine_directory() -> Value {
+    let uscc =
+        ["91440300708461136T", "91350100M000100Y43", "11440300MB2C923854", "11440300MB2C800018", "11440300MB2C80002B"];
+    let depts: Vec<Value> = ["D1", "D2", "D3", "D9", "D-HL"]
+        .iter()
+        .zip(uscc)
+        .map(|(d, u)| json!({"id": d, "uscc": u, "name": format!("部门{d}"), "region_code": "449900"}))
+        .collect();
+    let mut windows: Vec<Value> = WINDOWS
+        .iter()
+        .map(|(w, d, _)| json!({"id": w, "hall_id": "H1", "name": format!("窗口{w}"), "role": "both", "department_ids": [d]}))
+        .collect();
+    windows.push(json!({"id": "W9", "hall_id": "H1", "name": "窗口W9", "role": "both", "department_ids": ["D9"]}));
+    let mut staff: Vec<Value> =
+        WINDOWS.iter().map(|(_, d, s)| json!({"id": s, "name": format!("人员{s}"), "department_id": d})).collect();
+    staff.push(json!({"id": "H1", "name": "接线员", "department_id": "D-HL"}));
+    let items: Vec<Value> = ["D1", "D2", "D3"]
+        .iter()
+        .map(|d| json!({"code": format!("ITEM-{d}"), "name": "事项", "department_id": d}))
+        .collect();
+    let devices: Vec<Value> = WINDOWS
+        .iter()
+        .map(|(w, _, _)| json!({"id": format!("EV-{w}"), "kind": "evaluator", "hall_id": "H1", "window_id": w}))
+        .collect();
+    json!({
+        "regions": [{"code": "449900", "name": "示范市"}],
+        "departments": depts,
+        "halls": [{"id": "H1", "name": "大厅", "region_code": "449900"}],
+        "windows": windows,
+        "devices": devices,
+        "staff": staff,
+        "service_items": items,
+    })
+}
+
 /// Expected grade counts per (scope, id).
 type Expected = HashMap<(String, String), [i64; 5]>;
 
@@ -48,7 +86,7 @@ fn ratings(n: usize, seed: u64) -> (Vec<Value>, Expected) {
                     [("department", d), ("channel", "app"), ("stage", "online")]
                         .map(|(a, b)| (a.to_string(), b.to_string())),
                 );
-                json!({"channel": "app", "stage": "online", "department_id": d, "service_item_code": "ITEM-1"})
+                json!({"channel": "app", "stage": "online", "department_id": d, "service_item_code": format!("ITEM-{d}")})
             }
             _ => {
                 scopes.extend(
@@ -123,6 +161,7 @@ async fn wait_total(app: &TestApp, total: i64, timeout: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousand_ratings_are_counted_exactly_per_scope_and_grade() {
     let mut app = TestApp::start().await;
+    app.import_directory(&spine_directory()).await;
     app.start_aggregator();
     let (bodies, expected) = ratings(1000, 1);
     post_all(&app, &bodies).await;
@@ -147,6 +186,7 @@ async fn thousand_ratings_are_counted_exactly_per_scope_and_grade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aggregator_killed_and_restarted_mid_stream_with_redelivery_counts_exactly() {
     let app = TestApp::start().await;
+    app.import_directory(&spine_directory()).await;
     let (bodies, expected) = ratings(1000, 2);
     let mut aggregator = app.spawn_aggregator_process();
 
@@ -202,6 +242,7 @@ async fn aggregator_killed_and_restarted_mid_stream_with_redelivery_counts_exact
 async fn broker_stopped_means_503_within_10s_and_nothing_counted() {
     let mut broker = PrivateBroker::start().await;
     let mut app = TestApp::start_on(&broker.addr).await;
+    app.import_directory(&spine_directory()).await;
     app.start_aggregator();
     let (bodies, _) = ratings(5, 3);
     post_all(&app, &bodies).await;
@@ -335,6 +376,7 @@ async fn malformed_bodies_get_problem_json_4xx_and_count_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_up_replaces_the_first_grade_and_both_stay_in_history() {
     let mut app = TestApp::start().await;
+    app.import_directory(&spine_directory()).await;
     app.start_aggregator();
     let first = json!({"channel": "window_evaluator", "stage": "pickup", "service_record_no": "F-1", "grade": 2,
                        "tags": ["long_wait"], "window_id": "W9", "department_id": "D9"});

@@ -89,10 +89,13 @@ impl TestApp {
             .await
             .expect("create test topics");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server =
-            server::spawn(config.clone(), Components { ingest: true, aggregator: false, board: true }, listener)
-                .await
-                .expect("server starts");
+        let server = server::spawn(
+            config.clone(),
+            Components { ingest: true, aggregator: false, board: true, directory: true },
+            listener,
+        )
+        .await
+        .expect("server starts");
         let url = server.url();
         TestApp { config, store, url, server: Some(server), client: reqwest::Client::new(), db_name, aggregator: None }
     }
@@ -109,10 +112,16 @@ impl TestApp {
 
     /// Starts the aggregator as a task of this process.
     pub fn start_aggregator(&mut self) {
+        self.start_aggregator_with(Default::default());
+    }
+
+    /// Starts the aggregator as a task of this process, counting into `stats`.
+    pub fn start_aggregator_with(&mut self, stats: std::sync::Arc<hcp_aggregator::AggregatorStats>) {
         assert!(self.aggregator.is_none(), "aggregator already running");
         let token = CancellationToken::new();
         let mut cfg = hcp_aggregator::AggregatorConfig::new(self.config.kafka(), self.config.topics());
         cfg.group_id = self.config.aggregator_group.clone();
+        cfg.stats = stats;
         let join = tokio::spawn(hcp_aggregator::run(cfg, self.store.clone(), token.clone()));
         self.aggregator = Some((token, join));
     }
@@ -152,6 +161,31 @@ impl TestApp {
         self.client.post(format!("{}/api/v1/ratings", self.url)).json(body).send().await.expect("request sent")
     }
 
+    /// Imports a directory document through `POST /api/v1/directory/import`; panics unless
+    /// every row was imported.
+    pub async fn import_directory(&self, doc: &serde_json::Value) -> serde_json::Value {
+        let r = self
+            .client
+            .post(format!("{}/api/v1/directory/import", self.url))
+            .body(doc.to_string())
+            .send()
+            .await
+            .expect("request sent");
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.expect("import answer");
+        assert_eq!(status, 200, "directory import: {body}");
+        body
+    }
+
+    /// GETs `path` (e.g. `/api/v1/stats/ranking?…`), asserting 200, and returns the JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.client.get(format!("{}{path}", self.url)).send().await.expect("request sent");
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.expect("json body");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
     /// GETs the summary for `query` (e.g. `scope=window&id=W1&from=…`).
     pub async fn summary(&self, query: &str) -> serde_json::Value {
         let r =
@@ -184,8 +218,13 @@ impl TestApp {
 
     /// Every record on the rating topic (key, body), read from the beginning.
     pub async fn read_topic(&self, expected: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.read_records(self.topic(), expected).await
+    }
+
+    /// The first `expected` records of `topic` (key, body), read from the beginning (waits up to
+    /// 60 s for them).
+    pub async fn read_records(&self, topic: String, expected: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let kafka = self.kafka();
-        let topic = self.topic();
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer =
                 kafka.consumer(&format!("reader-{}", uuid::Uuid::now_v7())).create().expect("consumer");

@@ -2,11 +2,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hcp_bus::{KafkaConfig, Topics};
-use hcp_domain::RatingSubmitted;
+use futures::future::join_all;
+use hcp_bus::{KafkaConfig, RatingProducer, Topics};
+use hcp_domain::{RatingAttributed, RatingSubmitted, RATING_ATTRIBUTED_SCHEMA};
 use hcp_store::{Batch, Position, Rejected, Store, StoredRating};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
@@ -17,6 +18,7 @@ use rdkafka::ClientContext;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::directory::{attribute_batch, AggregatorStats, SnapshotCache};
 use crate::metrics;
 
 /// How the aggregator consumes.
@@ -32,6 +34,8 @@ pub struct AggregatorConfig {
     pub max_batch: usize,
     /// Longest wait to fill a batch once its first record arrived.
     pub max_wait: Duration,
+    /// This instance's counters.
+    pub stats: Arc<AggregatorStats>,
 }
 
 impl AggregatorConfig {
@@ -43,6 +47,7 @@ impl AggregatorConfig {
             group_id: "hcp-aggregator".into(),
             max_batch: 5000,
             max_wait: Duration::from_millis(20),
+            stats: Arc::default(),
         }
     }
 }
@@ -168,8 +173,16 @@ fn consume(
     shutdown: CancellationToken,
 ) -> Result<(), AggregatorError> {
     let mut idle_limit = IDLE_REJOIN;
+    let mut work = Work {
+        store: store.clone(),
+        handle: handle.clone(),
+        cache: SnapshotCache::new(store.clone(), config.stats.clone()),
+        producer: RatingProducer::new(&config.kafka, &config.topics)?,
+        attributed_topic: config.topics.rating_attributed.clone(),
+        stats: config.stats.clone(),
+    };
     while !shutdown.is_cancelled() {
-        match consume_as_member(&config, &store, &handle, &shutdown, idle_limit)? {
+        match consume_as_member(&config, &mut work, &shutdown, idle_limit)? {
             Membership::Stopped => break,
             Membership::WorkedThenIdle => idle_limit = IDLE_REJOIN,
             Membership::NeverAssigned => idle_limit = (idle_limit * 2).min(MAX_IDLE_REJOIN),
@@ -193,15 +206,14 @@ enum Membership {
 /// was killed) is then asked again by a fresh member instead of leaving the topic unread.
 fn consume_as_member(
     config: &AggregatorConfig,
-    store: &Store,
-    handle: &Handle,
+    work: &mut Work,
     shutdown: &CancellationToken,
     idle_limit: Duration,
 ) -> Result<Membership, AggregatorError> {
     let topic = config.topics.rating_submitted.clone();
     let context = PositionContext {
-        store: store.clone(),
-        handle: handle.clone(),
+        store: work.store.clone(),
+        handle: work.handle.clone(),
         group: config.group_id.clone(),
         topic: topic.clone(),
         shutdown: shutdown.clone(),
@@ -234,14 +246,14 @@ fn consume_as_member(
         if polled.is_empty() {
             continue;
         }
-        let batch = build_batch(&config.group_id, &topic, polled);
+        let mut batch = build_batch(&config.group_id, &topic, polled);
         let span = tracing::info_span!(
             "batch",
             records = batch.ratings.len() + batch.rejected.len(),
             partitions = batch.positions.len()
         );
         let _guard = span.enter();
-        if !store_batch(store, handle, &batch, shutdown) {
+        if !work.store_batch(&mut batch, shutdown) {
             break;
         }
         commit_to_kafka(&consumer, &topic, &batch.positions);
@@ -297,7 +309,12 @@ fn build_batch(group: &str, topic: &str, polled: Vec<Polled>) -> Batch {
             Some(body) => RatingSubmitted::decode(body),
         };
         match decoded {
-            Ok(event) => batch.ratings.push(StoredRating { event, partition: p.partition, offset: p.offset }),
+            Ok(event) => batch.ratings.push(StoredRating {
+                event,
+                attribution: Default::default(),
+                partition: p.partition,
+                offset: p.offset,
+            }),
             Err(reason) => {
                 tracing::warn!(partition = p.partition, offset = p.offset, %reason, "record rejected");
                 batch.rejected.push(Rejected {
@@ -314,43 +331,107 @@ fn build_batch(group: &str, topic: &str, polled: Vec<Polled>) -> Batch {
     batch
 }
 
-/// Stores the batch, retrying while PostgreSQL fails. Returns false when shutdown interrupted
-/// the retries (nothing of the batch was committed; it is read again on the next start).
-fn store_batch(store: &Store, handle: &Handle, batch: &Batch, shutdown: &CancellationToken) -> bool {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let started = Instant::now();
-        match handle.block_on(store.apply_batch(batch)) {
-            Ok(o) => {
-                metrics::BATCHES.inc();
-                metrics::BATCH_SECONDS.observe(started.elapsed().as_secs_f64());
-                metrics::BATCH_RECORDS.observe((batch.ratings.len() + batch.rejected.len()) as f64);
-                for (outcome, n) in [
-                    ("inserted", o.inserted),
-                    ("duplicate", o.duplicates),
-                    ("replaced", o.replaced),
-                    ("rejected", o.rejected),
-                ] {
-                    metrics::RECORDS.with_label_values(&[outcome]).inc_by(n as u64);
+/// What storing a batch needs, kept across group memberships.
+struct Work {
+    store: Store,
+    handle: Handle,
+    cache: SnapshotCache,
+    producer: RatingProducer,
+    attributed_topic: String,
+    stats: Arc<AggregatorStats>,
+}
+
+/// Why one attempt at a batch failed.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("publishing attributed events: {0}")]
+    Publish(#[from] hcp_bus::PublishError),
+}
+
+impl Work {
+    /// Stores the batch, retrying while PostgreSQL or the broker fails. Returns false when
+    /// shutdown interrupted the retries (nothing of the batch was committed; it is read again
+    /// on the next start).
+    fn store_batch(&mut self, batch: &mut Batch, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            match self.attempt(batch) {
+                Ok(o) => {
+                    self.stats.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics::BATCHES.inc();
+                    metrics::BATCH_SECONDS.observe(started.elapsed().as_secs_f64());
+                    metrics::BATCH_RECORDS.observe((batch.ratings.len() + batch.rejected.len()) as f64);
+                    for (outcome, n) in [
+                        ("inserted", o.inserted),
+                        ("duplicate", o.duplicates),
+                        ("replaced", o.replaced),
+                        ("rejected", o.rejected),
+                    ] {
+                        metrics::RECORDS.with_label_values(&[outcome]).inc_by(n as u64);
+                    }
+                    tracing::debug!(
+                        inserted = o.inserted,
+                        duplicates = o.duplicates,
+                        flagged = o.flagged,
+                        rows = o.aggregate_rows,
+                        "batch committed"
+                    );
+                    return true;
                 }
-                tracing::debug!(
-                    inserted = o.inserted,
-                    duplicates = o.duplicates,
-                    rows = o.aggregate_rows,
-                    "batch committed"
-                );
-                return true;
-            }
-            Err(e) => {
-                metrics::BATCH_FAILURES.inc();
-                tracing::warn!(error = %e, "batch transaction failed; retrying");
-                if shutdown.is_cancelled() {
-                    return false;
+                Err(e) => {
+                    metrics::BATCH_FAILURES.inc();
+                    tracing::warn!(error = %e, "batch failed; retrying");
+                    if shutdown.is_cancelled() {
+                        return false;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+
+    /// One attempt: refresh the snapshot if the directory moved, attribute in memory, write
+    /// the transaction, publish the attributed events of the new ratings, then commit. A crash
+    /// after publishing and before the commit publishes them again on the re-read (consumers
+    /// keep the latest per rating id); a commit never happens without the publish.
+    fn attempt(&mut self, batch: &mut Batch) -> Result<hcp_store::BatchOutcome, AttemptError> {
+        let dir = self.cache.fresh(&self.handle)?;
+        attribute_batch(batch, &dir, &self.stats);
+        let (store, producer, topic) = (&self.store, &self.producer, &self.attributed_topic);
+        self.handle.block_on(async {
+            let pending = store.begin_batch(batch).await?;
+            let now = chrono::Utc::now();
+            let new: Vec<&StoredRating> =
+                batch.ratings.iter().filter(|r| pending.new_ids.contains(&r.event.rating_id)).collect();
+            let sends = new.iter().map(|r| {
+                let event = RatingAttributed {
+                    rating: r.event.clone(),
+                    attribution: r.attribution.clone(),
+                    attributed_at: now,
+                    reattributed: false,
+                };
+                let body = serde_json::to_vec(&event).expect("events always serialize");
+                let key = r.event.rating_id.to_string();
+                async move { producer.publish_to(topic, RATING_ATTRIBUTED_SCHEMA, &key, &body).await }
+            });
+            for result in join_all(sends).await {
+                result?;
+            }
+            let outcome = pending.commit().await?;
+            metrics::PUBLISHED.inc_by(new.len() as u64);
+            for r in &new {
+                let result = if r.attribution.is_flagged() { "flagged" } else { "complete" };
+                metrics::ATTRIBUTIONS.with_label_values(&[result]).inc();
+                for f in &r.attribution.flags {
+                    metrics::FLAGS.with_label_values(&[f.as_str()]).inc();
+                }
+            }
+            Ok(outcome)
+        })
     }
 }
 

@@ -3,6 +3,50 @@
 use std::sync::LazyLock;
 
 use prometheus::{register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge};
+
+/// `hcp_attribution_ratings_total{result}`: new ratings stored, `complete` or `flagged`.
+pub static ATTRIBUTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hcp_attribution_ratings_total",
+        "New ratings stored, by attribution result (complete or flagged)",
+        &["result"]
+    )
+    .expect("metric registers once")
+});
+
+/// `hcp_attribution_flags_total{flag}`: flags raised on new ratings (a bounded set of reasons).
+pub static FLAGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("hcp_attribution_flags_total", "Attribution flags on new ratings, by reason", &["flag"])
+        .expect("metric registers once")
+});
+
+/// `hcp_directory_snapshot_loads_total`: full directory loads (start, then one per change).
+pub static DIRECTORY_LOADS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("hcp_directory_snapshot_loads_total", "Directory snapshots loaded by the aggregator")
+        .expect("metric registers once")
+});
+
+/// `hcp_directory_snapshot_version`: the directory version the aggregator attributes against.
+pub static DIRECTORY_VERSION: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("hcp_directory_snapshot_version", "Directory version of the aggregator's snapshot")
+        .expect("metric registers once")
+});
+
+/// `hcp_directory_snapshot_load_seconds`: time to load a snapshot.
+pub static DIRECTORY_LOAD_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "hcp_directory_snapshot_load_seconds",
+        "Time to load the directory snapshot",
+        vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]
+    )
+    .expect("metric registers once")
+});
+
+/// `hcp_aggregator_published_total`: attributed events published.
+pub static PUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("hcp_aggregator_published_total", "Attributed rating events published")
+        .expect("metric registers once")
+});
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 
 /// `hcp_aggregator_records_total{outcome}`: inserted, duplicate, replaced, rejected.

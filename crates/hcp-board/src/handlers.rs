@@ -4,9 +4,10 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use hcp_domain::aggregate::ALL_ID;
+use hcp_domain::Summary;
 use hcp_domain::{time, BucketWidth, Scope};
 use hcp_http::{ApiError, ApiQuery, Problem};
-use hcp_store::AggregateQuery;
+use hcp_store::{AggregateQuery, RankingQuery};
 use serde::{Deserialize, Serialize};
 
 use crate::BoardState;
@@ -18,9 +19,11 @@ const MAX_RANGE_DAYS: i64 = 400;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SummaryParams {
-    /// `all` (default), `department`, `window`, `staff`, `channel` or `stage`.
+    /// `all` (default), `department`, `hall`, `window`, `staff`, `service_item`, `region`,
+    /// `platform`, `tag_class`, `channel` or `stage`.
     pub scope: Option<String>,
-    /// The department / window / staff id, channel or stage name; not used with `all`.
+    /// The id within the scope (department / hall / window / staff id, item code, region code,
+    /// platform, tag class, channel or stage name); not used with `all`.
     pub id: Option<String>,
     /// Start (RFC 3339); default the start of today, Beijing time. Rounded down to the hour.
     pub from: Option<DateTime<FixedOffset>>,
@@ -74,27 +77,13 @@ pub async fn summary(
     ApiQuery(p): ApiQuery<SummaryParams>,
 ) -> Result<Json<StatsSummary>, ApiError> {
     let scope_name = p.scope.as_deref().unwrap_or("all");
-    let scope = Scope::parse(scope_name).ok_or_else(|| {
-        ApiError::InvalidQuery(format!(
-            "未知的统计范围 scope={scope_name}(可选 all、department、window、staff、channel、stage)"
-        ))
-    })?;
+    let scope = parse_scope(scope_name)?;
     let id = match (scope, p.id) {
         (Scope::All, _) => ALL_ID.to_string(),
         (_, Some(id)) if !id.is_empty() => id,
         _ => return Err(ApiError::InvalidQuery(format!("scope={scope_name} 需要参数 id"))),
     };
-    let now = Utc::now();
-    let from = time::hour_start(p.from.map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| time::day_start(now)));
-    let to = time::hour_ceil(p.to.map(|t| t.with_timezone(&Utc)).unwrap_or(now));
-    if to <= from {
-        return Err(ApiError::InvalidQuery("结束时间 to 须晚于开始时间 from".into()));
-    }
-    if to - from > Duration::days(MAX_RANGE_DAYS) {
-        return Err(ApiError::InvalidQuery(format!("时间范围不能超过 {MAX_RANGE_DAYS} 天")));
-    }
-    let width =
-        if time::is_day_aligned(from) && time::is_day_aligned(to) { BucketWidth::Day } else { BucketWidth::Hour };
+    let (from, to, width) = time_range(p.from, p.to)?;
     let q = AggregateQuery { scope, scope_id: id.clone(), width, from, to };
     let counts = state.store.aggregate_counts(&q).await.map_err(db_error)?;
     let s = counts.summary(state.policy);
@@ -111,6 +100,165 @@ pub async fn summary(
         satisfaction_rate: s.satisfaction_rate,
         bad_review_rate: s.bad_rate,
         average_grade: s.average_grade,
+    }))
+}
+
+fn parse_scope(name: &str) -> Result<Scope, ApiError> {
+    Scope::parse(name).ok_or_else(|| {
+        let all: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        ApiError::InvalidQuery(format!("未知的统计范围 scope={name}(可选 {})", all.join("、")))
+    })
+}
+
+/// The effective range: `from` rounded down and `to` up to the hour (defaults: today so far),
+/// summed over day rows when both ends fall on Beijing midnights, else hour rows.
+fn time_range(
+    from: Option<DateTime<FixedOffset>>,
+    to: Option<DateTime<FixedOffset>>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>, BucketWidth), ApiError> {
+    let now = Utc::now();
+    let from = time::hour_start(from.map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| time::day_start(now)));
+    let to = time::hour_ceil(to.map(|t| t.with_timezone(&Utc)).unwrap_or(now));
+    if to <= from {
+        return Err(ApiError::InvalidQuery("结束时间 to 须晚于开始时间 from".into()));
+    }
+    if to - from > Duration::days(MAX_RANGE_DAYS) {
+        return Err(ApiError::InvalidQuery(format!("时间范围不能超过 {MAX_RANGE_DAYS} 天")));
+    }
+    let width =
+        if time::is_day_aligned(from) && time::is_day_aligned(to) { BucketWidth::Day } else { BucketWidth::Hour };
+    Ok((from, to, width))
+}
+
+/// Query of `GET /api/v1/stats/ranking`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RankingParams {
+    /// What to rank: `department`, `hall`, `window`, `staff`, `service_item`, `region`,
+    /// `platform`, `tag_class`, `channel` or `stage`.
+    pub scope: String,
+    /// Start (RFC 3339); default the start of today, Beijing time.
+    pub from: Option<DateTime<FixedOffset>>,
+    /// End, exclusive (RFC 3339); default now.
+    pub to: Option<DateTime<FixedOffset>>,
+    /// Fewest ratings to be ranked; default 1, and the staff policy minimum for `staff`
+    /// (so one angry rating cannot shame a person).
+    pub min_ratings: Option<i64>,
+    /// `desc` (best first, default) or `asc` (worst first).
+    pub order: Option<String>,
+    /// Most entries returned (1–1000, default 50).
+    pub limit: Option<i64>,
+}
+
+/// One ranked unit.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RankingEntry {
+    /// Rank (1 is best when `order=desc`); equal rates share a rank.
+    pub rank: usize,
+    /// Id within the scope.
+    pub id: String,
+    /// Display name from the directory, when it has one.
+    pub name: Option<String>,
+    /// Valid ratings.
+    pub total: i64,
+    /// 差评 count.
+    pub bad_review_count: i64,
+    /// 好评率.
+    pub satisfaction_rate: Option<f64>,
+    /// Mean grade.
+    pub average_grade: Option<f64>,
+}
+
+/// A ranking of one scope over a time range.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Ranking {
+    /// The scope ranked.
+    pub scope: String,
+    /// Effective start.
+    pub from: DateTime<Utc>,
+    /// Effective end, exclusive.
+    pub to: DateTime<Utc>,
+    /// Fewest ratings to be ranked.
+    pub min_ratings: i64,
+    /// `desc` or `asc`.
+    pub order: String,
+    /// Ranked units, by satisfaction rate, then more ratings first, then id.
+    pub entries: Vec<RankingEntry>,
+    /// Units with ratings but fewer than `min_ratings`: not ranked.
+    pub unranked: usize,
+}
+
+/// Ranking of departments, halls, windows, staff, items, regions, … by satisfaction rate.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stats/ranking",
+    tag = "stats",
+    params(RankingParams),
+    responses(
+        (status = 200, description = "Ranking", body = Ranking),
+        (status = 400, description = "Bad parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ranking(
+    State(state): State<BoardState>,
+    ApiQuery(p): ApiQuery<RankingParams>,
+) -> Result<Json<Ranking>, ApiError> {
+    let scope = parse_scope(&p.scope)?;
+    if scope == Scope::All {
+        return Err(ApiError::InvalidQuery("scope=all 只有一个统计对象,无法排名".into()));
+    }
+    let (from, to, width) = time_range(p.from, p.to)?;
+    let default_min = if scope == Scope::Staff { state.staff_min_ratings } else { 1 };
+    let min_ratings = p.min_ratings.unwrap_or(default_min);
+    if min_ratings < 1 {
+        return Err(ApiError::InvalidQuery("min_ratings 须为正整数".into()));
+    }
+    let ascending = match p.order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(o) => return Err(ApiError::InvalidQuery(format!("order={o} 无效(可选 desc、asc)"))),
+    };
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidQuery("limit 须在 1 到 1000 之间".into()));
+    }
+    let q = RankingQuery { scope, width, from, to, min_ratings: 1 };
+    let rows = state.store.scope_counts(&q).await.map_err(db_error)?;
+    let (ranked, unranked): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, c)| c.total() >= min_ratings);
+    let mut scored: Vec<(String, Summary)> = ranked.into_iter().map(|(id, c)| (id, c.summary(state.policy))).collect();
+    let rate = |s: &Summary| s.satisfaction_rate.unwrap_or(0.0);
+    scored.sort_by(|(a_id, a), (b_id, b)| {
+        let by_rate = if ascending { rate(a).total_cmp(&rate(b)) } else { rate(b).total_cmp(&rate(a)) };
+        by_rate.then(b.total.cmp(&a.total)).then(a_id.cmp(b_id))
+    });
+    scored.truncate(limit as usize);
+    let ids: Vec<String> = scored.iter().map(|(id, _)| id.clone()).collect();
+    let names = state.store.directory_names(scope, &ids).await.map_err(db_error)?;
+    let mut entries: Vec<RankingEntry> = Vec::with_capacity(scored.len());
+    for (i, (id, s)) in scored.into_iter().enumerate() {
+        let rank = match entries.last() {
+            Some(prev) if prev.satisfaction_rate == s.satisfaction_rate => prev.rank,
+            _ => i + 1,
+        };
+        entries.push(RankingEntry {
+            rank,
+            name: names.get(&id).cloned(),
+            id,
+            total: s.total,
+            bad_review_count: s.bad,
+            satisfaction_rate: s.satisfaction_rate,
+            average_grade: s.average_grade,
+        });
+    }
+    Ok(Json(Ranking {
+        scope: scope.as_str().into(),
+        from,
+        to,
+        min_ratings,
+        order: if ascending { "asc" } else { "desc" }.into(),
+        entries,
+        unranked: unranked.len(),
     }))
 }
 

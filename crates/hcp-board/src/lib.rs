@@ -2,7 +2,8 @@
 //!
 //! Owns the statistics API over the aggregates the aggregator maintains:
 //! `GET /api/v1/stats/summary` (count per grade, total, 好评率, 差评 count for a scope and a
-//! time range). Rates are derived at read time under the configured
+//! time range) and `GET /api/v1/stats/ranking` (units of a scope ranked by 好评率, with a
+//! minimum number of ratings). Rates are derived at read time under the configured
 //! [`hcp_domain::SatisfactionPolicy`], so changing the policy needs no recount.
 //!
 //! It must not write: every number it shows was committed by the aggregator's transaction.
@@ -15,7 +16,7 @@ use axum::Router;
 use hcp_domain::SatisfactionPolicy;
 use hcp_store::Store;
 
-pub use handlers::{__path_summary, StatsSummary, SummaryParams};
+pub use handlers::{__path_ranking, __path_summary, Ranking, RankingEntry, RankingParams, StatsSummary, SummaryParams};
 
 /// What the board handlers share.
 #[derive(Clone)]
@@ -24,9 +25,14 @@ pub struct BoardState {
     pub store: Store,
     /// Whether 基本满意 counts as good.
     pub policy: SatisfactionPolicy,
+    /// Fewest ratings a staff member needs to appear in a ranking.
+    pub staff_min_ratings: i64,
 }
 
 /// The read routes.
 pub fn router(state: BoardState) -> Router {
-    Router::new().route("/api/v1/stats/summary", get(handlers::summary)).with_state(state)
+    Router::new()
+        .route("/api/v1/stats/summary", get(handlers::summary))
+        .route("/api/v1/stats/ranking", get(handlers::ranking))
+        .with_state(state)
 }

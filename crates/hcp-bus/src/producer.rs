@@ -124,12 +124,24 @@ impl RatingProducer {
 
     /// Publishes an already encoded event body under `key` (used by replays and benchmarks).
     pub async fn publish_raw(&self, key: &str, body: &[u8]) -> Result<(i32, i64), PublishError> {
+        let topic = self.topic.clone();
+        self.publish_to(&topic, RATING_SUBMITTED_SCHEMA, key, body).await
+    }
+
+    /// Publishes `body` (schema id `schema`) to another topic of the deployment, with the same
+    /// acknowledgement and session rules.
+    pub async fn publish_to(
+        &self,
+        topic: &str,
+        schema: &str,
+        key: &str,
+        body: &[u8],
+    ) -> Result<(i32, i64), PublishError> {
         let mut retried = false;
         loop {
             let generation = self.generation();
-            let headers =
-                OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(RATING_SUBMITTED_SCHEMA) });
-            let record = FutureRecord::to(&self.topic).key(key).payload(body).headers(headers);
+            let headers = OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(schema) });
+            let record = FutureRecord::to(topic).key(key).payload(body).headers(headers);
             let error = match generation.producer.send(record, Timeout::After(self.config.produce_timeout)).await {
                 Ok(d) => return Ok((d.partition, d.offset)),
                 Err((e, _)) => e,

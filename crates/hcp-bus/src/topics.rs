@@ -5,17 +5,23 @@
 pub struct Topics {
     /// `hcp.rating.submitted.v1`: validated ratings from ingest, keyed by 办件编号.
     pub rating_submitted: String,
+    /// `hcp.rating.attributed.v1`: each stored rating with its attribution snapshot, keyed by
+    /// rating id; published by the aggregator (again after a re-attribution).
+    pub rating_attributed: String,
 }
 
 impl Topics {
     /// The topics with `prefix` prepended (empty in production).
     pub fn with_prefix(prefix: &str) -> Self {
-        Topics { rating_submitted: format!("{prefix}hcp.rating.submitted.v1") }
+        Topics {
+            rating_submitted: format!("{prefix}hcp.rating.submitted.v1"),
+            rating_attributed: format!("{prefix}hcp.rating.attributed.v1"),
+        }
     }
 
     /// Every topic, for creation.
     pub fn all(&self) -> Vec<&str> {
-        vec![&self.rating_submitted]
+        vec![&self.rating_submitted, &self.rating_attributed]
     }
 }
 

@@ -137,7 +137,10 @@ pub struct Attribution {
     pub flags: Vec<AttributionFlag>,
     /// The directory version attributed against.
     pub directory_version: i64,
-    /// Every aggregate row this rating counts in (scope, id).
+    /// Every aggregate row this rating counts in (scope, id); stored beside the snapshot as
+    /// `agg_scopes`, not inside it.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub scopes: Vec<(Scope, String)>,
 }
 
@@ -151,6 +154,24 @@ impl Attribution {
     pub fn scope_keys(&self) -> Vec<String> {
         self.scopes.iter().map(|(s, id)| format!("{}:{id}", s.as_str())).collect()
     }
+}
+
+/// Schema id of [`RatingAttributed`] (`schemas/rating-attributed.v1.json`).
+pub const RATING_ATTRIBUTED_SCHEMA: &str = "hcp.rating.attributed.v1";
+
+/// The event on `hcp.rating.attributed.v1`: a stored rating and whom it was attributed to.
+/// Published once when the rating is stored and again whenever a re-attribution changes it;
+/// consumers keep the latest per `rating.rating_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatingAttributed {
+    /// The rating as submitted.
+    pub rating: RatingSubmitted,
+    /// The attribution snapshot.
+    pub attribution: Attribution,
+    /// When it was attributed.
+    pub attributed_at: DateTime<Utc>,
+    /// Whether this replaces an earlier attribution of the same rating.
+    pub reattributed: bool,
 }
 
 /// Parses a stored `scope:id` key.
@@ -265,7 +286,8 @@ fn attribute_window(
             },
         };
     }
-    let item_dept = rating.service_item_code.as_deref().and_then(|c| dir.items.get(c)).map(|i| i.department_id.as_str());
+    let item_dept =
+        rating.service_item_code.as_deref().and_then(|c| dir.items.get(c)).map(|i| i.department_id.as_str());
     if let (Some(w), Some(d)) = (window, item_dept) {
         if !w.department_ids.iter().any(|x| x == d) {
             a.flags.push(AttributionFlag::ItemNotServedByWindow);
@@ -378,7 +400,8 @@ mod tests {
     }
 
     fn dir() -> Directory {
-        let region = |code: &str, parent: Option<&str>| Region { code: s(code), name: s(code), parent_code: parent.map(s) };
+        let region =
+            |code: &str, parent: Option<&str>| Region { code: s(code), name: s(code), parent_code: parent.map(s) };
         let dept = |id: &str, region: &str| Department {
             id: s(id),
             uscc: s("91440300708461136T"),
@@ -405,7 +428,11 @@ mod tests {
         Directory::new(
             7,
             DirectoryData {
-                regions: vec![region("440000", None), region("440300", Some("440000")), region("440304", Some("440300"))],
+                regions: vec![
+                    region("440000", None),
+                    region("440300", Some("440000")),
+                    region("440304", Some("440300")),
+                ],
                 departments: vec![
                     dept("D-SJ", "440300"),
                     dept("D-RS", "440300"),
@@ -663,7 +690,9 @@ mod tests {
         r
     }
 
-    fn bases(a: &Attribution) -> Vec<(Basis, Option<&str>, Option<&str>, Option<&str>)> {
+    type Party<'a> = (Basis, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+    fn bases(a: &Attribution) -> Vec<Party<'_>> {
         a.responsible
             .iter()
             .map(|r| (r.basis, r.department_id.as_deref(), r.staff_id.as_deref(), r.platform.as_deref()))
@@ -784,7 +813,12 @@ mod tests {
             department_ids: vec![s("D-SJ")],
         });
         data.staff.push(Staff { id: s("S9"), name: s("S9"), department_id: s("D-SJ") });
-        data.roster.push(RosterEntry { window_id: s("W-NEW"), staff_id: s("S9"), signed_in_at: at(8, 0), signed_out_at: None });
+        data.roster.push(RosterEntry {
+            window_id: s("W-NEW"),
+            staff_id: s("S9"),
+            signed_in_at: at(8, 0),
+            signed_out_at: None,
+        });
         let fixed = Directory::new(8, data);
         let after = attribute(&fixed, &r, at(9, 0));
         assert!(after.flags.is_empty(), "{:?}", after.flags);

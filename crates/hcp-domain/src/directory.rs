@@ -288,9 +288,12 @@ pub struct Directory {
     pub(crate) staff: HashMap<String, Staff>,
     pub(crate) items: HashMap<String, ServiceItem>,
     pub(crate) tags: HashMap<String, Tag>,
-    /// Per window, its duty spells sorted by start: (staff, start, effective end).
-    pub(crate) duty: HashMap<String, Vec<(String, DateTime<Utc>, DateTime<Utc>)>>,
+    /// Per window, its duty spells sorted by start.
+    pub(crate) duty: HashMap<String, Vec<Spell>>,
 }
+
+/// A staff member's time at a window: (staff, start, effective end).
+pub(crate) type Spell = (String, DateTime<Utc>, DateTime<Utc>);
 
 impl Directory {
     /// Builds the snapshot. An open sign-in ends at the earliest of the staff member's next
@@ -304,7 +307,7 @@ impl Directory {
         for v in by_staff.values_mut() {
             v.sort();
         }
-        let mut duty: HashMap<String, Vec<(String, DateTime<Utc>, DateTime<Utc>)>> = HashMap::new();
+        let mut duty: HashMap<String, Vec<Spell>> = HashMap::new();
         for e in &data.roster {
             let end = match e.signed_out_at {
                 Some(out) => out,
@@ -340,7 +343,12 @@ impl Directory {
 
     /// The staff member on duty at `window` at `at`: the latest sign-in whose spell covers it.
     pub fn on_duty(&self, window: &str, at: DateTime<Utc>) -> Option<&str> {
-        self.duty.get(window)?.iter().rev().find(|(_, start, end)| *start <= at && at < *end).map(|(s, _, _)| s.as_str())
+        self.duty
+            .get(window)?
+            .iter()
+            .rev()
+            .find(|(_, start, end)| *start <= at && at < *end)
+            .map(|(s, _, _)| s.as_str())
     }
 
     /// `code` and its ancestors, nearest first (stops at a cycle or an unknown parent).
@@ -473,6 +481,347 @@ pub fn check_uscc(errors: &mut Vec<FieldError>, field: &str, code: &str) {
     }
 }
 
+/// A kind of directory row; also the admin API path segment and the import file section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    /// 行政区划.
+    Regions,
+    /// 部门.
+    Departments,
+    /// 大厅.
+    Halls,
+    /// 窗口.
+    Windows,
+    /// 设备.
+    Devices,
+    /// 工作人员.
+    Staff,
+    /// 事项.
+    ServiceItems,
+    /// 窗口签到.
+    Roster,
+    /// 评价标签.
+    Tags,
+}
+
+impl EntityKind {
+    /// Every kind, in the order an import writes them (referenced rows first).
+    pub const ALL: [EntityKind; 9] = [
+        EntityKind::Regions,
+        EntityKind::Departments,
+        EntityKind::Halls,
+        EntityKind::Windows,
+        EntityKind::Devices,
+        EntityKind::Staff,
+        EntityKind::ServiceItems,
+        EntityKind::Roster,
+        EntityKind::Tags,
+    ];
+
+    /// The wire name, which is also the table name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Regions => "regions",
+            EntityKind::Departments => "departments",
+            EntityKind::Halls => "halls",
+            EntityKind::Windows => "windows",
+            EntityKind::Devices => "devices",
+            EntityKind::Staff => "staff",
+            EntityKind::ServiceItems => "service_items",
+            EntityKind::Roster => "roster",
+            EntityKind::Tags => "tags",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// zh-CN name.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            EntityKind::Regions => "行政区划",
+            EntityKind::Departments => "部门",
+            EntityKind::Halls => "大厅",
+            EntityKind::Windows => "窗口",
+            EntityKind::Devices => "设备",
+            EntityKind::Staff => "工作人员",
+            EntityKind::ServiceItems => "事项",
+            EntityKind::Roster => "签到记录",
+            EntityKind::Tags => "评价标签",
+        }
+    }
+
+    /// The key column (the roster's key is window, staff and sign-in time).
+    pub fn key_column(self) -> &'static str {
+        match self {
+            EntityKind::Regions | EntityKind::ServiceItems | EntityKind::Tags => "code",
+            _ => "id",
+        }
+    }
+}
+
+/// The failing fields of one row of an import or an admin write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    /// Which section.
+    pub kind: EntityKind,
+    /// Index of the row within its section (0-based).
+    pub index: usize,
+    /// The row's id or code as given (empty if missing).
+    pub id: String,
+    /// What is wrong.
+    pub errors: Vec<FieldError>,
+}
+
+/// Checks every row of `data`: its fields, duplicate ids within the file, and that every
+/// reference resolves to a row of `existing` or of `data` itself. All rows are checked, so a
+/// report names every bad row at once.
+pub fn check_rows(existing: &Directory, data: &DirectoryData) -> Vec<RowError> {
+    use std::collections::HashSet;
+    let set = |keys: Vec<&str>| -> HashSet<String> { keys.into_iter().map(String::from).collect() };
+    let regions: HashSet<String> =
+        existing.regions.keys().cloned().chain(set(data.regions.iter().map(|r| r.code.as_str()).collect())).collect();
+    let depts: HashSet<String> =
+        existing.departments.keys().cloned().chain(data.departments.iter().map(|d| d.id.clone())).collect();
+    let halls: HashMap<String, ()> =
+        existing.halls.keys().cloned().chain(data.halls.iter().map(|h| h.id.clone())).map(|k| (k, ())).collect();
+    let mut window_halls: HashMap<String, String> =
+        existing.windows.values().map(|w| (w.id.clone(), w.hall_id.clone())).collect();
+    window_halls.extend(data.windows.iter().map(|w| (w.id.clone(), w.hall_id.clone())));
+    let staff: HashSet<String> =
+        existing.staff.keys().cloned().chain(data.staff.iter().map(|s| s.id.clone())).collect();
+
+    let mut out = Vec::new();
+    let missing = |errors: &mut Vec<FieldError>, field: &str, kind: EntityKind, id: &str| {
+        errors.push(field_err(
+            field,
+            "unknown_reference",
+            format!("{field} 引用的{} “{id}” 不存在", kind.label_zh()),
+            format!("{field} refers to {} '{id}', which does not exist", kind.as_str()),
+        ));
+    };
+    let mut seen: HashSet<(EntityKind, String)> = HashSet::new();
+    let mut dup = |errors: &mut Vec<FieldError>, kind: EntityKind, field: &str, id: &str| {
+        if !seen.insert((kind, id.to_string())) {
+            errors.push(field_err(
+                field,
+                "duplicate",
+                format!("{field} “{id}” 在文件中重复出现"),
+                format!("{field} '{id}' appears more than once in the file"),
+            ));
+        }
+    };
+    let mut push = |kind, index, id: &str, errors: Vec<FieldError>| {
+        if !errors.is_empty() {
+            out.push(RowError { kind, index, id: id.to_string(), errors });
+        }
+    };
+
+    for (i, r) in data.regions.iter().enumerate() {
+        let mut e = Vec::new();
+        check_region_code(&mut e, "code", &r.code);
+        check_text(&mut e, "name", &r.name, false);
+        dup(&mut e, EntityKind::Regions, "code", &r.code);
+        if let Some(p) = &r.parent_code {
+            if p == &r.code {
+                e.push(field_err(
+                    "parent_code",
+                    "cycle",
+                    "上级区划不能是自身".into(),
+                    "a region cannot be its own parent".into(),
+                ));
+            } else if !regions.contains(p) {
+                missing(&mut e, "parent_code", EntityKind::Regions, p);
+            }
+        }
+        push(EntityKind::Regions, i, &r.code, e);
+    }
+    let mut usccs: HashMap<&str, &str> =
+        existing.departments.values().map(|d| (d.uscc.as_str(), d.id.as_str())).collect();
+    for (i, d) in data.departments.iter().enumerate() {
+        let mut e = Vec::new();
+        check_text(&mut e, "id", &d.id, true);
+        check_uscc(&mut e, "uscc", &d.uscc);
+        check_text(&mut e, "name", &d.name, false);
+        dup(&mut e, EntityKind::Departments, "id", &d.id);
+        match usccs.insert(&d.uscc, &d.id) {
+            Some(other) if other != d.id => e.push(field_err(
+                "uscc",
+                "duplicate",
+                format!("统一社会信用代码 {} 已属于部门 “{other}”", d.uscc),
+                format!("uscc {} already belongs to department '{other}'", d.uscc),
+            )),
+            _ => {}
+        }
+        if let Some(p) = &d.parent_id {
+            if p == &d.id {
+                e.push(field_err(
+                    "parent_id",
+                    "cycle",
+                    "上级部门不能是自身".into(),
+                    "a department cannot be its own parent".into(),
+                ));
+            } else if !depts.contains(p) {
+                missing(&mut e, "parent_id", EntityKind::Departments, p);
+            }
+        }
+        if !regions.contains(&d.region_code) {
+            missing(&mut e, "region_code", EntityKind::Regions, &d.region_code);
+        }
+        push(EntityKind::Departments, i, &d.id, e);
+    }
+    for (i, h) in data.halls.iter().enumerate() {
+        let mut e = Vec::new();
+        check_text(&mut e, "id", &h.id, true);
+        check_text(&mut e, "name", &h.name, false);
+        dup(&mut e, EntityKind::Halls, "id", &h.id);
+        if !regions.contains(&h.region_code) {
+            missing(&mut e, "region_code", EntityKind::Regions, &h.region_code);
+        }
+        push(EntityKind::Halls, i, &h.id, e);
+    }
+    for (i, w) in data.windows.iter().enumerate() {
+        let mut e = Vec::new();
+        check_text(&mut e, "id", &w.id, true);
+        check_text(&mut e, "name", &w.name, false);
+        dup(&mut e, EntityKind::Windows, "id", &w.id);
+        if !halls.contains_key(&w.hall_id) {
+            missing(&mut e, "hall_id", EntityKind::Halls, &w.hall_id);
+        }
+        if w.department_ids.is_empty() {
+            e.push(field_err(
+                "department_ids",
+                "required",
+                "窗口须至少服务一个部门".into(),
+                "a window serves at least one department".into(),
+            ));
+        }
+        for (j, d) in w.department_ids.iter().enumerate() {
+            if !depts.contains(d) {
+                missing(&mut e, &format!("department_ids[{j}]"), EntityKind::Departments, d);
+            }
+        }
+        push(EntityKind::Windows, i, &w.id, e);
+    }
+    for (i, d) in data.devices.iter().enumerate() {
+        let mut e = Vec::new();
+        check_text(&mut e, "id", &d.id, true);
+        dup(&mut e, EntityKind::Devices, "id", &d.id);
+        if !halls.contains_key(&d.hall_id) {
+            missing(&mut e, "hall_id", EntityKind::Halls, &d.hall_id);
+        }
+        match (&d.window_id, d.kind) {
+            (None, DeviceKind::Evaluator) => e.push(field_err(
+                "window_id",
+                "required",
+                "窗口评价器须绑定窗口".into(),
+                "an evaluator is bound to a window".into(),
+            )),
+            (Some(w), _) => match window_halls.get(w) {
+                None => missing(&mut e, "window_id", EntityKind::Windows, w),
+                Some(h) if h != &d.hall_id => e.push(field_err(
+                    "window_id",
+                    "hall_mismatch",
+                    format!("窗口 “{w}” 属于大厅 “{h}”,与设备所在大厅 “{}” 不一致", d.hall_id),
+                    format!("window '{w}' is in hall '{h}', not in the device's hall '{}'", d.hall_id),
+                )),
+                Some(_) => {}
+            },
+            (None, DeviceKind::Terminal) => {}
+        }
+        push(EntityKind::Devices, i, &d.id, e);
+    }
+    for (i, s) in data.staff.iter().enumerate() {
+        let mut e = Vec::new();
+        check_text(&mut e, "id", &s.id, true);
+        check_text(&mut e, "name", &s.name, false);
+        dup(&mut e, EntityKind::Staff, "id", &s.id);
+        if !depts.contains(&s.department_id) {
+            missing(&mut e, "department_id", EntityKind::Departments, &s.department_id);
+        }
+        push(EntityKind::Staff, i, &s.id, e);
+    }
+    for (i, it) in data.service_items.iter().enumerate() {
+        let mut e = Vec::new();
+        check_text(&mut e, "code", &it.code, true);
+        check_text(&mut e, "name", &it.name, false);
+        dup(&mut e, EntityKind::ServiceItems, "code", &it.code);
+        if !depts.contains(&it.department_id) {
+            missing(&mut e, "department_id", EntityKind::Departments, &it.department_id);
+        }
+        push(EntityKind::ServiceItems, i, &it.code, e);
+    }
+    for (i, r) in data.roster.iter().enumerate() {
+        let mut e = Vec::new();
+        if !window_halls.contains_key(&r.window_id) {
+            missing(&mut e, "window_id", EntityKind::Windows, &r.window_id);
+        }
+        if !staff.contains(&r.staff_id) {
+            missing(&mut e, "staff_id", EntityKind::Staff, &r.staff_id);
+        }
+        if r.signed_out_at.is_some_and(|o| o <= r.signed_in_at) {
+            e.push(field_err(
+                "signed_out_at",
+                "before_sign_in",
+                "签退时间须晚于签到时间".into(),
+                "signed_out_at must be after signed_in_at".into(),
+            ));
+        }
+        let key = format!("{}/{}/{}", r.window_id, r.staff_id, r.signed_in_at.to_rfc3339());
+        dup(&mut e, EntityKind::Roster, "signed_in_at", &key);
+        push(EntityKind::Roster, i, &key, e);
+    }
+    for (i, t) in data.tags.iter().enumerate() {
+        let mut e = Vec::new();
+        let ok = !t.code.is_empty()
+            && t.code.len() <= crate::rating::MAX_TAG_CHARS
+            && t.code.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            e.push(field_err(
+                "code",
+                "format",
+                format!("标签编码须为 1 到 {} 位字母、数字、下划线、点或连字符", crate::rating::MAX_TAG_CHARS),
+                format!("tag codes are 1 to {} letters, digits, '_', '.' or '-'", crate::rating::MAX_TAG_CHARS),
+            ));
+        }
+        check_text(&mut e, "name", &t.name, false);
+        dup(&mut e, EntityKind::Tags, "code", &t.code);
+        push(EntityKind::Tags, i, &t.code, e);
+    }
+    out
+}
+
+impl DirectoryData {
+    /// Rows per kind.
+    pub fn counts(&self) -> Vec<(EntityKind, usize)> {
+        EntityKind::ALL.iter().map(|&k| (k, self.len_of(k))).collect()
+    }
+
+    /// Rows of one kind.
+    pub fn len_of(&self, kind: EntityKind) -> usize {
+        match kind {
+            EntityKind::Regions => self.regions.len(),
+            EntityKind::Departments => self.departments.len(),
+            EntityKind::Halls => self.halls.len(),
+            EntityKind::Windows => self.windows.len(),
+            EntityKind::Devices => self.devices.len(),
+            EntityKind::Staff => self.staff.len(),
+            EntityKind::ServiceItems => self.service_items.len(),
+            EntityKind::Roster => self.roster.len(),
+            EntityKind::Tags => self.tags.len(),
+        }
+    }
+
+    /// Total rows.
+    pub fn total(&self) -> usize {
+        EntityKind::ALL.iter().map(|&k| self.len_of(k)).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,5 +871,45 @@ mod tests {
         assert_eq!(d.on_duty("W1", at(15, 0)), Some("S2"));
         assert_eq!(d.on_duty("W1", at(23, 59)), Some("S2"));
         assert_eq!(d.on_duty("W1", at(23, 59) + Duration::minutes(2)), None, "next day");
+    }
+
+    #[test]
+    fn check_rows_names_every_bad_row_and_resolves_references_within_the_file() {
+        let data: DirectoryData = serde_json::from_value(serde_json::json!({
+            "regions": [{"code": "440300", "name": "示范市"}, {"code": "4403", "name": "短"}],
+            "departments": [
+                {"id": "D1", "uscc": "91440300708461136T", "name": "甲局", "region_code": "440300"},
+                {"id": "D2", "uscc": "91440300708461136X", "name": "乙局", "region_code": "999999"}
+            ],
+            "halls": [{"id": "H1", "name": "大厅", "region_code": "440300"}],
+            "windows": [
+                {"id": "W1", "hall_id": "H1", "name": "1号窗", "role": "both", "department_ids": ["D1", "D9"]},
+                {"id": "W1", "hall_id": "H1", "name": "重复", "role": "both", "department_ids": ["D1"]}
+            ],
+            "devices": [{"id": "E1", "kind": "evaluator", "hall_id": "H1"}],
+            "staff": [{"id": "S1", "name": "张三", "department_id": "D1"}],
+            "roster": [{"window_id": "W1", "staff_id": "S1", "signed_in_at": "2026-11-20T01:00:00Z"}]
+        }))
+        .unwrap();
+        let errors = check_rows(&Directory::default(), &data);
+        type Got<'a> = Vec<(EntityKind, usize, Vec<(&'a str, &'a str)>)>;
+        let got: Got = errors
+            .iter()
+            .map(|r| (r.kind, r.index, r.errors.iter().map(|e| (e.field.as_str(), e.code)).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (EntityKind::Regions, 1, vec![("code", "format")]),
+                (EntityKind::Departments, 1, vec![("uscc", "checksum"), ("region_code", "unknown_reference")]),
+                (EntityKind::Windows, 0, vec![("department_ids[1]", "unknown_reference")]),
+                (EntityKind::Windows, 1, vec![("id", "duplicate")]),
+                (EntityKind::Devices, 0, vec![("window_id", "required")]),
+            ]
+        );
+        // The same rows are fine once the existing directory has what they refer to.
+        let existing = Directory::new(1, data.clone());
+        let fixed = DirectoryData { staff: data.staff.clone(), roster: data.roster.clone(), ..Default::default() };
+        assert!(check_rows(&existing, &fixed).is_empty());
     }
 }

@@ -21,7 +21,9 @@ pub mod stats;
 pub mod time;
 
 pub use aggregate::{AggKey, BucketWidth, Rollup, Scope};
-pub use attribution::{attribute, Attribution, AttributionFlag, Basis, Responsibility};
+pub use attribution::{
+    attribute, Attribution, AttributionFlag, Basis, RatingAttributed, Responsibility, RATING_ATTRIBUTED_SCHEMA,
+};
 pub use channel::{Channel, Stage};
 pub use directory::{Directory, DirectoryData, TagClass};
 pub use error::{FieldError, ValidationErrors};

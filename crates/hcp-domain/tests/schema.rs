@@ -5,10 +5,14 @@ use chrono::{TimeZone, Utc};
 use hcp_domain::{Channel, RatingInput, Stage};
 use uuid::Uuid;
 
-fn validator() -> jsonschema::Validator {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/rating-submitted.v1.json");
+fn load(name: &str) -> jsonschema::Validator {
+    let path = format!("{}/../../schemas/{name}", env!("CARGO_MANIFEST_DIR"));
     let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     jsonschema::options().should_validate_formats(true).build(&schema).expect("schema compiles")
+}
+
+fn validator() -> jsonschema::Validator {
+    load("rating-submitted.v1.json")
 }
 
 #[test]
@@ -71,4 +75,64 @@ fn schema_refuses_what_the_domain_refuses() {
         e[field] = bad;
         assert!(!v.is_valid(&e), "{field} should be refused");
     }
+}
+
+/// Every attribution outcome — complete, flagged, with responsibilities of every basis —
+/// serializes to an event valid against `schemas/rating-attributed.v1.json`.
+#[test]
+fn attributed_events_validate() {
+    use hcp_domain::{attribute, DirectoryData, RatingAttributed};
+    let v = load("rating-attributed.v1.json");
+    let submitted = validator();
+    let now = Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap();
+    let data: DirectoryData = serde_json::from_value(serde_json::json!({
+        "regions": [{"code": "440300", "name": "示范市"}],
+        "departments": [{"id": "D1", "uscc": "91440300708461136T", "name": "甲局", "region_code": "440300"}],
+        "halls": [{"id": "H1", "name": "大厅", "region_code": "440300"}],
+        "windows": [{"id": "W1", "hall_id": "H1", "name": "1号窗", "role": "both", "department_ids": ["D1"]}],
+        "staff": [{"id": "S1", "name": "张三", "department_id": "D1"}],
+        "service_items": [{"code": "I1", "name": "事项", "department_id": "D1"}],
+        "tags": [
+            {"code": "attitude_poor", "name": "态度差", "class": "conduct", "negative": true},
+            {"code": "too_slow", "name": "太慢", "class": "process", "negative": true},
+            {"code": "system_fault", "name": "系统故障", "class": "platform", "negative": true}
+        ]
+    }))
+    .unwrap();
+    let dir = hcp_domain::Directory::new(3, data);
+    let mut checked = 0;
+    for channel in Channel::ALL {
+        for &stage in channel.allowed_stages() {
+            for (window, grade, tags) in [
+                (Some("W1"), 1, vec!["attitude_poor", "too_slow", "system_fault"]),
+                (Some("W404"), 2, vec![]),
+                (None, 5, vec![]),
+            ] {
+                let input = RatingInput {
+                    channel: Some(channel.as_str().into()),
+                    stage: Some(stage.as_str().into()),
+                    service_record_no: Some(format!("REC-{checked}")),
+                    service_item_code: Some("I1".into()),
+                    window_id: window.map(String::from),
+                    staff_id: Some("S1".into()),
+                    grade: Some(grade),
+                    tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+                    comment: Some("文字".into()),
+                    ..Default::default()
+                };
+                let rating = input.validate(Uuid::now_v7(), now).expect("valid input");
+                let attribution = attribute(&dir, &rating, now);
+                let event =
+                    RatingAttributed { rating, attribution, attributed_at: now, reattributed: checked % 2 == 0 };
+                let json = serde_json::to_value(&event).unwrap();
+                let errors: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
+                assert!(errors.is_empty(), "{json}: {errors:?}");
+                assert!(submitted.is_valid(&json["rating"]));
+                let back: RatingAttributed = serde_json::from_value(json).unwrap();
+                assert_eq!(back.rating, event.rating);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 30);
 }

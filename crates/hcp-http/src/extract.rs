@@ -22,9 +22,9 @@ pub const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct ApiJson<T, const LIMIT: usize = DEFAULT_JSON_LIMIT>(pub T);
 
-/// Reads `body` up to `limit` bytes. An oversize body up to [`DRAIN_LIMIT`] is read to its end
+/// Reads `body` up to `limit` bytes. An oversize body up to [`DRAIN_LIMIT`] (or `limit`) is read to its end
 /// and discarded, so the 413 reaches the client.
-async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut body = body;
     let mut buf = Vec::new();
     let mut seen = 0usize;
@@ -32,7 +32,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         let frame = frame.map_err(|e| ApiError::MalformedJson(format!("请求体读取失败:{e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         seen += data.len();
-        if seen > DRAIN_LIMIT {
+        if seen > DRAIN_LIMIT.max(limit) {
             return Err(ApiError::PayloadTooLarge);
         }
         if seen <= limit {
@@ -77,20 +77,38 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::MalformedJson(format!("第 {} 行第 {} 列:{e}", e.line(), e.column())))?;
-    serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        // The path already ends in the offending key (also for unknown fields); "." is the root.
-        let field = if path == "." { String::new() } else { path };
-        let (code, zh) = if inner.starts_with("unknown field") {
-            ("unknown_field", format!("不支持的字段 {field}"))
-        } else if inner.starts_with("invalid type") {
-            ("invalid_type", format!("字段 {field} 的类型不正确:{inner}"))
-        } else {
-            ("invalid", format!("字段 {field} 无效:{inner}"))
-        };
-        ApiError::Validation(ValidationErrors(vec![FieldError::new(field, code, zh, inner)]))
-    })
+    from_value(&value)
+}
+
+/// Deserializes `value` as `T`; a shape error is a field-level `validation-failed`.
+pub fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| ApiError::Validation(ValidationErrors(vec![shape_error(e)])))
+}
+
+/// The field error of a failed typed deserialization: the path of the offending key, and
+/// whether it was unknown, of the wrong type or otherwise invalid.
+pub fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let path = e.path().to_string();
+    let inner = e.into_inner().to_string();
+    // The path already ends in the offending key (also for unknown fields); "." is the root.
+    // A missing field is reported at its parent, so its name is appended from the message.
+    let parent = if path == "." { String::new() } else { path };
+    let missing = inner.strip_prefix("missing field `").and_then(|r| r.split('`').next());
+    let field = match missing {
+        Some(name) if parent.is_empty() => name.to_string(),
+        Some(name) => format!("{parent}.{name}"),
+        None => parent,
+    };
+    let (code, zh) = if inner.starts_with("unknown field") {
+        ("unknown_field", format!("不支持的字段 {field}"))
+    } else if inner.starts_with("invalid type") {
+        ("invalid_type", format!("字段 {field} 的类型不正确:{inner}"))
+    } else if inner.starts_with("missing field") {
+        ("required", format!("缺少必填字段:{inner}"))
+    } else {
+        ("invalid", format!("字段 {field} 无效:{inner}"))
+    };
+    FieldError::new(field, code, zh, inner)
 }
 
 /// Query parameters; malformed ones are a 400 `invalid-query` problem.
@@ -134,5 +152,11 @@ mod tests {
         assert_eq!(fields(parse_json::<Body>(br#"{"grad":5}"#).unwrap_err()), vec!["grad"]);
         assert!(matches!(parse_json::<Body>(b"{\"grade\":").unwrap_err(), ApiError::MalformedJson(_)));
         assert!(matches!(parse_json::<Body>(b"[1]").unwrap_err(), ApiError::Validation(_)));
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Required {
+            name: String,
+        }
+        assert_eq!(fields(parse_json::<Required>(b"{}").unwrap_err()), vec!["name"]);
     }
 }

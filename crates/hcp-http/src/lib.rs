@@ -11,6 +11,8 @@ mod extract;
 mod metrics;
 mod problem;
 
-pub use extract::{ApiJson, ApiQuery, DEFAULT_JSON_LIMIT, DRAIN_LIMIT};
+pub use extract::{
+    from_value, parse_json, read_limited, shape_error, ApiJson, ApiQuery, DEFAULT_JSON_LIMIT, DRAIN_LIMIT,
+};
 pub use metrics::{track_requests, HTTP_REQUESTS, HTTP_REQUEST_DURATION};
 pub use problem::{ApiError, Problem, ProblemType, PROBLEM_TYPES};

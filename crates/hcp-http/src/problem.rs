@@ -72,6 +72,20 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         help_zh: "该地址不支持此 HTTP 方法。",
     },
     ProblemType {
+        slug: "conflict",
+        status: 409,
+        title: "Conflict",
+        title_zh: "与现有数据冲突",
+        help_zh: "请求与现有数据冲突(例如删除仍被引用的目录数据),见 detail。",
+    },
+    ProblemType {
+        slug: "import-rejected",
+        status: 422,
+        title: "Import rejected",
+        title_zh: "导入文件有错误,未导入任何数据",
+        help_zh: "文件中有不合格的行,整个文件均未导入;rows 列出每一行的行号和字段错误,修改后重新导入。",
+    },
+    ProblemType {
         slug: "broker-unavailable",
         status: 503,
         title: "Message broker unavailable",
@@ -111,6 +125,15 @@ pub enum ApiError {
     NotFound,
     /// No such method on the route (405).
     MethodNotAllowed,
+    /// The request conflicts with stored data (409); the text says with what.
+    Conflict(String),
+    /// An import file has bad rows (422); nothing was imported. `rows` lists each bad row.
+    ImportRejected {
+        /// How many rows are bad.
+        bad_rows: usize,
+        /// The rows, each with its line and failing fields.
+        rows: serde_json::Value,
+    },
     /// Kafka did not acknowledge in time (503).
     BrokerUnavailable(String),
     /// PostgreSQL could not answer (503).
@@ -143,6 +166,8 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "invalid-query",
             ApiError::NotFound => "not-found",
             ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::ImportRejected { .. } => "import-rejected",
             ApiError::BrokerUnavailable(_) => "broker-unavailable",
             ApiError::DatabaseUnavailable(_) => "database-unavailable",
             ApiError::Internal(_) => "internal-error",
@@ -162,9 +187,16 @@ impl ApiError {
                 let first = v.0.first().map(|e| e.message.clone()).unwrap_or_default();
                 (format!("{}:{}", t.title_zh, first), v.0.clone())
             }
-            ApiError::MalformedJson(e) | ApiError::InvalidQuery(e) => (format!("{}:{e}", t.title_zh), vec![]),
+            ApiError::MalformedJson(e) | ApiError::InvalidQuery(e) | ApiError::Conflict(e) => {
+                (format!("{}:{e}", t.title_zh), vec![])
+            }
+            ApiError::ImportRejected { bad_rows, .. } => (format!("{}:{bad_rows} 行有错误", t.title_zh), vec![]),
             // Causes of dependency and internal failures are logged, never shown.
             _ => (format!("{}。{}", t.title_zh, t.help_zh), vec![]),
+        };
+        let rows = match self {
+            ApiError::ImportRejected { rows, .. } => Some(rows.clone()),
+            _ => None,
         };
         Problem {
             problem_type: format!("/problems/{}", t.slug),
@@ -172,6 +204,7 @@ impl ApiError {
             status: t.status,
             detail,
             errors,
+            rows,
         }
     }
 }
@@ -192,6 +225,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<FieldErrorDoc>)]
     pub errors: Vec<FieldError>,
+    /// For `import-rejected`: every bad row with its section, index, line and failing fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub rows: Option<serde_json::Value>,
 }
 
 /// A failing field (documentation twin of [`hcp_domain::FieldError`]).
@@ -258,6 +295,8 @@ mod tests {
             ApiError::InvalidQuery(String::new()),
             ApiError::NotFound,
             ApiError::MethodNotAllowed,
+            ApiError::Conflict(String::new()),
+            ApiError::ImportRejected { bad_rows: 0, rows: serde_json::Value::Null },
             ApiError::BrokerUnavailable(String::new()),
             ApiError::DatabaseUnavailable(String::new()),
             ApiError::Internal(String::new()),

@@ -4,17 +4,20 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use hcp_domain::aggregate::AggFacts;
-use hcp_domain::{Channel, Grade, RatingSubmitted, Rollup, Stage};
+use hcp_domain::attribution::parse_scope_key;
+use hcp_domain::{Attribution, Grade, RatingSubmitted, Rollup};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::{Error, Store};
 
-/// A rating read from the topic, with where it was read.
+/// A rating read from the topic, with where it was read and its attribution.
 #[derive(Debug, Clone)]
 pub struct StoredRating {
     /// The event.
     pub event: RatingSubmitted,
+    /// Who it is attributed to, against the aggregator's directory snapshot.
+    pub attribution: Attribution,
     /// Source partition.
     pub partition: i32,
     /// Source offset.
@@ -73,57 +76,82 @@ pub struct BatchOutcome {
     pub aggregate_rows: usize,
     /// Records kept as rejected.
     pub rejected: usize,
+    /// New ratings whose attribution is incomplete (kept and counted where known).
+    pub flagged: usize,
 }
 
-fn facts_from_row(row: &sqlx::postgres::PgRow) -> Result<AggFacts, Error> {
+/// The aggregation facts of a stored rating: exactly the rows it was counted in
+/// (needs the columns `grade`, `rated_at`, `agg_scopes`).
+pub(crate) fn facts_from_row(row: &sqlx::postgres::PgRow) -> Result<AggFacts, Error> {
     let decode = |what: &str| Error::Decode(format!("stored rating has an invalid {what}").into());
     let grade: i16 = row.try_get("grade")?;
-    let channel: String = row.try_get("channel")?;
-    let stage: String = row.try_get("stage")?;
+    let keys: Vec<String> = row.try_get("agg_scopes")?;
     Ok(AggFacts {
         grade: u8::try_from(grade).ok().and_then(Grade::new).ok_or_else(|| decode("grade"))?,
-        channel: Channel::parse(&channel).ok_or_else(|| decode("channel"))?,
-        stage: Stage::parse(&stage).ok_or_else(|| decode("stage"))?,
-        department_id: row.try_get("department_id")?,
-        window_id: row.try_get("window_id")?,
-        staff_id: row.try_get("staff_id")?,
         rated_at: row.try_get("rated_at")?,
+        scopes: keys
+            .iter()
+            .map(|k| parse_scope_key(k).ok_or_else(|| decode("aggregate scope")))
+            .collect::<Result<_, _>>()?,
     })
 }
 
+/// The facts a new rating is counted with.
+fn facts_of(r: &StoredRating) -> AggFacts {
+    AggFacts { grade: r.event.grade, rated_at: r.event.rated_at, scopes: r.attribution.scopes.clone() }
+}
+
+/// A batch written but not yet committed: the caller may publish what it derived from the new
+/// ratings first (so a crash can repeat a publish but never lose one), then commits.
+pub struct PendingBatch {
+    tx: Transaction<'static, Postgres>,
+    /// What the batch does once committed.
+    pub outcome: BatchOutcome,
+    /// Ids of the ratings stored for the first time by this batch.
+    pub new_ids: HashSet<Uuid>,
+}
+
+impl PendingBatch {
+    /// Commits everything the batch wrote.
+    pub async fn commit(self) -> Result<BatchOutcome, Error> {
+        self.tx.commit().await?;
+        Ok(self.outcome)
+    }
+}
+
 impl Store {
-    /// Stores a batch in one transaction: new ratings, follow-up replacement, aggregate deltas
-    /// computed from the newly inserted rows only, rejected records, and the consumer positions.
-    /// Either all of it commits or none of it does, so a crash anywhere neither loses nor
-    /// double-counts a rating.
+    /// Stores a batch in one transaction (see [`Store::begin_batch`]) and commits it.
     pub async fn apply_batch(&self, batch: &Batch) -> Result<BatchOutcome, Error> {
+        self.begin_batch(batch).await?.commit().await
+    }
+
+    /// Writes a batch inside one open transaction: new ratings with their attribution,
+    /// follow-up replacement, aggregate deltas computed from the newly inserted rows only,
+    /// rejected records, and the consumer positions. Either all of it commits or none of it
+    /// does, so a crash anywhere neither loses nor double-counts a rating.
+    pub async fn begin_batch(&self, batch: &Batch) -> Result<PendingBatch, Error> {
         let mut tx = self.pool.begin().await?;
         let mut outcome = BatchOutcome::default();
         let new_ids = insert_ratings(&mut tx, &batch.topic, &batch.ratings).await?;
         outcome.inserted = new_ids.len();
         outcome.duplicates = batch.ratings.len() - new_ids.len();
 
-        let by_id: HashMap<Uuid, &RatingSubmitted> = batch
-            .ratings
-            .iter()
-            .map(|r| (r.event.rating_id, &r.event))
-            .filter(|(id, _)| new_ids.contains(id))
-            .collect();
+        let by_id: HashMap<Uuid, &StoredRating> =
+            batch.ratings.iter().map(|r| (r.event.rating_id, r)).filter(|(id, _)| new_ids.contains(id)).collect();
         let mut rollup = Rollup::new();
         let mut not_counted: HashSet<Uuid> = HashSet::new();
 
         // A new follow-up supersedes its first rating: take the first out of the statistics
         // (unless it arrived in this very batch and was never counted).
         let follow_ups: Vec<&RatingSubmitted> =
-            by_id.values().copied().filter(|e| e.assess_number.value() == 2).collect();
+            by_id.values().map(|r| &r.event).filter(|e| e.assess_number.value() == 2).collect();
         if !follow_ups.is_empty() {
             let rows = sqlx::query(
                 "UPDATE ratings r SET superseded_by = f.id
                    FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS f(rec, stage, id)
                   WHERE r.service_record_no = f.rec AND r.stage = f.stage
                     AND r.assess_number = 1 AND r.superseded_by IS NULL
-              RETURNING r.rating_id, r.grade, r.channel, r.stage, r.department_id, r.window_id,
-                        r.staff_id, r.rated_at",
+              RETURNING r.rating_id, r.grade, r.rated_at, r.agg_scopes",
             )
             .bind(follow_ups.iter().map(|e| e.service_record_no.as_str()).collect::<Vec<_>>())
             .bind(follow_ups.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>())
@@ -143,6 +171,7 @@ impl Store {
         // A new first rating whose follow-up is already stored is superseded on arrival.
         let firsts: Vec<Uuid> = by_id
             .values()
+            .map(|r| &r.event)
             .filter(|e| e.assess_number.value() == 1 && !not_counted.contains(&e.rating_id))
             .map(|e| e.rating_id)
             .collect();
@@ -161,16 +190,16 @@ impl Store {
             outcome.replaced += late.len();
             not_counted.extend(late);
         }
-        for (id, event) in &by_id {
+        for (id, rating) in &by_id {
             if !not_counted.contains(id) {
-                rollup.add(&AggFacts::from(*event));
+                rollup.add(&facts_of(rating));
             }
         }
+        outcome.flagged = by_id.values().filter(|r| r.attribution.is_flagged()).count();
         outcome.aggregate_rows = upsert_aggregates(&mut tx, rollup).await?;
         outcome.rejected = insert_rejected(&mut tx, &batch.topic, &batch.rejected).await?;
         save_positions(&mut tx, &batch.group_id, &batch.topic, &batch.positions).await?;
-        tx.commit().await?;
-        Ok(outcome)
+        Ok(PendingBatch { tx, outcome, new_ids })
     }
 
     /// The stored positions of `group` for `partitions` of `topic` (absent when never stored).
@@ -221,19 +250,35 @@ async fn insert_ratings(
     let received: Vec<DateTime<Utc>> = ratings.iter().map(|r| r.event.received_at).collect();
     let partitions: Vec<i32> = ratings.iter().map(|r| r.partition).collect();
     let offsets: Vec<i64> = ratings.iter().map(|r| r.offset).collect();
+    let a_dept = col(|r| r.attribution.department_id.clone());
+    let a_hall = col(|r| r.attribution.hall_id.clone());
+    let a_window = col(|r| r.attribution.window_id.clone());
+    let a_staff = col(|r| r.attribution.staff_id.clone());
+    let a_json: Vec<serde_json::Value> =
+        ratings.iter().map(|r| serde_json::to_value(&r.attribution).unwrap_or_default()).collect();
+    // Flag names and scope keys never contain the unit separator (ids exclude control characters).
+    let a_flags = col(|r| Some(r.attribution.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\u{1f}")));
+    let a_scopes = col(|r| Some(r.attribution.scope_keys().join("\u{1f}")));
+    let a_version: Vec<i64> = ratings.iter().map(|r| r.attribution.directory_version).collect();
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel,
                               service_item_code, department_id, hall_id, window_id, staff_id, device_id,
                               grade, tags, comment, rated_at, received_at,
-                              source_topic, source_partition, source_offset)
+                              source_topic, source_partition, source_offset,
+                              attr_department_id, attr_hall_id, attr_window_id, attr_staff_id,
+                              attribution, attribution_flags, agg_scopes, directory_version, attributed_at)
          SELECT id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
-                string_to_array(tags, ','), comment, rated, received, $19, part, off
+                string_to_array(tags, ','), comment, rated, received, $19, part, off,
+                a_dept, a_hall, a_win, a_staff, a_json, string_to_array(a_flags, E'\\x1f'),
+                string_to_array(a_scopes, E'\\x1f'), a_version, now()
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[],
                        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
                        $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[],
-                       $17::int4[], $18::int8[])
+                       $17::int4[], $18::int8[], $20::text[], $21::text[], $22::text[], $23::text[],
+                       $24::jsonb[], $25::text[], $26::text[], $27::int8[])
                 AS t(id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
-                     tags, comment, rated, received, part, off)
+                     tags, comment, rated, received, part, off, a_dept, a_hall, a_win, a_staff,
+                     a_json, a_flags, a_scopes, a_version)
          ON CONFLICT DO NOTHING
          RETURNING rating_id",
     )
@@ -256,12 +301,20 @@ async fn insert_ratings(
     .bind(partitions)
     .bind(offsets)
     .bind(topic)
+    .bind(a_dept)
+    .bind(a_hall)
+    .bind(a_window)
+    .bind(a_staff)
+    .bind(a_json)
+    .bind(a_flags)
+    .bind(a_scopes)
+    .bind(a_version)
     .fetch_all(&mut **tx)
     .await?;
     Ok(inserted.into_iter().collect())
 }
 
-async fn upsert_aggregates(tx: &mut Transaction<'_, Postgres>, rollup: Rollup) -> Result<usize, Error> {
+pub(crate) async fn upsert_aggregates(tx: &mut Transaction<'_, Postgres>, rollup: Rollup) -> Result<usize, Error> {
     let rows = rollup.into_rows();
     if rows.is_empty() {
         return Ok(0);

@@ -1,14 +1,17 @@
 //! # hcp-store: everything hcp keeps in PostgreSQL
 //!
-//! Owns the schema (the embedded `migrations/`), the aggregator's batch write — ratings,
-//! aggregate deltas, rejected records and consumer positions in **one transaction** — and the
-//! aggregate reads behind the stats API.
+//! Owns the schema (the embedded `migrations/`), the aggregator's batch write — ratings with
+//! their attribution snapshot, aggregate deltas, rejected records and consumer positions in
+//! **one transaction** — the directory tables (snapshot loads, imports, the roster),
+//! re-attribution of flagged ratings, and the aggregate reads behind the stats API.
 //!
 //! It must not talk to Kafka or HTTP and must not decide domain rules: what counts where comes
 //! from `hcp-domain` (for example [`hcp_domain::Rollup`]); this crate only makes it durable.
 //! All SQL is checked at run time (no build-time database needed).
 
+mod attribution;
 mod batch;
+mod directory;
 mod read;
 
 use std::time::Duration;
@@ -16,8 +19,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-pub use batch::{Batch, BatchOutcome, Position, Rejected, StoredRating};
-pub use read::AggregateQuery;
+pub use attribution::{FlaggedRating, PendingReattribution, Reattributed};
+pub use batch::{Batch, BatchOutcome, PendingBatch, Position, Rejected, StoredRating};
+pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
+pub use read::{AggregateQuery, RankingQuery};
 
 /// Store errors are database errors.
 pub type Error = sqlx::Error;

@@ -56,3 +56,62 @@ impl Store {
         .await
     }
 }
+
+/// Per-id grade counts of one scope over `[from, to)`, for rankings.
+#[derive(Debug, Clone)]
+pub struct RankingQuery {
+    /// Scope kind (not `all`).
+    pub scope: Scope,
+    /// Which bucket rows to sum.
+    pub width: BucketWidth,
+    /// Inclusive start.
+    pub from: DateTime<Utc>,
+    /// Exclusive end.
+    pub to: DateTime<Utc>,
+    /// Ids with fewer ratings are left out.
+    pub min_ratings: i64,
+}
+
+impl Store {
+    /// Every id of the scope with at least `min_ratings` ratings in the range, with its counts.
+    pub async fn scope_counts(&self, q: &RankingQuery) -> Result<Vec<(String, GradeCounts)>, Error> {
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT scope_id, SUM(n1)::int8, SUM(n2)::int8, SUM(n3)::int8, SUM(n4)::int8, SUM(n5)::int8
+               FROM rating_aggregates
+              WHERE scope = $1 AND width = $2 AND bucket_start >= $3 AND bucket_start < $4
+              GROUP BY scope_id
+             HAVING SUM(n1 + n2 + n3 + n4 + n5) >= $5",
+        )
+        .bind(q.scope.as_str())
+        .bind(q.width.as_str())
+        .bind(q.from)
+        .bind(q.to)
+        .bind(q.min_ratings.max(1))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, a, b, c, d, e)| (id, GradeCounts([a, b, c, d, e]))).collect())
+    }
+
+    /// Display names of directory ids of a scope (empty for scopes without a directory table).
+    pub async fn directory_names(
+        &self,
+        scope: Scope,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, Error> {
+        let (table, key) = match scope {
+            Scope::Department => ("departments", "id"),
+            Scope::Window => ("windows", "id"),
+            Scope::Staff => ("staff", "id"),
+            Scope::Hall => ("halls", "id"),
+            Scope::ServiceItem => ("service_items", "code"),
+            Scope::Region => ("regions", "code"),
+            _ => return Ok(Default::default()),
+        };
+        let rows: Vec<(String, String)> =
+            sqlx::query_as(&format!("SELECT {key}, name FROM {table} WHERE {key} = ANY($1)"))
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+}

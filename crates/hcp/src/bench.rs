@@ -203,8 +203,12 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
 
     // 6. hcp ingest: validate, publish with acks=all, answer 202.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let srv =
-        server::spawn(cfg.clone(), Components { ingest: true, aggregator: false, board: false }, listener).await?;
+    let srv = server::spawn(
+        cfg.clone(),
+        Components { ingest: true, aggregator: false, board: false, directory: false },
+        listener,
+    )
+    .await?;
     let r = loadgen::run(&load(format!("{}/api/v1/ratings", srv.url()), "BENCH")).await?;
     srv.stop().await?;
     rows.push(Row {

@@ -27,6 +27,8 @@ pub struct Config {
     pub db_pool: u32,
     /// `HCP_THREE_IS_NEUTRAL` = `1` counts 基本满意 as neutral instead of good.
     pub three_is_neutral: bool,
+    /// `HCP_STAFF_MIN_RATINGS` (default 5): fewest ratings for a staff member to be ranked.
+    pub staff_min_ratings: i64,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -55,6 +57,11 @@ impl Config {
             kafka_idempotence: var("HCP_KAFKA_IDEMPOTENCE").is_none_or(|v| v != "false" && v != "0"),
             db_pool: var("HCP_DB_POOL").map(|v| v.parse()).transpose().context("HCP_DB_POOL")?.unwrap_or(16),
             three_is_neutral: var("HCP_THREE_IS_NEUTRAL").is_some_and(|v| v == "1" || v == "true"),
+            staff_min_ratings: var("HCP_STAFF_MIN_RATINGS")
+                .map(|v| v.parse())
+                .transpose()
+                .context("HCP_STAFF_MIN_RATINGS")?
+                .unwrap_or(5),
         })
     }
 
@@ -81,24 +88,27 @@ pub struct Components {
     pub aggregator: bool,
     /// `GET /api/v1/stats/*`.
     pub board: bool,
+    /// The directory admin API, roster and flagged ratings.
+    pub directory: bool,
 }
 
 impl Components {
     /// Everything in one process.
-    pub const ALL: Components = Components { ingest: true, aggregator: true, board: true };
+    pub const ALL: Components = Components { ingest: true, aggregator: true, board: true, directory: true };
 
-    /// Parses `ingest,aggregator,board` (any subset).
+    /// Parses `ingest,aggregator,board,directory` (any subset).
     pub fn parse(list: &str) -> anyhow::Result<Self> {
-        let mut c = Components { ingest: false, aggregator: false, board: false };
+        let mut c = Components { ingest: false, aggregator: false, board: false, directory: false };
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "ingest" => c.ingest = true,
                 "aggregator" => c.aggregator = true,
                 "board" => c.board = true,
-                other => anyhow::bail!("unknown component {other:?} (expected ingest, aggregator, board)"),
+                "directory" => c.directory = true,
+                other => anyhow::bail!("unknown component {other:?} (expected ingest, aggregator, board, directory)"),
             }
         }
-        anyhow::ensure!(c.ingest || c.aggregator || c.board, "no component selected");
+        anyhow::ensure!(c.ingest || c.aggregator || c.board || c.directory, "no component selected");
         Ok(c)
     }
 }

@@ -1,111 +1,63 @@
-//! A believable demo city (示范市): departments, halls, windows, staff, service items, and a day
-//! of ratings with a realistic grade mix, both window stages, online and hotline channels.
-//! Deterministic for a given seed and day, so re-seeding the same day changes nothing.
+//! A believable demo city (示范市): its directory is the data file `deploy/demo/directory.json`
+//! (imported through the same path as any operator's file), a sign-in roster for the days
+//! being seeded, and a day of ratings with a realistic grade mix, both window stages, online and
+//! hotline channels. Deterministic for a given seed and day, so re-seeding the same day changes
+//! nothing.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
-use hcp_domain::{time, RatingInput, RatingSubmitted};
+use hcp_domain::directory::{RosterEntry, TagClass, WindowRole};
+use hcp_domain::{time, DirectoryData, RatingInput, RatingSubmitted};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-/// A department: id, unified social credit code, name.
-pub struct Department {
-    /// Short id used in ratings.
-    pub id: &'static str,
-    /// 18-character unified social credit code.
-    pub uscc: &'static str,
-    /// Name.
-    pub name: &'static str,
+/// The demo directory file, embedded so `hcp seed demo` works from any directory.
+pub const DIRECTORY_JSON: &str = include_str!("../../../deploy/demo/directory.json");
+
+/// The demo directory, parsed.
+pub static DIRECTORY: LazyLock<DirectoryData> =
+    LazyLock::new(|| serde_json::from_str(DIRECTORY_JSON).expect("deploy/demo/directory.json is valid"));
+
+/// Each window's regular staff member (the one its evaluator reports), by window id.
+pub const HOME_STAFF: &[(&str, &str)] = &[
+    ("W-SMZX-01", "S-1001"),
+    ("W-SMZX-02", "S-1002"),
+    ("W-SMZX-03", "S-1003"),
+    ("W-SMZX-04", "S-1004"),
+    ("W-SMZX-09", "S-1005"),
+    ("W-FT-01", "S-2001"),
+    ("W-FT-02", "S-2002"),
+    ("W-FT-08", "S-2003"),
+];
+
+/// The sign-in roster of one Beijing day: everyone at their home window 08:30–12:00 and
+/// 13:30–18:00, except that in the afternoon 周婷 (S-1006) takes 综合受理1号窗 and its regular
+/// 陈晓琳 (S-1001) moves to 综合受理2号窗 while 林志强 (S-1002) is off.
+pub fn roster_for_day(day: DateTime<Utc>) -> Vec<RosterEntry> {
+    let at = |h: i64, m: i64| time::day_start(day) + Duration::hours(h) + Duration::minutes(m);
+    let spell = |w: &str, s: &str, from: DateTime<Utc>, to: DateTime<Utc>| RosterEntry {
+        window_id: w.into(),
+        staff_id: s.into(),
+        signed_in_at: from,
+        signed_out_at: Some(to),
+    };
+    let mut out = Vec::new();
+    for &(w, s) in HOME_STAFF {
+        out.push(spell(w, s, at(8, 30), at(12, 0)));
+        let afternoon = match w {
+            "W-SMZX-01" => Some("S-1006"),
+            "W-SMZX-02" => Some("S-1001"),
+            _ => Some(s),
+        };
+        if let Some(s) = afternoon {
+            out.push(spell(w, s, at(13, 30), at(18, 0)));
+        }
+    }
+    out
 }
 
-/// The demo departments.
-pub const DEPARTMENTS: &[Department] = &[
-    Department { id: "D-GA", uscc: "11440300007542800X", name: "示范市公安局" },
-    Department { id: "D-SJ", uscc: "11440300MB2C92385R", name: "示范市市场监督管理局" },
-    Department { id: "D-RS", uscc: "114403000075161640", name: "示范市人力资源和社会保障局" },
-    Department {
-        id: "D-ZR", uscc: "11440300MB2D11236E", name: "示范市规划和自然资源局(不动产登记中心)"
-    },
-    Department { id: "D-YB", uscc: "11440300MB2C95717Q", name: "示范市医疗保障局" },
-    Department { id: "D-ZJ", uscc: "114403000075220286", name: "示范市住房和建设局" },
-];
-
-/// A window: id, hall, name, departments served (a comprehensive window serves several), stage role.
-pub struct Window {
-    /// Id.
-    pub id: &'static str,
-    /// Hall id.
-    pub hall: &'static str,
-    /// Name.
-    pub name: &'static str,
-    /// Departments served.
-    pub departments: &'static [&'static str],
-    /// Whether this is a unified pickup (出件) window rather than an acceptance window.
-    pub pickup: bool,
-}
-
-/// The demo halls: id and name.
-pub const HALLS: &[(&str, &str)] = &[("H-SMZX", "示范市市民中心政务服务大厅"), ("H-FT", "福华区政务服务中心")];
-
-/// The demo windows.
-pub const WINDOWS: &[Window] = &[
-    Window {
-        id: "W-SMZX-01", hall: "H-SMZX", name: "综合受理1号窗", departments: &["D-SJ", "D-RS"], pickup: false
-    },
-    Window {
-        id: "W-SMZX-02",
-        hall: "H-SMZX",
-        name: "综合受理2号窗",
-        departments: &["D-SJ", "D-RS", "D-YB"],
-        pickup: false,
-    },
-    Window { id: "W-SMZX-03", hall: "H-SMZX", name: "不动产登记专窗", departments: &["D-ZR"], pickup: false },
-    Window { id: "W-SMZX-04", hall: "H-SMZX", name: "户政专窗", departments: &["D-GA"], pickup: false },
-    Window {
-        id: "W-SMZX-09",
-        hall: "H-SMZX",
-        name: "统一出件窗",
-        departments: &["D-SJ", "D-RS", "D-YB", "D-ZR", "D-GA", "D-ZJ"],
-        pickup: true,
-    },
-    Window { id: "W-FT-01", hall: "H-FT", name: "综合受理1号窗", departments: &["D-SJ", "D-ZJ"], pickup: false },
-    Window { id: "W-FT-02", hall: "H-FT", name: "综合受理2号窗", departments: &["D-RS", "D-YB"], pickup: false },
-    Window {
-        id: "W-FT-08",
-        hall: "H-FT",
-        name: "统一出件窗",
-        departments: &["D-SJ", "D-ZJ", "D-RS", "D-YB"],
-        pickup: true,
-    },
-];
-
-/// Demo staff: id, name, department, home window.
-pub const STAFF: &[(&str, &str, &str, &str)] = &[
-    ("S-1001", "陈晓琳", "D-SJ", "W-SMZX-01"),
-    ("S-1002", "林志强", "D-RS", "W-SMZX-02"),
-    ("S-1003", "黄丽娟", "D-ZR", "W-SMZX-03"),
-    ("S-1004", "张伟", "D-GA", "W-SMZX-04"),
-    ("S-1005", "刘敏", "D-SJ", "W-SMZX-09"),
-    ("S-2001", "王芳", "D-ZJ", "W-FT-01"),
-    ("S-2002", "李娜", "D-YB", "W-FT-02"),
-    ("S-2003", "赵磊", "D-RS", "W-FT-08"),
-];
-
-/// Demo service items (事项): code, name, owning department.
-pub const ITEMS: &[(&str, &str, &str)] = &[
-    ("11440300MB2C92385R4442010001000", "个体工商户设立登记", "D-SJ"),
-    ("11440300MB2C92385R4442010002000", "有限责任公司变更登记", "D-SJ"),
-    ("114403000075161640444201000300", "社会保障卡申领", "D-RS"),
-    ("114403000075161640444201000400", "失业保险金申领", "D-RS"),
-    ("11440300MB2D11236E444201000500", "不动产转移登记", "D-ZR"),
-    ("11440300007542800X444201000600", "居民身份证换领", "D-GA"),
-    ("11440300MB2C95717Q444201000700", "医保关系转移接续", "D-YB"),
-    ("114403000075220286444201000800", "商品房预售许可", "D-ZJ"),
-];
-
-const CONDUCT_TAGS: &[&str] = &["attitude_poor", "not_professional", "long_wait", "no_one_time_notice"];
-const PROCESS_TAGS: &[&str] = &["guide_unclear", "too_many_materials", "too_slow", "policy_unreasonable"];
-const GOOD_TAGS: &[&str] = &["attitude_good", "efficient", "clear_guidance"];
 const BAD_COMMENTS: &[&str] =
     &["排队等了一个多小时", "材料要求前后说法不一致,跑了两趟", "工作人员态度冷淡", "系统一直卡顿"];
 
@@ -119,8 +71,18 @@ fn grade(rng: &mut SmallRng) -> i64 {
     }
 }
 
+fn tags_of(negative: bool, class: Option<TagClass>) -> Vec<&'static str> {
+    DIRECTORY
+        .tags
+        .iter()
+        .filter(|t| t.negative == negative && class.is_none_or(|c| t.class == c))
+        .map(|t| t.code.as_str())
+        .collect()
+}
+
 /// A random, valid rating submission for record number `record` (also used by `hcp loadgen`).
 pub fn random_input(rng: &mut SmallRng, record: String, rated_at: Option<DateTime<Utc>>) -> RatingInput {
+    let d = &*DIRECTORY;
     let g = grade(rng);
     let mut input = RatingInput {
         service_record_no: Some(record),
@@ -128,43 +90,50 @@ pub fn random_input(rng: &mut SmallRng, record: String, rated_at: Option<DateTim
         rated_at: rated_at.map(|t| t.with_timezone(&time::beijing())),
         ..Default::default()
     };
-    let (item, _, item_dept) = ITEMS[rng.gen_range(0..ITEMS.len())];
-    input.service_item_code = Some(item.into());
+    let item = &d.service_items[rng.gen_range(0..d.service_items.len())];
+    input.service_item_code = Some(item.code.clone());
     match rng.gen_range(0..100) {
         0..=69 => {
             let pickup = rng.gen_bool(0.35);
-            let candidates: Vec<&Window> =
-                WINDOWS.iter().filter(|w| w.pickup == pickup && w.departments.contains(&item_dept)).collect();
-            let w = candidates.get(rng.gen_range(0..candidates.len().max(1))).copied().unwrap_or(&WINDOWS[0]);
-            let staff = STAFF.iter().find(|s| s.3 == w.id).map(|s| s.0);
+            let role = if pickup { WindowRole::Pickup } else { WindowRole::Acceptance };
+            let candidates: Vec<_> = d
+                .windows
+                .iter()
+                .filter(|w| {
+                    (w.role == role || w.role == WindowRole::Both) && w.department_ids.contains(&item.department_id)
+                })
+                .collect();
+            let w = candidates.get(rng.gen_range(0..candidates.len().max(1))).copied().unwrap_or(&d.windows[0]);
             input.channel = Some(if rng.gen_bool(0.85) { "window_evaluator" } else { "qr_code" }.into());
             input.stage = Some(if pickup { "pickup" } else { "acceptance" }.into());
-            input.department_id = Some(item_dept.into());
-            input.hall_id = Some(w.hall.into());
-            input.window_id = Some(w.id.into());
-            input.staff_id = staff.map(Into::into);
+            input.department_id = Some(item.department_id.clone());
+            input.hall_id = Some(w.hall_id.clone());
+            input.window_id = Some(w.id.clone());
+            input.staff_id = HOME_STAFF.iter().find(|(win, _)| *win == w.id).map(|(_, s)| (*s).into());
             input.device_id = Some(format!("EVAL-{}", w.id));
         }
         70..=89 => {
             input.channel = Some(["app", "web", "mini_program", "sms"][rng.gen_range(0..4)].into());
             input.stage = Some("online".into());
-            input.department_id = Some(item_dept.into());
+            input.department_id = Some(item.department_id.clone());
         }
         _ => {
             input.channel = Some("hotline".into());
             input.stage = Some("hotline".into());
-            input.department_id = Some(item_dept.into());
+            input.department_id = Some(item.department_id.clone());
             input.staff_id = Some(format!("HL-{:03}", rng.gen_range(1..=12)));
         }
     }
     if g <= 2 {
-        let pool = if rng.gen_bool(0.5) { CONDUCT_TAGS } else { PROCESS_TAGS };
+        let class = [TagClass::Conduct, TagClass::Process, TagClass::Platform][rng.gen_range(0..3)];
+        let pool = tags_of(true, Some(class));
         input.tags = Some(vec![pool[rng.gen_range(0..pool.len())].into()]);
         if rng.gen_bool(0.6) {
             input.comment = Some(BAD_COMMENTS[rng.gen_range(0..BAD_COMMENTS.len())].into());
         }
     } else if rng.gen_bool(0.3) {
-        input.tags = Some(vec![GOOD_TAGS[rng.gen_range(0..GOOD_TAGS.len())].into()]);
+        let pool = tags_of(false, None);
+        input.tags = Some(vec![pool[rng.gen_range(0..pool.len())].into()]);
     }
     input
 }
@@ -193,4 +162,36 @@ pub fn day_of_ratings(n: usize, end: DateTime<Utc>, seed: u64) -> Vec<RatingSubm
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hcp_domain::directory::check_rows;
+    use hcp_domain::{attribute, Directory};
+
+    #[test]
+    fn the_demo_directory_and_roster_are_valid() {
+        let mut data = DIRECTORY.clone();
+        assert!(check_rows(&Directory::default(), &data).is_empty(), "{:?}", check_rows(&Directory::default(), &data));
+        data.roster = roster_for_day(Utc::now());
+        assert!(check_rows(&Directory::default(), &data).is_empty());
+    }
+
+    #[test]
+    fn demo_ratings_attribute_completely_against_the_demo_directory() {
+        let end = Utc::now();
+        let mut data = DIRECTORY.clone();
+        data.roster = roster_for_day(end - Duration::days(1));
+        data.roster.extend(roster_for_day(end));
+        let dir = Directory::new(1, data);
+        let ratings = day_of_ratings(500, end, 42);
+        let flagged: Vec<_> = ratings
+            .iter()
+            .map(|r| attribute(&dir, r, r.rated_at))
+            .filter(|a| a.is_flagged())
+            .map(|a| a.flags)
+            .collect();
+        assert!(flagged.is_empty(), "{flagged:?}");
+    }
 }

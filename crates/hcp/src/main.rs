@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use futures::stream::{self, StreamExt};
 use hcp::{bench, demo, loadgen, server, telemetry, Components, Config};
 use hcp_bus::RatingProducer;
+use hcp_directory::import::{self, Format};
 use hcp_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -24,8 +25,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API and run the aggregator (all components, or the ones named).
     Serve {
-        /// Comma-separated subset of ingest,aggregator,board.
-        #[arg(long, env = "HCP_COMPONENTS", default_value = "ingest,aggregator,board")]
+        /// Comma-separated subset of ingest,aggregator,board,directory.
+        #[arg(long, env = "HCP_COMPONENTS", default_value = "ingest,aggregator,board,directory")]
         components: String,
     },
     /// Apply the database migrations.
@@ -34,6 +35,11 @@ enum Command {
     Topics {
         #[command(subcommand)]
         command: TopicsCommand,
+    },
+    /// The directory: departments, halls, windows, staff, items, roster, tags.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
     },
     /// Load data.
     Seed {
@@ -86,6 +92,20 @@ enum TopicsCommand {
 }
 
 #[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Import a directory file: a .json document, or a <kind>.csv. Every row is checked first;
+    /// one bad row means nothing from the file is imported, and each bad row is listed with its line.
+    Import {
+        /// The file.
+        file: std::path::PathBuf,
+        /// For a CSV file not named after its kind: regions, departments, halls, windows,
+        /// devices, staff, service_items, roster or tags.
+        #[arg(long)]
+        kind: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SeedCommand {
     /// Publish a day of ratings of the demo city (示范市) through Kafka.
     Demo {
@@ -131,6 +151,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Directory { command: DirectoryCommand::Import { file, kind } } => {
+            import_directory_file(&config, &file, kind.as_deref()).await
+        }
         Command::Seed { command: SeedCommand::Demo { ratings, seed } } => seed_demo(&config, ratings, seed).await,
         Command::Loadgen { url, requests, concurrency, rate } => {
             let opts = loadgen::LoadOptions {
@@ -154,20 +177,66 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+async fn import_directory_file(config: &Config, file: &std::path::Path, kind: Option<&str>) -> anyhow::Result<()> {
+    let kind = kind
+        .map(|k| hcp_domain::directory::EntityKind::parse(k).with_context(|| format!("unknown kind {k:?}")))
+        .transpose()?;
+    let format = Format::for_path(file, kind).map_err(anyhow::Error::msg)?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+    let report = import::import(&store, &text, format, &mut |line| eprintln!("{line}")).await?;
+    for bad in &report.bad_rows {
+        for e in &bad.errors {
+            let field = if e.field.is_empty() { String::new() } else { format!(" {}", e.field) };
+            eprintln!(
+                "{}:{}: {}[{}] {}{field}: {} ({})",
+                file.display(),
+                bad.line,
+                bad.kind.as_str(),
+                bad.index,
+                bad.id,
+                e.message,
+                e.message_en
+            );
+        }
+    }
+    anyhow::ensure!(
+        report.imported,
+        "{}: {} bad row(s); nothing was imported / 有 {} 行错误,未导入任何数据",
+        file.display(),
+        report.bad_rows.len(),
+        report.bad_rows.len()
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
 async fn seed_demo(config: &Config, n: usize, seed: u64) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+    let mut progress = |line: String| eprintln!("{line}");
+    let report = import::import(&store, demo::DIRECTORY_JSON, Format::Json, &mut progress).await?;
+    anyhow::ensure!(report.imported, "the demo directory did not import: {:?}", report.bad_rows);
+    let now = Utc::now();
+    let roster = hcp_domain::DirectoryData {
+        roster: [demo::roster_for_day(now - chrono::Duration::days(1)), demo::roster_for_day(now)].concat(),
+        ..Default::default()
+    };
+    let report = import::import(&store, &serde_json::to_string(&roster)?, Format::Json, &mut progress).await?;
+    anyhow::ensure!(report.imported, "the demo roster did not import: {:?}", report.bad_rows);
     let producer = RatingProducer::new(&config.kafka(), &config.topics())?;
-    let events = demo::day_of_ratings(n, Utc::now(), seed);
+    let events = demo::day_of_ratings(n, now, seed);
     let results: Vec<_> =
         stream::iter(events.iter()).map(|e| producer.publish(e)).buffer_unordered(256).collect().await;
     let failed = results.iter().filter(|r| r.is_err()).count();
     tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
+    let d = &*demo::DIRECTORY;
     println!(
         "demo city 示范市: {} departments, {} halls, {} windows, {} staff, {} service items; published {} ratings ({} failed)",
-        demo::DEPARTMENTS.len(),
-        demo::HALLS.len(),
-        demo::WINDOWS.len(),
-        demo::STAFF.len(),
-        demo::ITEMS.len(),
+        d.departments.len(),
+        d.halls.len(),
+        d.windows.len(),
+        d.staff.len(),
+        d.service_items.len(),
         results.len() - failed,
         failed
     );

@@ -13,6 +13,7 @@ use axum::{middleware, Json, Router};
 use hcp_aggregator::AggregatorConfig;
 use hcp_board::BoardState;
 use hcp_bus::RatingProducer;
+use hcp_directory::DirectoryState;
 use hcp_domain::SatisfactionPolicy;
 use hcp_http::{track_requests, ApiError};
 use hcp_ingest::IngestState;
@@ -71,7 +72,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let needs_db = components.aggregator || components.board;
+    let needs_db = components.aggregator || components.board || components.directory;
     let store = if needs_db {
         Some(
             Store::connect(&config.database_url, config.db_pool)
@@ -99,7 +100,18 @@ pub async fn run(
         app = app.merge(hcp_ingest::router(IngestState { producer: producer.clone() }));
     }
     if let (true, Some(store)) = (components.board, &store) {
-        app = app.merge(hcp_board::router(BoardState { store: store.clone(), policy }));
+        app = app.merge(hcp_board::router(BoardState {
+            store: store.clone(),
+            policy,
+            staff_min_ratings: config.staff_min_ratings,
+        }));
+    }
+    if let (true, Some(store)) = (components.directory, &store) {
+        app = app.merge(hcp_directory::router(DirectoryState {
+            store: store.clone(),
+            producer: producer.clone(),
+            topics: config.topics(),
+        }));
     }
     let app = app
         .fallback(|| async { ApiError::NotFound })

@@ -1,0 +1,50 @@
+//! # hcp-directory: the directory's administration
+//!
+//! Owns the admin HTTP API over the directory (regions, departments, halls, windows, devices,
+//! staff, service items, tags: paginated lists, get, put, delete), the import of whole files
+//! (CSV or JSON; every row checked, all or nothing, a report naming each bad row and line —
+//! also behind `hcp directory import` and the demo seed), the window sign-in roster
+//! (sign in, sign out, who was on duty), and the operators' view of ratings whose attribution is
+//! incomplete, with re-attribution once the directory is fixed.
+//!
+//! It must not attribute ratings itself (that is `hcp_domain::attribute`, run by the aggregator
+//! and by re-attribution) and must not write aggregates except through `hcp-store`'s
+//! compensating re-attribution transaction.
+
+mod handlers;
+pub mod import;
+
+use axum::routing::{get, post};
+use axum::Router;
+use hcp_bus::{RatingProducer, Topics};
+use hcp_store::Store;
+
+pub use handlers::*;
+
+/// What the directory handlers share.
+#[derive(Clone)]
+pub struct DirectoryState {
+    /// The database.
+    pub store: Store,
+    /// Publishes re-attributed ratings.
+    pub producer: RatingProducer,
+    /// Topic names.
+    pub topics: Topics,
+}
+
+/// The directory, roster and attribution routes.
+pub fn router(state: DirectoryState) -> Router {
+    Router::new()
+        .route("/api/v1/directory/import", post(handlers::import_file))
+        .route("/api/v1/directory/{kind}", get(handlers::list))
+        .route(
+            "/api/v1/directory/{kind}/{key}",
+            get(handlers::get_one).put(handlers::put_one).delete(handlers::delete_one),
+        )
+        .route("/api/v1/roster/sign-in", post(handlers::sign_in))
+        .route("/api/v1/roster/sign-out", post(handlers::sign_out))
+        .route("/api/v1/roster/on-duty", get(handlers::on_duty))
+        .route("/api/v1/attribution/flagged", get(handlers::flagged))
+        .route("/api/v1/attribution/reattribute", post(handlers::reattribute))
+        .with_state(state)
+}
