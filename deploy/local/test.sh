@@ -27,13 +27,15 @@ log "cargo test (unit + integration; KAFKA_BROKERS=$KAFKA_BROKERS DATABASE_URL=$
 cargo test --locked --workspace -- --test-threads "${HCP_TEST_THREADS:-4}" 2>&1 | tee "$HCP_LOCAL/cargo-test.log"
 cargo_passed=$(grep -aoE '^test result: ok\. [0-9]+ passed' "$HCP_LOCAL/cargo-test.log" | awk '{s += $4} END {print s + 0}')
 
-log "smoke: hcp serve answers /healthz, /metrics, /openapi.json"
+log "smoke: hcp directory import, then hcp serve answers /healthz, /metrics, /openapi.json and attributes a rating"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 smoke_db="hcp_t_smoke_$$"
 "$HCP_PG_BIN/psql" -d postgres -qc "CREATE DATABASE $smoke_db"
 export DATABASE_URL="postgres://hcp@127.0.0.1:$HCP_PG_PORT/$smoke_db" HCP_HTTP_ADDR="127.0.0.1:$port" HCP_TOPIC_PREFIX="smoke$$."
 "$HCP_BIN" migrate >/dev/null
 "$HCP_BIN" topics create --partitions 2 >/dev/null
+"$HCP_BIN" directory import deploy/demo/directory.json >/dev/null 2>"$HCP_LOCAL/smoke-import.log" \
+  || die "smoke: hcp directory import of the demo city failed (log: $HCP_LOCAL/smoke-import.log)"
 "$HCP_BIN" serve >"$HCP_LOCAL/smoke.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
@@ -43,7 +45,7 @@ for path in /healthz /readyz /metrics /openapi.json /docs; do
   [ "$code" = 200 ] || die "smoke: GET $path answered $code (log: $HCP_LOCAL/smoke.log)"
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://127.0.0.1:$port/api/v1/ratings" -H 'content-type: application/json' \
-  -d '{"channel":"window_evaluator","stage":"acceptance","service_record_no":"SMOKE-1","grade":5}')
+  -d '{"channel":"window_evaluator","stage":"acceptance","service_record_no":"SMOKE-1","grade":5,"window_id":"W-SMZX-01","service_item_code":"11440300MB2C92385R4442010001000","staff_id":"S-1001"}')
 [ "$code" = 202 ] || die "smoke: POST /api/v1/ratings answered $code"
 for _ in $(seq 100); do
   total=$(curl -s "http://127.0.0.1:$port/api/v1/stats/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
@@ -52,9 +54,11 @@ for _ in $(seq 100); do
 done
 [ "$total" = 1 ] || die "smoke: the posted rating was not counted (total=$total)"
 curl -s "http://127.0.0.1:$port/metrics" | grep -q '^hcp_ingest_ratings_accepted_total' || die "smoke: metrics lack hcp_ingest_ratings_accepted_total"
+dept=$(curl -s "http://127.0.0.1:$port/api/v1/stats/summary?scope=department&id=D-SJ" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+[ "$dept" = 1 ] || die "smoke: the rating was not attributed to D-SJ (total=$dept)"
 kill -TERM $pid
 wait $pid || die "smoke: hcp serve did not shut down cleanly"
 trap - EXIT
-echo "smoke: 7 passed, 0 failed"
+echo "smoke: 9 passed, 0 failed"
 log "all tests passed"
-echo "total: $((cargo_passed + 7)) passed, 0 failed"
+echo "total: $((cargo_passed + 9)) passed, 0 failed"

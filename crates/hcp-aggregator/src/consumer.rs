@@ -399,11 +399,14 @@ impl Work {
     /// after publishing and before the commit publishes them again on the re-read (consumers
     /// keep the latest per rating id); a commit never happens without the publish.
     fn attempt(&mut self, batch: &mut Batch) -> Result<hcp_store::BatchOutcome, AttemptError> {
+        let started = Instant::now();
         let dir = self.cache.fresh(&self.handle)?;
         attribute_batch(batch, &dir, &self.stats);
+        let attributed = started.elapsed();
         let (store, producer, topic) = (&self.store, &self.producer, &self.attributed_topic);
         self.handle.block_on(async {
             let pending = store.begin_batch(batch).await?;
+            let written = started.elapsed();
             let now = chrono::Utc::now();
             let new: Vec<&StoredRating> =
                 batch.ratings.iter().filter(|r| pending.new_ids.contains(&r.event.rating_id)).collect();
@@ -421,7 +424,16 @@ impl Work {
             for result in join_all(sends).await {
                 result?;
             }
+            let published = started.elapsed();
             let outcome = pending.commit().await?;
+            tracing::debug!(
+                records = batch.ratings.len(),
+                attribute_ms = attributed.as_secs_f64() * 1e3,
+                write_ms = (written - attributed).as_secs_f64() * 1e3,
+                publish_ms = (published - written).as_secs_f64() * 1e3,
+                commit_ms = (started.elapsed() - published).as_secs_f64() * 1e3,
+                "batch timings"
+            );
             metrics::PUBLISHED.inc_by(new.len() as u64);
             for r in &new {
                 let result = if r.attribution.is_flagged() { "flagged" } else { "complete" };

@@ -127,7 +127,12 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
     let db_name = format!("hcp_bench_{run_id}");
     let store =
         hcp_store::create_fresh_database(&cfg.database_url, &db_name, 8).await.context("creating bench database")?;
-    let copy = copy_ratings(&store, &events).await?;
+    let mut directory = demo::DIRECTORY.clone();
+    let now = Utc::now();
+    directory.roster = [demo::roster_for_day(now - chrono::Duration::days(1)), demo::roster_for_day(now)].concat();
+    store.import_directory(&directory).await.context("importing the demo directory")?;
+    let snapshot = store.load_directory().await?;
+    let copy = copy_ratings(&store, &events, &snapshot).await?;
     rows.push(Row {
         name: "PostgreSQL COPY of rating rows".into(),
         items: events.len() as u64,
@@ -136,7 +141,8 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
         ceiling: None,
     });
 
-    // 4. hcp aggregator: pre-filled topic → committed ratings + aggregates + positions.
+    // 4. hcp aggregator: pre-filled topic → attributed against the demo directory → committed
+    //    ratings + aggregates + positions, attributed events published.
     let token = CancellationToken::new();
     let mut agg_cfg = AggregatorConfig::new(kafka.clone(), topics.clone());
     agg_cfg.group_id = cfg.aggregator_group.clone();
@@ -233,14 +239,24 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn copy_ratings(store: &hcp_store::Store, events: &[RatingSubmitted]) -> anyhow::Result<Duration> {
+/// The COPY ceiling writes the same rows the aggregator stores, attribution snapshot included
+/// (computed here beforehand, so only the write is timed).
+async fn copy_ratings(
+    store: &hcp_store::Store,
+    events: &[RatingSubmitted],
+    directory: &hcp_domain::Directory,
+) -> anyhow::Result<Duration> {
     let mut conn = store.pool().acquire().await?;
     sqlx::query("CREATE TEMP TABLE copy_ceiling (LIKE ratings INCLUDING DEFAULTS)").execute(&mut *conn).await?;
-    let mut csv = String::with_capacity(events.len() * 300);
+    let mut csv = String::with_capacity(events.len() * 1200);
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for (i, e) in events.iter().enumerate() {
         let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        let a = hcp_domain::attribute(directory, e, e.rated_at);
+        let flags: Vec<&str> = a.flags.iter().map(|f| f.as_str()).collect();
+        let scopes: Vec<String> = a.scope_keys().iter().map(|k| format!("\"{k}\"")).collect();
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},\"{{{}}}\",\"{}\",{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},\"{{{}}}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             e.rating_id,
             e.service_record_no,
             e.stage.as_str(),
@@ -261,7 +277,16 @@ async fn copy_ratings(store: &hcp_store::Store, events: &[RatingSubmitted]) -> a
             "",
             "bench",
             0,
-            i
+            i,
+            opt(&a.department_id),
+            opt(&a.hall_id),
+            opt(&a.window_id),
+            opt(&a.staff_id),
+            quote(&serde_json::to_string(&a)?),
+            quote(&format!("{{{}}}", flags.join(","))),
+            quote(&format!("{{{}}}", scopes.join(","))),
+            a.directory_version,
+            Utc::now().to_rfc3339(),
         ));
     }
     let t = Instant::now();

@@ -25,6 +25,8 @@ pub async fn index() -> Html<String> {
         "<h1>hcp 政务服务“好差评”</h1><p>评价实时汇入、实时统计。</p><ul>\
          <li><a href=\"/docs\">接口文档 API reference</a></li>\
          <li><a href=\"/api/v1/stats/summary\">今日满意度汇总 Today's summary (JSON)</a></li>\
+         <li><a href=\"/api/v1/stats/ranking?scope=window\">今日窗口排名 Window ranking (JSON)</a> · <a href=\"/api/v1/stats/ranking?scope=department\">部门排名</a></li>\
+         <li><a href=\"/api/v1/directory/departments\">部门目录 Directory</a> · <a href=\"/api/v1/attribution/flagged\">待归属评价 Flagged ratings</a></li>\
          <li><a href=\"/problems\">错误类型 Problem types</a></li>\
          <li><a href=\"/metrics\">Prometheus 指标</a> · <a href=\"/healthz\">healthz</a> · <a href=\"/readyz\">readyz</a></li></ul>",
     )
