@@ -85,7 +85,7 @@ pub async fn summary(
     };
     let (from, to, width) = time_range(p.from, p.to)?;
     let q = AggregateQuery { scope, scope_id: id.clone(), width, from, to };
-    let counts = state.store.aggregate_counts(&q).await.map_err(db_error)?;
+    let counts = state.store.aggregate_counts(&q).await?;
     let s = counts.summary(state.policy);
     Ok(Json(StatsSummary {
         scope: scope.as_str().into(),
@@ -224,7 +224,7 @@ pub async fn ranking(
         return Err(ApiError::InvalidQuery("limit 须在 1 到 1000 之间".into()));
     }
     let q = RankingQuery { scope, width, from, to, min_ratings: 1 };
-    let rows = state.store.scope_counts(&q).await.map_err(db_error)?;
+    let rows = state.store.scope_counts(&q).await?;
     let (ranked, unranked): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, c)| c.total() >= min_ratings);
     let mut scored: Vec<(String, Summary)> = ranked.into_iter().map(|(id, c)| (id, c.summary(state.policy))).collect();
     let rate = |s: &Summary| s.satisfaction_rate.unwrap_or(0.0);
@@ -234,7 +234,7 @@ pub async fn ranking(
     });
     scored.truncate(limit as usize);
     let ids: Vec<String> = scored.iter().map(|(id, _)| id.clone()).collect();
-    let names = state.store.directory_names(scope, &ids).await.map_err(db_error)?;
+    let names = state.store.directory_names(scope, &ids).await?;
     let mut entries: Vec<RankingEntry> = Vec::with_capacity(scored.len());
     for (i, (id, s)) in scored.into_iter().enumerate() {
         let rank = match entries.last() {
@@ -260,14 +260,4 @@ pub async fn ranking(
         entries,
         unranked: unranked.len(),
     }))
-}
-
-/// Maps a database error: unreachable → 503, anything else → 500.
-pub(crate) fn db_error(e: sqlx::Error) -> ApiError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            ApiError::DatabaseUnavailable(e.to_string())
-        }
-        other => ApiError::Internal(other.to_string()),
-    }
 }

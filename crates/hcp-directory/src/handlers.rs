@@ -19,16 +19,6 @@ use crate::DirectoryState;
 /// Largest import body accepted over HTTP (use `hcp directory import` for larger files).
 pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
 
-/// Maps a database error: unreachable → 503, anything else → 500.
-pub(crate) fn db_error(e: sqlx::Error) -> ApiError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            ApiError::DatabaseUnavailable(e.to_string())
-        }
-        other => ApiError::Internal(other.to_string()),
-    }
-}
-
 fn parse_kind(kind: &str) -> Result<EntityKind, ApiError> {
     EntityKind::parse(kind).ok_or(ApiError::NotFound)
 }
@@ -90,7 +80,7 @@ pub async fn list(
 ) -> Result<Json<Page>, ApiError> {
     let kind = parse_kind(&kind)?;
     let (limit, offset) = page.resolve()?;
-    let (items, total) = state.store.list_entities(kind, limit, offset).await.map_err(db_error)?;
+    let (items, total) = state.store.list_entities(kind, limit, offset).await?;
     Ok(Json(Page { items, total, limit, offset }))
 }
 
@@ -118,7 +108,7 @@ pub async fn get_one(
     Path((kind, key)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let kind = keyed_kind(&kind)?;
-    state.store.get_entity(kind, &key).await.map_err(db_error)?.map(Json).ok_or(ApiError::NotFound)
+    state.store.get_entity(kind, &key).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// Puts the one row `value` of `kind` into a [`DirectoryData`], or says which field is wrong.
@@ -178,13 +168,13 @@ pub async fn put_one(
         }
     }
     let data = one_row(kind, &body)?;
-    let existing: Directory = state.store.load_directory().await.map_err(db_error)?;
+    let existing: Directory = state.store.load_directory().await?;
     if let Some(bad) = check_rows(&existing, &data).into_iter().next() {
         return Err(ApiError::Validation(ValidationErrors(bad.errors)));
     }
-    let existed = state.store.get_entity(kind, &key).await.map_err(db_error)?.is_some();
-    state.store.import_directory(&data).await.map_err(db_error)?;
-    let stored = state.store.get_entity(kind, &key).await.map_err(db_error)?.ok_or(ApiError::NotFound)?;
+    let existed = state.store.get_entity(kind, &key).await?.is_some();
+    state.store.import_directory(&data).await?;
+    let stored = state.store.get_entity(kind, &key).await?.ok_or(ApiError::NotFound)?;
     Ok((if existed { StatusCode::OK } else { StatusCode::CREATED }, Json(stored)))
 }
 
@@ -206,7 +196,7 @@ pub async fn delete_one(
     Path((kind, key)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let kind = keyed_kind(&kind)?;
-    match state.store.delete_entity(kind, &key).await.map_err(db_error)? {
+    match state.store.delete_entity(kind, &key).await? {
         DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
         DeleteOutcome::NotFound => Err(ApiError::NotFound),
         DeleteOutcome::Referenced(by) => {
@@ -258,9 +248,8 @@ pub async fn import_file(
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         ApiError::field("", "encoding", format!("文件须为 UTF-8 编码:{e}"), format!("the file must be UTF-8: {e}"))
     })?;
-    let report = import::import(&state.store, text, format, &mut |line| tracing::info!(%line, "directory import"))
-        .await
-        .map_err(db_error)?;
+    let report =
+        import::import(&state.store, text, format, &mut |line| tracing::info!(%line, "directory import")).await?;
     if report.imported {
         Ok(Json(report))
     } else {
@@ -288,7 +277,7 @@ async fn checked_action(state: &DirectoryState, a: &RosterAction) -> Result<Date
     for (field, kind, id) in
         [("window_id", EntityKind::Windows, &a.window_id), ("staff_id", EntityKind::Staff, &a.staff_id)]
     {
-        if state.store.get_entity(kind, id).await.map_err(db_error)?.is_none() {
+        if state.store.get_entity(kind, id).await?.is_none() {
             errors.push(FieldError::new(
                 field,
                 "unknown_reference",
@@ -325,7 +314,7 @@ pub async fn sign_in(
     ApiJson(a): ApiJson<RosterAction>,
 ) -> Result<(StatusCode, Json<RosterEntry>), ApiError> {
     let at = checked_action(&state, &a).await?;
-    let entry = state.store.sign_in(&a.window_id, &a.staff_id, at).await.map_err(db_error)?;
+    let entry = state.store.sign_in(&a.window_id, &a.staff_id, at).await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
@@ -346,7 +335,7 @@ pub async fn sign_out(
     ApiJson(a): ApiJson<RosterAction>,
 ) -> Result<Json<RosterEntry>, ApiError> {
     let at = checked_action(&state, &a).await?;
-    match state.store.sign_out(&a.window_id, &a.staff_id, at).await.map_err(db_error)? {
+    match state.store.sign_out(&a.window_id, &a.staff_id, at).await? {
         Some(entry) => Ok(Json(entry)),
         None => Err(ApiError::Conflict(format!("“{}” 未在窗口 “{}” 签到", a.staff_id, a.window_id))),
     }
@@ -390,7 +379,7 @@ pub async fn on_duty(
     ApiQuery(p): ApiQuery<OnDutyParams>,
 ) -> Result<Json<OnDuty>, ApiError> {
     let at = p.at.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now);
-    let roster = state.store.roster_around(&p.window_id, at).await.map_err(db_error)?;
+    let roster = state.store.roster_around(&p.window_id, at).await?;
     let dir = Directory::new(0, DirectoryData { roster, ..Default::default() });
     let staff_id = dir.on_duty(&p.window_id, at).map(String::from);
     Ok(Json(OnDuty { window_id: p.window_id, at, staff_id }))
@@ -439,7 +428,7 @@ pub async fn flagged(
             return Err(ApiError::InvalidQuery(format!("未知的归属标记 flag={f}")));
         }
     }
-    let (items, total) = state.store.flagged_ratings(p.flag.as_deref(), limit, offset).await.map_err(db_error)?;
+    let (items, total) = state.store.flagged_ratings(p.flag.as_deref(), limit, offset).await?;
     Ok(Json(FlaggedPage { items, total }))
 }
 
@@ -486,8 +475,8 @@ pub async fn reattribute(
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::InvalidQuery("limit 须在 1 到 10000 之间".into()));
     }
-    let dir = state.store.load_directory().await.map_err(db_error)?;
-    let pending = state.store.reattribute_flagged(&dir, limit).await.map_err(db_error)?;
+    let dir = state.store.load_directory().await?;
+    let pending = state.store.reattribute_flagged(&dir, limit).await?;
     let now = Utc::now();
     let sends = pending.result.changed.iter().map(|(rating, attribution)| {
         let event = RatingAttributed {
@@ -504,7 +493,7 @@ pub async fn reattribute(
     for r in join_all(sends).await {
         r.map_err(|e| ApiError::BrokerUnavailable(e.to_string()))?;
     }
-    let done = pending.commit().await.map_err(db_error)?;
+    let done = pending.commit().await?;
     tracing::info!(examined = done.examined, changed = done.changed.len(), resolved = done.resolved, "re-attributed");
     Ok(Json(ReattributeReport {
         examined: done.examined,

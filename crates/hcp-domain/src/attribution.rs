@@ -42,6 +42,21 @@ pub enum AttributionFlag {
 }
 
 impl AttributionFlag {
+    /// Every flag.
+    pub const ALL: [AttributionFlag; 11] = [
+        AttributionFlag::UnknownWindow,
+        AttributionFlag::NoWindow,
+        AttributionFlag::UnknownDevice,
+        AttributionFlag::UnknownHall,
+        AttributionFlag::UnknownStaff,
+        AttributionFlag::NoStaffOnDuty,
+        AttributionFlag::NoHotlineAgent,
+        AttributionFlag::UnknownServiceItem,
+        AttributionFlag::UnknownDepartment,
+        AttributionFlag::ItemNotServedByWindow,
+        AttributionFlag::StageNotServedByWindow,
+    ];
+
     /// The wire / database name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -61,22 +76,7 @@ impl AttributionFlag {
 
     /// Parses the wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        use AttributionFlag::*;
-        [
-            UnknownWindow,
-            NoWindow,
-            UnknownDevice,
-            UnknownHall,
-            UnknownStaff,
-            NoStaffOnDuty,
-            NoHotlineAgent,
-            UnknownServiceItem,
-            UnknownDepartment,
-            ItemNotServedByWindow,
-            StageNotServedByWindow,
-        ]
-        .into_iter()
-        .find(|f| f.as_str() == s)
+        Self::ALL.into_iter().find(|f| f.as_str() == s)
     }
 }
 

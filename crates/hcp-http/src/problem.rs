@@ -271,6 +271,19 @@ impl IntoResponse for Problem {
     }
 }
 
+/// A database error: unreachable (pool timeout, closed pool, I/O, TLS) → 503
+/// `database-unavailable`; anything else → 500 (logged, not shown).
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                ApiError::DatabaseUnavailable(e.to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<ValidationErrors> for ApiError {
     fn from(v: ValidationErrors) -> Self {
         ApiError::Validation(v)
