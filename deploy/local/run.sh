@@ -13,6 +13,7 @@ export HCP_HTTP_ADDR="${HCP_HTTP_ADDR:-127.0.0.1:8080}"
 
 "$HCP" migrate
 "$HCP" topics create
+"$HCP" calendar import "$HCP_ROOT/deploy/calendar/cn-workdays-2020-2026.json"
 "$HCP" seed demo --ratings "${HCP_DEMO_RATINGS:-3000}"
 
 cat >&2 <<TXT

@@ -12,6 +12,7 @@
 
 pub mod aggregate;
 pub mod attribution;
+pub mod calendar;
 pub mod channel;
 pub mod directory;
 pub mod error;
@@ -24,6 +25,7 @@ pub use aggregate::{AggKey, BucketWidth, Rollup, Scope};
 pub use attribution::{
     attribute, Attribution, AttributionFlag, Basis, RatingAttributed, Responsibility, RATING_ATTRIBUTED_SCHEMA,
 };
+pub use calendar::{Deadline, WorkCalendar};
 pub use channel::{Channel, Stage};
 pub use directory::{Directory, DirectoryData, TagClass};
 pub use error::{FieldError, ValidationErrors};

@@ -3,7 +3,7 @@
 //! Owns the schema (the embedded `migrations/`), the aggregator's batch write — ratings with
 //! their attribution snapshot, aggregate deltas, rejected records and consumer positions in
 //! **one transaction** — the directory tables (snapshot loads, imports, the roster),
-//! re-attribution of flagged ratings, and the aggregate reads behind the stats API.
+//! re-attribution of flagged ratings, the working-day calendar, and the aggregate reads behind the stats API.
 //!
 //! It must not talk to Kafka or HTTP and must not decide domain rules: what counts where comes
 //! from `hcp-domain` (for example [`hcp_domain::Rollup`]); this crate only makes it durable.
@@ -11,6 +11,7 @@
 
 mod attribution;
 mod batch;
+mod calendar;
 mod directory;
 mod read;
 

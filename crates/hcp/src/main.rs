@@ -1,6 +1,7 @@
 //! `hcp`: one binary, subcommands for every role. Configuration comes from the environment
 //! (`DATABASE_URL`, `KAFKA_BROKERS`, `HCP_HTTP_ADDR`, …; see `hcp::Config`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,6 +41,11 @@ enum Command {
     Directory {
         #[command(subcommand)]
         command: DirectoryCommand,
+    },
+    /// The official working-day calendar.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
     },
     /// Load data.
     Seed {
@@ -106,6 +112,27 @@ enum DirectoryCommand {
 }
 
 #[derive(Subcommand)]
+enum CalendarCommand {
+    /// Import a calendar file (as `deploy/calendar/cn-workdays-2020-2026.json`): every year in it
+    /// replaces the stored one whole; other years stay.
+    Import {
+        /// The file.
+        file: std::path::PathBuf,
+    },
+    /// Print the due date of a deadline of N working days opened on DATE (the end of the Nth
+    /// working day after DATE, ISO format), so an operator can check any deadline by hand.
+    AddWorkingDays {
+        /// The opening day, YYYY-MM-DD.
+        date: chrono::NaiveDate,
+        /// Working days (at most 3650).
+        n: u32,
+        /// Use this calendar file instead of the calendar stored in the database.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SeedCommand {
     /// Publish a day of ratings of the demo city (示范市) through Kafka.
     Demo {
@@ -153,6 +180,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Directory { command: DirectoryCommand::Import { file, kind } } => {
             import_directory_file(&config, &file, kind.as_deref()).await
+        }
+        Command::Calendar { command: CalendarCommand::Import { file } } => import_calendar(&config, &file).await,
+        Command::Calendar { command: CalendarCommand::AddWorkingDays { date, n, file } } => {
+            add_working_days(&config, date, n, file.as_deref()).await
         }
         Command::Seed { command: SeedCommand::Demo { ratings, seed } } => seed_demo(&config, ratings, seed).await,
         Command::Loadgen { url, requests, concurrency, rate } => {
@@ -208,6 +239,53 @@ async fn import_directory_file(config: &Config, file: &std::path::Path, kind: Op
         report.bad_rows.len()
     );
     println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Reads and checks a calendar file.
+fn read_calendar(file: &std::path::Path) -> anyhow::Result<(hcp_domain::WorkCalendar, BTreeMap<i32, String>)> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let calendar = hcp_domain::WorkCalendar::from_json(&text).map_err(|errors| {
+        anyhow::anyhow!("{} is invalid; nothing imported:\n  {}", file.display(), errors.join("\n  "))
+    })?;
+    let parsed: hcp_domain::calendar::CalendarFile = serde_json::from_str(&text)?;
+    let sources = parsed.years.into_iter().filter_map(|(y, c)| Some((y.parse().ok()?, c.source))).collect();
+    Ok((calendar, sources))
+}
+
+async fn import_calendar(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let (calendar, sources) = read_calendar(file)?;
+    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+    store.import_calendar(&calendar, &sources).await?;
+    let years: Vec<String> = calendar.years().iter().map(i32::to_string).collect();
+    println!("calendar years imported: {}", years.join(", "));
+    Ok(())
+}
+
+async fn add_working_days(
+    config: &Config,
+    date: chrono::NaiveDate,
+    n: u32,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(n <= 3650, "n must be at most 3650 working days");
+    let calendar = match file {
+        Some(f) => read_calendar(f)?.0,
+        None => {
+            let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+            store.load_calendar().await?
+        }
+    };
+    let deadline = calendar.add_working_days(date, n).context("date out of range")?;
+    println!("{}", deadline.date);
+    if deadline.provisional {
+        let years: Vec<String> = deadline.missing_years.iter().map(i32::to_string).collect();
+        eprintln!(
+            "provisional: the calendar needs year {}; Monday-Friday assumed there (日历缺少 {} 年数据,按周一至周五推算)",
+            years.join(", "),
+            years.join("、")
+        );
+    }
     Ok(())
 }
 
