@@ -192,7 +192,10 @@ pub fn attribute(dir: &Directory, rating: &RatingSubmitted, stage_time: DateTime
     let reported_dept = rating.department_id.as_deref().filter(|d| dir.departments.contains_key(*d));
 
     match rating.stage {
-        Stage::Acceptance | Stage::Pickup => attribute_window(dir, rating, stage_time, reported_dept, &mut a),
+        Stage::Acceptance | Stage::Pickup => {
+            let item_dept = item.map(|i| i.department_id.as_str());
+            attribute_window(dir, rating, stage_time, item_dept, reported_dept, &mut a)
+        }
         Stage::Online => {
             a.department_id = item.map(|i| i.department_id.clone()).or(reported_dept.map(String::from));
             a.platform = Some(rating.channel.as_str().to_string());
@@ -238,6 +241,7 @@ fn attribute_window(
     dir: &Directory,
     rating: &RatingSubmitted,
     stage_time: DateTime<Utc>,
+    item_dept: Option<&str>,
     reported_dept: Option<&str>,
     a: &mut Attribution,
 ) {
@@ -286,8 +290,6 @@ fn attribute_window(
             },
         };
     }
-    let item_dept =
-        rating.service_item_code.as_deref().and_then(|c| dir.items.get(c)).map(|i| i.department_id.as_str());
     if let (Some(w), Some(d)) = (window, item_dept) {
         if !w.department_ids.iter().any(|x| x == d) {
             a.flags.push(AttributionFlag::ItemNotServedByWindow);

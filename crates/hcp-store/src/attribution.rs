@@ -1,6 +1,8 @@
 //! Ratings whose attribution is incomplete: the operators' list, and re-attribution once the
 //! directory is fixed (a compensating aggregate update in one transaction).
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use hcp_domain::aggregate::AggFacts;
 use hcp_domain::{attribute, AssessNumber, Attribution, Channel, Directory, Grade, RatingSubmitted, Rollup, Stage};
@@ -151,13 +153,10 @@ impl Store {
             let event = event_from_row(row)?;
             let old = facts_from_row(row)?;
             let old_flags: Vec<String> = row.try_get("attribution_flags")?;
+            let old_keys: BTreeSet<String> = row.try_get::<Vec<String>, _>("agg_scopes")?.into_iter().collect();
             let new = attribute(dir, &event, event.rated_at);
             let new_flags: Vec<&str> = new.flags.iter().map(|f| f.as_str()).collect();
-            let mut old_keys: Vec<(hcp_domain::Scope, String)> = old.scopes.clone();
-            let mut new_keys = new.scopes.clone();
-            old_keys.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
-            new_keys.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
-            if old_flags == new_flags && old_keys == new_keys {
+            if old_flags == new_flags && old_keys == new.scope_keys().into_iter().collect() {
                 continue;
             }
             let superseded: Option<Uuid> = row.try_get("superseded_by")?;

@@ -47,13 +47,11 @@ pub fn roster_for_day(day: DateTime<Utc>) -> Vec<RosterEntry> {
     for &(w, s) in HOME_STAFF {
         out.push(spell(w, s, at(8, 30), at(12, 0)));
         let afternoon = match w {
-            "W-SMZX-01" => Some("S-1006"),
-            "W-SMZX-02" => Some("S-1001"),
-            _ => Some(s),
+            "W-SMZX-01" => "S-1006",
+            "W-SMZX-02" => "S-1001",
+            _ => s,
         };
-        if let Some(s) = afternoon {
-            out.push(spell(w, s, at(13, 30), at(18, 0)));
-        }
+        out.push(spell(w, afternoon, at(13, 30), at(18, 0)));
     }
     out
 }
