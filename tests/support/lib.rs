@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 /// Partitions of every test topic.
 pub const PARTITIONS: i32 = 3;
 
+/// How long ingest waits for the shared test broker's acknowledgement (see [`TestApp::start`]).
+pub const SHARED_BROKER_PRODUCE_TIMEOUT: Duration = Duration::from_secs(15);
+
 fn required_env(name: &str) -> String {
     std::env::var(name)
         .unwrap_or_else(|_| panic!("{name} is not set: run the integration tests through deploy/local/test.sh"))
@@ -66,12 +69,21 @@ pub struct TestApp {
 
 impl TestApp {
     /// A fresh deployment on the shared broker: database, topics, ingest + board server.
+    ///
+    /// Several tests load the one shared broker at once (ingest and the aggregator's attributed
+    /// events), so ingest may wait up to [`SHARED_BROKER_PRODUCE_TIMEOUT`] for an acknowledgement
+    /// here; tests of the timeout itself use [`TestApp::start_on`] with a private broker and the
+    /// production default.
     pub async fn start() -> TestApp {
-        Self::start_on(&required_env("KAFKA_BROKERS")).await
+        Self::build(&required_env("KAFKA_BROKERS"), Some(SHARED_BROKER_PRODUCE_TIMEOUT)).await
     }
 
-    /// A fresh deployment on the broker at `brokers`.
+    /// A fresh deployment on the broker at `brokers`, with the production produce timeout.
     pub async fn start_on(brokers: &str) -> TestApp {
+        Self::build(brokers, None).await
+    }
+
+    async fn build(brokers: &str, produce_timeout: Option<Duration>) -> TestApp {
         if std::env::var_os("RUST_LOG").is_some() {
             hcp::telemetry::init();
         }
@@ -85,6 +97,9 @@ impl TestApp {
         config.topic_prefix = format!("t{}.", &id[id.len() - 12..]);
         config.aggregator_group = format!("agg-{}", &id[id.len() - 12..]);
         config.db_pool = 8;
+        if let Some(t) = produce_timeout {
+            config.produce_timeout = t;
+        }
         hcp_bus::create_topics(&config.kafka(), &config.topics().all(), PARTITIONS, 1)
             .await
             .expect("create test topics");
