@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use hcp_tests::{hcp_bin, TestApp};
+use serde_json::json;
 
 const CALENDAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/calendar/cn-workdays-2020-2026.json");
 
@@ -64,4 +65,33 @@ async fn deadlines_follow_the_imported_calendar_and_say_when_a_year_is_missing()
         sqlx::query_scalar("SELECT count(*) FROM calendar_years").fetch_one(app.store.pool()).await.unwrap();
     assert_eq!(stored, 7);
     let _ = std::fs::remove_dir_all(dir);
+
+    // Over HTTP: the same computation, then the operator adds the next year when it is published.
+    let deadline = app.get_json("/api/v1/calendar/add-working-days?date=2026-12-30&n=10").await;
+    assert_eq!(deadline["date"], "2027-01-13");
+    assert_eq!((deadline["provisional"].as_bool(), deadline["missing_years"].clone()), (Some(true), json!([2027])));
+    let put = |body: serde_json::Value| {
+        let c = app.client.clone();
+        let url = format!("{}/api/v1/calendar/years/2027", app.url);
+        async move { c.put(url).json(&body).send().await.unwrap() }
+    };
+    // A make-up day on a Tuesday is a typo: refused, nothing stored.
+    let r = put(json!({"source": "test", "holidays": ["2027-01-01"], "workdays": ["2027-01-05"]})).await;
+    assert_eq!(r.status(), 422);
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("2027-01-05 is a Tue"), "{problem}");
+    assert_eq!(
+        app.get_json("/api/v1/calendar/years").await["years"],
+        json!([2020, 2021, 2022, 2023, 2024, 2025, 2026])
+    );
+    // A (made-up, test-only) 2027: Jan 1 and Jan 11–12 off, Saturday Jan 9 worked.
+    let r = put(
+        json!({"source": "test", "holidays": ["2027-01-01", "2027-01-11..2027-01-12"], "workdays": ["2027-01-09"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["years"].as_array().unwrap().len(), 8);
+    let deadline = app.get_json("/api/v1/calendar/add-working-days?date=2026-12-30&n=10").await;
+    assert_eq!((deadline["date"].as_str(), deadline["provisional"].as_bool()), (Some("2027-01-15"), Some(false)));
+    assert_eq!(deadline["due_at"], "2027-01-15T16:00:00Z", "the end of the day, Beijing time");
 }

@@ -5,16 +5,18 @@
 //! (CSV or JSON; every row checked, all or nothing, a report naming each bad row and line —
 //! also behind `hcp directory import` and the demo seed), the window sign-in roster
 //! (sign in, sign out, who was on duty), and the operators' view of ratings whose attribution is
-//! incomplete, with re-attribution once the directory is fixed.
+//! incomplete, with re-attribution once the directory is fixed; and the working-day calendar's
+//! admin endpoints (covered years, add a year, compute a deadline).
 //!
 //! It must not attribute ratings itself (that is `hcp_domain::attribute`, run by the aggregator
 //! and by re-attribution) and must not write aggregates except through `hcp-store`'s
 //! compensating re-attribution transaction.
 
+pub mod calendar;
 mod handlers;
 pub mod import;
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use hcp_bus::{RatingProducer, Topics};
 use hcp_store::Store;
@@ -46,5 +48,8 @@ pub fn router(state: DirectoryState) -> Router {
         .route("/api/v1/roster/on-duty", get(handlers::on_duty))
         .route("/api/v1/attribution/flagged", get(handlers::flagged))
         .route("/api/v1/attribution/reattribute", post(handlers::reattribute))
+        .route("/api/v1/calendar/years", get(calendar::years))
+        .route("/api/v1/calendar/years/{year}", put(calendar::put_year))
+        .route("/api/v1/calendar/add-working-days", get(calendar::add_working_days))
         .with_state(state)
 }

@@ -23,6 +23,9 @@ use utoipa::OpenApi;
         hcp_directory::on_duty,
         hcp_directory::flagged,
         hcp_directory::reattribute,
+        hcp_directory::calendar::years,
+        hcp_directory::calendar::put_year,
+        hcp_directory::calendar::add_working_days,
         crate::server::healthz,
         crate::server::readyz,
         crate::server::metrics,
@@ -46,6 +49,7 @@ use utoipa::OpenApi;
         (name = "ingest", description = "评价接收 Rating intake"),
         (name = "stats", description = "统计查询 Statistics"),
         (name = "directory", description = "目录与归属 Directory, roster and attribution"),
+        (name = "calendar", description = "工作日历 Working-day calendar"),
         (name = "ops", description = "运维 Operations"),
     )
 )]
