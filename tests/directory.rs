@@ -4,28 +4,16 @@
 //! re-attributed once the directory is fixed, and import files with bad rows refused whole.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
 use futures::stream::{self, StreamExt};
 use hcp_aggregator::AggregatorStats;
-use hcp_tests::{hcp_bin, TestApp};
+use hcp_tests::TestApp;
 use serde_json::{json, Value};
 
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/attribution-city.json");
-
-/// Runs `hcp <args>` against the test deployment; returns (success, stdout, stderr).
-fn hcp(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(hcp_bin());
-    cmd.args(args);
-    for (k, v) in app.child_env() {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run hcp");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -94,7 +82,7 @@ async fn ratings_land_on_whoever_was_responsible_and_history_survives_directory_
     let mut app = TestApp::start().await;
 
     // The directory and the day's roster, imported with the CLI.
-    let (ok, out, err) = hcp(&app, &["directory", "import", CITY]);
+    let (ok, out, err) = app.run_hcp(&["directory", "import", CITY]);
     assert!(ok, "{out}{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!((report["imported"].as_bool(), report["rows"].as_i64()), (Some(true), Some(26)), "{report}");
@@ -112,7 +100,7 @@ async fn ratings_land_on_whoever_was_responsible_and_history_survives_directory_
         text.push_str(&format!("{w},{s},{},{}\n", rfc3339(from), rfc3339(to)));
     }
     std::fs::write(&csv, text).unwrap();
-    let (ok, out, err) = hcp(&app, &["directory", "import", csv.to_str().unwrap()]);
+    let (ok, out, err) = app.run_hcp(&["directory", "import", csv.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
 
     let stats = Arc::new(AggregatorStats::default());
@@ -287,7 +275,7 @@ async fn ratings_land_on_whoever_was_responsible_and_history_survives_directory_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_with_bad_rows_names_each_row_and_line_and_imports_nothing() {
     let app = TestApp::start().await;
-    let (ok, out, err) = hcp(&app, &["directory", "import", CITY]);
+    let (ok, out, err) = app.run_hcp(&["directory", "import", CITY]);
     assert!(ok, "{out}{err}");
     let version: i64 = app.store.directory_version().await.unwrap();
 
@@ -315,7 +303,7 @@ async fn an_import_with_bad_rows_names_each_row_and_line_and_imports_nothing() {
         .join("\n"),
     )
     .unwrap();
-    let (ok, out, err) = hcp(&app, &["directory", "import", bad.to_str().unwrap()]);
+    let (ok, out, err) = app.run_hcp(&["directory", "import", bad.to_str().unwrap()]);
     assert!(!ok, "a file with bad rows must fail: {out}");
     let file = bad.display().to_string();
     for line in [

@@ -161,6 +161,18 @@ impl TestApp {
         ]
     }
 
+    /// Runs `hcp <args>` against this deployment; returns (success, trimmed stdout, stderr).
+    pub fn run_hcp(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(hcp_bin());
+        cmd.args(args);
+        for (k, v) in self.child_env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run hcp");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout).trim().to_string(), text(&out.stderr))
+    }
+
     /// Starts `hcp serve --components aggregator` as a separate process (to be killed for real).
     pub fn spawn_aggregator_process(&self) -> ChildProcess {
         let mut cmd = Command::new(hcp_bin());
