@@ -1,7 +1,8 @@
 //! # hcp-domain: the 好差评 rules, and nothing else
 //!
 //! Owns the vocabulary of the system — grades, channels, stages, the rating event and its
-//! validation, the directory rows and their checks, attribution of a rating to whoever is
+//! validation, the directory rows and their checks, the working-day calendar, the work-order
+//! state machine, attribution of a rating to whoever is
 //! responsible (against an in-memory directory snapshot), Beijing-time buckets, the satisfaction
 //! statistics and the per-batch pre-aggregation of ratings into aggregate deltas.
 //!
@@ -20,6 +21,7 @@ pub mod grade;
 pub mod rating;
 pub mod stats;
 pub mod time;
+pub mod workorder;
 
 pub use aggregate::{AggKey, BucketWidth, Rollup, Scope};
 pub use attribution::{
