@@ -32,6 +32,11 @@ fn required_env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is not set: run the integration tests through deploy/local/test.sh"))
 }
 
+/// The AES-256-GCM key tests seal rater identities with (`HCP_PII_KEY` format).
+pub const TEST_PII_KEY: &str = "t1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+/// The session key of test servers.
+pub const TEST_SESSION_KEY: &str = "c2Vzc2lvbi1rZXktZm9yLXRlc3RzLW9ubHktMzItYnl0ZXM=";
+
 /// Polls `cond` every 20 ms until it returns true or `timeout` passes; panics with `what`.
 pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut cond: F)
 where
@@ -100,13 +105,18 @@ impl TestApp {
         if let Some(t) = produce_timeout {
             config.produce_timeout = t;
         }
+        config.pii = Some(hcp_domain::PiiCipher::from_spec(TEST_PII_KEY).expect("test PII key"));
+        config.session_key = Some(hcp_http::SessionKey::from_base64(TEST_SESSION_KEY).expect("test session key"));
+        // Events relay quickly; sweeps only when a test asks (with its own clock).
+        config.relay_interval = Duration::from_millis(100);
+        config.sweep_interval = Duration::from_secs(24 * 3600);
         hcp_bus::create_topics(&config.kafka(), &config.topics().all(), PARTITIONS, 1)
             .await
             .expect("create test topics");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let server = server::spawn(
             config.clone(),
-            Components { ingest: true, aggregator: false, board: true, directory: true },
+            Components { ingest: true, aggregator: false, board: true, directory: true, workorders: true },
             listener,
         )
         .await
@@ -158,6 +168,7 @@ impl TestApp {
             ("HCP_HTTP_ADDR", format!("127.0.0.1:{}", free_port())),
             ("HCP_DB_POOL", "4".into()),
             ("RUST_LOG", "warn,hcp_aggregator=info".into()),
+            ("HCP_PII_KEY", TEST_PII_KEY.into()),
         ]
     }
 
@@ -181,6 +192,58 @@ impl TestApp {
             cmd.env(k, v);
         }
         ChildProcess(cmd.spawn().expect("spawn hcp aggregator process"))
+    }
+
+    /// Imports the bundled working-day calendar into the test database.
+    pub async fn import_calendar_for_test(&self) {
+        let text = include_str!("../../deploy/calendar/cn-workdays-2020-2026.json");
+        let calendar = hcp_domain::WorkCalendar::from_json(text).expect("bundled calendar");
+        self.store.import_calendar(&calendar, &Default::default()).await.expect("calendar imported");
+    }
+
+    /// Adds an operator account (argon2-hashed password) and returns a session token for it.
+    pub async fn account(&self, username: &str, role: &str, department: Option<&str>, region: Option<&str>) -> String {
+        let password = format!("pw-{username}-123");
+        self.store
+            .upsert_account(&hcp_store::Account {
+                username: username.into(),
+                display_name: format!("{username} 测试"),
+                role: role.into(),
+                department_id: department.map(Into::into),
+                region_code: region.map(Into::into),
+                disabled: false,
+                password_hash: hcp_http::auth::hash_password(&password),
+            })
+            .await
+            .expect("account saved");
+        let r = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.url))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("login sent");
+        assert_eq!(r.status(), 200, "login of {username}");
+        let body: serde_json::Value = r.json().await.expect("login json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// `method path` with a bearer `token` and an optional JSON body; returns (status, JSON body).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.url)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request sent");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
     }
 
     /// POSTs `body` to `/api/v1/ratings`.
@@ -251,6 +314,17 @@ impl TestApp {
     /// The first `expected` records of `topic` (key, body), read from the beginning (waits up to
     /// 60 s for them).
     pub async fn read_records(&self, topic: String, expected: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.read_records_settled(topic, expected, Duration::ZERO).await
+    }
+
+    /// Like [`TestApp::read_records`], then keeps reading for `settle` so that records beyond
+    /// `expected` (duplicates) show up in the result.
+    pub async fn read_records_settled(
+        &self,
+        topic: String,
+        expected: usize,
+        settle: Duration,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let kafka = self.kafka();
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer =
@@ -262,8 +336,15 @@ impl TestApp {
             consumer.assign(&tpl).expect("assign");
             let mut out = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(60);
-            while out.len() < expected && Instant::now() < deadline {
-                if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let mut settle_until = None;
+            loop {
+                let now = Instant::now();
+                match settle_until {
+                    None if out.len() >= expected || now >= deadline => settle_until = Some(now + settle),
+                    Some(t) if now >= t => break,
+                    _ => {}
+                }
+                if let Some(m) = consumer.poll(Duration::from_millis(100)) {
                     let m = m.expect("message");
                     out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec()));
                 }

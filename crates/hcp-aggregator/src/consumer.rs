@@ -400,8 +400,8 @@ impl Work {
     /// keep the latest per rating id); a commit never happens without the publish.
     fn attempt(&mut self, batch: &mut Batch) -> Result<hcp_store::BatchOutcome, AttemptError> {
         let started = Instant::now();
-        let dir = self.cache.fresh(&self.handle)?;
-        attribute_batch(batch, &dir, &self.stats);
+        let snap = self.cache.fresh(&self.handle)?;
+        attribute_batch(batch, &snap, &self.stats);
         let attributed = started.elapsed();
         let (store, producer, topic) = (&self.store, &self.producer, &self.attributed_topic);
         self.handle.block_on(async {
@@ -435,6 +435,7 @@ impl Work {
                 "batch timings"
             );
             metrics::PUBLISHED.inc_by(new.len() as u64);
+            metrics::ORDERS_OPENED.inc_by(outcome.orders_opened as u64);
             for r in &new {
                 let result = if r.attribution.is_flagged() { "flagged" } else { "complete" };
                 metrics::ATTRIBUTIONS.with_label_values(&[result]).inc();

@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use hcp_domain::workorder::{assignment, OrderDeadlines};
 use hcp_domain::{attribute, Directory};
-use hcp_store::{Batch, Store};
+use hcp_store::{Batch, DeadlineContext, NewOrder, Store};
 use tokio::runtime::Handle;
+use uuid::Uuid;
 
 use crate::metrics;
 
@@ -33,10 +35,17 @@ impl AggregatorStats {
     }
 }
 
+/// What a batch is attributed and its work orders are planned against: the directory, the
+/// calendar and the deadline policies (their writes all bump the one directory version).
+pub(crate) struct Snapshot {
+    pub(crate) dir: Directory,
+    pub(crate) deadlines: DeadlineContext,
+}
+
 /// The current snapshot and how to refresh it.
 pub(crate) struct SnapshotCache {
     store: Store,
-    current: Option<Arc<Directory>>,
+    current: Option<Arc<Snapshot>>,
     stats: Arc<AggregatorStats>,
 }
 
@@ -46,30 +55,57 @@ impl SnapshotCache {
     }
 
     /// The snapshot, reloaded first if the directory version moved since it was read.
-    pub(crate) fn fresh(&mut self, handle: &Handle) -> Result<Arc<Directory>, sqlx::Error> {
+    pub(crate) fn fresh(&mut self, handle: &Handle) -> Result<Arc<Snapshot>, sqlx::Error> {
         self.stats.directory_checks.fetch_add(1, Ordering::Relaxed);
         let version = handle.block_on(self.store.directory_version())?;
         match &self.current {
-            Some(dir) if dir.version == version => Ok(dir.clone()),
+            Some(snap) if snap.dir.version == version => Ok(snap.clone()),
             _ => {
                 let started = Instant::now();
-                let dir = Arc::new(handle.block_on(self.store.load_directory())?);
+                let (dir, deadlines) = handle.block_on(async {
+                    Ok::<_, sqlx::Error>((self.store.load_directory().await?, self.store.deadline_context().await?))
+                })?;
                 self.stats.directory_loads.fetch_add(1, Ordering::Relaxed);
                 metrics::DIRECTORY_LOADS.inc();
                 metrics::DIRECTORY_VERSION.set(dir.version);
                 metrics::DIRECTORY_LOAD_SECONDS.observe(started.elapsed().as_secs_f64());
                 tracing::info!(version = dir.version, sizes = ?dir.sizes(), ms = started.elapsed().as_millis() as u64, "directory snapshot loaded");
-                self.current = Some(dir.clone());
-                Ok(dir)
+                let snap = Arc::new(Snapshot { dir, deadlines });
+                self.current = Some(snap.clone());
+                Ok(snap)
             }
         }
     }
 }
 
-/// Attributes every rating of `batch` against `dir` (pure, in memory).
-pub(crate) fn attribute_batch(batch: &mut Batch, dir: &Directory, stats: &AggregatorStats) {
+/// Attributes every rating of `batch` against the snapshot and plans the work order of each bad
+/// one (pure, in memory; only orders of newly stored ratings open).
+pub(crate) fn attribute_batch(batch: &mut Batch, snap: &Snapshot, stats: &AggregatorStats) {
+    batch.orders.clear();
     for r in &mut batch.ratings {
-        r.attribution = attribute(dir, &r.event, r.event.rated_at);
+        r.attribution = attribute(&snap.dir, &r.event, r.event.rated_at);
+        let Some(assignment) = assignment(r.event.grade, &r.attribution) else { continue };
+        let region_path = assignment.region_code.as_deref().map(|c| snap.dir.region_path(c)).unwrap_or_default();
+        let policy = snap.deadlines.policies.for_region(&region_path);
+        let opened_at = r.event.received_at;
+        let Some(deadlines) = OrderDeadlines::compute(&snap.deadlines.calendar, &policy, opened_at) else {
+            tracing::error!(rating_id = %r.event.rating_id, "deadline out of the supported date range; no order opened");
+            continue;
+        };
+        if deadlines.provisional() {
+            for year in deadlines.missing_years() {
+                metrics::PROVISIONAL_DEADLINES.with_label_values(&[&year.to_string()]).inc();
+            }
+        }
+        batch.orders.push(NewOrder {
+            order_id: Uuid::now_v7(),
+            rating_id: r.event.rating_id,
+            grade: r.event.grade,
+            opened_at,
+            assignment,
+            region_path,
+            deadlines,
+        });
     }
     stats.attributed.fetch_add(batch.ratings.len() as u64, Ordering::Relaxed);
 }

@@ -92,3 +92,20 @@ pub static ASSIGNED: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("hcp_aggregator_assigned_partitions", "Partitions assigned to this process")
         .expect("metric registers once")
 });
+
+/// `hcp_workorders_opened_total`: bad-review work orders opened (one per new bad rating).
+pub static ORDERS_OPENED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("hcp_workorders_opened_total", "Work orders opened for new bad ratings")
+        .expect("metric registers once")
+});
+
+/// `hcp_workorder_provisional_deadlines_total{year}`: order deadlines planned past the calendar's
+/// data (Monday–Friday assumed) — the calendar needs that year. Counted per planning attempt.
+pub static PROVISIONAL_DEADLINES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hcp_workorder_provisional_deadlines_total",
+        "Work-order deadlines planned past the calendar's data, by missing year",
+        &["year"]
+    )
+    .expect("metric registers once")
+});

@@ -8,6 +8,9 @@ pub struct Topics {
     /// `hcp.rating.attributed.v1`: each stored rating with its attribution snapshot, keyed by
     /// rating id; published by the aggregator (again after a re-attribution).
     pub rating_attributed: String,
+    /// `hcp.workorder.event.v1`: every work-order transition (opened, claimed, … escalated),
+    /// keyed by order id, relayed from the audit log (outbox) after it commits.
+    pub workorder_event: String,
 }
 
 impl Topics {
@@ -16,12 +19,13 @@ impl Topics {
         Topics {
             rating_submitted: format!("{prefix}hcp.rating.submitted.v1"),
             rating_attributed: format!("{prefix}hcp.rating.attributed.v1"),
+            workorder_event: format!("{prefix}hcp.workorder.event.v1"),
         }
     }
 
     /// Every topic, for creation.
     pub fn all(&self) -> Vec<&str> {
-        vec![&self.rating_submitted, &self.rating_attributed]
+        vec![&self.rating_submitted, &self.rating_attributed, &self.workorder_event]
     }
 }
 

@@ -489,6 +489,7 @@ mod tests {
             rated_at: time,
             received_at: time,
             assess_number: AssessNumber::First,
+            rater: None,
         }
     }
 

@@ -5,7 +5,11 @@ use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::pii::{RaterIdentity, RaterInput, SealedRater};
 use crate::{Channel, FieldError, Grade, Stage, ValidationErrors};
+
+/// Seals a rater's identity (user_prop, identity) — [`crate::PiiCipher::seal`] with a fresh nonce.
+pub type Sealer<'a> = &'a dyn Fn(u8, &RaterIdentity) -> SealedRater;
 
 /// Schema id of [`RatingSubmitted`], carried in the `hcp-schema` Kafka header.
 pub const RATING_SUBMITTED_SCHEMA: &str = "hcp.rating.submitted.v1";
@@ -98,6 +102,8 @@ pub struct RatingInput {
     pub rated_at: Option<DateTime<FixedOffset>>,
     /// 1 (first) or 2 (follow-up); default 1.
     pub assess_number: Option<i64>,
+    /// The rater's identity, if given: sealed by ingest before it leaves the request.
+    pub rater: Option<RaterInput>,
 }
 
 /// The event on `hcp.rating.submitted.v1`: a validated rating with its ingest-assigned id.
@@ -147,6 +153,9 @@ pub struct RatingSubmitted {
     /// First rating or follow-up.
     #[cfg_attr(feature = "openapi", schema(value_type = u8, minimum = 1, maximum = 2))]
     pub assess_number: AssessNumber,
+    /// The rater's identity, masked and sealed (AES-256-GCM); absent when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rater: Option<SealedRater>,
 }
 
 fn err(field: &str, code: &'static str, zh: String, en: String) -> FieldError {
@@ -181,7 +190,37 @@ impl RatingInput {
     /// Validates the input and turns it into the event, with `rating_id` and `received_at`
     /// assigned by ingest. Reports every failing field.
     pub fn validate(self, rating_id: Uuid, received_at: DateTime<Utc>) -> Result<RatingSubmitted, ValidationErrors> {
+        self.validate_with(rating_id, received_at, None)
+    }
+
+    /// [`RatingInput::validate`], sealing the rater's identity with `seal` (user_prop, identity).
+    /// Without a sealer an identity is refused (it is never stored in clear).
+    pub fn validate_with(
+        mut self,
+        rating_id: Uuid,
+        received_at: DateTime<Utc>,
+        seal: Option<Sealer<'_>>,
+    ) -> Result<RatingSubmitted, ValidationErrors> {
         let mut errors = Vec::new();
+        let rater = match (self.rater.take(), seal) {
+            (None, _) => None,
+            (Some(_), None) => {
+                errors.push(err(
+                    "rater",
+                    "not_accepted",
+                    "本服务未配置个人信息加密密钥,不能接收评价人身份信息".into(),
+                    "this service has no encryption key for personal data and cannot accept a rater identity".into(),
+                ));
+                None
+            }
+            (Some(input), Some(seal)) => match input.check() {
+                Ok((prop, identity)) => Some(seal(prop, &identity)),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+        };
         let channel = match self.channel.as_deref() {
             None => {
                 errors.push(required("channel"));
@@ -283,6 +322,7 @@ impl RatingInput {
             rated_at,
             received_at,
             assess_number,
+            rater,
         };
         if let Err(ValidationErrors(more)) = event.check() {
             errors.extend(more);

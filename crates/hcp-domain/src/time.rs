@@ -19,6 +19,11 @@ pub fn hour_start(t: DateTime<Utc>) -> DateTime<Utc> {
     floored.with_timezone(&Utc)
 }
 
+/// The Beijing calendar date of `t`.
+pub fn beijing_date(t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&beijing()).date_naive()
+}
+
 /// The start of the Beijing calendar day containing `t`.
 pub fn day_start(t: DateTime<Utc>) -> DateTime<Utc> {
     date_start(t.with_timezone(&beijing()).date_naive())

@@ -6,7 +6,12 @@
 //! Escalation (督办) marks any open order without changing its state. Anything else is refused,
 //! naming the current state and the actions it allows.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::attribution::{Attribution, Basis};
+use crate::calendar::{Deadline, WorkCalendar};
+use crate::{time, Grade};
 
 /// Where a work order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -188,6 +193,262 @@ pub struct Refused {
     pub allowed: Vec<&'static str>,
 }
 
+/// Schema id of [`WorkOrderEvent`], carried in the `hcp-schema` Kafka header.
+pub const WORKORDER_EVENT_SCHEMA: &str = "hcp.workorder.event.v1";
+
+/// The region key of the default deadline policy.
+pub const DEFAULT_POLICY_REGION: &str = "*";
+
+/// How many working days a responsible unit has (domain.md §5; a per-region policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeadlinePolicy {
+    /// Contact the rater within this many working days of the opening day.
+    pub contact_days: u32,
+    /// Verify and rectify (then reply) within this many working days of the opening day.
+    pub rectify_days: u32,
+    /// An order is near due when its deadline is at most this many working days away.
+    pub near_due_days: u32,
+}
+
+impl Default for DeadlinePolicy {
+    /// Shenzhen 2021: contact within 3 working days, verify and rectify within 10.
+    fn default() -> Self {
+        DeadlinePolicy { contact_days: 3, rectify_days: 10, near_due_days: 1 }
+    }
+}
+
+impl DeadlinePolicy {
+    /// Checks the bounds the database also enforces.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=60).contains(&self.contact_days) {
+            return Err("contact_days must be 1..=60".into());
+        }
+        if !(1..=120).contains(&self.rectify_days) {
+            return Err("rectify_days must be 1..=120".into());
+        }
+        if self.contact_days > self.rectify_days {
+            return Err("contact_days must not exceed rectify_days".into());
+        }
+        if self.near_due_days > 30 {
+            return Err("near_due_days must be 0..=30".into());
+        }
+        Ok(())
+    }
+}
+
+/// The deadline policies by region code ([`DEFAULT_POLICY_REGION`] for the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policies(pub std::collections::HashMap<String, DeadlinePolicy>);
+
+impl Policies {
+    /// The policy of the first region of `region_path` (nearest first) that has one, else the
+    /// default row, else the built-in default.
+    pub fn for_region(&self, region_path: &[String]) -> DeadlinePolicy {
+        region_path
+            .iter()
+            .find_map(|r| self.0.get(r))
+            .or_else(|| self.0.get(DEFAULT_POLICY_REGION))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// The deadlines of an order opened (or reopened) on a Beijing day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderDeadlines {
+    /// Contact the rater by then.
+    pub contact: Deadline,
+    /// Verify, rectify and reply by then.
+    pub rectify: Deadline,
+}
+
+impl OrderDeadlines {
+    /// Computes both deadlines from the opening instant (its Beijing day does not count).
+    /// `None` only past chrono's date range.
+    pub fn compute(
+        calendar: &WorkCalendar,
+        policy: &DeadlinePolicy,
+        opened_at: DateTime<Utc>,
+    ) -> Option<OrderDeadlines> {
+        let day = time::beijing_date(opened_at);
+        Some(OrderDeadlines {
+            contact: calendar.add_working_days(day, policy.contact_days)?,
+            rectify: calendar.add_working_days(day, policy.rectify_days)?,
+        })
+    }
+
+    /// Whether a year on the way is not in the calendar.
+    pub fn provisional(&self) -> bool {
+        self.contact.provisional || self.rectify.provisional
+    }
+
+    /// The years the calendar lacks for these deadlines.
+    pub fn missing_years(&self) -> Vec<i32> {
+        let mut y: Vec<i32> = self.contact.missing_years.iter().chain(&self.rectify.missing_years).copied().collect();
+        y.sort_unstable();
+        y.dedup();
+        y
+    }
+}
+
+/// The work order a bad rating opens: whom it is assigned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    /// Why this unit answers.
+    pub basis: Basis,
+    /// The responsible department (`None`: unassigned, visible to supervisors).
+    pub department_id: Option<String>,
+    /// The window, for conduct.
+    pub window_id: Option<String>,
+    /// The staff member, for conduct.
+    pub staff_id: Option<String>,
+    /// The platform, for platform tags.
+    pub platform: Option<String>,
+    /// The region whose policy and supervisor apply.
+    pub region_code: Option<String>,
+}
+
+/// Whether a rating opens a work order (every valid grade 1–2 rating does) and to whom it goes:
+/// the attribution's first responsible party (conduct → the staff member's department and window;
+/// process → the service item's department; platform → the platform's department if known),
+/// falling back to the attributed department.
+pub fn assignment(grade: Grade, attribution: &Attribution) -> Option<Assignment> {
+    if !grade.is_bad() {
+        return None;
+    }
+    let first = attribution.responsible.first();
+    Some(Assignment {
+        basis: first.map(|r| r.basis).unwrap_or(Basis::General),
+        department_id: first.and_then(|r| r.department_id.clone()).or_else(|| attribution.department_id.clone()),
+        window_id: first.and_then(|r| r.window_id.clone()),
+        staff_id: first.and_then(|r| r.staff_id.clone()),
+        platform: first.and_then(|r| r.platform.clone()),
+        region_code: attribution.region_code.clone(),
+    })
+}
+
+/// How close an open order is to the deadline that currently applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DueStatus {
+    /// More than the policy's near-due margin away, or no deadline running.
+    OnTrack,
+    /// Due within the policy's margin of working days.
+    NearDue,
+    /// Past its deadline.
+    Overdue,
+}
+
+impl DueStatus {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DueStatus::OnTrack => "on_track",
+            DueStatus::NearDue => "near_due",
+            DueStatus::Overdue => "overdue",
+        }
+    }
+}
+
+impl OrderState {
+    /// Which deadline runs in this state: the contact deadline until the rater was contacted,
+    /// then the rectification deadline until the reply; none while an appeal is reviewed,
+    /// after the reply, or once ended.
+    pub fn running_deadline(self) -> Option<DeadlineKind> {
+        match self {
+            OrderState::Opened | OrderState::Claimed | OrderState::Reopened => Some(DeadlineKind::Contact),
+            OrderState::Contacted | OrderState::Verified { .. } | OrderState::Rectified => Some(DeadlineKind::Rectify),
+            _ => None,
+        }
+    }
+
+    /// Parses a stored state (`founded` for `verified`).
+    pub fn parse(name: &str, founded: Option<bool>) -> Option<OrderState> {
+        Some(match name {
+            "opened" => OrderState::Opened,
+            "claimed" => OrderState::Claimed,
+            "contacted" => OrderState::Contacted,
+            "verified" => OrderState::Verified { founded: founded? },
+            "rectified" => OrderState::Rectified,
+            "replied" => OrderState::Replied,
+            "closed" => OrderState::Closed,
+            "reopened" => OrderState::Reopened,
+            "appealed" => OrderState::Appealed,
+            "appeal_upheld" => OrderState::AppealUpheld,
+            _ => return None,
+        })
+    }
+}
+
+/// The two deadlines of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineKind {
+    /// Contact the rater.
+    Contact,
+    /// Verify, rectify, reply.
+    Rectify,
+}
+
+/// The due status at `now` of a deadline ending at `due_at` on the Beijing day `due_date`.
+pub fn due_status(
+    calendar: &WorkCalendar,
+    policy: &DeadlinePolicy,
+    now: DateTime<Utc>,
+    due_at: DateTime<Utc>,
+) -> DueStatus {
+    if now >= due_at {
+        return DueStatus::Overdue;
+    }
+    // The due date is the Beijing day before `due_at` (a deadline ends at midnight).
+    let due_date = time::beijing_date(due_at - chrono::Duration::seconds(1));
+    let today = time::beijing_date(now);
+    let margin_end = if policy.near_due_days == 0 {
+        Some(today)
+    } else {
+        calendar.add_working_days(today, policy.near_due_days).map(|d| d.date)
+    };
+    match margin_end {
+        Some(end) if due_date <= end => DueStatus::NearDue,
+        _ => DueStatus::OnTrack,
+    }
+}
+
+/// One line of a work order's history, as published on `hcp.workorder.event.v1`
+/// (contract `schemas/workorder-event.v1.json`). `event_id` grows per order: consumers keep the
+/// highest they have seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkOrderEvent {
+    /// The audit-log id of the transition.
+    pub event_id: i64,
+    /// The order.
+    pub order_id: uuid::Uuid,
+    /// Its human-readable number.
+    pub order_no: i64,
+    /// The bad rating it answers.
+    pub rating_id: uuid::Uuid,
+    /// `open`, an [`Action`] name, `sweep`, `view_rater` is never published.
+    pub action: String,
+    /// State before (`None` when opened).
+    pub from_state: Option<String>,
+    /// State after.
+    pub to_state: String,
+    /// Who: an account name or `system:<part>`.
+    pub actor: String,
+    /// Their role.
+    pub actor_role: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The responsible department.
+    pub department_id: Option<String>,
+    /// The region.
+    pub region_code: Option<String>,
+    /// The deadline that runs after this event, if any.
+    pub due_at: Option<DateTime<Utc>>,
+    /// The handler's or supervisor's note.
+    pub note: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +538,104 @@ mod tests {
         assert_eq!(end, S::Closed);
         let appealed = [Action::Claim, Action::Escalate, Action::Appeal, Action::UpholdAppeal];
         assert_eq!(appealed.iter().try_fold(S::Opened, |s, a| s.apply(*a)).unwrap(), S::AppealUpheld);
+    }
+
+    fn cal() -> WorkCalendar {
+        WorkCalendar::from_json(include_str!("../../../deploy/calendar/cn-workdays-2020-2026.json")).unwrap()
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn deadlines_follow_the_policy_and_the_calendar() {
+        let d = OrderDeadlines::compute(&cal(), &DeadlinePolicy::default(), at("2025-09-30T10:00:00+08:00")).unwrap();
+        assert_eq!(d.contact.date.to_string(), "2025-10-11");
+        assert_eq!(d.contact.due_at, at("2025-10-12T00:00:00+08:00"));
+        assert_eq!(d.rectify.date.to_string(), "2025-10-21");
+        assert!(!d.provisional());
+        // Opened at 23:30 on 2026-12-30 Beijing time (15:30 UTC): the Beijing day counts, not UTC.
+        let late = OrderDeadlines::compute(&cal(), &DeadlinePolicy::default(), at("2026-12-30T15:30:00Z")).unwrap();
+        assert_eq!(late.rectify.date.to_string(), "2027-01-13");
+        assert!(late.provisional());
+        assert_eq!(late.missing_years(), vec![2027]);
+    }
+
+    #[test]
+    fn policies_resolve_by_the_nearest_region() {
+        let mut p = Policies::default();
+        assert_eq!(p.for_region(&["440305".into()]), DeadlinePolicy::default());
+        p.0.insert("*".into(), DeadlinePolicy { contact_days: 2, rectify_days: 5, near_due_days: 1 });
+        p.0.insert("440300".into(), DeadlinePolicy { contact_days: 3, rectify_days: 15, near_due_days: 2 });
+        assert_eq!(p.for_region(&["440305".into(), "440300".into(), "440000".into()]).rectify_days, 15);
+        assert_eq!(p.for_region(&["510100".into()]).rectify_days, 5);
+        assert!(DeadlinePolicy { contact_days: 11, rectify_days: 10, near_due_days: 1 }.check().is_err());
+    }
+
+    #[test]
+    fn due_status_near_due_within_one_working_day() {
+        let c = cal();
+        let p = DeadlinePolicy::default();
+        // Due at the end of Monday 2026-11-23: on Friday evening it is one working day away.
+        let due = at("2026-11-24T00:00:00+08:00");
+        assert_eq!(due_status(&c, &p, at("2026-11-19T12:00:00+08:00"), due), DueStatus::OnTrack);
+        assert_eq!(due_status(&c, &p, at("2026-11-20T18:00:00+08:00"), due), DueStatus::NearDue);
+        assert_eq!(due_status(&c, &p, at("2026-11-23T23:59:59+08:00"), due), DueStatus::NearDue);
+        assert_eq!(due_status(&c, &p, due, due), DueStatus::Overdue);
+    }
+
+    #[test]
+    fn bad_ratings_are_assigned_to_the_first_responsible_party() {
+        use crate::attribution::Responsibility;
+        let good = Grade::new(3).unwrap();
+        let bad = Grade::new(2).unwrap();
+        let mut a = Attribution {
+            department_id: Some("D-HALL".into()),
+            region_code: Some("440305".into()),
+            ..Default::default()
+        };
+        assert_eq!(assignment(good, &a), None);
+        let unassigned = assignment(bad, &a).unwrap();
+        assert_eq!((unassigned.basis, unassigned.department_id.as_deref()), (Basis::General, Some("D-HALL")));
+        a.responsible = vec![
+            Responsibility {
+                basis: Basis::Conduct,
+                department_id: Some("D-STAFF".into()),
+                window_id: Some("W1".into()),
+                staff_id: Some("S1".into()),
+                platform: None,
+            },
+            Responsibility {
+                basis: Basis::Process,
+                department_id: Some("D-ITEM".into()),
+                window_id: None,
+                staff_id: None,
+                platform: None,
+            },
+        ];
+        let conduct = assignment(Grade::new(1).unwrap(), &a).unwrap();
+        assert_eq!(
+            (
+                conduct.basis,
+                conduct.department_id.as_deref(),
+                conduct.window_id.as_deref(),
+                conduct.staff_id.as_deref()
+            ),
+            (Basis::Conduct, Some("D-STAFF"), Some("W1"), Some("S1"))
+        );
+        assert_eq!(conduct.region_code.as_deref(), Some("440305"));
+    }
+
+    #[test]
+    fn stored_states_parse_back() {
+        for s in OrderState::ALL {
+            let founded = match s {
+                S::Verified { founded } => Some(founded),
+                _ => None,
+            };
+            assert_eq!(OrderState::parse(s.name(), founded), Some(s));
+        }
+        assert_eq!(OrderState::parse("verified", None), None);
     }
 }

@@ -2,7 +2,7 @@
 //! and the schema must refuse what the domain refuses.
 
 use chrono::{TimeZone, Utc};
-use hcp_domain::{Channel, RatingInput, Stage};
+use hcp_domain::{Channel, PiiCipher, RaterIdentity, RaterInput, RatingInput, Stage};
 use uuid::Uuid;
 
 fn load(name: &str) -> jsonschema::Validator {
@@ -19,6 +19,7 @@ fn validator() -> jsonschema::Validator {
 fn every_channel_stage_grade_combination_validates() {
     let v = validator();
     let now = Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap();
+    let cipher = PiiCipher::from_spec("t1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=").unwrap();
     let mut checked = 0;
     for channel in Channel::ALL {
         for &stage in channel.allowed_stages() {
@@ -39,8 +40,15 @@ fn every_channel_stage_grade_combination_validates() {
                         comment: optional.then(|| "窗口人员态度很好".into()),
                         rated_at: None,
                         assess_number: Some(if optional { 2 } else { 1 }),
+                        rater: optional.then(|| RaterInput {
+                            user_prop: Some(1),
+                            name: Some("张三".into()),
+                            phone: Some("13812341234".into()),
+                            id_number: Some("11010519491231002X".into()),
+                        }),
                     };
-                    let event = input.validate(Uuid::now_v7(), now).expect("valid input");
+                    let seal = |prop: u8, id: &RaterIdentity| cipher.seal(prop, id, [5; 12]);
+                    let event = input.validate_with(Uuid::now_v7(), now, Some(&seal)).expect("valid input");
                     let json = serde_json::to_value(&event).unwrap();
                     let errors: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
                     assert!(errors.is_empty(), "{json}: {errors:?}");

@@ -72,6 +72,29 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for
     }
 }
 
+/// A JSON body that may be absent (an action without a note): an empty body is `None`; a
+/// non-empty one must be JSON, with the same problems as [`ApiJson`].
+#[derive(Debug, Clone)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        let (parts, body) = req.into_parts();
+        let bytes = read_limited(body, DEFAULT_JSON_LIMIT).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        if !has_type {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let req = Request::from_parts(parts, Body::from(bytes));
+        ApiJson::<T>::from_request(req, state).await.map(|ApiJson(v)| OptionalJson(Some(v)))
+    }
+}
+
 /// Parses `bytes` as `T`, mapping syntax errors to `malformed-json` and shape errors to a
 /// field-level `validation-failed`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -2,17 +2,20 @@
 //!
 //! Owns the one error enum of the HTTP API ([`ApiError`]) and its mapping to RFC 9457
 //! `application/problem+json` with stable `type`s, the JSON and query extractors that turn every
-//! client mistake into such a problem (never a 500, never a panic), and the request metrics layer.
+//! client mistake into such a problem (never a 500, never a panic), the request metrics layer,
+//! and who is calling: operator sessions, password hashing and the [`Caller`] extractor.
 //!
 //! It must not contain endpoints or business rules: handlers live in the stage crates
 //! (`hcp-ingest`, `hcp-board`), rules in `hcp-domain`.
 
+pub mod auth;
 mod extract;
 mod metrics;
 mod problem;
 
+pub use auth::{Caller, Claims, SessionKey};
 pub use extract::{
-    from_value, parse_json, read_limited, shape_error, ApiJson, ApiQuery, DEFAULT_JSON_LIMIT, DRAIN_LIMIT,
+    from_value, parse_json, read_limited, shape_error, ApiJson, ApiQuery, OptionalJson, DEFAULT_JSON_LIMIT, DRAIN_LIMIT,
 };
 pub use metrics::{track_requests, HTTP_REQUESTS, HTTP_REQUEST_DURATION};
 pub use problem::{ApiError, Problem, ProblemType, PROBLEM_TYPES};

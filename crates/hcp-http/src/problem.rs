@@ -86,6 +86,55 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         help_zh: "文件中有不合格的行,整个文件均未导入;rows 列出每一行的行号和字段错误,修改后重新导入。",
     },
     ProblemType {
+        slug: "unauthenticated",
+        status: 401,
+        title: "Authentication required",
+        title_zh: "需要登录",
+        help_zh: "该接口需要登录:先 POST /api/v1/auth/login 取得会话(Cookie 或 Authorization: Bearer 令牌),会话过期后请重新登录。",
+    },
+    ProblemType {
+        slug: "forbidden",
+        status: 403,
+        title: "Forbidden",
+        title_zh: "无权执行该操作",
+        help_zh: "当前账号的角色不允许此操作,见 detail;如需办理请联系有相应角色的人员。",
+    },
+    ProblemType {
+        slug: "transition-refused",
+        status: 409,
+        title: "Action not allowed in the current state",
+        title_zh: "工单当前状态不允许该操作",
+        help_zh: "工单的当前状态(state)不允许此操作;allowed_actions 列出当前可执行的操作。",
+    },
+    ProblemType {
+        slug: "invitation-invalid",
+        status: 404,
+        title: "Invalid invitation link",
+        title_zh: "评价邀请链接无效",
+        help_zh: "链接不是本系统签发的(可能被截断或篡改),请使用短信或二维码中的完整链接。",
+    },
+    ProblemType {
+        slug: "invitation-used",
+        status: 409,
+        title: "Invitation already used",
+        title_zh: "该评价邀请已使用",
+        help_zh: "每个评价邀请只能提交一次,您的评价已经收到,感谢参与。",
+    },
+    ProblemType {
+        slug: "invitation-expired",
+        status: 410,
+        title: "Invitation expired",
+        title_zh: "评价邀请已过期",
+        help_zh: "该评价邀请已超过有效期,如需评价请联系办理部门或拨打 12345。",
+    },
+    ProblemType {
+        slug: "pii-key-missing",
+        status: 503,
+        title: "Personal-data key not configured",
+        title_zh: "未配置个人信息加密密钥",
+        help_zh: "服务未配置 HCP_PII_KEY,无法加密或解密评价人身份信息;请运维配置密钥后重试。",
+    },
+    ProblemType {
         slug: "broker-unavailable",
         status: 503,
         title: "Message broker unavailable",
@@ -134,6 +183,28 @@ pub enum ApiError {
         /// The rows, each with its line and failing fields.
         rows: serde_json::Value,
     },
+    /// No valid session or credential (401).
+    Unauthenticated,
+    /// The caller's role does not allow this (403); the text says what is missing.
+    Forbidden(String),
+    /// A work-order action the current state does not allow (409), naming the state and the
+    /// allowed actions.
+    TransitionRefused {
+        /// The current state.
+        state: String,
+        /// The refused action.
+        action: String,
+        /// What the state allows.
+        allowed: Vec<String>,
+    },
+    /// An invitation token that was never issued or was tampered with (404).
+    InvitationInvalid,
+    /// An invitation already used (409).
+    InvitationUsed,
+    /// An invitation past its expiry (410).
+    InvitationExpired,
+    /// No HCP_PII_KEY configured (503).
+    PiiKeyMissing,
     /// Kafka did not acknowledge in time (503).
     BrokerUnavailable(String),
     /// PostgreSQL could not answer (503).
@@ -168,6 +239,13 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::ImportRejected { .. } => "import-rejected",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TransitionRefused { .. } => "transition-refused",
+            ApiError::InvitationInvalid => "invitation-invalid",
+            ApiError::InvitationUsed => "invitation-used",
+            ApiError::InvitationExpired => "invitation-expired",
+            ApiError::PiiKeyMissing => "pii-key-missing",
             ApiError::BrokerUnavailable(_) => "broker-unavailable",
             ApiError::DatabaseUnavailable(_) => "database-unavailable",
             ApiError::Internal(_) => "internal-error",
@@ -187,9 +265,17 @@ impl ApiError {
                 let first = v.0.first().map(|e| e.message.clone()).unwrap_or_default();
                 (format!("{}:{}", t.title_zh, first), v.0.clone())
             }
-            ApiError::MalformedJson(e) | ApiError::InvalidQuery(e) | ApiError::Conflict(e) => {
+            ApiError::MalformedJson(e) | ApiError::InvalidQuery(e) | ApiError::Conflict(e) | ApiError::Forbidden(e) => {
                 (format!("{}:{e}", t.title_zh), vec![])
             }
+            ApiError::TransitionRefused { state, action, allowed } => (
+                format!(
+                    "{}:当前状态 {state} 不能执行 {action};可执行:{}",
+                    t.title_zh,
+                    if allowed.is_empty() { "无(工单已办结)".to_owned() } else { allowed.join("、") }
+                ),
+                vec![],
+            ),
             ApiError::ImportRejected { bad_rows, .. } => (format!("{}:{bad_rows} 行有错误", t.title_zh), vec![]),
             // Causes of dependency and internal failures are logged, never shown.
             _ => (format!("{}。{}", t.title_zh, t.help_zh), vec![]),
@@ -198,6 +284,10 @@ impl ApiError {
             ApiError::ImportRejected { rows, .. } => Some(rows.clone()),
             _ => None,
         };
+        let (state, allowed_actions) = match self {
+            ApiError::TransitionRefused { state, allowed, .. } => (Some(state.clone()), Some(allowed.clone())),
+            _ => (None, None),
+        };
         Problem {
             problem_type: format!("/problems/{}", t.slug),
             title: t.title.to_string(),
@@ -205,6 +295,8 @@ impl ApiError {
             detail,
             errors,
             rows,
+            state,
+            allowed_actions,
         }
     }
 }
@@ -229,6 +321,12 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub rows: Option<serde_json::Value>,
+    /// For `transition-refused`: the work order's current state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// For `transition-refused`: the actions the current state allows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_actions: Option<Vec<String>>,
 }
 
 /// A failing field (documentation twin of [`hcp_domain::FieldError`]).
@@ -255,9 +353,13 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(problem = self.problem_type().slug, "client error"),
         }
         let retry = matches!(self, ApiError::BrokerUnavailable(_) | ApiError::DatabaseUnavailable(_));
+        let challenge = matches!(self, ApiError::Unauthenticated);
         let mut resp = self.to_problem().into_response();
         if retry {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if challenge {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"hcp\""));
         }
         resp
     }
@@ -310,6 +412,17 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::Conflict(String::new()),
             ApiError::ImportRejected { bad_rows: 0, rows: serde_json::Value::Null },
+            ApiError::Unauthenticated,
+            ApiError::Forbidden(String::new()),
+            ApiError::TransitionRefused {
+                state: "opened".into(),
+                action: "reply".into(),
+                allowed: vec!["claim".into()],
+            },
+            ApiError::InvitationInvalid,
+            ApiError::InvitationUsed,
+            ApiError::InvitationExpired,
+            ApiError::PiiKeyMissing,
             ApiError::BrokerUnavailable(String::new()),
             ApiError::DatabaseUnavailable(String::new()),
             ApiError::Internal(String::new()),

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use hcp_bus::PublishError;
-use hcp_domain::RatingInput;
+use hcp_domain::{RaterIdentity, RatingInput};
 use hcp_http::{ApiError, ApiJson, Problem};
 use serde::Serialize;
 use tracing::Instrument;
@@ -37,15 +37,24 @@ pub struct Accepted {
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Broker unavailable; nothing was recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Broker unavailable, or a rater identity without a configured HCP_PII_KEY; nothing was recorded", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn submit_rating(
     State(state): State<IngestState>,
     ApiJson(input): ApiJson<RatingInput>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    if input.rater.is_some() && state.pii.is_none() {
+        metrics::REFUSED.with_label_values(&["pii_key_missing"]).inc();
+        return Err(ApiError::PiiKeyMissing);
+    }
+    // A fresh random nonce per identity (AES-GCM must never reuse one under a key).
+    let seal = |prop: u8, id: &RaterIdentity| {
+        let cipher = state.pii.as_ref().expect("checked above");
+        cipher.seal(prop, id, rand::random())
+    };
     let event = input
-        .validate(Uuid::now_v7(), Utc::now())
+        .validate_with(Uuid::now_v7(), Utc::now(), Some(&seal))
         .inspect_err(|_| metrics::REFUSED.with_label_values(&["invalid"]).inc())?;
     let span = tracing::info_span!("publish", rating_id = %event.rating_id, channel = event.channel.as_str());
     let started = Instant::now();

@@ -22,6 +22,9 @@ pub use handlers::{__path_submit_rating, Accepted};
 pub struct IngestState {
     /// The durable publisher.
     pub producer: RatingProducer,
+    /// Seals a rater's identity before it leaves the request (`HCP_PII_KEY`); without it an
+    /// identity is refused with 503 `pii-key-missing`.
+    pub pii: Option<hcp_domain::PiiCipher>,
 }
 
 /// The ingest routes, ready to be merged into the server's router.

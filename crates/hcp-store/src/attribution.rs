@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use hcp_domain::aggregate::AggFacts;
-use hcp_domain::{attribute, AssessNumber, Attribution, Channel, Directory, Grade, RatingSubmitted, Rollup, Stage};
+use hcp_domain::{
+    attribute, AssessNumber, Attribution, Channel, Directory, Grade, RatingSubmitted, Rollup, SealedRater, Stage,
+};
 use serde::Serialize;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -52,7 +54,7 @@ pub struct Reattributed {
 
 const RATING_COLUMNS: &str = "rating_id, channel, stage, service_record_no, service_item_code, department_id, hall_id,
     window_id, staff_id, device_id, grade, tags, comment, rated_at, received_at, assess_number, agg_scopes,
-    attribution_flags, superseded_by";
+    attribution_flags, superseded_by, rater, excluded_at";
 
 fn event_from_row(row: &PgRow) -> Result<RatingSubmitted, Error> {
     let bad = |what: &str| Error::Decode(format!("stored rating has an invalid {what}").into());
@@ -80,6 +82,7 @@ fn event_from_row(row: &PgRow) -> Result<RatingSubmitted, Error> {
             .ok()
             .and_then(|n| AssessNumber::try_from(n).ok())
             .ok_or_else(|| bad("assess_number"))?,
+        rater: row.try_get::<Option<sqlx::types::Json<SealedRater>>, _>("rater")?.map(|j| j.0),
     })
 }
 
@@ -159,8 +162,10 @@ impl Store {
             if old_flags == new_flags && old_keys == new.scope_keys().into_iter().collect() {
                 continue;
             }
+            // Counted only while neither replaced by a follow-up nor excluded by an upheld appeal.
             let superseded: Option<Uuid> = row.try_get("superseded_by")?;
-            if superseded.is_none() {
+            let excluded: Option<DateTime<Utc>> = row.try_get("excluded_at")?;
+            if superseded.is_none() && excluded.is_none() {
                 rollup.remove(&old);
                 rollup.add(&AggFacts { grade: event.grade, rated_at: event.rated_at, scopes: new.scopes.clone() });
             }

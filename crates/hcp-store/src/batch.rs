@@ -9,6 +9,7 @@ use hcp_domain::{Attribution, Grade, RatingSubmitted, Rollup};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::workorders::{open_orders, NewOrder};
 use crate::{Error, Store};
 
 /// A rating read from the topic, with where it was read and its attribution.
@@ -61,6 +62,8 @@ pub struct Batch {
     pub rejected: Vec<Rejected>,
     /// New positions, one per partition in the batch.
     pub positions: Vec<Position>,
+    /// The work orders the batch's bad ratings open (only those of newly stored ratings open).
+    pub orders: Vec<NewOrder>,
 }
 
 /// What a committed batch did.
@@ -78,6 +81,8 @@ pub struct BatchOutcome {
     pub rejected: usize,
     /// New ratings whose attribution is incomplete (kept and counted where known).
     pub flagged: usize,
+    /// Work orders opened for new bad ratings.
+    pub orders_opened: usize,
 }
 
 /// The aggregation facts of a stored rating: exactly the rows it was counted in
@@ -127,7 +132,7 @@ impl Store {
 
     /// Writes a batch inside one open transaction: new ratings with their attribution,
     /// follow-up replacement, aggregate deltas computed from the newly inserted rows only,
-    /// rejected records, and the consumer positions. Either all of it commits or none of it
+    /// work orders for new bad ratings, rejected records, and the consumer positions. Either all of it commits or none of it
     /// does, so a crash anywhere neither loses nor double-counts a rating.
     pub async fn begin_batch(&self, batch: &Batch) -> Result<PendingBatch, Error> {
         let mut tx = self.pool.begin().await?;
@@ -151,7 +156,7 @@ impl Store {
                    FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS f(rec, stage, id)
                   WHERE r.service_record_no = f.rec AND r.stage = f.stage
                     AND r.assess_number = 1 AND r.superseded_by IS NULL
-              RETURNING r.rating_id, r.grade, r.rated_at, r.agg_scopes",
+              RETURNING r.rating_id, r.grade, r.rated_at, r.agg_scopes, r.excluded_at IS NOT NULL AS excluded",
             )
             .bind(follow_ups.iter().map(|e| e.service_record_no.as_str()).collect::<Vec<_>>())
             .bind(follow_ups.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>())
@@ -162,7 +167,8 @@ impl Store {
                 let id: Uuid = row.try_get("rating_id")?;
                 if by_id.contains_key(&id) {
                     not_counted.insert(id);
-                } else {
+                } else if !row.try_get::<bool, _>("excluded")? {
+                    // An appeal-excluded first rating was already taken out.
                     rollup.remove(&facts_from_row(row)?);
                 }
             }
@@ -196,6 +202,8 @@ impl Store {
             }
         }
         outcome.flagged = by_id.values().filter(|r| r.attribution.is_flagged()).count();
+        let new_orders: Vec<&NewOrder> = batch.orders.iter().filter(|o| new_ids.contains(&o.rating_id)).collect();
+        outcome.orders_opened = open_orders(&mut tx, &new_orders).await?;
         outcome.aggregate_rows = upsert_aggregates(&mut tx, rollup).await?;
         outcome.rejected = insert_rejected(&mut tx, &batch.topic, &batch.rejected).await?;
         save_positions(&mut tx, &batch.group_id, &batch.topic, &batch.positions).await?;
@@ -260,25 +268,28 @@ async fn insert_ratings(
     let a_flags = col(|r| Some(r.attribution.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\u{1f}")));
     let a_scopes = col(|r| Some(r.attribution.scope_keys().join("\u{1f}")));
     let a_version: Vec<i64> = ratings.iter().map(|r| r.attribution.directory_version).collect();
+    let raters: Vec<Option<serde_json::Value>> =
+        ratings.iter().map(|r| r.event.rater.as_ref().and_then(|x| serde_json::to_value(x).ok())).collect();
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel,
                               service_item_code, department_id, hall_id, window_id, staff_id, device_id,
                               grade, tags, comment, rated_at, received_at,
                               source_topic, source_partition, source_offset,
                               attr_department_id, attr_hall_id, attr_window_id, attr_staff_id,
-                              attribution, attribution_flags, agg_scopes, directory_version, attributed_at)
+                              attribution, attribution_flags, agg_scopes, directory_version, attributed_at,
+                              rater)
          SELECT id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                 string_to_array(tags, ','), comment, rated, received, $19, part, off,
                 a_dept, a_hall, a_win, a_staff, a_json, string_to_array(a_flags, E'\\x1f'),
-                string_to_array(a_scopes, E'\\x1f'), a_version, now()
+                string_to_array(a_scopes, E'\\x1f'), a_version, now(), rater
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[],
                        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
                        $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[],
                        $17::int4[], $18::int8[], $20::text[], $21::text[], $22::text[], $23::text[],
-                       $24::jsonb[], $25::text[], $26::text[], $27::int8[])
+                       $24::jsonb[], $25::text[], $26::text[], $27::int8[], $28::jsonb[])
                 AS t(id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                      tags, comment, rated, received, part, off, a_dept, a_hall, a_win, a_staff,
-                     a_json, a_flags, a_scopes, a_version)
+                     a_json, a_flags, a_scopes, a_version, rater)
          ON CONFLICT DO NOTHING
          RETURNING rating_id",
     )
@@ -309,6 +320,7 @@ async fn insert_ratings(
     .bind(a_flags)
     .bind(a_scopes)
     .bind(a_version)
+    .bind(raters)
     .fetch_all(&mut **tx)
     .await?;
     Ok(inserted.into_iter().collect())

@@ -3,27 +3,37 @@
 //! Owns the schema (the embedded `migrations/`), the aggregator's batch write — ratings with
 //! their attribution snapshot, aggregate deltas, rejected records and consumer positions in
 //! **one transaction** — the directory tables (snapshot loads, imports, the roster),
-//! re-attribution of flagged ratings, the working-day calendar, and the aggregate reads behind the stats API.
+//! re-attribution of flagged ratings, the working-day calendar, bad-review work orders (opened in
+//! the batch transaction; actions, audit log and event outbox, appeal exclusions, the overdue sweep,
+//! callback invitations, notifications, deadline policies), operator accounts, and the aggregate
+//! reads behind the stats API.
 //!
 //! It must not talk to Kafka or HTTP and must not decide domain rules: what counts where comes
 //! from `hcp-domain` (for example [`hcp_domain::Rollup`]); this crate only makes it durable.
 //! All SQL is checked at run time (no build-time database needed).
 
+mod accounts;
 mod attribution;
 mod batch;
 mod calendar;
 mod directory;
 mod read;
+mod workorders;
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+pub use accounts::Account;
 pub use attribution::{FlaggedRating, PendingReattribution, Reattributed};
 pub use batch::{Batch, BatchOutcome, PendingBatch, Position, Rejected, StoredRating};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
 pub use read::{AggregateQuery, RankingQuery};
+pub use workorders::{
+    ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry, NewOrder, Notification, OrderDetail,
+    OrderQuery, OrderScope, PendingEvents, PolicyRow, RatingRecord, SweepOutcome, WorkOrder,
+};
 
 /// Store errors are database errors.
 pub type Error = sqlx::Error;

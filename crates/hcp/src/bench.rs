@@ -211,7 +211,7 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let srv = server::spawn(
         cfg.clone(),
-        Components { ingest: true, aggregator: false, board: false, directory: false },
+        Components { ingest: true, aggregator: false, board: false, directory: false, workorders: false },
         listener,
     )
     .await?;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hcp_bus::{KafkaConfig, Topics};
+use hcp_domain::PiiCipher;
+use hcp_http::SessionKey;
 
 /// Everything a process needs to know, from `DATABASE_URL`, `KAFKA_BROKERS`, `HCP_*`.
 #[derive(Debug, Clone)]
@@ -29,6 +31,18 @@ pub struct Config {
     pub three_is_neutral: bool,
     /// `HCP_STAFF_MIN_RATINGS` (default 5): fewest ratings for a staff member to be ranked.
     pub staff_min_ratings: i64,
+    /// `HCP_PII_KEY` = `id:base64(32 bytes)[,older…]`: seals raters' identities (AES-256-GCM).
+    /// Without it, ratings carrying an identity are refused (503) and nobody can view one.
+    pub pii: Option<PiiCipher>,
+    /// `HCP_SESSION_KEY` (base64, ≥ 32 bytes): signs operator sessions. Without it a random key
+    /// is used: sessions end with the process and do not cross replicas.
+    pub session_key: Option<SessionKey>,
+    /// `HCP_PUBLIC_URL` (default `http://` + `HCP_HTTP_ADDR`): base of the links sent to raters.
+    pub public_url: String,
+    /// `HCP_SWEEP_INTERVAL_SECS` (default 60): how often overdue work orders are swept.
+    pub sweep_interval: Duration,
+    /// `HCP_RELAY_INTERVAL_MS` (default 500): how often work-order events are relayed to Kafka.
+    pub relay_interval: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -62,6 +76,33 @@ impl Config {
                 .transpose()
                 .context("HCP_STAFF_MIN_RATINGS")?
                 .unwrap_or(5),
+            pii: var("HCP_PII_KEY")
+                .map(|v| PiiCipher::from_spec(&v))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("HCP_PII_KEY: {e}"))?,
+            session_key: var("HCP_SESSION_KEY")
+                .map(|v| SessionKey::from_base64(&v))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("HCP_SESSION_KEY: {e}"))?,
+            public_url: var("HCP_PUBLIC_URL").unwrap_or_else(|| {
+                format!("http://{}", var("HCP_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()))
+            }),
+            sweep_interval: Duration::from_secs(
+                var("HCP_SWEEP_INTERVAL_SECS")
+                    .map(|v| v.parse())
+                    .transpose()
+                    .context("HCP_SWEEP_INTERVAL_SECS")?
+                    .unwrap_or(60)
+                    .max(1),
+            ),
+            relay_interval: Duration::from_millis(
+                var("HCP_RELAY_INTERVAL_MS")
+                    .map(|v| v.parse())
+                    .transpose()
+                    .context("HCP_RELAY_INTERVAL_MS")?
+                    .unwrap_or(500)
+                    .max(10),
+            ),
         })
     }
 
@@ -90,25 +131,31 @@ pub struct Components {
     pub board: bool,
     /// The directory admin API, roster and flagged ratings.
     pub directory: bool,
+    /// Work orders: sessions, API, console, callback, sweeper, event relay.
+    pub workorders: bool,
 }
 
 impl Components {
     /// Everything in one process.
-    pub const ALL: Components = Components { ingest: true, aggregator: true, board: true, directory: true };
+    pub const ALL: Components =
+        Components { ingest: true, aggregator: true, board: true, directory: true, workorders: true };
 
-    /// Parses `ingest,aggregator,board,directory` (any subset).
+    /// Parses `ingest,aggregator,board,directory,workorders` (any subset).
     pub fn parse(list: &str) -> anyhow::Result<Self> {
-        let mut c = Components { ingest: false, aggregator: false, board: false, directory: false };
+        let mut c = Components { ingest: false, aggregator: false, board: false, directory: false, workorders: false };
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "ingest" => c.ingest = true,
                 "aggregator" => c.aggregator = true,
                 "board" => c.board = true,
                 "directory" => c.directory = true,
-                other => anyhow::bail!("unknown component {other:?} (expected ingest, aggregator, board, directory)"),
+                "workorders" => c.workorders = true,
+                other => anyhow::bail!(
+                    "unknown component {other:?} (expected ingest, aggregator, board, directory, workorders)"
+                ),
             }
         }
-        anyhow::ensure!(c.ingest || c.aggregator || c.board || c.directory, "no component selected");
+        anyhow::ensure!(c.ingest || c.aggregator || c.board || c.directory || c.workorders, "no component selected");
         Ok(c)
     }
 }

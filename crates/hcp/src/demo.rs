@@ -20,6 +20,34 @@ pub const DIRECTORY_JSON: &str = include_str!("../../../deploy/demo/directory.js
 pub static DIRECTORY: LazyLock<DirectoryData> =
     LazyLock::new(|| serde_json::from_str(DIRECTORY_JSON).expect("deploy/demo/directory.json is valid"));
 
+/// A demo operator account.
+pub struct DemoAccount {
+    /// Login.
+    pub username: &'static str,
+    /// Shown name.
+    pub name: &'static str,
+    /// Role.
+    pub role: &'static str,
+    /// A handler's department.
+    pub department: Option<&'static str>,
+    /// A supervisor's region.
+    pub region: Option<&'static str>,
+}
+
+/// The demo city's operators: one per role, handlers for two departments.
+pub const ACCOUNTS: &[DemoAccount] = &[
+    DemoAccount { username: "admin", name: "系统管理员", role: "admin", department: None, region: None },
+    DemoAccount {
+        username: "dc", name: "示范市督查员", role: "supervisor", department: None, region: Some("449900")
+    },
+    DemoAccount {
+        username: "sj", name: "市场监管局经办人", role: "handler", department: Some("D-SJ"), region: None
+    },
+    DemoAccount { username: "ga", name: "公安局经办人", role: "handler", department: Some("D-GA"), region: None },
+    DemoAccount { username: "hf", name: "回访专员", role: "callback", department: None, region: None },
+    DemoAccount { username: "sh", name: "审计员", role: "auditor", department: None, region: None },
+];
+
 /// Each window's regular staff member (the one its evaluator reports), by window id.
 pub const HOME_STAFF: &[(&str, &str)] = &[
     ("W-SMZX-01", "S-1001"),

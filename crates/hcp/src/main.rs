@@ -26,8 +26,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API and run the aggregator (all components, or the ones named).
     Serve {
-        /// Comma-separated subset of ingest,aggregator,board,directory.
-        #[arg(long, env = "HCP_COMPONENTS", default_value = "ingest,aggregator,board,directory")]
+        /// Comma-separated subset of ingest,aggregator,board,directory,workorders.
+        #[arg(long, env = "HCP_COMPONENTS", default_value = "ingest,aggregator,board,directory,workorders")]
         components: String,
     },
     /// Apply the database migrations.
@@ -46,6 +46,16 @@ enum Command {
     Calendar {
         #[command(subcommand)]
         command: CalendarCommand,
+    },
+    /// Operator accounts (console and API logins).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Bad-review work orders.
+    Workorders {
+        #[command(subcommand)]
+        command: WorkordersCommand,
     },
     /// Load data.
     Seed {
@@ -133,6 +143,34 @@ enum CalendarCommand {
 }
 
 #[derive(Subcommand)]
+enum AccountCommand {
+    /// Add or replace an account; the password comes from HCP_ACCOUNT_PASSWORD (never an argument,
+    /// so it stays out of shell history and process lists).
+    Add {
+        /// Login name.
+        username: String,
+        /// admin, supervisor, handler, callback or auditor.
+        #[arg(long)]
+        role: String,
+        /// Shown name (default: the login name).
+        #[arg(long)]
+        name: Option<String>,
+        /// A handler's department id.
+        #[arg(long)]
+        department: Option<String>,
+        /// A supervisor's region code.
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkordersCommand {
+    /// Run the overdue sweep once now and print what it did.
+    Sweep,
+}
+
+#[derive(Subcommand)]
 enum SeedCommand {
     /// Publish a day of ratings of the demo city (示范市) through Kafka.
     Demo {
@@ -186,6 +224,36 @@ async fn main() -> anyhow::Result<()> {
             add_working_days(&config, date, n, file.as_deref()).await
         }
         Command::Seed { command: SeedCommand::Demo { ratings, seed } } => seed_demo(&config, ratings, seed).await,
+        Command::Account { command: AccountCommand::Add { username, role, name, department, region } } => {
+            let password = std::env::var("HCP_ACCOUNT_PASSWORD")
+                .ok()
+                .filter(|p| p.len() >= 8)
+                .context("set HCP_ACCOUNT_PASSWORD to the password (at least 8 characters)")?;
+            let role = hcp_domain::Role::parse(&role)
+                .with_context(|| format!("unknown role {role:?} (admin, supervisor, handler, callback, auditor)"))?;
+            anyhow::ensure!(role != hcp_domain::Role::Handler || department.is_some(), "a handler needs --department");
+            anyhow::ensure!(role != hcp_domain::Role::Supervisor || region.is_some(), "a supervisor needs --region");
+            let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+            store
+                .upsert_account(&hcp_store::Account {
+                    display_name: name.unwrap_or_else(|| username.clone()),
+                    username: username.clone(),
+                    role: role.as_str().into(),
+                    department_id: department,
+                    region_code: region,
+                    disabled: false,
+                    password_hash: hcp_http::auth::hash_password(&password),
+                })
+                .await?;
+            println!("account {username} ({}) saved", role.as_str());
+            Ok(())
+        }
+        Command::Workorders { command: WorkordersCommand::Sweep } => {
+            let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+            let out = hcp_workorder::sweep_once(&store, Utc::now()).await?;
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
+        }
         Command::Loadgen { url, requests, concurrency, rate } => {
             let opts = loadgen::LoadOptions {
                 url: format!("{}/api/v1/ratings", url.trim_end_matches('/')),
@@ -301,6 +369,22 @@ async fn seed_demo(config: &Config, n: usize, seed: u64) -> anyhow::Result<()> {
     };
     let report = import::import(&store, &serde_json::to_string(&roster)?, Format::Json, &mut progress).await?;
     anyhow::ensure!(report.imported, "the demo roster did not import: {:?}", report.bad_rows);
+    let password =
+        std::env::var("HCP_DEMO_PASSWORD").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "hcp-demo-2026".into());
+    let hash = hcp_http::auth::hash_password(&password);
+    for a in demo::ACCOUNTS {
+        store
+            .upsert_account(&hcp_store::Account {
+                username: a.username.into(),
+                display_name: a.name.into(),
+                role: a.role.into(),
+                department_id: a.department.map(Into::into),
+                region_code: a.region.map(Into::into),
+                disabled: false,
+                password_hash: hash.clone(),
+            })
+            .await?;
+    }
     let producer = RatingProducer::new(&config.kafka(), &config.topics())?;
     let events = demo::day_of_ratings(n, now, seed);
     let results: Vec<_> =
@@ -318,6 +402,8 @@ async fn seed_demo(config: &Config, n: usize, seed: u64) -> anyhow::Result<()> {
         results.len() - failed,
         failed
     );
+    let names: Vec<&str> = demo::ACCOUNTS.iter().map(|a| a.username).collect();
+    println!("demo accounts (password from HCP_DEMO_PASSWORD, default hcp-demo-2026): {}", names.join(", "));
     anyhow::ensure!(failed == 0, "{failed} ratings could not be published");
     Ok(())
 }

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "hcp 政务服务好差评 API",
-        description = "Ratings in (ingest), statistics out (board), the directory ratings are attributed against (directory). Errors are RFC 9457 `application/problem+json`; see `/problems`.",
+        description = "Ratings in (ingest), statistics out (board), the directory ratings are attributed against (directory), bad-review work orders (workorders; log in at /api/v1/auth/login). Errors are RFC 9457 `application/problem+json`; see `/problems`.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -26,6 +26,31 @@ use utoipa::OpenApi;
         hcp_directory::calendar::years,
         hcp_directory::calendar::put_year,
         hcp_directory::calendar::add_working_days,
+        hcp_workorder::auth::login,
+        hcp_workorder::auth::logout,
+        hcp_workorder::auth::me,
+        hcp_workorder::list,
+        hcp_workorder::detail,
+        hcp_workorder::docs::claim,
+        hcp_workorder::docs::contact,
+        hcp_workorder::docs::verify,
+        hcp_workorder::docs::rectify,
+        hcp_workorder::docs::reply,
+        hcp_workorder::docs::callback,
+        hcp_workorder::docs::appeal,
+        hcp_workorder::docs::uphold_appeal,
+        hcp_workorder::docs::reject_appeal,
+        hcp_workorder::docs::escalate,
+        hcp_workorder::rater,
+        hcp_workorder::sweep,
+        hcp_workorder::callback::invite,
+        hcp_workorder::callback::status,
+        hcp_workorder::callback::answer,
+        hcp_workorder::policies,
+        hcp_workorder::put_policy,
+        hcp_workorder::delete_policy,
+        hcp_workorder::notifications,
+        hcp_workorder::rating_record,
         crate::server::healthz,
         crate::server::readyz,
         crate::server::metrics,
@@ -50,6 +75,7 @@ use utoipa::OpenApi;
         (name = "stats", description = "统计查询 Statistics"),
         (name = "directory", description = "目录与归属 Directory, roster and attribution"),
         (name = "calendar", description = "工作日历 Working-day calendar"),
+        (name = "workorders", description = "差评工单 Bad-review work orders, sessions, callbacks"),
         (name = "ops", description = "运维 Operations"),
     )
 )]

@@ -15,9 +15,10 @@ use hcp_board::BoardState;
 use hcp_bus::RatingProducer;
 use hcp_directory::DirectoryState;
 use hcp_domain::SatisfactionPolicy;
-use hcp_http::{track_requests, ApiError};
+use hcp_http::{track_requests, ApiError, SessionKey};
 use hcp_ingest::IngestState;
 use hcp_store::Store;
+use hcp_workorder::{BackgroundConfig, WorkOrderState};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -72,7 +73,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let needs_db = components.aggregator || components.board || components.directory;
+    let needs_db = components.aggregator || components.board || components.directory || components.workorders;
     let store = if needs_db {
         Some(
             Store::connect(&config.database_url, config.db_pool)
@@ -97,7 +98,10 @@ pub async fn run(
         .route("/", get(pages::index))
         .with_state(OpsState { store: store.clone(), producer: Some(producer.clone()) });
     if components.ingest {
-        app = app.merge(hcp_ingest::router(IngestState { producer: producer.clone() }));
+        if config.pii.is_none() {
+            tracing::warn!("HCP_PII_KEY is not set: ratings carrying a rater identity will be refused (503)");
+        }
+        app = app.merge(hcp_ingest::router(IngestState { producer: producer.clone(), pii: config.pii.clone() }));
     }
     if let (true, Some(store)) = (components.board, &store) {
         app = app.merge(hcp_board::router(BoardState {
@@ -112,6 +116,31 @@ pub async fn run(
             producer: producer.clone(),
             topics: config.topics(),
         }));
+    }
+    let background_token = shutdown.child_token();
+    let mut background = None;
+    if let (true, Some(store)) = (components.workorders, &store) {
+        let session_key = config.session_key.clone().unwrap_or_else(|| {
+            tracing::warn!("HCP_SESSION_KEY is not set: a random session key is used (sessions end with this process)");
+            SessionKey::random()
+        });
+        app = app.merge(hcp_workorder::router(WorkOrderState {
+            store: store.clone(),
+            session_key,
+            pii: config.pii.clone(),
+            public_url: config.public_url.clone(),
+        }));
+        let bg = BackgroundConfig {
+            topic: config.topics().workorder_event,
+            relay_interval: config.relay_interval,
+            sweep_interval: config.sweep_interval,
+        };
+        background = Some(tokio::spawn(hcp_workorder::run_background(
+            store.clone(),
+            producer.clone(),
+            bg,
+            background_token.clone(),
+        )));
     }
     let app = app
         .fallback(|| async { ApiError::NotFound })
@@ -136,6 +165,12 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, ?components, "hcp serving");
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
     aggregator_token.cancel();
+    background_token.cancel();
+    if let Some(bg) = background {
+        if let Err(e) = bg.await {
+            tracing::error!(error = %e, "work-order background task failed");
+        }
+    }
     if let Some(agg) = aggregator {
         match agg.await {
             Ok(Ok(())) => {}

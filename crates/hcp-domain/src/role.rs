@@ -1,0 +1,94 @@
+//! Operator roles and what each may do to a work order (domain.md §1, §5). Citizens are not a
+//! role: they act only through an invitation token.
+
+use serde::{Deserialize, Serialize};
+
+use crate::workorder::Action;
+
+/// An operator's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Configures everything; acts on any order.
+    Admin,
+    /// Watches a region: reviews appeals (复核) and escalates (督办) there.
+    Supervisor,
+    /// Handles one department's orders: claim, contact, verify, rectify, reply, appeal.
+    Handler,
+    /// Calls raters back (回访): records the result and alone sees a rater's full identity.
+    Callback,
+    /// Reads everything, changes nothing.
+    Auditor,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Supervisor, Role::Handler, Role::Callback, Role::Auditor];
+
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Supervisor => "supervisor",
+            Role::Handler => "handler",
+            Role::Callback => "callback",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Chinese label.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Role::Admin => "系统管理员",
+            Role::Supervisor => "督办人员",
+            Role::Handler => "部门经办人",
+            Role::Callback => "回访人员",
+            Role::Auditor => "审计人员",
+        }
+    }
+
+    /// Whether this role may take `action` on an order in its scope.
+    pub fn may(self, action: Action) -> bool {
+        use Action as A;
+        match self {
+            Role::Admin => true,
+            Role::Handler => {
+                matches!(action, A::Claim | A::Contact | A::Verify { .. } | A::Rectify | A::Reply | A::Appeal)
+            }
+            Role::Supervisor => matches!(action, A::UpholdAppeal | A::RejectAppeal | A::Escalate),
+            Role::Callback => matches!(action, A::Callback { .. }),
+            Role::Auditor => false,
+        }
+    }
+
+    /// Whether this role sees a rater's full phone and ID number (each view is audited).
+    pub fn sees_rater_identity(self) -> bool {
+        self == Role::Callback
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_and_split_the_actions() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        // Every action is someone's besides the admin's, and the auditor has none.
+        for a in Action::ALL {
+            assert!(Role::Admin.may(a));
+            assert!(!Role::Auditor.may(a));
+            let owners = [Role::Handler, Role::Supervisor, Role::Callback].iter().filter(|r| r.may(a)).count();
+            assert_eq!(owners, 1, "{a:?}");
+        }
+        assert!(Role::Callback.sees_rater_identity() && !Role::Handler.sees_rater_identity());
+    }
+}
