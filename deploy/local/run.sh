@@ -6,10 +6,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 ensure_build_tools
 ensure_postgres
 ensure_tansu
+ensure_local_secrets
 log "building hcp (release)"
 cargo build --release --locked -p hcp --manifest-path "$HCP_ROOT/Cargo.toml" >&2
 HCP="$CARGO_TARGET_DIR/release/hcp"
 export HCP_HTTP_ADDR="${HCP_HTTP_ADDR:-127.0.0.1:8080}"
+export HCP_DEMO_PASSWORD="${HCP_DEMO_PASSWORD:-hcp-demo-2026}"
 
 "$HCP" migrate
 "$HCP" topics create
@@ -22,6 +24,8 @@ cat >&2 <<TXT
     API reference      http://$HCP_HTTP_ADDR/docs
     today's summary    http://$HCP_HTTP_ADDR/api/v1/stats/summary
     last 24 h, by dept http://$HCP_HTTP_ADDR/api/v1/stats/summary?scope=department&id=D-SJ&from=$(date -u -d '-1 day' +%Y-%m-%dT%H:00:00Z)
+    handler console    http://$HCP_HTTP_ADDR/console   (账号 sj = 市场监管局经办人, ga = 公安局经办人,
+                       dc = 督查员, hf = 回访专员, admin; 密码 $HCP_DEMO_PASSWORD)
     metrics / health   http://$HCP_HTTP_ADDR/metrics  /healthz  /readyz
     post a rating      curl -XPOST http://$HCP_HTTP_ADDR/api/v1/ratings -H 'content-type: application/json' \\
                          -d '{"channel":"window_evaluator","stage":"acceptance","service_record_no":"MY-1","grade":5}'

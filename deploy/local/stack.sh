@@ -118,5 +118,29 @@ ensure_build_tools() {
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
+# Browser tests: Debian's Chromium, CJK fonts (legible zh-CN screenshots), Node.js and the
+# pinned playwright-core from tests/browser/package-lock.json.
+ensure_browser() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -n "$(fc-list :lang=zh 2>/dev/null | head -1)" ] || missing+=(fonts-noto-cjk)
+  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+  if [ ! -d "$HCP_ROOT/tests/browser/node_modules/playwright-core" ]; then
+    log "installing playwright-core (npm ci, tests/browser)"
+    (cd "$HCP_ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+}
+
+# Secrets of a local run, made once and kept in $HCP_LOCAL (never in the repo): the AES-256-GCM
+# key that seals raters' identities and the key that signs operator sessions.
+ensure_local_secrets() {
+  mkdir -p "$HCP_LOCAL"
+  [ -s "$HCP_LOCAL/pii.key" ] || (umask 077; printf 'local1:%s\n' "$(head -c 32 /dev/urandom | base64)" >"$HCP_LOCAL/pii.key")
+  [ -s "$HCP_LOCAL/session.key" ] || (umask 077; head -c 32 /dev/urandom | base64 >"$HCP_LOCAL/session.key")
+  export HCP_PII_KEY="${HCP_PII_KEY:-$(cat "$HCP_LOCAL/pii.key")}"
+  export HCP_SESSION_KEY="${HCP_SESSION_KEY:-$(cat "$HCP_LOCAL/session.key")}"
+}
+
 # Cargo output lives outside the clone by default so a fresh checkout reuses a warm build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HCP_CACHE/target}"

@@ -9,6 +9,8 @@ cd "$HCP_ROOT"
 ensure_build_tools
 ensure_postgres
 ensure_tansu
+ensure_browser
+ensure_local_secrets
 
 log "dropping databases left by earlier test runs"
 "$HCP_PG_BIN/psql" -d postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'hcp\_t\_%' OR datname LIKE 'hcp\_bench\_%'" \
@@ -40,7 +42,7 @@ export DATABASE_URL="postgres://hcp@127.0.0.1:$HCP_PG_PORT/$smoke_db" HCP_HTTP_A
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 wait_port "$port" 30 "hcp serve"
-for path in /healthz /readyz /metrics /openapi.json /docs; do
+for path in /healthz /readyz /metrics /openapi.json /docs /console; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
   [ "$code" = 200 ] || die "smoke: GET $path answered $code (log: $HCP_LOCAL/smoke.log)"
 done
@@ -56,9 +58,27 @@ done
 curl -s "http://127.0.0.1:$port/metrics" | grep -q '^hcp_ingest_ratings_accepted_total' || die "smoke: metrics lack hcp_ingest_ratings_accepted_total"
 dept=$(curl -s "http://127.0.0.1:$port/api/v1/stats/summary?scope=department&id=D-SJ" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 [ "$dept" = 1 ] || die "smoke: the rating was not attributed to D-SJ (total=$dept)"
+echo "smoke: 10 passed, 0 failed"
+
+log "browser: the handler console in Chromium (Playwright), on the demo city with seeded ratings"
+export HCP_DEMO_PASSWORD="hcp-demo-$$"
+"$HCP_BIN" seed demo --ratings 800 >"$HCP_LOCAL/smoke-seed.log" 2>&1 || die "browser: hcp seed demo failed (log: $HCP_LOCAL/smoke-seed.log)"
+for _ in $(seq 300); do
+  stored=$("$HCP_PG_BIN/psql" -d "$smoke_db" -tAc "SELECT count(*) FROM ratings")
+  [ "$stored" = 801 ] && break
+  sleep 0.2
+done
+[ "$stored" = 801 ] || die "browser: the seeded ratings were not all stored ($stored of 801)"
+# The handler under test works for the department with the most orders (the demo day varies).
+dept=$("$HCP_PG_BIN/psql" -d "$smoke_db" -tAc "SELECT department_id FROM work_orders WHERE department_id IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1")
+HCP_ACCOUNT_PASSWORD="$HCP_DEMO_PASSWORD" "$HCP_BIN" account add tester --role handler --department "$dept" --name "测试经办人" >/dev/null
+rm -rf "$HCP_LOCAL/screenshots"
+HCP_URL="http://127.0.0.1:$port" HCP_SCREENSHOTS="$HCP_LOCAL/screenshots" HCP_HANDLER=tester HCP_HANDLER_DEPT="$dept" \
+  node tests/browser/console.test.mjs | tee "$HCP_LOCAL/browser.log" \
+  || die "browser: the console test failed (screenshots: $HCP_LOCAL/screenshots)"
+browser_passed=$(grep -aoE '^console: [0-9]+ passed' "$HCP_LOCAL/browser.log" | awk '{print $2}')
 kill -TERM $pid
 wait $pid || die "smoke: hcp serve did not shut down cleanly"
 trap - EXIT
-echo "smoke: 9 passed, 0 failed"
-log "all tests passed"
-echo "total: $((cargo_passed + 9)) passed, 0 failed"
+log "all tests passed (screenshots in $HCP_LOCAL/screenshots)"
+echo "total: $((cargo_passed + 10 + browser_passed)) passed, 0 failed"

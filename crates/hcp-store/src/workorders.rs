@@ -43,7 +43,10 @@ const CURRENT_DUE: &str = "CASE WHEN o.state IN ('opened', 'claimed', 'reopened'
 const ORDER_COLUMNS: &str = "o.order_id, o.order_no, o.rating_id, o.state, o.founded, o.basis, o.department_id,
     o.window_id, o.staff_id, o.platform, o.region_code, o.grade, o.opened_at, o.contact_due_at,
     o.rectify_due_at, o.provisional, o.due_status, o.escalated_at, o.contacted_at, o.rectified_at,
-    o.replied_at, o.closed_at, o.callback_grade, o.appeal_reason, o.updated_at";
+    o.replied_at, o.closed_at, o.callback_grade, o.appeal_reason, o.updated_at,
+    (SELECT name FROM departments WHERE id = o.department_id) AS department_name,
+    (SELECT name FROM windows WHERE id = o.window_id) AS window_name,
+    (SELECT name FROM staff WHERE id = o.staff_id) AS staff_name";
 
 /// A work order as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +66,12 @@ pub struct WorkOrder {
     pub basis: String,
     /// Responsible department (none: unassigned, for supervisors).
     pub department_id: Option<String>,
+    /// Its name, from the directory.
+    pub department_name: Option<String>,
+    /// The window's name.
+    pub window_name: Option<String>,
+    /// The staff member's name.
+    pub staff_name: Option<String>,
     /// Window, for conduct.
     pub window_id: Option<String>,
     /// Staff member, for conduct.
@@ -124,6 +133,9 @@ fn order_from_row(row: &PgRow) -> Result<WorkOrder, Error> {
         founded,
         basis: row.try_get("basis")?,
         department_id: row.try_get("department_id")?,
+        department_name: row.try_get("department_name")?,
+        window_name: row.try_get("window_name")?,
+        staff_name: row.try_get("staff_name")?,
         window_id: row.try_get("window_id")?,
         staff_id: row.try_get("staff_id")?,
         platform: row.try_get("platform")?,
@@ -184,6 +196,8 @@ pub struct RatingRecord {
     pub grade: i16,
     /// Tags.
     pub tags: Vec<String>,
+    /// Their names from the tag catalogue (the code where unknown), in the same order.
+    pub tag_names: Vec<String>,
     /// Text.
     pub comment: Option<String>,
     /// When rated.
@@ -214,7 +228,9 @@ pub struct RatingRecord {
 
 const RATING_RECORD_COLUMNS: &str = "rating_id, service_record_no, stage, channel, grade, tags, comment, rated_at,
     assess_number, attr_department_id, attr_hall_id, attr_window_id, attr_staff_id, superseded_by,
-    excluded_at, excluded_reason, excluded_by, rater";
+    excluded_at, excluded_reason, excluded_by, rater,
+    ARRAY(SELECT COALESCE(t.name, x.code) FROM unnest(tags) WITH ORDINALITY AS x(code, n)
+          LEFT JOIN tags t ON t.code = x.code ORDER BY x.n) AS tag_names";
 
 fn rating_from_row(row: &PgRow) -> Result<RatingRecord, Error> {
     let rater: Option<sqlx::types::Json<SealedRater>> = row.try_get("rater")?;
@@ -227,6 +243,7 @@ fn rating_from_row(row: &PgRow) -> Result<RatingRecord, Error> {
         channel: row.try_get("channel")?,
         grade: row.try_get("grade")?,
         tags: row.try_get("tags")?,
+        tag_names: row.try_get("tag_names")?,
         comment: row.try_get("comment")?,
         rated_at: row.try_get("rated_at")?,
         assess_number: row.try_get("assess_number")?,
