@@ -443,6 +443,14 @@ async fn region_policies_set_deadlines_and_a_year_past_the_calendar_is_provision
         .await;
     assert_eq!((s, p["type"].as_str()), (422, Some("/problems/validation-failed")));
 
+    // A malformed identity is refused before anything is produced, naming the field.
+    let mut bad_phone = rating(1, 1, true);
+    bad_phone["rater"]["phone"] = json!("12345");
+    let r = app.post_rating(&bad_phone).await;
+    assert_eq!(r.status(), 422);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "rater.phone");
+
     app.start_aggregator();
     let r = app.post_rating(&rating(0, 1, false)).await;
     assert_eq!(r.status(), 202);

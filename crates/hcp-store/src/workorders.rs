@@ -16,6 +16,9 @@ use uuid::Uuid;
 use crate::batch::{facts_from_row, upsert_aggregates};
 use crate::{Error, Store};
 
+/// The advisory-lock key of the event relay ("hcp_rel").
+const RELAY_LOCK: i64 = 0x0068_6370_5f72_656c;
+
 /// A work order the aggregator opens for a new bad rating.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
@@ -772,18 +775,25 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` unpublished events, oldest first, locked for this publisher
-    /// (`FOR UPDATE SKIP LOCKED`: several publishers never send the same row at once).
+    /// Up to `limit` unpublished events, oldest first, for the one publisher holding the relay's
+    /// advisory lock (others get none).
     /// Publish them, then call [`PendingEvents::mark_published`].
     pub async fn pending_workorder_events(&self, limit: i64) -> Result<PendingEvents, Error> {
         let mut tx = self.pool.begin().await?;
+        // One publisher at a time across replicas, so each order's events reach the topic in
+        // log order; the others find nothing to do until the lock holder commits.
+        let leader: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(RELAY_LOCK).fetch_one(&mut *tx).await?;
+        if !leader {
+            return Ok(PendingEvents { tx, events: Vec::new() });
+        }
         let rows = sqlx::query(&format!(
             "SELECT l.event_id, l.order_id, o.order_no, o.rating_id, l.action, l.from_state, l.to_state,
                     l.actor, l.actor_role, l.at, o.department_id, o.region_code, l.note,
                     CASE WHEN l.event_id = (SELECT max(event_id) FROM work_order_log WHERE order_id = o.order_id)
                          THEN {CURRENT_DUE} END AS due_at
                FROM work_order_log l JOIN work_orders o USING (order_id)
-              WHERE l.published_at IS NULL ORDER BY l.event_id LIMIT $1 FOR UPDATE OF l SKIP LOCKED"
+              WHERE l.published_at IS NULL ORDER BY l.event_id LIMIT $1"
         ))
         .bind(limit)
         .fetch_all(&mut *tx)

@@ -167,8 +167,9 @@ pub async fn run(
     aggregator_token.cancel();
     background_token.cancel();
     if let Some(bg) = background {
-        if let Err(e) = bg.await {
-            tracing::error!(error = %e, "work-order background task failed");
+        match bg.await {
+            Err(e) if e.is_panic() => tracing::error!(error = %e, "work-order background task panicked"),
+            _ => {}
         }
     }
     if let Some(agg) = aggregator {
