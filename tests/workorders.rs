@@ -286,6 +286,15 @@ async fn handlers_act_in_their_department_and_an_upheld_appeal_lowers_the_bad_co
     assert_eq!(p["type"], "/problems/invitation-used");
     let forged = app.client.get(format!("{}/api/v1/callback/{}x", app.url, token)).send().await.unwrap();
     assert_eq!(forged.status(), 404);
+    // Had it not been used, past its expiry it would be refused as expired (the clock moved on).
+    sqlx::query("UPDATE callback_invitations SET used_at = NULL, expires_at = now() - interval '1 second'")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let expired = app.client.post(&cb_url).json(&json!({"grade": 5})).send().await.unwrap();
+    assert_eq!(expired.status(), 410);
+    let p: Value = expired.json().await.unwrap();
+    assert_eq!(p["type"], "/problems/invitation-expired");
 
     // Reopened: handled again, then the callback agent records a satisfied callback → closed.
     for (action, body) in [

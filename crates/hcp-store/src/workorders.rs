@@ -867,18 +867,8 @@ impl Store {
 
     /// Whether an invitation can be answered now.
     pub async fn callback_status(&self, token_sha256: &[u8], now: DateTime<Utc>) -> Result<(), CallbackError> {
-        let inv = sqlx::query("SELECT expires_at, used_at FROM callback_invitations WHERE token_sha256 = $1")
-            .bind(token_sha256)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(CallbackError::Unknown)?;
-        if inv.try_get::<Option<DateTime<Utc>>, _>("used_at")?.is_some() {
-            return Err(CallbackError::Used);
-        }
-        if inv.try_get::<DateTime<Utc>, _>("expires_at")? <= now {
-            return Err(CallbackError::Expired);
-        }
-        Ok(())
+        let mut tx = self.pool.begin().await?;
+        open_invitation(&mut tx, token_sha256, now).await.map(|_| ())
     }
 
     /// The rater's answer to a callback invitation: single use, before expiry; the grade is stored
@@ -892,20 +882,7 @@ impl Store {
         ctx: &DeadlineContext,
     ) -> Result<WorkOrder, CallbackError> {
         let mut tx = self.pool.begin().await?;
-        let inv = sqlx::query(
-            "SELECT order_id, expires_at, used_at FROM callback_invitations WHERE token_sha256 = $1 FOR UPDATE",
-        )
-        .bind(token_sha256)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(CallbackError::Unknown)?;
-        if inv.try_get::<Option<DateTime<Utc>>, _>("used_at")?.is_some() {
-            return Err(CallbackError::Used);
-        }
-        if inv.try_get::<DateTime<Utc>, _>("expires_at")? <= now {
-            return Err(CallbackError::Expired);
-        }
-        let order_id: Uuid = inv.try_get("order_id")?;
+        let order_id = open_invitation(&mut tx, token_sha256, now).await?;
         sqlx::query("UPDATE callback_invitations SET used_at = $2, grade = $3, comment = $4 WHERE token_sha256 = $1")
             .bind(token_sha256)
             .bind(now)
@@ -1004,6 +981,28 @@ impl PendingEvents {
         self.tx.commit().await?;
         Ok(ids.len())
     }
+}
+
+/// Locks a callback invitation that can still be answered and returns its order; else says why not.
+async fn open_invitation(
+    tx: &mut Transaction<'_, Postgres>,
+    token_sha256: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Uuid, CallbackError> {
+    let inv = sqlx::query(
+        "SELECT order_id, expires_at, used_at FROM callback_invitations WHERE token_sha256 = $1 FOR UPDATE",
+    )
+    .bind(token_sha256)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(CallbackError::Unknown)?;
+    if inv.try_get::<Option<DateTime<Utc>>, _>("used_at")?.is_some() {
+        return Err(CallbackError::Used);
+    }
+    if inv.try_get::<DateTime<Utc>, _>("expires_at")? <= now {
+        return Err(CallbackError::Expired);
+    }
+    Ok(inv.try_get("order_id")?)
 }
 
 /// Locks an order in scope and reads its state and rating.
