@@ -17,6 +17,7 @@ export HCP_DEMO_PASSWORD="${HCP_DEMO_PASSWORD:-hcp-demo-2026}"
 "$HCP" topics create
 "$HCP" calendar import "$HCP_ROOT/deploy/calendar/cn-workdays-2020-2026.json"
 "$HCP" seed demo --ratings "${HCP_DEMO_RATINGS:-3000}"
+APP_KEY=$("$HCP" credential add --kind integration --channel app --name "demo app ($(date +%F))")
 
 cat >&2 <<TXT
 
@@ -28,7 +29,8 @@ cat >&2 <<TXT
                        dc = 督查员, hf = 回访专员, admin; 密码 $HCP_DEMO_PASSWORD)
     metrics / health   http://$HCP_HTTP_ADDR/metrics  /healthz  /readyz
     post a rating      curl -XPOST http://$HCP_HTTP_ADDR/api/v1/ratings -H 'content-type: application/json' \\
-                         -d '{"channel":"window_evaluator","stage":"acceptance","service_record_no":"MY-1","grade":5}'
+                         -H 'Authorization: Bearer $APP_KEY' \\
+                         -d '{"stage":"online","service_record_no":"MY-1","grade":5}'
   Stop with Ctrl-C; deploy/local/stop.sh stops PostgreSQL and Tansu.
 
 TXT

@@ -29,7 +29,7 @@ log "cargo test (unit + integration; KAFKA_BROKERS=$KAFKA_BROKERS DATABASE_URL=$
 cargo test --locked --workspace -- --test-threads "${HCP_TEST_THREADS:-4}" 2>&1 | tee "$HCP_LOCAL/cargo-test.log"
 cargo_passed=$(grep -aoE '^test result: ok\. [0-9]+ passed' "$HCP_LOCAL/cargo-test.log" | awk '{s += $4} END {print s + 0}')
 
-log "smoke: hcp directory import, then hcp serve answers /healthz, /metrics, /openapi.json and attributes a rating"
+log "smoke: hcp directory import, then hcp serve answers /healthz, /metrics, /openapi.json, refuses a rating without a key and attributes one sent with the evaluator's key"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 smoke_db="hcp_t_smoke_$$"
 "$HCP_PG_BIN/psql" -d postgres -qc "CREATE DATABASE $smoke_db"
@@ -46,9 +46,13 @@ for path in /healthz /readyz /metrics /openapi.json /docs /console; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
   [ "$code" = 200 ] || die "smoke: GET $path answered $code (log: $HCP_LOCAL/smoke.log)"
 done
+smoke_rating='{"channel":"window_evaluator","stage":"acceptance","service_record_no":"SMOKE-1","grade":5,"service_item_code":"11440300MB2C92385R4442010001000","staff_id":"S-1001"}'
+code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://127.0.0.1:$port/api/v1/ratings" -H 'content-type: application/json' -d "$smoke_rating")
+[ "$code" = 401 ] || die "smoke: a rating without a channel key answered $code, not 401"
+key=$("$HCP_BIN" credential add --kind device --channel window_evaluator --device EVAL-W-SMZX-01 --name "smoke evaluator")
 code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://127.0.0.1:$port/api/v1/ratings" -H 'content-type: application/json' \
-  -d '{"channel":"window_evaluator","stage":"acceptance","service_record_no":"SMOKE-1","grade":5,"window_id":"W-SMZX-01","service_item_code":"11440300MB2C92385R4442010001000","staff_id":"S-1001"}')
-[ "$code" = 202 ] || die "smoke: POST /api/v1/ratings answered $code"
+  -H "Authorization: Bearer $key" -d "$smoke_rating")
+[ "$code" = 202 ] || die "smoke: POST /api/v1/ratings with the evaluator's key answered $code"
 for _ in $(seq 100); do
   total=$(curl -s "http://127.0.0.1:$port/api/v1/stats/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
   [ "$total" = 1 ] && break
@@ -58,7 +62,7 @@ done
 curl -s "http://127.0.0.1:$port/metrics" | grep -q '^hcp_ingest_ratings_accepted_total' || die "smoke: metrics lack hcp_ingest_ratings_accepted_total"
 dept=$(curl -s "http://127.0.0.1:$port/api/v1/stats/summary?scope=department&id=D-SJ" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 [ "$dept" = 1 ] || die "smoke: the rating was not attributed to D-SJ (total=$dept)"
-echo "smoke: 10 passed, 0 failed"
+echo "smoke: 11 passed, 0 failed"
 
 log "browser: the handler console in Chromium (Playwright), on the demo city with seeded ratings"
 export HCP_DEMO_PASSWORD="hcp-demo-$$"
@@ -81,4 +85,4 @@ kill -TERM $pid
 wait $pid || die "smoke: hcp serve did not shut down cleanly"
 trap - EXIT
 log "all tests passed (screenshots in $HCP_LOCAL/screenshots)"
-echo "total: $((cargo_passed + 10 + browser_passed)) passed, 0 failed"
+echo "total: $((cargo_passed + 11 + browser_passed)) passed, 0 failed"

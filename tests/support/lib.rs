@@ -80,15 +80,20 @@ impl TestApp {
     /// here; tests of the timeout itself use [`TestApp::start_on`] with a private broker and the
     /// production default.
     pub async fn start() -> TestApp {
-        Self::build(&required_env("KAFKA_BROKERS"), Some(SHARED_BROKER_PRODUCE_TIMEOUT)).await
+        Self::build(&required_env("KAFKA_BROKERS"), Some(SHARED_BROKER_PRODUCE_TIMEOUT), |_| {}).await
+    }
+
+    /// [`TestApp::start`] with the configuration adjusted first (e.g. channel keys required).
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::build(&required_env("KAFKA_BROKERS"), Some(SHARED_BROKER_PRODUCE_TIMEOUT), adjust).await
     }
 
     /// A fresh deployment on the broker at `brokers`, with the production produce timeout.
     pub async fn start_on(brokers: &str) -> TestApp {
-        Self::build(brokers, None).await
+        Self::build(brokers, None, |_| {}).await
     }
 
-    async fn build(brokers: &str, produce_timeout: Option<Duration>) -> TestApp {
+    async fn build(brokers: &str, produce_timeout: Option<Duration>, adjust: impl FnOnce(&mut Config)) -> TestApp {
         if std::env::var_os("RUST_LOG").is_some() {
             hcp::telemetry::init();
         }
@@ -110,6 +115,10 @@ impl TestApp {
         // Events relay quickly; sweeps only when a test asks (with its own clock).
         config.relay_interval = Duration::from_millis(100);
         config.sweep_interval = Duration::from_secs(24 * 3600);
+        // Most tests post as an unauthenticated client naming its channel; the channel tests
+        // require keys (`start_with`).
+        config.ingest_auth_required = false;
+        adjust(&mut config);
         hcp_bus::create_topics(&config.kafka(), &config.topics().all(), PARTITIONS, 1)
             .await
             .expect("create test topics");

@@ -6,13 +6,15 @@
 //! also behind `hcp directory import` and the demo seed), the window sign-in roster
 //! (sign in, sign out, who was on duty), and the operators' view of ratings whose attribution is
 //! incomplete, with re-attribution once the directory is fixed; and the working-day calendar's
-//! admin endpoints (covered years, add a year, compute a deadline).
+//! admin endpoints (covered years, add a year, compute a deadline); and the channel credentials
+//! (device and integration keys: issue, list, revoke).
 //!
 //! It must not attribute ratings itself (that is `hcp_domain::attribute`, run by the aggregator
 //! and by re-attribution) and must not write aggregates except through `hcp-store`'s
 //! compensating re-attribution transaction.
 
 pub mod calendar;
+pub mod credentials;
 mod handlers;
 pub mod import;
 
@@ -32,6 +34,14 @@ pub struct DirectoryState {
     pub producer: RatingProducer,
     /// Topic names.
     pub topics: Topics,
+    /// Checks operator sessions (credential administration is for admins).
+    pub session_key: hcp_http::SessionKey,
+}
+
+impl axum::extract::FromRef<DirectoryState> for hcp_http::SessionKey {
+    fn from_ref(s: &DirectoryState) -> hcp_http::SessionKey {
+        s.session_key.clone()
+    }
 }
 
 /// The directory, roster and attribution routes.
@@ -51,5 +61,7 @@ pub fn router(state: DirectoryState) -> Router {
         .route("/api/v1/calendar/years", get(calendar::years))
         .route("/api/v1/calendar/years/{year}", put(calendar::put_year))
         .route("/api/v1/calendar/add-working-days", get(calendar::add_working_days))
+        .route("/api/v1/credentials", get(credentials::list).post(credentials::issue))
+        .route("/api/v1/credentials/{key_id}/revoke", post(credentials::revoke))
         .with_state(state)
 }

@@ -42,6 +42,26 @@ impl Channel {
     ];
 
     /// The wire name, as in JSON and the database.
+    /// Which credential sends this channel's ratings: `device` for the hall's evaluators and
+    /// terminals, `integration` for the 12345 system and the online platforms; none for citizen
+    /// links (their invitation is the credential) and the system default.
+    pub fn credential_kind(self) -> Option<&'static str> {
+        match self {
+            Channel::WindowEvaluator | Channel::SelfServiceTerminal => Some("device"),
+            Channel::Hotline | Channel::App | Channel::Web | Channel::MiniProgram => Some("integration"),
+            Channel::QrCode | Channel::Sms | Channel::SystemDefault => None,
+        }
+    }
+
+    /// The kind of device a device key of this channel is bound to.
+    pub fn device_kind(self) -> Option<crate::directory::DeviceKind> {
+        match self {
+            Channel::WindowEvaluator => Some(crate::directory::DeviceKind::Evaluator),
+            Channel::SelfServiceTerminal => Some(crate::directory::DeviceKind::Terminal),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::WindowEvaluator => "window_evaluator",

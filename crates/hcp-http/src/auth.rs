@@ -101,6 +101,19 @@ pub fn session_expiry(now: DateTime<Utc>) -> i64 {
     (now + Duration::hours(SESSION_HOURS)).timestamp()
 }
 
+/// The prefix of every channel key: `hcp_<key id>_<secret>`.
+pub const CHANNEL_KEY_PREFIX: &str = "hcp_";
+
+/// A new channel key (device or integration): (key id, the token to hand out once, SHA-256 of
+/// its secret — what is stored). The secret is 256 random bits, so a fast hash is enough.
+pub fn new_channel_key() -> (String, String, Vec<u8>) {
+    use sha2::Digest;
+    let id: String = rand::random::<[u8; 8]>().iter().map(|b| format!("{b:02x}")).collect();
+    let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let hash = Sha256::digest(secret.as_bytes()).to_vec();
+    (id.clone(), format!("{CHANNEL_KEY_PREFIX}{id}_{secret}"), hash)
+}
+
 /// An argon2id hash (PHC string) of `password`.
 pub fn hash_password(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);

@@ -46,29 +46,47 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
+/// Checks the content type and reads a JSON body of at most `limit` bytes.
+async fn json_bytes(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    read_limited(req.into_body(), limit).await
+}
+
 impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for ApiJson<T, LIMIT> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|m| {
-                let m = m.trim().to_ascii_lowercase();
-                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > DRAIN_LIMIT) {
-            return Err(ApiError::PayloadTooLarge);
-        }
-        let bytes = read_limited(req.into_body(), LIMIT).await?;
+        let bytes = json_bytes(req, LIMIT).await?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// [`ApiJson`] that also keeps the raw body (for an idempotency fingerprint).
+#[derive(Debug, Clone)]
+pub struct ApiJsonBytes<T, const LIMIT: usize = DEFAULT_JSON_LIMIT>(pub T, pub Bytes);
+
+impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for ApiJsonBytes<T, LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = json_bytes(req, LIMIT).await?;
+        parse_json(&bytes).map(|v| ApiJsonBytes(v, bytes))
     }
 }
 

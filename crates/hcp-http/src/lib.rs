@@ -15,7 +15,8 @@ mod problem;
 
 pub use auth::{Caller, Claims, SessionKey};
 pub use extract::{
-    from_value, parse_json, read_limited, shape_error, ApiJson, ApiQuery, OptionalJson, DEFAULT_JSON_LIMIT, DRAIN_LIMIT,
+    from_value, parse_json, read_limited, shape_error, ApiJson, ApiJsonBytes, ApiQuery, OptionalJson,
+    DEFAULT_JSON_LIMIT, DRAIN_LIMIT,
 };
 pub use metrics::{track_requests, HTTP_REQUESTS, HTTP_REQUEST_DURATION};
 pub use problem::{ApiError, Problem, ProblemType, PROBLEM_TYPES};

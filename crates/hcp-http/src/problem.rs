@@ -93,6 +93,27 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         help_zh: "该接口需要登录:先 POST /api/v1/auth/login 取得会话(Cookie 或 Authorization: Bearer 令牌),会话过期后请重新登录。",
     },
     ProblemType {
+        slug: "credential-invalid",
+        status: 401,
+        title: "Channel credential missing, unknown or revoked",
+        title_zh: "渠道密钥缺失、无效或已吊销",
+        help_zh: "评价设备和对接系统须以 Authorization: Bearer <密钥> 提交评价;密钥由管理员签发,吊销后不能再用,请联系管理员重新签发。",
+    },
+    ProblemType {
+        slug: "duplicate-rating",
+        status: 409,
+        title: "This stage of the service record is already rated",
+        title_zh: "该办件的该环节已评价",
+        help_zh: "一次服务的每个环节只能首评一次(existing_rating_id 为已有评价);如需追评请提交 assess_number = 2。",
+    },
+    ProblemType {
+        slug: "idempotency-key-reused",
+        status: 422,
+        title: "Idempotency-Key reused with a different body",
+        title_zh: "幂等键已用于另一个请求",
+        help_zh: "同一个 Idempotency-Key 只能用于同一请求体的重试;新的请求请使用新的键。",
+    },
+    ProblemType {
         slug: "forbidden",
         status: 403,
         title: "Forbidden",
@@ -185,6 +206,15 @@ pub enum ApiError {
     },
     /// No valid session or credential (401).
     Unauthenticated,
+    /// A channel credential is missing, unknown or revoked (401); the text says which.
+    CredentialInvalid(String),
+    /// A first rating of this (service record, stage) exists (409), naming it.
+    DuplicateRating {
+        /// The rating that holds the stage.
+        existing_rating_id: String,
+    },
+    /// An Idempotency-Key came back with another body (422).
+    IdempotencyKeyReused,
     /// The caller's role does not allow this (403); the text says what is missing.
     Forbidden(String),
     /// A work-order action the current state does not allow (409), naming the state and the
@@ -240,6 +270,9 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::ImportRejected { .. } => "import-rejected",
             ApiError::Unauthenticated => "unauthenticated",
+            ApiError::CredentialInvalid(_) => "credential-invalid",
+            ApiError::DuplicateRating { .. } => "duplicate-rating",
+            ApiError::IdempotencyKeyReused => "idempotency-key-reused",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TransitionRefused { .. } => "transition-refused",
             ApiError::InvitationInvalid => "invitation-invalid",
@@ -265,8 +298,13 @@ impl ApiError {
                 let first = v.0.first().map(|e| e.message.clone()).unwrap_or_default();
                 (format!("{}:{}", t.title_zh, first), v.0.clone())
             }
-            ApiError::MalformedJson(e) | ApiError::InvalidQuery(e) | ApiError::Conflict(e) | ApiError::Forbidden(e) => {
-                (format!("{}:{e}", t.title_zh), vec![])
+            ApiError::MalformedJson(e)
+            | ApiError::InvalidQuery(e)
+            | ApiError::Conflict(e)
+            | ApiError::Forbidden(e)
+            | ApiError::CredentialInvalid(e) => (format!("{}:{e}", t.title_zh), vec![]),
+            ApiError::DuplicateRating { existing_rating_id } => {
+                (format!("{}:已有评价 {existing_rating_id}", t.title_zh), vec![])
             }
             ApiError::TransitionRefused { state, action, allowed } => (
                 format!(
@@ -288,6 +326,10 @@ impl ApiError {
             ApiError::TransitionRefused { state, allowed, .. } => (Some(state.clone()), Some(allowed.clone())),
             _ => (None, None),
         };
+        let existing_rating_id = match self {
+            ApiError::DuplicateRating { existing_rating_id } => Some(existing_rating_id.clone()),
+            _ => None,
+        };
         Problem {
             problem_type: format!("/problems/{}", t.slug),
             title: t.title.to_string(),
@@ -297,6 +339,7 @@ impl ApiError {
             rows,
             state,
             allowed_actions,
+            existing_rating_id,
         }
     }
 }
@@ -327,6 +370,9 @@ pub struct Problem {
     /// For `transition-refused`: the actions the current state allows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_actions: Option<Vec<String>>,
+    /// For `duplicate-rating`: the rating that already holds the stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing_rating_id: Option<String>,
 }
 
 /// A failing field (documentation twin of [`hcp_domain::FieldError`]).
@@ -353,7 +399,7 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(problem = self.problem_type().slug, "client error"),
         }
         let retry = matches!(self, ApiError::BrokerUnavailable(_) | ApiError::DatabaseUnavailable(_));
-        let challenge = matches!(self, ApiError::Unauthenticated);
+        let challenge = matches!(self, ApiError::Unauthenticated | ApiError::CredentialInvalid(_));
         let mut resp = self.to_problem().into_response();
         if retry {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -413,6 +459,9 @@ mod tests {
             ApiError::Conflict(String::new()),
             ApiError::ImportRejected { bad_rows: 0, rows: serde_json::Value::Null },
             ApiError::Unauthenticated,
+            ApiError::CredentialInvalid(String::new()),
+            ApiError::DuplicateRating { existing_rating_id: String::new() },
+            ApiError::IdempotencyKeyReused,
             ApiError::Forbidden(String::new()),
             ApiError::TransitionRefused {
                 state: "opened".into(),

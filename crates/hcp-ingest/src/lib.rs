@@ -1,13 +1,18 @@
 //! # hcp-ingest: ratings in, durably
 //!
-//! Owns the rating intake endpoint: it validates a submission (rules from `hcp-domain`),
-//! assigns the UUIDv7 rating id, publishes the event to `hcp.rating.submitted.v1` and answers
-//! `202` **only after the broker acknowledged the record**. Broker trouble is a `503` problem
-//! within the produce timeout, never a 2xx.
+//! Owns the rating intake endpoints (one rating, or a batch of up to 1 000): it authenticates the
+//! channel key (the channel and device come from it), validates a submission (rules from
+//! `hcp-domain`), seals the rater's identity, claims the (service record, stage) so a second first
+//! rating is refused at once, replays `Idempotency-Key` retries, assigns the UUIDv7 rating id,
+//! publishes the event to `hcp.rating.submitted.v1` and answers `202` **only after the broker
+//! acknowledged the record**. Broker trouble is a `503` problem within the produce timeout, never
+//! a 2xx.
 //!
-//! It must not touch PostgreSQL or aggregates: the aggregator owns everything after Kafka.
-//! Handlers stay thin; errors are `hcp_http::ApiError`.
+//! Its PostgreSQL use is the gate's tables only (credentials, claims, idempotency keys, through
+//! `hcp-store`); it must not write ratings or aggregates: the aggregator owns everything after
+//! Kafka. Handlers stay thin; errors are `hcp_http::ApiError`.
 
+pub mod gate;
 mod handlers;
 mod metrics;
 
@@ -15,7 +20,10 @@ use axum::routing::post;
 use axum::Router;
 use hcp_bus::RatingProducer;
 
-pub use handlers::{__path_submit_rating, Accepted};
+pub use gate::{AuthMode, Gate};
+pub use handlers::{
+    __path_submit_batch, __path_submit_rating, Accepted, BatchRequest, BatchResult, ItemResult, MAX_BATCH,
+};
 
 /// What the ingest handlers share.
 #[derive(Clone)]
@@ -25,9 +33,15 @@ pub struct IngestState {
     /// Seals a rater's identity before it leaves the request (`HCP_PII_KEY`); without it an
     /// identity is refused with 503 `pii-key-missing`.
     pub pii: Option<hcp_domain::PiiCipher>,
+    /// Credentials, claims and idempotency keys (none: an ingest without a database, as in the
+    /// bare benchmark, which then neither authenticates nor refuses duplicates itself).
+    pub gate: Option<Gate>,
 }
 
 /// The ingest routes, ready to be merged into the server's router.
 pub fn router(state: IngestState) -> Router {
-    Router::new().route("/api/v1/ratings", post(handlers::submit_rating)).with_state(state)
+    Router::new()
+        .route("/api/v1/ratings", post(handlers::submit_rating))
+        .route("/api/v1/ratings/batch", post(handlers::submit_batch))
+        .with_state(state)
 }

@@ -29,3 +29,18 @@ pub static PUBLISH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// `hcp_ingest_idempotent_replays_total`: retries answered from the stored first answer.
+pub static IDEMPOTENT_REPLAYS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "hcp_ingest_idempotent_replays_total",
+        "Requests answered from the stored answer of their Idempotency-Key"
+    )
+    .expect("metric registers once")
+});
+
+/// `hcp_ingest_batch_items_total{result}`: batch items accepted or refused as duplicates.
+pub static BATCH_ITEMS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("hcp_ingest_batch_items_total", "Batch items by result", &["result"])
+        .expect("metric registers once")
+});

@@ -17,6 +17,7 @@ mod attribution;
 mod batch;
 mod calendar;
 mod directory;
+mod gate;
 mod read;
 mod workorders;
 
@@ -29,6 +30,7 @@ pub use accounts::Account;
 pub use attribution::{FlaggedRating, PendingReattribution, Reattributed};
 pub use batch::{Batch, BatchOutcome, PendingBatch, Position, Rejected, StoredRating};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
+pub use gate::{Claim, Credential, IdempotentAnswer};
 pub use read::{AggregateQuery, RankingQuery};
 pub use workorders::{
     ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry, NewOrder, Notification, OrderDetail,

@@ -43,6 +43,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// `HCP_RELAY_INTERVAL_MS` (default 500): how often work-order events are relayed to Kafka.
     pub relay_interval: Duration,
+    /// `HCP_INGEST_AUTH` = `required` (default) or `optional`: whether every rating needs a
+    /// channel key. `optional` (local demos, load tests) still refuses unknown or revoked keys.
+    pub ingest_auth_required: bool,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -103,6 +106,11 @@ impl Config {
                     .unwrap_or(500)
                     .max(10),
             ),
+            ingest_auth_required: match var("HCP_INGEST_AUTH").as_deref() {
+                None | Some("required") => true,
+                Some("optional") => false,
+                Some(other) => anyhow::bail!("HCP_INGEST_AUTH must be required or optional, got {other:?}"),
+            },
         })
     }
 

@@ -16,7 +16,7 @@ use hcp_bus::RatingProducer;
 use hcp_directory::DirectoryState;
 use hcp_domain::SatisfactionPolicy;
 use hcp_http::{track_requests, ApiError, SessionKey};
-use hcp_ingest::IngestState;
+use hcp_ingest::{AuthMode, Gate, IngestState};
 use hcp_store::Store;
 use hcp_workorder::{BackgroundConfig, WorkOrderState};
 use serde::Serialize;
@@ -73,7 +73,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let needs_db = components.aggregator || components.board || components.directory || components.workorders;
+    let needs_db =
+        components.ingest || components.aggregator || components.board || components.directory || components.workorders;
     let store = if needs_db {
         Some(
             Store::connect(&config.database_url, config.db_pool)
@@ -84,6 +85,10 @@ pub async fn run(
         None
     };
     let producer = RatingProducer::new(&config.kafka(), &config.topics()).context("creating Kafka producer")?;
+    let session_key = config.session_key.clone().unwrap_or_else(|| {
+        tracing::warn!("HCP_SESSION_KEY is not set: a random session key is used (sessions end with this process)");
+        SessionKey::random()
+    });
     let policy =
         if config.three_is_neutral { SatisfactionPolicy::ThreeIsNeutral } else { SatisfactionPolicy::ThreeIsGood };
 
@@ -101,7 +106,12 @@ pub async fn run(
         if config.pii.is_none() {
             tracing::warn!("HCP_PII_KEY is not set: ratings carrying a rater identity will be refused (503)");
         }
-        app = app.merge(hcp_ingest::router(IngestState { producer: producer.clone(), pii: config.pii.clone() }));
+        let gate = store.clone().map(|store| Gate {
+            store,
+            auth: if config.ingest_auth_required { AuthMode::Required } else { AuthMode::Optional },
+            takeover_after: config.produce_timeout * 2 + Duration::from_secs(5),
+        });
+        app = app.merge(hcp_ingest::router(IngestState { producer: producer.clone(), pii: config.pii.clone(), gate }));
     }
     if let (true, Some(store)) = (components.board, &store) {
         app = app.merge(hcp_board::router(BoardState {
@@ -115,18 +125,15 @@ pub async fn run(
             store: store.clone(),
             producer: producer.clone(),
             topics: config.topics(),
+            session_key: session_key.clone(),
         }));
     }
     let background_token = shutdown.child_token();
     let mut background = None;
     if let (true, Some(store)) = (components.workorders, &store) {
-        let session_key = config.session_key.clone().unwrap_or_else(|| {
-            tracing::warn!("HCP_SESSION_KEY is not set: a random session key is used (sessions end with this process)");
-            SessionKey::random()
-        });
         app = app.merge(hcp_workorder::router(WorkOrderState {
             store: store.clone(),
-            session_key,
+            session_key: session_key.clone(),
             pii: config.pii.clone(),
             public_url: config.public_url.clone(),
         }));

@@ -1,0 +1,165 @@
+//! Channel credentials: per-device keys for the hall's evaluators and terminals, per-integration
+//! keys for the 12345 system and the online platforms. Admins issue (the token is shown once),
+//! list and revoke them; only the SHA-256 of a secret is stored.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hcp_domain::directory::EntityKind;
+use hcp_domain::{Channel, Role};
+use hcp_http::auth::new_channel_key;
+use hcp_http::{ApiError, ApiJson, Caller, Problem};
+use hcp_store::Credential;
+use serde::{Deserialize, Serialize};
+
+use crate::DirectoryState;
+
+/// A key to issue.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCredential {
+    /// `device` (window_evaluator, self_service_terminal) or `integration` (hotline, app, web,
+    /// mini_program).
+    pub kind: String,
+    /// The channel of every rating sent with the key.
+    pub channel: String,
+    /// A device key's device (a directory device of the matching kind).
+    pub device_id: Option<String>,
+    /// What it is for, e.g. "市民中心 3 号窗评价器".
+    pub name: String,
+}
+
+/// An issued key: the token is shown only in this answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuedCredential {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// The stored credential.
+    pub credential: Credential,
+}
+
+fn bad(field: &str, zh: String, en: String) -> ApiError {
+    ApiError::field(field, "invalid", zh, en)
+}
+
+/// Issue a device or integration key (admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/credentials",
+    tag = "directory",
+    request_body = NewCredential,
+    responses(
+        (status = 201, description = "Issued; the token is shown once", body = IssuedCredential),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Kind, channel or device do not fit", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn issue(
+    State(state): State<DirectoryState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<NewCredential>,
+) -> Result<(StatusCode, Json<IssuedCredential>), ApiError> {
+    caller.require(&[Role::Admin])?;
+    let channel = Channel::parse(&req.channel).ok_or_else(|| {
+        bad("channel", format!("未知的评价渠道 “{}”", req.channel), format!("unknown channel {}", req.channel))
+    })?;
+    if channel.credential_kind() != Some(req.kind.as_str()) {
+        return Err(bad(
+            "kind",
+            format!(
+                "渠道 {} 的密钥类型应为 {}",
+                req.channel,
+                channel.credential_kind().unwrap_or("无(由邀请链接或系统产生)")
+            ),
+            format!("channel {} takes a {:?} key", req.channel, channel.credential_kind()),
+        ));
+    }
+    if req.name.trim().is_empty() || req.name.chars().count() > 100 {
+        return Err(bad("name", "名称须为 1–100 个字符".into(), "name must be 1–100 characters".into()));
+    }
+    match (channel.device_kind(), &req.device_id) {
+        (Some(kind), Some(device)) => {
+            let row = state.store.get_entity(EntityKind::Devices, device).await?;
+            match row.as_ref().and_then(|r| r["kind"].as_str()) {
+                Some(k) if k == kind.as_str() => {}
+                Some(_) => {
+                    return Err(bad(
+                        "device_id",
+                        format!(
+                            "设备 {device} 不是{}",
+                            if kind.as_str() == "evaluator" { "窗口评价器" } else { "自助终端" }
+                        ),
+                        format!("device {device} is not a {}", kind.as_str()),
+                    ))
+                }
+                None => {
+                    return Err(bad(
+                        "device_id",
+                        format!("目录中没有设备 {device}"),
+                        format!("no device {device} in the directory"),
+                    ))
+                }
+            }
+        }
+        (Some(_), None) => {
+            return Err(bad("device_id", "设备密钥须指定设备".into(), "a device key needs device_id".into()))
+        }
+        (None, Some(_)) => {
+            return Err(bad("device_id", "对接密钥不绑定设备".into(), "an integration key has no device".into()))
+        }
+        (None, None) => {}
+    }
+    let (key_id, token, secret_sha256) = new_channel_key();
+    let credential = Credential {
+        key_id,
+        kind: req.kind,
+        channel: req.channel,
+        device_id: req.device_id,
+        name: req.name.trim().to_owned(),
+        created_at: chrono::Utc::now(),
+        revoked_at: None,
+        last_used_at: None,
+        secret_sha256,
+    };
+    state.store.create_credential(&credential).await?;
+    tracing::info!(key_id = %credential.key_id, channel = %credential.channel, by = %caller.0.sub, "channel key issued");
+    let credential = state.store.credential(&credential.key_id).await?.ok_or(ApiError::NotFound)?;
+    Ok((StatusCode::CREATED, Json(IssuedCredential { token, credential })))
+}
+
+/// Every key, newest first, without secrets (admin, auditor).
+#[utoipa::path(
+    get,
+    path = "/api/v1/credentials",
+    tag = "directory",
+    responses((status = 200, description = "Keys", body = Vec<Credential>))
+)]
+pub async fn list(State(state): State<DirectoryState>, caller: Caller) -> Result<Json<Vec<Credential>>, ApiError> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    Ok(Json(state.store.list_credentials().await?))
+}
+
+/// Revoke a key (admin): ratings sent with it are refused from now on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/credentials/{key_id}/revoke",
+    tag = "directory",
+    params(("key_id" = String, Path, description = "Key id")),
+    responses(
+        (status = 200, description = "Revoked", body = Credential),
+        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke(
+    State(state): State<DirectoryState>,
+    caller: Caller,
+    Path(key_id): Path<String>,
+) -> Result<Json<Credential>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    if !state.store.revoke_credential(&key_id).await? {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(key_id = %key_id, by = %caller.0.sub, "channel key revoked");
+    state.store.credential(&key_id).await?.map(Json).ok_or(ApiError::NotFound)
+}

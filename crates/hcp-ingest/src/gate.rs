@@ -1,0 +1,145 @@
+//! The gate in front of the producer: who is sending (channel credentials), whether this stage of
+//! the service record is already rated (claims), and whether this is a retry (Idempotency-Key).
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use hcp_domain::RatingInput;
+use hcp_http::ApiError;
+use hcp_store::{Credential, IdempotentAnswer, Store};
+use sha2::{Digest, Sha256};
+
+/// Whether ratings must carry a channel credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every rating needs a device or integration key (production).
+    Required,
+    /// A key is checked when present; without one the body names the channel (local demos,
+    /// load generators). A revoked or unknown key is still refused.
+    Optional,
+}
+
+/// The database side of ingest.
+#[derive(Clone)]
+pub struct Gate {
+    /// Credentials, claims, idempotency keys.
+    pub store: Store,
+    /// Credential policy.
+    pub auth: AuthMode,
+    /// How old a pending claim must be before another attempt takes it over (a crashed or
+    /// timed-out producer's claim): a little more than the produce timeout.
+    pub takeover_after: Duration,
+}
+
+use hcp_http::auth::CHANNEL_KEY_PREFIX as KEY_PREFIX;
+
+/// The credential presented in `Authorization: Bearer hcp_…`, checked against its stored hash;
+/// `None` when none is presented and the mode allows it.
+pub async fn authenticate(gate: &Gate, headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token else {
+        return match gate.auth {
+            AuthMode::Optional => Ok(None),
+            AuthMode::Required => Err(ApiError::CredentialInvalid(
+                "缺少渠道密钥(Authorization: Bearer hcp_…)/ a channel key is required".into(),
+            )),
+        };
+    };
+    let parsed = token.strip_prefix(KEY_PREFIX).and_then(|rest| rest.split_once('_'));
+    let Some((key_id, secret)) = parsed else {
+        return Err(ApiError::CredentialInvalid("密钥格式不正确 / malformed key".into()));
+    };
+    let cred = gate.store.credential(key_id).await?;
+    let genuine = cred.as_ref().is_some_and(|c| {
+        let h = Sha256::digest(secret.as_bytes());
+        // Constant-time enough for a 32-byte comparison of hashes (no early exit).
+        h.iter().zip(&c.secret_sha256).fold(c.secret_sha256.len() ^ h.len(), |acc, (a, b)| acc | usize::from(a ^ b))
+            == 0
+    });
+    match cred {
+        Some(c) if genuine && c.revoked_at.is_none() => {
+            if c.last_used_at.is_none_or(|t| t < chrono::Utc::now() - chrono::Duration::minutes(1)) {
+                let (store, id) = (gate.store.clone(), c.key_id.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = store.touch_credential(&id).await {
+                        tracing::debug!(error = %e, "credential last-use not recorded");
+                    }
+                });
+            }
+            Ok(Some(c))
+        }
+        Some(c) if genuine => Err(ApiError::CredentialInvalid(format!("密钥 {} 已吊销 / key revoked", c.key_id))),
+        _ => Err(ApiError::CredentialInvalid("密钥无效 / unknown key".into())),
+    }
+}
+
+/// Puts the credential's channel and device on the input: they come from the key, and a body
+/// that says otherwise is refused.
+pub fn apply_credential(cred: &Credential, input: &mut RatingInput) -> Result<(), ApiError> {
+    if input.channel.as_deref().is_some_and(|c| c != cred.channel) {
+        return Err(ApiError::field(
+            "channel",
+            "credential_mismatch",
+            format!("评价渠道须与密钥一致({})", cred.channel),
+            format!("channel must match the key's channel {}", cred.channel),
+        ));
+    }
+    input.channel = Some(cred.channel.clone());
+    if let Some(device) = &cred.device_id {
+        if input.device_id.as_deref().is_some_and(|d| d != device) {
+            return Err(ApiError::field(
+                "device_id",
+                "credential_mismatch",
+                format!("设备编号须与密钥绑定的设备一致({device})"),
+                format!("device_id must match the key's device {device}"),
+            ));
+        }
+        input.device_id = Some(device.clone());
+    }
+    Ok(())
+}
+
+/// The Idempotency-Key header (1–200 visible ASCII characters), if any.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let k = v.to_str().unwrap_or("").trim();
+    if k.is_empty() || k.len() > 200 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "invalid",
+            "Idempotency-Key 须为 1–200 个可见 ASCII 字符",
+            "Idempotency-Key must be 1–200 visible ASCII characters",
+        ));
+    }
+    Ok(Some(k.to_owned()))
+}
+
+/// The scope idempotency keys live in: the credential, or anonymous.
+pub fn idempotency_scope(cred: Option<&Credential>) -> String {
+    cred.map(|c| c.key_id.clone()).unwrap_or_else(|| "-".into())
+}
+
+/// A stored answer for this key: the same body replays it, another body is refused.
+pub async fn replay(gate: &Gate, scope: &str, key: &str, body: &[u8]) -> Result<Option<IdempotentAnswer>, ApiError> {
+    match gate.store.idempotent_answer(scope, key).await? {
+        Some(a) if a.body_sha256 == Sha256::digest(body).as_slice() => Ok(Some(a)),
+        Some(_) => Err(ApiError::IdempotencyKeyReused),
+        None => Ok(None),
+    }
+}
+
+/// Stores the answer of a request made with an Idempotency-Key (5xx answers are not stored,
+/// so the retry can still succeed).
+pub async fn remember(gate: &Gate, scope: &str, key: &str, body: &[u8], status: u16, response: serde_json::Value) {
+    if status >= 500 {
+        return;
+    }
+    let answer = IdempotentAnswer { body_sha256: Sha256::digest(body).to_vec(), status, response };
+    if let Err(e) = gate.store.save_idempotent_answer(scope, key, &answer).await {
+        tracing::warn!(error = %e, "idempotent answer not stored; a retry will be processed again");
+    }
+}

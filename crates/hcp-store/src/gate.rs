@@ -1,0 +1,246 @@
+//! The ingest gate's tables: channel credentials, rating claims (one first rating per service
+//! record and stage, answered synchronously) and idempotency keys.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{Error, Store};
+
+/// A channel credential (device or integration key), without its secret.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Credential {
+    /// Public id (the part of the key before the secret).
+    pub key_id: String,
+    /// `device` or `integration`.
+    pub kind: String,
+    /// The channel every rating sent with this key has.
+    pub channel: String,
+    /// A device key's device.
+    pub device_id: Option<String>,
+    /// What it is for.
+    pub name: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Revoked (refused from then on).
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Last accepted use (kept to the minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// SHA-256 of the secret (never serialized).
+    #[serde(skip)]
+    pub secret_sha256: Vec<u8>,
+}
+
+/// The outcome of claiming one (service record, stage, assess number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours: produce the rating, then accept or release the claim.
+    Claimed,
+    /// Another rating holds it (accepted, or pending and recent).
+    Existing(Uuid),
+}
+
+/// A stored first answer to an idempotent request.
+#[derive(Debug, Clone)]
+pub struct IdempotentAnswer {
+    /// SHA-256 of the request body it answered.
+    pub body_sha256: Vec<u8>,
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub response: serde_json::Value,
+}
+
+const CREDENTIAL_COLUMNS: &str =
+    "key_id, kind, channel, device_id, name, created_at, revoked_at, last_used_at, secret_sha256";
+
+fn credential_from_row(r: &sqlx::postgres::PgRow) -> Result<Credential, Error> {
+    Ok(Credential {
+        key_id: r.try_get("key_id")?,
+        kind: r.try_get("kind")?,
+        channel: r.try_get("channel")?,
+        device_id: r.try_get("device_id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        secret_sha256: r.try_get("secret_sha256")?,
+    })
+}
+
+impl Store {
+    /// Stores a new credential.
+    pub async fn create_credential(&self, c: &Credential) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO credentials (key_id, secret_sha256, kind, channel, device_id, name)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&c.key_id)
+        .bind(&c.secret_sha256)
+        .bind(&c.kind)
+        .bind(&c.channel)
+        .bind(&c.device_id)
+        .bind(&c.name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every credential, newest first.
+    pub async fn list_credentials(&self) -> Result<Vec<Credential>, Error> {
+        sqlx::query(&format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY created_at DESC, key_id"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(credential_from_row)
+            .collect()
+    }
+
+    /// One credential by id.
+    pub async fn credential(&self, key_id: &str) -> Result<Option<Credential>, Error> {
+        sqlx::query(&format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE key_id = $1"))
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(credential_from_row)
+            .transpose()
+    }
+
+    /// Revokes a credential; `false` when there is none.
+    pub async fn revoke_credential(&self, key_id: &str) -> Result<bool, Error> {
+        let n = sqlx::query("UPDATE credentials SET revoked_at = COALESCE(revoked_at, now()) WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    /// Records a use, at most once a minute per key.
+    pub async fn touch_credential(&self, key_id: &str) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE credentials SET last_used_at = now()
+              WHERE key_id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        )
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims each (service record, stage, assess number) for its rating id, in input order. A
+    /// pending claim older than `takeover_after` (its producer crashed or gave up) is taken over.
+    pub async fn claim_ratings(
+        &self,
+        keys: &[(String, String, i16, Uuid)],
+        takeover_after: Duration,
+    ) -> Result<Vec<Claim>, Error> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let recs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let stages: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+        let assess: Vec<i16> = keys.iter().map(|k| k.2).collect();
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.3).collect();
+        let stale = format!("{} milliseconds", takeover_after.as_millis());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO rating_claims (service_record_no, stage, assess_number, rating_id, state)
+             SELECT rec, stage, assess, id, 'pending' FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::uuid[])
+                 AS t(rec, stage, assess, id)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&recs)
+        .bind(&stages)
+        .bind(&assess)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE rating_claims c SET rating_id = t.id, claimed_at = now()
+               FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::uuid[]) AS t(rec, stage, assess, id)
+              WHERE c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
+                AND c.state = 'pending' AND c.rating_id <> t.id AND c.claimed_at < now() - $5::interval",
+        )
+        .bind(&recs)
+        .bind(&stages)
+        .bind(&assess)
+        .bind(&ids)
+        .bind(&stale)
+        .execute(&mut *tx)
+        .await?;
+        let holders: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT c.rating_id FROM UNNEST($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS t(rec, stage, assess, n)
+               JOIN rating_claims c ON c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
+              ORDER BY t.n",
+        )
+        .bind(&recs)
+        .bind(&stages)
+        .bind(&assess)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(holders
+            .into_iter()
+            .zip(ids)
+            .map(|(h, id)| if h == id { Claim::Claimed } else { Claim::Existing(h) })
+            .collect())
+    }
+
+    /// Marks the claims of produced ratings accepted.
+    pub async fn accept_claims(&self, rating_ids: &[Uuid]) -> Result<(), Error> {
+        sqlx::query("UPDATE rating_claims SET state = 'accepted' WHERE rating_id = ANY($1)")
+            .bind(rating_ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Releases the claims of ratings that were not produced, so a retry can claim again.
+    pub async fn release_claims(&self, rating_ids: &[Uuid]) -> Result<(), Error> {
+        sqlx::query("DELETE FROM rating_claims WHERE rating_id = ANY($1) AND state = 'pending'")
+            .bind(rating_ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The stored answer of an idempotent request.
+    pub async fn idempotent_answer(&self, scope: &str, key: &str) -> Result<Option<IdempotentAnswer>, Error> {
+        let row = sqlx::query(
+            "SELECT body_sha256, status, response FROM idempotency_keys WHERE scope = $1 AND idem_key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(IdempotentAnswer {
+                body_sha256: r.try_get("body_sha256")?,
+                status: r.try_get::<i16, _>("status")? as u16,
+                response: r.try_get("response")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores the first answer of an idempotent request (a concurrent twin's answer wins).
+    pub async fn save_idempotent_answer(&self, scope: &str, key: &str, answer: &IdempotentAnswer) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, idem_key, body_sha256, status, response)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(&answer.body_sha256)
+        .bind(answer.status as i16)
+        .bind(&answer.response)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! The ingest gate: every channel authenticated by its own key (the channel and device come from
+//! the key), revoked and unknown keys refused, one first rating per service record and stage
+//! answered with 409 naming the first, Idempotency-Key retries, and batches that an offline
+//! terminal can replay without creating duplicates.
+
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, Utc};
+use hcp_tests::{wait_until, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+const CITY: &str = include_str!("fixtures/attribution-city.json");
+
+fn range() -> String {
+    let from = Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap() - chrono::Duration::hours(1);
+    let to = from + chrono::Duration::hours(4);
+    format!("from={}&to={}", from.format("%Y-%m-%dT%H:%M:%SZ"), to.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+async fn start() -> (TestApp, String) {
+    let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
+    app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
+    app.start_aggregator();
+    let admin = app.account("root", "admin", None, None).await;
+    (app, admin)
+}
+
+async fn issue(app: &TestApp, admin: &str, body: Value) -> (String, String) {
+    let (s, r) = app.call(Method::POST, "/api/v1/credentials", admin, Some(body.clone())).await;
+    assert_eq!(s, 201, "{body}: {r}");
+    (r["token"].as_str().unwrap().to_owned(), r["credential"]["key_id"].as_str().unwrap().to_owned())
+}
+
+async fn post(app: &TestApp, key: Option<&str>, idem: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
+    let mut req = app.client.post(format!("{}{path}", app.url)).json(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    if let Some(i) = idem {
+        req = req.header("Idempotency-Key", i);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn stored(app: &TestApp, n: i64) {
+    let store = app.store.clone();
+    wait_until(Duration::from_secs(60), &format!("{n} ratings stored"), || async {
+        store.count_ratings().await.unwrap() == n
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_channel_sends_with_its_own_key_and_a_revoked_key_is_refused() {
+    let (app, admin) = start().await;
+    let (evaluator, evaluator_id) = issue(
+        &app,
+        &admin,
+        json!({"kind": "device", "channel": "window_evaluator", "device_id": "E-W2", "name": "2 号窗评价器"}),
+    )
+    .await;
+    let mut keys = vec![("window_evaluator", evaluator.clone())];
+    for channel in ["hotline", "app", "web", "mini_program"] {
+        let (k, _) =
+            issue(&app, &admin, json!({"kind": "integration", "channel": channel, "name": format!("{channel} 对接")}))
+                .await;
+        keys.push((channel, k));
+    }
+    // Wrong pairings are refused when issuing.
+    for (bad, field) in [
+        (json!({"kind": "integration", "channel": "window_evaluator", "name": "x"}), "kind"),
+        (json!({"kind": "device", "channel": "window_evaluator", "device_id": "NOPE", "name": "x"}), "device_id"),
+        (json!({"kind": "device", "channel": "window_evaluator", "name": "x"}), "device_id"),
+        (json!({"kind": "integration", "channel": "qr_code", "name": "x"}), "kind"),
+    ] {
+        let (s, p) = app.call(Method::POST, "/api/v1/credentials", &admin, Some(bad)).await;
+        assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some(field)));
+    }
+    let handler = app.account("li", "handler", Some("D-B"), None).await;
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/credentials",
+            &handler,
+            Some(json!({"kind": "integration", "channel": "app", "name": "x"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // Each key sends its channel's rating; the body does not name the channel (or the device).
+    let bodies = [
+        json!({"stage": "acceptance", "service_record_no": "K-1", "service_item_code": "I-A", "grade": 5}),
+        json!({"stage": "hotline", "service_record_no": "K-2", "staff_id": "A1", "grade": 4}),
+        json!({"stage": "online", "service_record_no": "K-3", "service_item_code": "I-B", "grade": 5}),
+        json!({"stage": "online", "service_record_no": "K-4", "service_item_code": "I-B", "grade": 3}),
+        json!({"stage": "online", "service_record_no": "K-5", "service_item_code": "I-A", "grade": 4}),
+    ];
+    for ((channel, key), body) in keys.iter().zip(&bodies) {
+        let (s, r) = post(&app, Some(key), None, "/api/v1/ratings", body).await;
+        assert_eq!(s, 202, "{channel}: {r}");
+    }
+    stored(&app, 5).await;
+    let rows = sqlx::query(
+        "SELECT service_record_no, channel, device_id, attr_window_id, attr_department_id FROM ratings ORDER BY 1",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    let got: Vec<(String, String)> = rows.iter().map(|r| (r.get("service_record_no"), r.get("channel"))).collect();
+    let want: Vec<(String, String)> =
+        keys.iter().enumerate().map(|(i, (c, _))| (format!("K-{}", i + 1), c.to_string())).collect();
+    assert_eq!(got, want);
+    // The evaluator's key carries its device, so the rating lands on that device's window.
+    assert_eq!(rows[0].get::<Option<String>, _>("device_id").as_deref(), Some("E-W2"));
+    assert_eq!(rows[0].get::<Option<String>, _>("attr_window_id").as_deref(), Some("W2"));
+    assert_eq!(rows[2].get::<Option<String>, _>("attr_department_id").as_deref(), Some("D-B"));
+
+    // A body naming another channel or device than the key's is refused.
+    let (s, p) = post(
+        &app,
+        Some(&evaluator),
+        None,
+        "/api/v1/ratings",
+        &json!({"channel": "app", "stage": "online", "service_record_no": "K-9", "grade": 5}),
+    )
+    .await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("channel")));
+    let (s, p) = post(
+        &app,
+        Some(&evaluator),
+        None,
+        "/api/v1/ratings",
+        &json!({"device_id": "E-W1", "stage": "acceptance", "service_record_no": "K-9", "grade": 5}),
+    )
+    .await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("device_id")));
+
+    // No key, a forged key, a revoked key: 401 credential-invalid, nothing produced.
+    let body = json!({"stage": "acceptance", "service_record_no": "K-10", "grade": 5});
+    let (s, p) = post(&app, None, None, "/api/v1/ratings", &body).await;
+    assert_eq!((s, p["type"].as_str()), (401, Some("/problems/credential-invalid")));
+    let forged = format!("{}x", &evaluator[..evaluator.len() - 1]);
+    let (s, _) = post(&app, Some(&forged), None, "/api/v1/ratings", &body).await;
+    assert_eq!(s, 401);
+    let (s, c) = app.call(Method::POST, &format!("/api/v1/credentials/{evaluator_id}/revoke"), &admin, None).await;
+    assert_eq!((s, c["revoked_at"].is_string()), (200, true));
+    let (s, p) = post(&app, Some(&evaluator), None, "/api/v1/ratings", &body).await;
+    assert_eq!((s, p["type"].as_str()), (401, Some("/problems/credential-invalid")));
+    assert!(p["detail"].as_str().unwrap().contains("吊销"));
+    let (_, list) = app.call(Method::GET, "/api/v1/credentials", &admin, None).await;
+    let listed = list.as_array().unwrap();
+    assert_eq!(listed.len(), 5);
+    assert!(listed.iter().all(|c| c.get("secret_sha256").is_none() && c.get("token").is_none()));
+    let used = listed.iter().find(|c| c["key_id"] == evaluator_id.as_str()).unwrap();
+    assert!(used["last_used_at"].is_string(), "last use recorded: {used}");
+    app.wait_caught_up(Duration::from_secs(30)).await;
+    assert_eq!(app.store.count_ratings().await.unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_first_rating_is_409_and_idempotent_retries_get_the_first_answer() {
+    let (app, admin) = start().await;
+    let (key, _) = issue(&app, &admin, json!({"kind": "integration", "channel": "app", "name": "app"})).await;
+    let body = json!({"stage": "online", "service_record_no": "D-1", "service_item_code": "I-A", "grade": 2, "tags": ["slow_process"]});
+    let (s, first) = post(&app, Some(&key), None, "/api/v1/ratings", &body).await;
+    assert_eq!(s, 202);
+    let first_id = first["rating_id"].as_str().unwrap().to_owned();
+    let (s, p) = post(
+        &app,
+        Some(&key),
+        None,
+        "/api/v1/ratings",
+        &json!({"stage": "online", "service_record_no": "D-1", "grade": 5}),
+    )
+    .await;
+    assert_eq!((s, p["type"].as_str()), (409, Some("/problems/duplicate-rating")));
+    assert_eq!(p["existing_rating_id"].as_str(), Some(first_id.as_str()));
+    // The follow-up (追评) is its own slot: accepted once, then 409 too.
+    let follow = json!({"stage": "online", "service_record_no": "D-1", "grade": 4, "assess_number": 2});
+    assert_eq!(post(&app, Some(&key), None, "/api/v1/ratings", &follow).await.0, 202);
+    assert_eq!(post(&app, Some(&key), None, "/api/v1/ratings", &follow).await.0, 409);
+
+    // Idempotency-Key: the same key and body replay the first answer; another body is refused.
+    let b2 = json!({"stage": "online", "service_record_no": "D-2", "grade": 5});
+    let (s1, a1) = post(&app, Some(&key), Some("retry-1"), "/api/v1/ratings", &b2).await;
+    let (s2, a2) = post(&app, Some(&key), Some("retry-1"), "/api/v1/ratings", &b2).await;
+    assert_eq!((s1, s2), (202, 202));
+    assert_eq!(a1, a2, "the retry gets the same rating id");
+    let (s, p) = post(
+        &app,
+        Some(&key),
+        Some("retry-1"),
+        "/api/v1/ratings",
+        &json!({"stage": "online", "service_record_no": "D-3", "grade": 5}),
+    )
+    .await;
+    assert_eq!((s, p["type"].as_str()), (422, Some("/problems/idempotency-key-reused")));
+    stored(&app, 3).await;
+    app.wait_caught_up(Duration::from_secs(30)).await;
+    assert_eq!(app.store.count_ratings().await.unwrap(), 3);
+    let s = app.summary(&format!("scope=all&{}", range())).await;
+    // D-1's follow-up (4) replaced its first (2); D-2 is 5.
+    assert_eq!((s["total"].as_i64(), s["bad_review_count"].as_i64()), (Some(2), Some(0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replaying_a_batch_twice_leaves_the_counts_unchanged() {
+    let (app, admin) = start().await;
+    let r = app
+        .client
+        .put(format!("{}/api/v1/directory/devices/T-H1", app.url))
+        .json(&json!({"id": "T-H1", "kind": "terminal", "hall_id": "H1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (key, _) = issue(
+        &app,
+        &admin,
+        json!({"kind": "device", "channel": "self_service_terminal", "device_id": "T-H1", "name": "自助终端"}),
+    )
+    .await;
+    let now = Utc::now();
+    let mut ratings: Vec<Value> = (0..40)
+        .map(|i| {
+            let at: DateTime<Utc> = now - chrono::Duration::minutes(40 - i);
+            json!({"stage": "acceptance", "service_record_no": format!("B-{i:03}"), "service_item_code": "I-A",
+                   "grade": 1 + (i % 5), "tags": if i % 5 < 2 { json!(["slow_process"]) } else { json!([]) },
+                   "rated_at": at.to_rfc3339()})
+        })
+        .collect();
+    ratings.push(json!({"stage": "acceptance", "service_record_no": "B-BAD", "grade": 9}));
+    ratings.push(json!({"stage": "acceptance", "service_record_no": "B-000", "grade": 5}));
+    let batch = json!({ "ratings": ratings });
+    let (s, r) = post(&app, Some(&key), None, "/api/v1/ratings/batch", &batch).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!((r["accepted"].as_u64(), r["invalid"].as_u64(), r["duplicates"].as_u64()), (Some(40), Some(1), Some(1)));
+    assert_eq!(r["items"][40]["status"], 422);
+    assert_eq!(r["items"][40]["problem"]["errors"][0]["field"], "grade");
+    assert_eq!(r["items"][41]["problem"]["existing_rating_id"], r["items"][0]["rating_id"]);
+    stored(&app, 40).await;
+    let before = app.summary(&format!("scope=all&{}", range())).await;
+    let expected: Vec<i64> = (1..=5).map(|g| (0..40).filter(|i| 1 + (i % 5) == g).count() as i64).collect();
+    let counts: Vec<i64> = (1..=5).map(|g| before["counts"][g.to_string()].as_i64().unwrap()).collect();
+    assert_eq!(counts, expected);
+
+    // The terminal was offline and replays its whole queue: nothing new.
+    let (s, r2) = post(&app, Some(&key), None, "/api/v1/ratings/batch", &batch).await;
+    assert_eq!((s, r2["accepted"].as_u64(), r2["duplicates"].as_u64()), (200, Some(0), Some(41)));
+    for i in 0..40 {
+        assert_eq!(r2["items"][i]["problem"]["existing_rating_id"], r["items"][i]["rating_id"]);
+    }
+    app.wait_caught_up(Duration::from_secs(30)).await;
+    assert_eq!(app.store.count_ratings().await.unwrap(), 40);
+    assert_eq!(app.summary(&format!("scope=all&{}", range())).await["counts"], before["counts"]);
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM work_orders").fetch_one(app.store.pool()).await.unwrap();
+    assert_eq!(orders, expected[0] + expected[1]);
+    // Every stored rating has the terminal's channel and device.
+    let channels: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT DISTINCT channel, device_id FROM ratings").fetch_all(app.store.pool()).await.unwrap();
+    assert_eq!(channels, vec![("self_service_terminal".to_string(), Some("T-H1".to_string()))]);
+
+    let (s, p) = post(&app, Some(&key), None, "/api/v1/ratings/batch", &json!({"ratings": []})).await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("ratings")));
+}
