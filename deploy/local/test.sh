@@ -81,6 +81,18 @@ HCP_URL="http://127.0.0.1:$port" HCP_SCREENSHOTS="$HCP_LOCAL/screenshots" HCP_HA
   node tests/browser/console.test.mjs | tee "$HCP_LOCAL/browser.log" \
   || die "browser: the console test failed (screenshots: $HCP_LOCAL/screenshots)"
 browser_passed=$(grep -aoE '^console: [0-9]+ passed' "$HCP_LOCAL/browser.log" | awk '{print $2}')
+
+log "browser: the citizen's rating page at 360×740 from a QR invitation"
+platform_key=$("$HCP_BIN" credential add --kind integration --channel web --name "smoke platform")
+curl -sf -XPOST "http://127.0.0.1:$port/api/v1/service-records/events" -H 'content-type: application/json' -H "Authorization: Bearer $platform_key" \
+  -d '{"service_record_no":"SMOKE-QR-1","event":"accepted","service_item_code":"11440300MB2C92385R4442010001000","hall_id":"H-SMZX","window_id":"W-SMZX-01","staff_id":"S-1001"}' >/dev/null \
+  || die "browser: the service record event was refused"
+link=$(curl -sf -XPOST "http://127.0.0.1:$port/api/v1/invitations" -H 'content-type: application/json' -H "Authorization: Bearer $platform_key" \
+  -d '{"service_record_no":"SMOKE-QR-1","stage":"acceptance","channel":"qr_code"}' | python3 -c 'import json,sys; u=json.load(sys.stdin)["url"]; print(u[u.index("/r/"):])') \
+  || die "browser: the invitation was refused"
+HCP_URL="http://127.0.0.1:$port" HCP_RATE_LINK="$link" HCP_SCREENSHOTS="$HCP_LOCAL/screenshots" \
+  node tests/browser/rate.test.mjs | tee "$HCP_LOCAL/browser-rate.log" || die "browser: the rating page test failed (screenshots: $HCP_LOCAL/screenshots)"
+browser_passed=$((browser_passed + $(grep -aoE '^rate: [0-9]+ passed' "$HCP_LOCAL/browser-rate.log" | awk '{print $2}')))
 kill -TERM $pid
 wait $pid || die "smoke: hcp serve did not shut down cleanly"
 trap - EXIT

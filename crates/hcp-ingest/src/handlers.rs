@@ -55,18 +55,18 @@ pub async fn submit_rating(
     ApiJsonBytes(input, raw): ApiJsonBytes<RatingInput>,
 ) -> Result<Response, ApiError> {
     let Some(gate) = &state.gate else {
-        return accept_one(&state, None, input).await.map(IntoResponse::into_response);
+        return accept_one(&state, None, input, Uuid::now_v7()).await.map(IntoResponse::into_response);
     };
     let cred = gate::authenticate(gate, &headers).await?;
     let Some(key) = gate::idempotency_key(&headers)? else {
-        return accept_one(&state, cred.as_ref(), input).await.map(IntoResponse::into_response);
+        return accept_one(&state, cred.as_ref(), input, Uuid::now_v7()).await.map(IntoResponse::into_response);
     };
     let scope = gate::idempotency_scope(cred.as_ref());
     if let Some(answer) = gate::replay(gate, &scope, &key, &raw).await? {
         metrics::IDEMPOTENT_REPLAYS.inc();
         return Ok(stored_answer(answer.status, answer.response));
     }
-    let (status, body) = match accept_one(&state, cred.as_ref(), input).await {
+    let (status, body) = match accept_one(&state, cred.as_ref(), input, Uuid::now_v7()).await {
         Ok((status, Json(a))) => (status.as_u16(), serde_json::to_value(a).expect("serializes")),
         Err(e) => {
             let p = e.to_problem();
@@ -96,11 +96,12 @@ fn sealer(state: &IngestState) -> impl Fn(u8, &RaterIdentity) -> hcp_domain::Sea
     }
 }
 
-/// Credential, validation, claim, produce for one rating.
-async fn accept_one(
+/// Credential, validation, claim, produce for one rating (to be stored as `rating_id`).
+pub(crate) async fn accept_one(
     state: &IngestState,
     cred: Option<&Credential>,
     mut input: RatingInput,
+    rating_id: Uuid,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     if let Some(c) = cred {
         gate::apply_credential(c, &mut input)?;
@@ -111,7 +112,7 @@ async fn accept_one(
     }
     let seal = sealer(state);
     let event = input
-        .validate_with(Uuid::now_v7(), Utc::now(), Some(&seal))
+        .validate_with(rating_id, Utc::now(), Some(&seal))
         .inspect_err(|_| metrics::REFUSED.with_label_values(&["invalid"]).inc())?;
     if let Some(gate) = &state.gate {
         let key = claim_key(&event);

@@ -8,15 +8,20 @@
 //! acknowledged the record**. Broker trouble is a `503` problem within the produce timeout, never
 //! a 2xx.
 //!
-//! Its PostgreSQL use is the gate's tables only (credentials, claims, idempotency keys, through
+//! It also owns the citizen channels: service records reported by the platform, signed single-use
+//! invitations (`/r/{token}`, QR code as SVG/PNG, SMS through an [`invitations::SmsGateway`]) and
+//! the citizen's rating page.
+//!
+//! Its PostgreSQL use is the gate's and the invitations' tables only (credentials, claims, idempotency keys, through
 //! `hcp-store`); it must not write ratings or aggregates: the aggregator owns everything after
 //! Kafka. Handlers stay thin; errors are `hcp_http::ApiError`.
 
 pub mod gate;
 mod handlers;
+pub mod invitations;
 mod metrics;
 
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use hcp_bus::RatingProducer;
 
@@ -36,6 +41,8 @@ pub struct IngestState {
     /// Credentials, claims and idempotency keys (none: an ingest without a database, as in the
     /// bare benchmark, which then neither authenticates nor refuses duplicates itself).
     pub gate: Option<Gate>,
+    /// Service records and invitations (QR code and SMS links, the citizen's page); needs the gate.
+    pub invitations: Option<invitations::InvitationConfig>,
 }
 
 /// The ingest routes, ready to be merged into the server's router.
@@ -43,5 +50,11 @@ pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/api/v1/ratings", post(handlers::submit_rating))
         .route("/api/v1/ratings/batch", post(handlers::submit_batch))
+        .route("/api/v1/service-records/events", post(invitations::record_event))
+        .route("/api/v1/invitations", post(invitations::issue))
+        .route("/api/v1/invitations/{invitation_id}/qr.svg", get(invitations::qr_svg))
+        .route("/api/v1/invitations/{invitation_id}/qr.png", get(invitations::qr_png))
+        .route("/api/v1/r/{token}", get(invitations::view).post(invitations::submit))
+        .route("/r/{token}", get(invitations::page))
         .with_state(state)
 }

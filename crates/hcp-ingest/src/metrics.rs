@@ -44,3 +44,9 @@ pub static BATCH_ITEMS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("hcp_ingest_batch_items_total", "Batch items by result", &["result"])
         .expect("metric registers once")
 });
+
+/// `hcp_invitations_total{channel}`: rating invitations issued (qr_code, sms).
+pub static INVITATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("hcp_invitations_total", "Rating invitations issued, by channel", &["channel"])
+        .expect("metric registers once")
+});

@@ -46,6 +46,14 @@ pub struct Config {
     /// `HCP_INGEST_AUTH` = `required` (default) or `optional`: whether every rating needs a
     /// channel key. `optional` (local demos, load tests) still refuses unknown or revoked keys.
     pub ingest_auth_required: bool,
+    /// `HCP_INVITATION_KEY` (base64, ≥ 32 bytes): signs invitation links. Without it a random key
+    /// is used (links die with the process).
+    pub invitation_key: Option<Vec<u8>>,
+    /// `HCP_INVITATION_DAYS` (default 7): how long an invitation link stays valid.
+    pub invitation_days: u32,
+    /// `HCP_SMS_ON_EVENTS` (default `true`): send an SMS invitation when the platform reports an
+    /// acceptance or pickup with the applicant's phone.
+    pub sms_on_events: bool,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -106,6 +114,23 @@ impl Config {
                     .unwrap_or(500)
                     .max(10),
             ),
+            invitation_key: var("HCP_INVITATION_KEY")
+                .map(|v| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(v.trim())
+                        .ok()
+                        .filter(|k| k.len() >= 32)
+                        .context("HCP_INVITATION_KEY must be base64 of at least 32 bytes")
+                })
+                .transpose()?,
+            invitation_days: var("HCP_INVITATION_DAYS")
+                .map(|v| v.parse())
+                .transpose()
+                .context("HCP_INVITATION_DAYS")?
+                .unwrap_or(7)
+                .clamp(1, 90),
+            sms_on_events: var("HCP_SMS_ON_EVENTS").is_none_or(|v| v != "false" && v != "0"),
             ingest_auth_required: match var("HCP_INGEST_AUTH").as_deref() {
                 None | Some("required") => true,
                 Some("optional") => false,

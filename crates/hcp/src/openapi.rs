@@ -11,6 +11,16 @@ use utoipa::OpenApi;
     ),
     paths(
         hcp_ingest::submit_rating,
+        hcp_ingest::submit_batch,
+        hcp_ingest::invitations::record_event,
+        hcp_ingest::invitations::issue,
+        hcp_ingest::invitations::qr_svg,
+        hcp_ingest::invitations::qr_png,
+        hcp_ingest::invitations::view,
+        hcp_ingest::invitations::submit,
+        hcp_directory::credentials::issue,
+        hcp_directory::credentials::list,
+        hcp_directory::credentials::revoke,
         hcp_board::summary,
         hcp_board::ranking,
         hcp_directory::list,
@@ -70,6 +80,7 @@ use utoipa::OpenApi;
         hcp_domain::directory::Tag,
         hcp_domain::Attribution,
     )),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "ingest", description = "评价接收 Rating intake"),
         (name = "stats", description = "统计查询 Statistics"),
@@ -80,6 +91,21 @@ use utoipa::OpenApi;
     )
 )]
 struct ApiDoc;
+
+/// The credentials the document names: channel keys and operator sessions (both Bearer).
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |what: &str| {
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what)).build())
+        };
+        components.add_security_scheme("channel_key", bearer("Device or integration key `hcp_<id>_<secret>`"));
+        components.add_security_scheme("session", bearer("Operator session from POST /api/v1/auth/login"));
+    }
+}
 
 /// The document.
 pub fn document() -> utoipa::openapi::OpenApi {

@@ -16,6 +16,7 @@ use hcp_bus::RatingProducer;
 use hcp_directory::DirectoryState;
 use hcp_domain::SatisfactionPolicy;
 use hcp_http::{track_requests, ApiError, SessionKey};
+use hcp_ingest::invitations::{InvitationConfig, OutboxSms};
 use hcp_ingest::{AuthMode, Gate, IngestState};
 use hcp_store::Store;
 use hcp_workorder::{BackgroundConfig, WorkOrderState};
@@ -111,7 +112,24 @@ pub async fn run(
             auth: if config.ingest_auth_required { AuthMode::Required } else { AuthMode::Optional },
             takeover_after: config.produce_timeout * 2 + Duration::from_secs(5),
         });
-        app = app.merge(hcp_ingest::router(IngestState { producer: producer.clone(), pii: config.pii.clone(), gate }));
+        let invitations = gate.as_ref().map(|g| InvitationConfig {
+            key: std::sync::Arc::new(config.invitation_key.clone().unwrap_or_else(|| {
+                tracing::warn!(
+                    "HCP_INVITATION_KEY is not set: a random key signs invitation links (they die with this process)"
+                );
+                rand::random::<[u8; 32]>().to_vec()
+            })),
+            public_url: config.public_url.clone(),
+            ttl: Duration::from_secs(u64::from(config.invitation_days) * 86_400),
+            sms_on_events: config.sms_on_events,
+            sms: std::sync::Arc::new(OutboxSms(g.store.clone())),
+        });
+        app = app.merge(hcp_ingest::router(IngestState {
+            producer: producer.clone(),
+            pii: config.pii.clone(),
+            gate,
+            invitations,
+        }));
     }
     if let (true, Some(store)) = (components.board, &store) {
         app = app.merge(hcp_board::router(BoardState {

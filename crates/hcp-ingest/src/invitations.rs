@@ -1,0 +1,592 @@
+//! Service records and rating invitations: the platform reports a record's lifecycle (accepted at
+//! window W by staff S, picked up at window P …); an invitation is a signed, expiring, single-use
+//! link `/r/{token}` for one (record, stage), shown as a QR code on the evaluator screen or the
+//! acceptance receipt, or sent by SMS; the citizen rates on that page and the rating is
+//! attributed from the record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::future::BoxFuture;
+use hcp_domain::{Channel, RaterIdentity, RatingInput, Stage};
+use hcp_http::{ApiError, ApiJson, Problem};
+use hcp_store::{Invitation, ServiceRecord, Store};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::{gate, handlers, metrics, IngestState};
+
+/// How invitations are made.
+#[derive(Clone)]
+pub struct InvitationConfig {
+    /// HMAC-SHA256 key of the tokens.
+    pub key: Arc<Vec<u8>>,
+    /// Base of the links, e.g. `https://hcp.example.gov.cn`.
+    pub public_url: String,
+    /// How long a link stays valid.
+    pub ttl: Duration,
+    /// Send an SMS invitation automatically when a record is accepted or picked up (and the
+    /// applicant left a phone number).
+    pub sms_on_events: bool,
+    /// Where SMS go.
+    pub sms: Arc<dyn SmsGateway>,
+}
+
+/// Sends SMS. The default ([`OutboxSms`]) queues them in the notification outbox and logs them;
+/// a real gateway implements this trait.
+pub trait SmsGateway: Send + Sync {
+    /// Sends `text` to `recipient` (`record:<no>`: the sender opens the record's sealed phone).
+    fn send<'a>(&'a self, recipient: &'a str, text: &'a str) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// The default gateway: the notification outbox (`kind = rating_sms`) and the log.
+pub struct OutboxSms(pub Store);
+
+impl SmsGateway for OutboxSms {
+    fn send<'a>(&'a self, recipient: &'a str, text: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let id = self
+                .0
+                .queue_notification("rating_sms", recipient, "评价邀请", text)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(notification = id, recipient, "rating invitation SMS queued");
+            Ok(())
+        })
+    }
+}
+
+fn mac(key: &[u8], id: Uuid, exp: i64) -> Hmac<Sha256> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(b"hcp.invitation.v1");
+    m.update(id.as_bytes());
+    m.update(&exp.to_be_bytes());
+    m
+}
+
+/// The token of an invitation: `<id>.<expiry>.<HMAC>` (base64url), bound to the id and expiry.
+pub fn token(key: &[u8], id: Uuid, expires_at: DateTime<Utc>) -> String {
+    let exp = expires_at.timestamp();
+    let tag = mac(key, id, exp).finalize().into_bytes();
+    format!("{}.{exp}.{}", URL_SAFE_NO_PAD.encode(id.as_bytes()), URL_SAFE_NO_PAD.encode(&tag[..16]))
+}
+
+/// The invitation id of a genuine token (any expiry); `None` when forged or malformed.
+pub fn verify(key: &[u8], token: &str) -> Option<Uuid> {
+    let mut parts = token.split('.');
+    let (id, exp, tag) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let id = Uuid::from_slice(&URL_SAFE_NO_PAD.decode(id).ok()?).ok()?;
+    let exp: i64 = exp.parse().ok()?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+    mac(key, id, exp).verify_truncated_left(&tag).ok()?;
+    (tag.len() == 16).then_some(id)
+}
+
+fn config(state: &IngestState) -> Result<(&InvitationConfig, &Store), ApiError> {
+    match (&state.invitations, &state.gate) {
+        (Some(c), Some(g)) => Ok((c, &g.store)),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// A channel key is required here whatever `HCP_INGEST_AUTH` says (the platform or a device).
+async fn platform(state: &IngestState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let g = state.gate.as_ref().ok_or(ApiError::NotFound)?;
+    match gate::authenticate(g, headers).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::CredentialInvalid("需要对接系统或设备的密钥 / a channel key is required".into())),
+    }
+}
+
+/// A lifecycle event of a service record.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordEvent {
+    /// 办件编号.
+    pub service_record_no: String,
+    /// `accepted` (受理) or `picked_up` (出件).
+    pub event: String,
+    /// When (default now).
+    pub at: Option<DateTime<Utc>>,
+    /// 事项编码.
+    pub service_item_code: Option<String>,
+    /// Department.
+    pub department_id: Option<String>,
+    /// Hall.
+    pub hall_id: Option<String>,
+    /// The window that served this stage.
+    pub window_id: Option<String>,
+    /// The staff member who served it.
+    pub staff_id: Option<String>,
+    /// The applicant's mobile number for an SMS invitation (sealed at once; never stored in clear).
+    pub applicant_phone: Option<String>,
+}
+
+/// What an event did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecordEventResult {
+    /// The record after the event.
+    pub record: ServiceRecord,
+    /// The SMS invitation sent for this stage, if any.
+    pub sms_invitation: Option<Uuid>,
+}
+
+/// Report a service record's lifecycle event (the platform, with its key). With an applicant
+/// phone and the SMS policy on, the applicant gets an SMS invitation for that stage.
+#[utoipa::path(
+    post,
+    path = "/api/v1/service-records/events",
+    tag = "ingest",
+    request_body = RecordEvent,
+    security(("channel_key" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = RecordEventResult),
+        (status = 401, description = "Channel key missing, unknown or revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn record_event(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    ApiJson(ev): ApiJson<RecordEvent>,
+) -> Result<Json<RecordEventResult>, ApiError> {
+    platform(&state, &headers).await?;
+    let (cfg, store) = config(&state)?;
+    let no = ev.service_record_no.trim();
+    if no.is_empty() || no.chars().count() > 64 {
+        return Err(ApiError::field(
+            "service_record_no",
+            "invalid",
+            "办件编号须为 1–64 个字符",
+            "service_record_no must be 1–64 characters",
+        ));
+    }
+    let at = ev.at.unwrap_or_else(Utc::now);
+    let applicant = ev.applicant_phone.map(|p| seal_phone(&state, p)).transpose()?;
+    let mut rec = ServiceRecord {
+        service_record_no: no.to_owned(),
+        service_item_code: ev.service_item_code,
+        department_id: ev.department_id,
+        hall_id: ev.hall_id,
+        applicant,
+        ..Default::default()
+    };
+    let stage = match ev.event.as_str() {
+        "accepted" => {
+            (rec.accepted_at, rec.accepted_window_id, rec.accepted_staff_id) = (Some(at), ev.window_id, ev.staff_id);
+            Stage::Acceptance
+        }
+        "picked_up" => {
+            (rec.picked_up_at, rec.pickup_window_id, rec.pickup_staff_id) = (Some(at), ev.window_id, ev.staff_id);
+            Stage::Pickup
+        }
+        other => {
+            return Err(ApiError::field(
+                "event",
+                "unknown_value",
+                format!("未知的办件事件 “{other}”,可选值:accepted、picked_up"),
+                format!("unknown event {other:?}, expected accepted or picked_up"),
+            ))
+        }
+    };
+    let record = store.upsert_service_record(&rec).await?;
+    let mut sms_invitation = None;
+    if cfg.sms_on_events && record.applicant.is_some() {
+        let inv = create(store, cfg, &record.service_record_no, stage, Channel::Sms).await?;
+        send_sms(cfg, &inv).await;
+        sms_invitation = Some(inv.invitation_id);
+    }
+    Ok(Json(RecordEventResult { record, sms_invitation }))
+}
+
+fn seal_phone(state: &IngestState, phone: String) -> Result<hcp_domain::SealedRater, ApiError> {
+    let cipher = state.pii.as_ref().ok_or(ApiError::PiiKeyMissing)?;
+    let input = hcp_domain::RaterInput { phone: Some(phone), ..Default::default() };
+    let (prop, id) = input.check().map_err(|e| {
+        let mut e = e;
+        for f in &mut e {
+            f.field = "applicant_phone".into();
+        }
+        ApiError::Validation(hcp_domain::ValidationErrors(e))
+    })?;
+    Ok(cipher.seal(prop, &id, rand::random()))
+}
+
+async fn create(
+    store: &Store,
+    cfg: &InvitationConfig,
+    no: &str,
+    stage: Stage,
+    channel: Channel,
+) -> Result<Invitation, ApiError> {
+    let expires_at = Utc::now() + chrono::Duration::from_std(cfg.ttl).unwrap_or(chrono::Duration::days(7));
+    // Whole seconds: the token signs the Unix time.
+    let expires_at = Utc.timestamp_opt(expires_at.timestamp(), 0).single().unwrap_or(expires_at);
+    let inv = Invitation {
+        invitation_id: Uuid::new_v4(),
+        service_record_no: no.to_owned(),
+        stage: stage.as_str().to_owned(),
+        channel: channel.as_str().to_owned(),
+        expires_at,
+        used_at: None,
+        rating_id: None,
+    };
+    store.create_invitation(&inv).await?;
+    metrics::INVITATIONS.with_label_values(&[channel.as_str()]).inc();
+    Ok(inv)
+}
+
+fn link(cfg: &InvitationConfig, inv: &Invitation) -> String {
+    format!("{}/r/{}", cfg.public_url.trim_end_matches('/'), token(&cfg.key, inv.invitation_id, inv.expires_at))
+}
+
+async fn send_sms(cfg: &InvitationConfig, inv: &Invitation) {
+    let stage = Stage::parse(&inv.stage).map(|s| s.label_zh()).unwrap_or("办事");
+    let text = format!(
+        "【政务服务好差评】您的办件 {} 已完成{stage},欢迎评价:{} ({} 天内有效)",
+        inv.service_record_no,
+        link(cfg, inv),
+        cfg.ttl.as_secs() / 86_400
+    );
+    if let Err(e) = cfg.sms.send(&format!("record:{}", inv.service_record_no), &text).await {
+        tracing::warn!(error = %e, invitation = %inv.invitation_id, "SMS invitation not queued");
+    }
+}
+
+/// A request for an invitation.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitation {
+    /// 办件编号 (reported through `/api/v1/service-records/events`).
+    pub service_record_no: String,
+    /// `acceptance`, `pickup` or `online`.
+    pub stage: String,
+    /// `qr_code` (evaluator screen, printed receipt) or `sms`.
+    pub channel: String,
+    /// For `sms`: the mobile number (sealed at once) unless the record has the applicant's.
+    pub phone: Option<String>,
+}
+
+/// An invitation as issued.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuedInvitation {
+    /// Id.
+    pub invitation_id: Uuid,
+    /// The link (`/r/{token}`).
+    pub url: String,
+    /// Valid until.
+    pub expires_at: DateTime<Utc>,
+    /// The QR code of the link as SVG.
+    pub qr_svg: String,
+    /// The QR code of the link as PNG.
+    pub qr_png: String,
+}
+
+/// Make an invitation for one (service record, stage): a signed, expiring, single-use link with
+/// its QR code; `sms` also sends it to the applicant.
+#[utoipa::path(
+    post,
+    path = "/api/v1/invitations",
+    tag = "ingest",
+    request_body = NewInvitation,
+    security(("channel_key" = [])),
+    responses(
+        (status = 201, description = "Issued", body = IssuedInvitation),
+        (status = 401, description = "Channel key missing, unknown or revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown service record", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn issue(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<NewInvitation>,
+) -> Result<(StatusCode, Json<IssuedInvitation>), ApiError> {
+    platform(&state, &headers).await?;
+    let (cfg, store) = config(&state)?;
+    let stage = Stage::parse(&req.stage).filter(|s| *s != Stage::Hotline).ok_or_else(|| {
+        ApiError::field(
+            "stage",
+            "unknown_value",
+            "环节须为 acceptance、pickup 或 online",
+            "stage must be acceptance, pickup or online",
+        )
+    })?;
+    let channel =
+        Channel::parse(&req.channel).filter(|c| matches!(c, Channel::QrCode | Channel::Sms)).ok_or_else(|| {
+            ApiError::field("channel", "unknown_value", "邀请渠道须为 qr_code 或 sms", "channel must be qr_code or sms")
+        })?;
+    let mut record = store.service_record(&req.service_record_no).await?.ok_or(ApiError::NotFound)?;
+    if let Some(phone) = req.phone {
+        record.applicant = Some(seal_phone(&state, phone)?);
+        record = store.upsert_service_record(&record).await?;
+    }
+    if channel == Channel::Sms && record.applicant.is_none() {
+        return Err(ApiError::field(
+            "phone",
+            "required",
+            "短信邀请须提供手机号码",
+            "an SMS invitation needs a phone number",
+        ));
+    }
+    let inv = create(store, cfg, &record.service_record_no, stage, channel).await?;
+    if channel == Channel::Sms {
+        send_sms(cfg, &inv).await;
+    }
+    let base = format!("/api/v1/invitations/{}", inv.invitation_id);
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedInvitation {
+            invitation_id: inv.invitation_id,
+            url: link(cfg, &inv),
+            expires_at: inv.expires_at,
+            qr_svg: format!("{base}/qr.svg"),
+            qr_png: format!("{base}/qr.png"),
+        }),
+    ))
+}
+
+async fn qr_code_of(state: &IngestState, id: &str) -> Result<qrcode::QrCode, ApiError> {
+    let (cfg, store) = config(state)?;
+    let id = Uuid::parse_str(id.trim_end_matches(".svg").trim_end_matches(".png")).map_err(|_| ApiError::NotFound)?;
+    let inv = store.invitation(id).await?.ok_or(ApiError::NotFound)?;
+    qrcode::QrCode::new(link(cfg, &inv).as_bytes()).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The invitation's QR code as SVG (the id is unguessable; the code carries the link).
+#[utoipa::path(get, path = "/api/v1/invitations/{invitation_id}/qr.svg", tag = "ingest",
+    params(("invitation_id" = String, Path, description = "Invitation id")),
+    responses((status = 200, description = "SVG", content_type = "image/svg+xml"), (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json")))]
+pub async fn qr_svg(State(state): State<IngestState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let code = qr_code_of(&state, &id).await?;
+    let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(240, 240).quiet_zone(true).build();
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+/// The invitation's QR code as PNG (8 px per module, grayscale).
+#[utoipa::path(get, path = "/api/v1/invitations/{invitation_id}/qr.png", tag = "ingest",
+    params(("invitation_id" = String, Path, description = "Invitation id")),
+    responses((status = 200, description = "PNG", content_type = "image/png"), (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json")))]
+pub async fn qr_png(State(state): State<IngestState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let code = qr_code_of(&state, &id).await?;
+    let png = render_png(&code, 8).map_err(ApiError::Internal)?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+/// Renders `code` with a 4-module quiet zone, `scale` pixels per module.
+fn render_png(code: &qrcode::QrCode, scale: usize) -> Result<Vec<u8>, String> {
+    let w = code.width();
+    let size = (w + 8) * scale;
+    let colors = code.to_colors();
+    let mut pixels = vec![255u8; size * size];
+    for y in 0..w {
+        for x in 0..w {
+            if colors[y * w + x] == qrcode::Color::Dark {
+                for dy in 0..scale {
+                    let row = ((y + 4) * scale + dy) * size;
+                    pixels[row + (x + 4) * scale..row + (x + 5) * scale].fill(0);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, size as u32, size as u32);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
+    writer.write_image_data(&pixels).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// What the rating page needs to show.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvitationView {
+    /// `open`.
+    pub status: &'static str,
+    /// 办件编号.
+    pub service_record_no: String,
+    /// Stage wire name.
+    pub stage: String,
+    /// Stage in Chinese.
+    pub stage_label: String,
+    /// Valid until.
+    pub expires_at: DateTime<Utc>,
+    /// Tags offered for grades 1–2.
+    pub bad_tags: Vec<TagView>,
+    /// Tags offered for grades 3–5.
+    pub good_tags: Vec<TagView>,
+}
+
+/// A tag offered on the page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TagView {
+    /// Code.
+    pub code: String,
+    /// Name.
+    pub name: String,
+}
+
+/// The invitation behind a token, if it can be used now.
+async fn usable(state: &IngestState, token: &str) -> Result<(Invitation, ServiceRecord), ApiError> {
+    let (cfg, store) = config(state)?;
+    let id = verify(&cfg.key, token).ok_or(ApiError::InvitationInvalid)?;
+    let inv = store.invitation(id).await?.ok_or(ApiError::InvitationInvalid)?;
+    if inv.used_at.is_some() {
+        return Err(ApiError::InvitationUsed);
+    }
+    if inv.expires_at <= Utc::now() {
+        return Err(ApiError::InvitationExpired);
+    }
+    let record = store.service_record(&inv.service_record_no).await?.ok_or(ApiError::InvitationInvalid)?;
+    Ok((inv, record))
+}
+
+/// The invitation a citizen opened (no login: the signed token is the credential).
+#[utoipa::path(get, path = "/api/v1/r/{token}", tag = "ingest",
+    params(("token" = String, Path, description = "The token of the link")),
+    responses(
+        (status = 200, description = "Open", body = InvitationView),
+        (status = 404, description = "Forged or unknown (invitation-invalid)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Used (invitation-used)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Expired (invitation-expired)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn view(
+    State(state): State<IngestState>,
+    Path(token): Path<String>,
+) -> Result<Json<InvitationView>, ApiError> {
+    let (inv, _) = usable(&state, &token).await?;
+    let (_, store) = config(&state)?;
+    let tags = store.tag_catalogue().await?;
+    let pick = |neg: bool| {
+        tags.iter().filter(|t| t.2 == neg).map(|t| TagView { code: t.0.clone(), name: t.1.clone() }).collect()
+    };
+    Ok(Json(InvitationView {
+        status: "open",
+        stage_label: Stage::parse(&inv.stage).map(|s| s.label_zh()).unwrap_or_default().to_owned(),
+        service_record_no: inv.service_record_no,
+        stage: inv.stage,
+        expires_at: inv.expires_at,
+        bad_tags: pick(true),
+        good_tags: pick(false),
+    }))
+}
+
+/// The citizen's rating.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CitizenRating {
+    /// 1–5 (5 非常满意 … 1 非常不满意).
+    pub grade: Option<i64>,
+    /// Tag codes (for 1–2 a tag or text is required).
+    pub tags: Option<Vec<String>>,
+    /// Text.
+    pub comment: Option<String>,
+    /// The rater's identity, optional (sealed at once).
+    pub rater: Option<hcp_domain::RaterInput>,
+}
+
+/// Submit the rating of an invitation: single use; the channel (qr_code / sms), record and stage
+/// come from the invitation, the window and staff member from the record.
+#[utoipa::path(post, path = "/api/v1/r/{token}", tag = "ingest",
+    params(("token" = String, Path, description = "The token of the link")),
+    request_body = CitizenRating,
+    responses(
+        (status = 202, description = "Durably accepted", body = crate::Accepted),
+        (status = 404, description = "Forged or unknown (invitation-invalid)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Used (invitation-used), or this stage was already rated elsewhere (duplicate-rating)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Expired (invitation-expired)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Grade missing, or a bad review without a tag or text", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Broker unavailable; nothing was recorded", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn submit(
+    State(state): State<IngestState>,
+    Path(token): Path<String>,
+    ApiJson(body): ApiJson<CitizenRating>,
+) -> Result<(StatusCode, Json<crate::Accepted>), ApiError> {
+    let (inv, record) = usable(&state, &token).await?;
+    let (_, store) = config(&state)?;
+    let stage = Stage::parse(&inv.stage).ok_or(ApiError::InvitationInvalid)?;
+    let (window_id, staff_id) = match stage {
+        Stage::Acceptance => (record.accepted_window_id.clone(), record.accepted_staff_id.clone()),
+        Stage::Pickup => (record.pickup_window_id.clone(), record.pickup_staff_id.clone()),
+        _ => (None, None),
+    };
+    let input = RatingInput {
+        channel: Some(inv.channel.clone()),
+        stage: Some(inv.stage.clone()),
+        service_record_no: Some(record.service_record_no.clone()),
+        service_item_code: record.service_item_code.clone(),
+        department_id: record.department_id.clone(),
+        hall_id: record.hall_id.clone(),
+        window_id,
+        staff_id,
+        grade: body.grade,
+        tags: body.tags,
+        comment: body.comment,
+        rater: body.rater,
+        ..Default::default()
+    };
+    // Validate before the invitation is spent: a missing tag is fixed on the page and resent.
+    if state.pii.is_some() || input.rater.is_none() {
+        let probe = |prop: u8, id: &RaterIdentity| state.pii.as_ref().expect("checked").seal(prop, id, [0; 12]);
+        input.clone().validate_with(Uuid::nil(), Utc::now(), Some(&probe))?;
+    }
+    let rating_id = Uuid::now_v7();
+    if !store.use_invitation(inv.invitation_id, rating_id).await? {
+        return Err(ApiError::InvitationUsed);
+    }
+    match handlers::accept_one(&state, None, input, rating_id).await {
+        Ok(ok) => Ok(ok),
+        Err(e) => {
+            if let Err(db) = store.unuse_invitation(inv.invitation_id, rating_id).await {
+                tracing::warn!(error = %db, "invitation not given back after a failed submission");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `/r/{token}`: the citizen's rating page (zh-CN, mobile-first; the page reads its token from the path).
+pub async fn page() -> Html<&'static str> {
+    Html(include_str!("../assets/rate.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_bind_the_id_and_expiry() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let id = Uuid::new_v4();
+        let exp = Utc.timestamp_opt(1_900_000_000, 0).unwrap();
+        let t = token(key, id, exp);
+        assert_eq!(verify(key, &t), Some(id));
+        assert_eq!(verify(b"another key another key another k", &t), None);
+        let (head, tag) = t.rsplit_once('.').unwrap();
+        let (idpart, _) = head.split_once('.').unwrap();
+        assert_eq!(verify(key, &format!("{idpart}.1900000001.{tag}")), None, "a later expiry breaks the MAC");
+        assert_eq!(verify(key, "garbage"), None);
+        assert_eq!(verify(key, &format!("{t}.x")), None);
+    }
+
+    #[test]
+    fn qr_png_is_a_png() {
+        let code = qrcode::QrCode::new(b"https://hcp.example/r/abc").unwrap();
+        let png = render_png(&code, 4).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+}

@@ -1,0 +1,213 @@
+//! Service records (办件) and rating invitations.
+
+use chrono::{DateTime, Utc};
+use hcp_domain::SealedRater;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{Error, Store};
+
+/// A service record as the platform reported it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceRecord {
+    /// 办件编号.
+    pub service_record_no: String,
+    /// 事项编码.
+    pub service_item_code: Option<String>,
+    /// Department.
+    pub department_id: Option<String>,
+    /// Hall.
+    pub hall_id: Option<String>,
+    /// 受理: when.
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// 受理: window.
+    pub accepted_window_id: Option<String>,
+    /// 受理: staff member.
+    pub accepted_staff_id: Option<String>,
+    /// 出件: when.
+    pub picked_up_at: Option<DateTime<Utc>>,
+    /// 出件: window.
+    pub pickup_window_id: Option<String>,
+    /// 出件: staff member.
+    pub pickup_staff_id: Option<String>,
+    /// The applicant's contact, sealed (never serialized).
+    #[serde(skip)]
+    pub applicant: Option<SealedRater>,
+}
+
+/// A stored invitation.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Invitation {
+    /// Id (part of the signed token).
+    pub invitation_id: Uuid,
+    /// 办件编号.
+    pub service_record_no: String,
+    /// Stage it rates.
+    pub stage: String,
+    /// `qr_code` or `sms`.
+    pub channel: String,
+    /// Valid until.
+    pub expires_at: DateTime<Utc>,
+    /// Used (a rating was submitted).
+    pub used_at: Option<DateTime<Utc>>,
+    /// The rating it produced.
+    pub rating_id: Option<Uuid>,
+}
+
+fn record_from_row(r: &sqlx::postgres::PgRow) -> Result<ServiceRecord, Error> {
+    let applicant: Option<sqlx::types::Json<SealedRater>> = r.try_get("applicant")?;
+    Ok(ServiceRecord {
+        service_record_no: r.try_get("service_record_no")?,
+        service_item_code: r.try_get("service_item_code")?,
+        department_id: r.try_get("department_id")?,
+        hall_id: r.try_get("hall_id")?,
+        accepted_at: r.try_get("accepted_at")?,
+        accepted_window_id: r.try_get("accepted_window_id")?,
+        accepted_staff_id: r.try_get("accepted_staff_id")?,
+        picked_up_at: r.try_get("picked_up_at")?,
+        pickup_window_id: r.try_get("pickup_window_id")?,
+        pickup_staff_id: r.try_get("pickup_staff_id")?,
+        applicant: applicant.map(|a| a.0),
+    })
+}
+
+impl Store {
+    /// Merges a lifecycle event into the record (fields given replace stored ones; others stay).
+    pub async fn upsert_service_record(&self, r: &ServiceRecord) -> Result<ServiceRecord, Error> {
+        let applicant = r.applicant.as_ref().and_then(|a| serde_json::to_value(a).ok());
+        let row = sqlx::query(
+            "INSERT INTO service_records AS s (service_record_no, service_item_code, department_id, hall_id,
+                    accepted_at, accepted_window_id, accepted_staff_id, picked_up_at, pickup_window_id,
+                    pickup_staff_id, applicant)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (service_record_no) DO UPDATE SET
+                service_item_code = COALESCE(EXCLUDED.service_item_code, s.service_item_code),
+                department_id = COALESCE(EXCLUDED.department_id, s.department_id),
+                hall_id = COALESCE(EXCLUDED.hall_id, s.hall_id),
+                accepted_at = COALESCE(EXCLUDED.accepted_at, s.accepted_at),
+                accepted_window_id = COALESCE(EXCLUDED.accepted_window_id, s.accepted_window_id),
+                accepted_staff_id = COALESCE(EXCLUDED.accepted_staff_id, s.accepted_staff_id),
+                picked_up_at = COALESCE(EXCLUDED.picked_up_at, s.picked_up_at),
+                pickup_window_id = COALESCE(EXCLUDED.pickup_window_id, s.pickup_window_id),
+                pickup_staff_id = COALESCE(EXCLUDED.pickup_staff_id, s.pickup_staff_id),
+                applicant = COALESCE(EXCLUDED.applicant, s.applicant),
+                updated_at = now()
+             RETURNING *",
+        )
+        .bind(&r.service_record_no)
+        .bind(&r.service_item_code)
+        .bind(&r.department_id)
+        .bind(&r.hall_id)
+        .bind(r.accepted_at)
+        .bind(&r.accepted_window_id)
+        .bind(&r.accepted_staff_id)
+        .bind(r.picked_up_at)
+        .bind(&r.pickup_window_id)
+        .bind(&r.pickup_staff_id)
+        .bind(applicant)
+        .fetch_one(&self.pool)
+        .await?;
+        record_from_row(&row)
+    }
+
+    /// A service record.
+    pub async fn service_record(&self, no: &str) -> Result<Option<ServiceRecord>, Error> {
+        sqlx::query("SELECT * FROM service_records WHERE service_record_no = $1")
+            .bind(no)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(record_from_row)
+            .transpose()
+    }
+
+    /// Stores a new invitation.
+    pub async fn create_invitation(&self, inv: &Invitation) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO invitations (invitation_id, service_record_no, stage, channel, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(inv.invitation_id)
+        .bind(&inv.service_record_no)
+        .bind(&inv.stage)
+        .bind(&inv.channel)
+        .bind(inv.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// An invitation.
+    pub async fn invitation(&self, id: Uuid) -> Result<Option<Invitation>, Error> {
+        let row = sqlx::query(
+            "SELECT invitation_id, service_record_no, stage, channel, expires_at, used_at, rating_id
+               FROM invitations WHERE invitation_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Invitation {
+                invitation_id: r.try_get("invitation_id")?,
+                service_record_no: r.try_get("service_record_no")?,
+                stage: r.try_get("stage")?,
+                channel: r.try_get("channel")?,
+                expires_at: r.try_get("expires_at")?,
+                used_at: r.try_get("used_at")?,
+                rating_id: r.try_get("rating_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks an unused invitation used by `rating_id`; `false` when it was used already.
+    pub async fn use_invitation(&self, id: Uuid, rating_id: Uuid) -> Result<bool, Error> {
+        let n = sqlx::query(
+            "UPDATE invitations SET used_at = now(), rating_id = $2 WHERE invitation_id = $1 AND used_at IS NULL",
+        )
+        .bind(id)
+        .bind(rating_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    /// Gives an invitation back (its rating could not be produced).
+    pub async fn unuse_invitation(&self, id: Uuid, rating_id: Uuid) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE invitations SET used_at = NULL, rating_id = NULL WHERE invitation_id = $1 AND rating_id = $2",
+        )
+        .bind(id)
+        .bind(rating_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The tag catalogue as (code, name, negative), for the rating page.
+    pub async fn tag_catalogue(&self) -> Result<Vec<(String, String, bool)>, Error> {
+        sqlx::query_as("SELECT code, name, negative FROM tags ORDER BY negative DESC, code").fetch_all(&self.pool).await
+    }
+
+    /// Queues a notification (SMS outbox).
+    pub async fn queue_notification(
+        &self,
+        kind: &str,
+        recipient: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<i64, Error> {
+        sqlx::query_scalar(
+            "INSERT INTO notifications (kind, recipient, subject, body) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(kind)
+        .bind(recipient)
+        .bind(subject)
+        .bind(body)
+        .fetch_one(&self.pool)
+        .await
+    }
+}

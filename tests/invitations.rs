@@ -1,0 +1,195 @@
+//! Citizen channels: the platform reports a service record's stages, invitations (QR code, SMS)
+//! are signed single-use links, the citizen's rating is attributed from the record, and forged,
+//! expired and reused links are refused with their own problem types.
+
+use std::time::Duration;
+
+use hcp_tests::{wait_until, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+const CITY: &str = include_str!("fixtures/attribution-city.json");
+const PHONE: &str = "13912345678";
+
+async fn post(app: &TestApp, key: &str, path: &str, body: &Value) -> (u16, Value) {
+    let r = app.client.post(format!("{}{path}", app.url)).bearer_auth(key).json(body).send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The path part (`/r/…`) of a link.
+fn path_of(url: &str) -> String {
+    url[url.find("/r/").expect("a /r/ link")..].to_owned()
+}
+
+async fn open(app: &TestApp, link: &str) -> (u16, Value) {
+    let r = app.client.get(format!("{}/api/v1{}", app.url, link)).send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn rate(app: &TestApp, link: &str, body: Value) -> (u16, Value) {
+    let r = app.client.post(format!("{}/api/v1{}", app.url, link)).json(&body).send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invitations_are_single_use_signed_links_and_ratings_are_attributed_from_the_record() {
+    let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
+    app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
+    app.start_aggregator();
+    let admin = app.account("root", "admin", None, None).await;
+    let (s, k) = app
+        .call(
+            Method::POST,
+            "/api/v1/credentials",
+            &admin,
+            Some(json!({"kind": "integration", "channel": "web", "name": "办件系统"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let key = k["token"].as_str().unwrap().to_owned();
+
+    // The platform reports acceptance at W2 by S1 (with the applicant's phone) and pickup at WP.
+    let (s, _) = post(
+        &app,
+        "hcp_nope_x",
+        "/api/v1/service-records/events",
+        &json!({"service_record_no": "R-1", "event": "accepted"}),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, ev) = post(
+        &app,
+        &key,
+        "/api/v1/service-records/events",
+        &json!({
+            "service_record_no": "R-1", "event": "accepted", "service_item_code": "I-A", "hall_id": "H1",
+            "window_id": "W2", "staff_id": "S1", "applicant_phone": PHONE
+        }),
+    )
+    .await;
+    assert_eq!(s, 200, "{ev}");
+    assert!(ev["sms_invitation"].is_string(), "acceptance with a phone sends an SMS invitation");
+    assert!(!ev.to_string().contains(PHONE));
+    let (s, _) = post(
+        &app,
+        &key,
+        "/api/v1/service-records/events",
+        &json!({
+            "service_record_no": "R-1", "event": "picked_up", "window_id": "WP", "staff_id": "S3"
+        }),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, p) =
+        post(&app, &key, "/api/v1/service-records/events", &json!({"service_record_no": "R-1", "event": "lost"})).await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("event")));
+
+    // The SMS waits in the outbox for the record's (sealed) phone, with the link.
+    let sms: Vec<_> = app
+        .store
+        .pending_notifications(100, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.kind == "rating_sms")
+        .collect();
+    assert_eq!(sms.len(), 2, "acceptance, then pickup (the phone is on the record)");
+    assert!(sms.iter().all(|n| n.recipient == "record:R-1" && !n.body.contains(PHONE)));
+    let sms_acceptance =
+        path_of(sms[0].body.split_whitespace().find(|w| w.contains("/r/")).unwrap().split('(').next().unwrap());
+    let sms_pickup =
+        path_of(sms[1].body.split_whitespace().find(|w| w.contains("/r/")).unwrap().split('(').next().unwrap());
+
+    // A QR invitation for the acceptance stage, with its code as SVG and PNG.
+    let (s, inv) = post(
+        &app,
+        &key,
+        "/api/v1/invitations",
+        &json!({"service_record_no": "R-1", "stage": "acceptance", "channel": "qr_code"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{inv}");
+    let qr = path_of(inv["url"].as_str().unwrap());
+    let svg = app.client.get(format!("{}{}", app.url, inv["qr_svg"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().await.unwrap().contains("<svg"));
+    let png = app
+        .client
+        .get(format!("{}{}", app.url, inv["qr_png"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let (s, _) = post(
+        &app,
+        &key,
+        "/api/v1/invitations",
+        &json!({"service_record_no": "NOPE", "stage": "acceptance", "channel": "qr_code"}),
+    )
+    .await;
+    assert_eq!(s, 404);
+
+    // The page's data: open, with tags by grade.
+    let (s, view) = open(&app, &qr).await;
+    assert_eq!((s, view["stage"].as_str()), (200, Some("acceptance")));
+    let bad: Vec<&str> = view["bad_tags"].as_array().unwrap().iter().map(|t| t["code"].as_str().unwrap()).collect();
+    assert!(bad.contains(&"rude") && !bad.contains(&"good_attitude"));
+
+    // A bad review without a tag or text is refused and the link stays usable.
+    let (s, p) = rate(&app, &qr, json!({"grade": 2})).await;
+    assert_eq!((s, p["type"].as_str()), (422, Some("/problems/validation-failed")));
+    assert_eq!(open(&app, &qr).await.0, 200);
+    let (s, ok) = rate(&app, &qr, json!({"grade": 2, "tags": ["rude"], "comment": "窗口人员态度差"})).await;
+    assert_eq!(s, 202, "{ok}");
+    let qr_rating = ok["rating_id"].as_str().unwrap().to_owned();
+
+    // Used, forged, expired: three different refusals.
+    let (s, p) = rate(&app, &qr, json!({"grade": 5})).await;
+    assert_eq!((s, p["type"].as_str()), (409, Some("/problems/invitation-used")));
+    assert_eq!(open(&app, &qr).await.0, 409);
+    let forged = format!("{}A", &qr[..qr.len() - 1]);
+    let forged = if forged == qr { format!("{}B", &qr[..qr.len() - 1]) } else { forged };
+    let (s, p) = open(&app, &forged).await;
+    assert_eq!((s, p["type"].as_str()), (404, Some("/problems/invitation-invalid")));
+    sqlx::query(
+        "UPDATE invitations SET expires_at = now() - interval '1 second' WHERE channel = 'sms' AND stage = 'pickup'",
+    )
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    let (s, p) = rate(&app, &sms_pickup, json!({"grade": 5})).await;
+    assert_eq!((s, p["type"].as_str()), (410, Some("/problems/invitation-expired")));
+
+    // The acceptance stage was rated through the QR code: the SMS link for it is a duplicate now.
+    let (s, p) = rate(&app, &sms_acceptance, json!({"grade": 4})).await;
+    assert_eq!(
+        (s, p["type"].as_str(), p["existing_rating_id"].as_str()),
+        (409, Some("/problems/duplicate-rating"), Some(qr_rating.as_str()))
+    );
+    assert_eq!(open(&app, &sms_acceptance).await.0, 200, "a refused submission does not spend the link");
+
+    // The stored rating: channel qr_code, attributed from the record's acceptance stage.
+    let store = app.store.clone();
+    wait_until(Duration::from_secs(60), "the QR rating stored", || async { store.count_ratings().await.unwrap() == 1 })
+        .await;
+    let row =
+        sqlx::query("SELECT channel, stage, attr_window_id, attr_staff_id, attr_department_id, grade FROM ratings")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(row.get::<String, _>("channel"), "qr_code");
+    assert_eq!(row.get::<String, _>("stage"), "acceptance");
+    assert_eq!(row.get::<Option<String>, _>("attr_window_id").as_deref(), Some("W2"));
+    assert_eq!(row.get::<Option<String>, _>("attr_staff_id").as_deref(), Some("S1"));
+    assert_eq!(row.get::<i16, _>("grade"), 2);
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM work_orders").fetch_one(app.store.pool()).await.unwrap();
+    assert_eq!(orders, 1, "the bad review opened its work order");
+    app.stop_aggregator().await;
+}
