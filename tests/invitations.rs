@@ -193,3 +193,102 @@ async fn invitations_are_single_use_signed_links_and_ratings_are_attributed_from
     assert_eq!(orders, 1, "the bad review opened its work order");
     app.stop_aggregator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unrated_stage_gets_the_default_rating_after_the_regions_days_on_a_controllable_clock() {
+    let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
+    app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
+    app.start_aggregator();
+    let admin = app.account("root", "admin", None, None).await;
+    let (_, k) = app
+        .call(
+            Method::POST,
+            "/api/v1/credentials",
+            &admin,
+            Some(json!({"kind": "integration", "channel": "web", "name": "办件系统"})),
+        )
+        .await;
+    let key = k["token"].as_str().unwrap().to_owned();
+    let accepted = chrono::Utc::now() - chrono::Duration::days(8);
+    for (no, at) in [("R-D1", accepted), ("R-D2", accepted), ("R-D3", chrono::Utc::now() - chrono::Duration::days(2))] {
+        let (s, r) = post(
+            &app,
+            &key,
+            "/api/v1/service-records/events",
+            &json!({
+                "service_record_no": no, "event": "accepted", "at": at, "service_item_code": "I-A", "hall_id": "H1",
+                "window_id": "W2", "staff_id": "S1"
+            }),
+        )
+        .await;
+        assert_eq!(s, 200, "{r}");
+    }
+    // R-D2's acceptance was rated by the citizen in time.
+    let (_, inv) = post(
+        &app,
+        &key,
+        "/api/v1/invitations",
+        &json!({"service_record_no": "R-D2", "stage": "acceptance", "channel": "qr_code"}),
+    )
+    .await;
+    assert_eq!(rate(&app, &path_of(inv["url"].as_str().unwrap()), json!({"grade": 5})).await.0, 202);
+
+    let state = hcp_ingest::IngestState {
+        producer: hcp_bus::RatingProducer::new(&app.kafka(), &app.config.topics()).unwrap(),
+        pii: None,
+        gate: Some(hcp_ingest::Gate {
+            store: app.store.clone(),
+            auth: hcp_ingest::AuthMode::Optional,
+            takeover_after: Duration::from_secs(30),
+        }),
+        invitations: None,
+    };
+    let run = |now| {
+        let state = state.clone();
+        async move { hcp_ingest::defaults::run_once(&state, now, 100).await.unwrap() }
+    };
+    // Six days after acceptance nothing is due; seven days on, R-D1 (and only it) gets 基本满意.
+    assert_eq!(run(accepted + chrono::Duration::days(6)).await.produced, 0);
+    let due = accepted + chrono::Duration::days(7) + chrono::Duration::minutes(1);
+    let first = run(due).await;
+    assert_eq!((first.produced, first.already_rated), (1, 0));
+    assert_eq!(run(due).await.produced, 0, "never twice");
+    let store = app.store.clone();
+    wait_until(Duration::from_secs(60), "the default rating stored", || async {
+        store.count_ratings().await.unwrap() == 2
+    })
+    .await;
+    let row =
+        sqlx::query("SELECT grade, stage, rated_at, attr_window_id FROM ratings WHERE channel = 'system_default'")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(row.get::<i16, _>("grade"), 3);
+    assert_eq!(row.get::<String, _>("stage"), "acceptance");
+    assert_eq!(row.get::<Option<String>, _>("attr_window_id").as_deref(), Some("W2"));
+    let rated_at: chrono::DateTime<chrono::Utc> = row.get("rated_at");
+    assert_eq!(rated_at.timestamp(), (accepted + chrono::Duration::days(7)).timestamp());
+
+    // A region can turn the default off.
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            "/api/v1/workorder-policies/449901",
+            &admin,
+            Some(json!({"contact_days": 3, "rectify_days": 10, "default_rating": false})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = post(
+        &app,
+        &key,
+        "/api/v1/service-records/events",
+        &json!({
+            "service_record_no": "R-D4", "event": "accepted", "at": accepted, "hall_id": "H1", "window_id": "W2"
+        }),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(run(due).await.produced, 0);
+    app.stop_aggregator().await;
+}

@@ -115,6 +115,7 @@ impl TestApp {
         // Events relay quickly; sweeps only when a test asks (with its own clock).
         config.relay_interval = Duration::from_millis(100);
         config.sweep_interval = Duration::from_secs(24 * 3600);
+        config.default_rating_interval = Duration::from_secs(24 * 3600);
         // Most tests post as an unauthenticated client naming its channel; the channel tests
         // require keys (`start_with`).
         config.ingest_auth_required = false;

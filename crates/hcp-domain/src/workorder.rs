@@ -209,12 +209,20 @@ pub struct DeadlinePolicy {
     pub rectify_days: u32,
     /// An order is near due when its deadline is at most this many working days away.
     pub near_due_days: u32,
+    /// A stage of a known service record left unrated this many natural days gets the system
+    /// default 基本满意 rating (Guangdong 2019: 7); `None` turns the default off in the region.
+    #[serde(default = "default_rating_days")]
+    pub default_rating_days: Option<u32>,
+}
+
+fn default_rating_days() -> Option<u32> {
+    Some(7)
 }
 
 impl Default for DeadlinePolicy {
     /// Shenzhen 2021: contact within 3 working days, verify and rectify within 10.
     fn default() -> Self {
-        DeadlinePolicy { contact_days: 3, rectify_days: 10, near_due_days: 1 }
+        DeadlinePolicy { contact_days: 3, rectify_days: 10, near_due_days: 1, default_rating_days: Some(7) }
     }
 }
 
@@ -232,6 +240,9 @@ impl DeadlinePolicy {
         }
         if self.near_due_days > 30 {
             return Err("near_due_days must be 0..=30".into());
+        }
+        if self.default_rating_days.is_some_and(|d| !(1..=30).contains(&d)) {
+            return Err("default_rating_days must be 1..=30 (or null: off)".into());
         }
         Ok(())
     }
@@ -566,11 +577,19 @@ mod tests {
     fn policies_resolve_by_the_nearest_region() {
         let mut p = Policies::default();
         assert_eq!(p.for_region(&["440305".into()]), DeadlinePolicy::default());
-        p.0.insert("*".into(), DeadlinePolicy { contact_days: 2, rectify_days: 5, near_due_days: 1 });
-        p.0.insert("440300".into(), DeadlinePolicy { contact_days: 3, rectify_days: 15, near_due_days: 2 });
+        p.0.insert(
+            "*".into(),
+            DeadlinePolicy { contact_days: 2, rectify_days: 5, near_due_days: 1, ..Default::default() },
+        );
+        p.0.insert(
+            "440300".into(),
+            DeadlinePolicy { contact_days: 3, rectify_days: 15, near_due_days: 2, ..Default::default() },
+        );
         assert_eq!(p.for_region(&["440305".into(), "440300".into(), "440000".into()]).rectify_days, 15);
         assert_eq!(p.for_region(&["510100".into()]).rectify_days, 5);
-        assert!(DeadlinePolicy { contact_days: 11, rectify_days: 10, near_due_days: 1 }.check().is_err());
+        assert!(DeadlinePolicy { contact_days: 11, rectify_days: 10, near_due_days: 1, ..Default::default() }
+            .check()
+            .is_err());
     }
 
     #[test]

@@ -211,3 +211,45 @@ impl Store {
         .await
     }
 }
+
+/// A stage of a service record that has no rating yet.
+#[derive(Debug, Clone)]
+pub struct UnratedStage {
+    /// The record.
+    pub record: ServiceRecord,
+    /// `acceptance` or `pickup`.
+    pub stage: String,
+    /// When that stage happened.
+    pub at: DateTime<Utc>,
+    /// The region of the record's hall, if known.
+    pub region_code: Option<String>,
+}
+
+impl Store {
+    /// Stages that happened at or before `before` and hold no first rating (no claim), oldest first.
+    pub async fn unrated_stages(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<UnratedStage>, Error> {
+        let rows = sqlx::query(
+            "SELECT s.*, x.stage, x.at, (SELECT region_code FROM halls h WHERE h.id = s.hall_id) AS region_code
+               FROM service_records s
+               CROSS JOIN LATERAL (VALUES ('acceptance', s.accepted_at), ('pickup', s.picked_up_at)) AS x(stage, at)
+              WHERE x.at IS NOT NULL AND x.at <= $1
+                AND NOT EXISTS (SELECT 1 FROM rating_claims c WHERE c.service_record_no = s.service_record_no
+                                   AND c.stage = x.stage AND c.assess_number = 1)
+              ORDER BY x.at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UnratedStage {
+                    record: record_from_row(r)?,
+                    stage: r.try_get("stage")?,
+                    at: r.try_get("at")?,
+                    region_code: r.try_get("region_code")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -32,7 +32,7 @@ pub use attribution::{FlaggedRating, PendingReattribution, Reattributed};
 pub use batch::{Batch, BatchOutcome, PendingBatch, Position, Rejected, StoredRating};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
 pub use gate::{Claim, Credential, IdempotentAnswer};
-pub use invitations::{Invitation, ServiceRecord};
+pub use invitations::{Invitation, ServiceRecord, UnratedStage};
 pub use read::{AggregateQuery, RankingQuery};
 pub use workorders::{
     ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry, NewOrder, Notification, OrderDetail,

@@ -512,7 +512,7 @@ impl Store {
     /// Every policy row, the default first.
     pub async fn list_policies(&self) -> Result<Vec<PolicyRow>, Error> {
         let rows = sqlx::query(
-            "SELECT region_code, contact_days, rectify_days, near_due_days, source, updated_at
+            "SELECT region_code, contact_days, rectify_days, near_due_days, default_rating_days, source, updated_at
                FROM deadline_policies ORDER BY region_code <> '*', region_code",
         )
         .fetch_all(&self.pool)
@@ -526,6 +526,9 @@ impl Store {
                         contact_days: days("contact_days")?,
                         rectify_days: days("rectify_days")?,
                         near_due_days: days("near_due_days")?,
+                        default_rating_days: r
+                            .try_get::<Option<i32>, _>("default_rating_days")?
+                            .map(|v| v.max(1) as u32),
                     },
                     source: r.try_get("source")?,
                     updated_at: r.try_get("updated_at")?,
@@ -538,10 +541,12 @@ impl Store {
     /// Returns whether it was new. Orders already open keep their deadlines.
     pub async fn put_policy(&self, region: &str, policy: &DeadlinePolicy, source: &str) -> Result<bool, Error> {
         let inserted: bool = sqlx::query_scalar(
-            "INSERT INTO deadline_policies (region_code, contact_days, rectify_days, near_due_days, source)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO deadline_policies (region_code, contact_days, rectify_days, near_due_days, source,
+                                            default_rating_days)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (region_code) DO UPDATE SET contact_days = EXCLUDED.contact_days,
                  rectify_days = EXCLUDED.rectify_days, near_due_days = EXCLUDED.near_due_days,
+                 default_rating_days = EXCLUDED.default_rating_days,
                  source = EXCLUDED.source, updated_at = now()
              RETURNING xmax = 0",
         )
@@ -550,6 +555,7 @@ impl Store {
         .bind(policy.rectify_days as i32)
         .bind(policy.near_due_days as i32)
         .bind(source)
+        .bind(policy.default_rating_days.map(|d| d as i32))
         .fetch_one(&self.pool)
         .await?;
         Ok(inserted)

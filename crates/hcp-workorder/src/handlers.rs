@@ -378,6 +378,10 @@ pub struct PolicyBody {
     pub near_due_days: Option<u32>,
     /// Where the rule comes from (the local measures).
     pub source: Option<String>,
+    /// Default ratings in this region: `false` turns them off (default on).
+    pub default_rating: Option<bool>,
+    /// Natural days after which an unrated stage gets the default 基本满意 (default 7).
+    pub default_rating_days: Option<u32>,
 }
 
 /// Adds or replaces a region's deadline policy (admin). Open orders keep their deadlines.
@@ -412,6 +416,11 @@ pub async fn put_policy(
         contact_days: body.contact_days,
         rectify_days: body.rectify_days,
         near_due_days: body.near_due_days.unwrap_or(1),
+        default_rating_days: if body.default_rating == Some(false) {
+            None
+        } else {
+            Some(body.default_rating_days.unwrap_or(7))
+        },
     };
     policy.check().map_err(|e| ApiError::field("rectify_days", "out_of_range", format!("期限设置不合理:{e}"), e))?;
     let created = state.store.put_policy(&region, &policy, body.source.as_deref().unwrap_or("")).await?;

@@ -54,6 +54,8 @@ pub struct Config {
     /// `HCP_SMS_ON_EVENTS` (default `true`): send an SMS invitation when the platform reports an
     /// acceptance or pickup with the applicant's phone.
     pub sms_on_events: bool,
+    /// `HCP_DEFAULT_RATING_INTERVAL_SECS` (default 600): how often due default ratings are made.
+    pub default_rating_interval: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -131,6 +133,14 @@ impl Config {
                 .unwrap_or(7)
                 .clamp(1, 90),
             sms_on_events: var("HCP_SMS_ON_EVENTS").is_none_or(|v| v != "false" && v != "0"),
+            default_rating_interval: Duration::from_secs(
+                var("HCP_DEFAULT_RATING_INTERVAL_SECS")
+                    .map(|v| v.parse())
+                    .transpose()
+                    .context("HCP_DEFAULT_RATING_INTERVAL_SECS")?
+                    .unwrap_or(600)
+                    .max(1),
+            ),
             ingest_auth_required: match var("HCP_INGEST_AUTH").as_deref() {
                 None | Some("required") => true,
                 Some("optional") => false,

@@ -103,6 +103,8 @@ pub async fn run(
         .route("/problems/{slug}", get(pages::problem))
         .route("/", get(pages::index))
         .with_state(OpsState { store: store.clone(), producer: Some(producer.clone()) });
+    let default_ratings_token = shutdown.child_token();
+    let mut default_ratings = None;
     if components.ingest {
         if config.pii.is_none() {
             tracing::warn!("HCP_PII_KEY is not set: ratings carrying a rater identity will be refused (503)");
@@ -124,12 +126,15 @@ pub async fn run(
             sms_on_events: config.sms_on_events,
             sms: std::sync::Arc::new(OutboxSms(g.store.clone())),
         });
-        app = app.merge(hcp_ingest::router(IngestState {
-            producer: producer.clone(),
-            pii: config.pii.clone(),
-            gate,
-            invitations,
-        }));
+        let ingest = IngestState { producer: producer.clone(), pii: config.pii.clone(), gate, invitations };
+        if ingest.gate.is_some() {
+            default_ratings = Some(tokio::spawn(run_default_ratings(
+                ingest.clone(),
+                config.default_rating_interval,
+                default_ratings_token.clone(),
+            )));
+        }
+        app = app.merge(hcp_ingest::router(ingest));
     }
     if let (true, Some(store)) = (components.board, &store) {
         app = app.merge(hcp_board::router(BoardState {
@@ -191,6 +196,10 @@ pub async fn run(
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
     aggregator_token.cancel();
     background_token.cancel();
+    default_ratings_token.cancel();
+    if let Some(job) = default_ratings {
+        let _ = job.await;
+    }
     if let Some(bg) = background {
         match bg.await {
             Err(e) if e.is_panic() => tracing::error!(error = %e, "work-order background task panicked"),
@@ -210,6 +219,22 @@ pub async fn run(
     }
     tracing::info!("hcp stopped");
     served.context("http server")
+}
+
+/// Produces due default ratings every `interval` until `shutdown`.
+async fn run_default_ratings(state: IngestState, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(e) = hcp_ingest::defaults::run_once(&state, chrono::Utc::now(), 1000).await {
+                    tracing::warn!(error = %e, "default-rating run failed; retried at the next tick");
+                }
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
