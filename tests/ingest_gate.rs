@@ -267,3 +267,58 @@ async fn replaying_a_batch_twice_leaves_the_counts_unchanged() {
     let (s, p) = post(&app, Some(&key), None, "/api/v1/ratings/batch", &json!({"ratings": []})).await;
     assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("ratings")));
 }
+
+/// Seven 非常满意 pressed on one evaluator for one staff member within seconds, each stored
+/// before the next (records of different service records travel on different partitions, and a
+/// press is judged against what is stored when it arrives).
+async fn press_seven(app: &TestApp, key: &str) {
+    for i in 0..7 {
+        let body = json!({"stage": "acceptance", "service_record_no": format!("G-{i}"), "service_item_code": "I-A", "staff_id": "S1", "grade": 5});
+        let (s, r) = post(app, Some(key), None, "/api/v1/ratings", &body).await;
+        assert_eq!(s, 202, "{r}");
+        stored(app, i + 1).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presses_that_look_gamed_are_flagged_not_dropped_and_excluded_only_by_policy() {
+    for exclude in [false, true] {
+        let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
+        app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
+        app.start_aggregator_configured(|cfg| cfg.integrity.exclude_flagged = exclude);
+        let admin = app.account("root", "admin", None, None).await;
+        let (key, _) = issue(
+            &app,
+            &admin,
+            json!({"kind": "device", "channel": "window_evaluator", "device_id": "E-W2", "name": "2 号窗评价器"}),
+        )
+        .await;
+        press_seven(&app, &key).await;
+        stored(&app, 7).await;
+        app.wait_caught_up(Duration::from_secs(30)).await;
+
+        // Every press after the first came within 10 s of the one before; the 6th and 7th top
+        // grades within 10 minutes are a burst for the device and for the staff member.
+        let rows = sqlx::query("SELECT integrity_flags FROM ratings ORDER BY rated_at, rating_id")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+        let flags: Vec<Vec<String>> = rows.iter().map(|r| r.get("integrity_flags")).collect();
+        assert!(flags[0].is_empty(), "{flags:?}");
+        for f in &flags[1..5] {
+            assert_eq!(f, &vec!["device_too_fast".to_string()]);
+        }
+        for f in &flags[5..] {
+            assert_eq!(f, &vec!["device_too_fast".to_string(), "device_burst".to_string(), "staff_burst".to_string()]);
+        }
+        let sup = app.account("du", "supervisor", None, Some("449900")).await;
+        let (s, page) = app.call(Method::GET, "/api/v1/integrity/flagged?flag=staff_burst", &sup, None).await;
+        assert_eq!((s, page["total"].as_i64()), (200, Some(2)));
+        let handler = app.account("li", "handler", Some("D-A"), None).await;
+        assert_eq!(app.call(Method::GET, "/api/v1/integrity/flagged", &handler, None).await.0, 403);
+        // Counted by default; left out only under the explicit policy.
+        let s = app.summary(&format!("scope=all&{}", range())).await;
+        assert_eq!(s["total"].as_i64(), Some(if exclude { 1 } else { 7 }), "exclude_flagged = {exclude}");
+        app.stop_aggregator().await;
+    }
+}

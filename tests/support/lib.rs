@@ -152,11 +152,16 @@ impl TestApp {
 
     /// Starts the aggregator as a task of this process, counting into `stats`.
     pub fn start_aggregator_with(&mut self, stats: std::sync::Arc<hcp_aggregator::AggregatorStats>) {
+        self.start_aggregator_configured(|cfg| cfg.stats = stats);
+    }
+
+    /// Starts the aggregator as a task of this process with its configuration adjusted.
+    pub fn start_aggregator_configured(&mut self, adjust: impl FnOnce(&mut hcp_aggregator::AggregatorConfig)) {
         assert!(self.aggregator.is_none(), "aggregator already running");
         let token = CancellationToken::new();
         let mut cfg = hcp_aggregator::AggregatorConfig::new(self.config.kafka(), self.config.topics());
         cfg.group_id = self.config.aggregator_group.clone();
-        cfg.stats = stats;
+        adjust(&mut cfg);
         let join = tokio::spawn(hcp_aggregator::run(cfg, self.store.clone(), token.clone()));
         self.aggregator = Some((token, join));
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use hcp_bus::{KafkaConfig, RatingProducer, Topics};
+use hcp_domain::integrity::{self, IntegrityPolicy, Press};
 use hcp_domain::{RatingAttributed, RatingSubmitted, RATING_ATTRIBUTED_SCHEMA};
 use hcp_store::{Batch, Position, Rejected, Store, StoredRating};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -36,6 +37,8 @@ pub struct AggregatorConfig {
     pub max_wait: Duration,
     /// This instance's counters.
     pub stats: Arc<AggregatorStats>,
+    /// Anti-gaming thresholds, and whether flagged ratings are left out of the aggregates.
+    pub integrity: IntegrityPolicy,
 }
 
 impl AggregatorConfig {
@@ -48,6 +51,7 @@ impl AggregatorConfig {
             max_batch: 5000,
             max_wait: Duration::from_millis(20),
             stats: Arc::default(),
+            integrity: IntegrityPolicy::default(),
         }
     }
 }
@@ -180,6 +184,7 @@ fn consume(
         producer: RatingProducer::new(&config.kafka, &config.topics)?,
         attributed_topic: config.topics.rating_attributed.clone(),
         stats: config.stats.clone(),
+        integrity: config.integrity,
     };
     while !shutdown.is_cancelled() {
         match consume_as_member(&config, &mut work, &shutdown, idle_limit)? {
@@ -314,6 +319,7 @@ fn build_batch(group: &str, topic: &str, polled: Vec<Polled>) -> Batch {
                 attribution: Default::default(),
                 partition: p.partition,
                 offset: p.offset,
+                integrity_flags: Vec::new(),
             }),
             Err(reason) => {
                 tracing::warn!(partition = p.partition, offset = p.offset, %reason, "record rejected");
@@ -339,6 +345,35 @@ struct Work {
     producer: RatingProducer,
     attributed_topic: String,
     stats: Arc<AggregatorStats>,
+    integrity: IntegrityPolicy,
+}
+
+/// Flags the batch's presses that look gamed, judged with the stored history of the same devices
+/// and staff members within the burst window (one query per batch).
+async fn check_integrity(store: &Store, policy: &IntegrityPolicy, batch: &mut Batch) -> Result<(), sqlx::Error> {
+    batch.exclude_flagged = policy.exclude_flagged;
+    let presses: Vec<Press> = batch
+        .ratings
+        .iter()
+        .map(|r| Press {
+            rating_id: r.event.rating_id,
+            // Only a hall device's own presses: an invitation or platform rating names no device.
+            device_id: r.event.device_id.clone().filter(|_| r.event.channel.credential_kind() == Some("device")),
+            staff_id: r.attribution.staff_id.clone(),
+            grade: r.event.grade.value(),
+            rated_at: r.event.rated_at,
+        })
+        .collect();
+    let devices: Vec<String> = presses.iter().filter_map(|p| p.device_id.clone()).collect();
+    let staff: Vec<String> = presses.iter().filter_map(|p| p.staff_id.clone()).collect();
+    let Some(earliest) = presses.iter().map(|p| p.rated_at).min() else { return Ok(()) };
+    let window = chrono::Duration::seconds(policy.burst_window_secs.max(policy.min_interval_secs));
+    let history = store.recent_presses(&devices, &staff, earliest - window).await?;
+    let flags = integrity::check(policy, &history, &presses);
+    for r in &mut batch.ratings {
+        r.integrity_flags = flags.get(&r.event.rating_id).cloned().unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// Why one attempt at a batch failed.
@@ -402,6 +437,7 @@ impl Work {
         let started = Instant::now();
         let snap = self.cache.fresh(&self.handle)?;
         attribute_batch(batch, &snap, &self.stats);
+        self.handle.block_on(check_integrity(&self.store, &self.integrity, batch))?;
         let attributed = started.elapsed();
         let (store, producer, topic) = (&self.store, &self.producer, &self.attributed_topic);
         self.handle.block_on(async {
@@ -437,6 +473,9 @@ impl Work {
             metrics::PUBLISHED.inc_by(new.len() as u64);
             metrics::ORDERS_OPENED.inc_by(outcome.orders_opened as u64);
             for r in &new {
+                for f in &r.integrity_flags {
+                    metrics::INTEGRITY_FLAGS.with_label_values(&[f.as_str()]).inc();
+                }
                 let result = if r.attribution.is_flagged() { "flagged" } else { "complete" };
                 metrics::ATTRIBUTIONS.with_label_values(&[result]).inc();
                 for f in &r.attribution.flags {

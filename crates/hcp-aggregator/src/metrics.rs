@@ -109,3 +109,9 @@ pub static PROVISIONAL_DEADLINES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// `hcp_integrity_flags_total{flag}`: anti-gaming flags on new ratings (flagged, not dropped).
+pub static INTEGRITY_FLAGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("hcp_integrity_flags_total", "Anti-gaming flags on new ratings, by reason", &["flag"])
+        .expect("metric registers once")
+});

@@ -18,6 +18,7 @@ pub mod channel;
 pub mod directory;
 pub mod error;
 pub mod grade;
+pub mod integrity;
 pub mod pii;
 pub mod rating;
 pub mod role;

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use hcp_domain::aggregate::AggFacts;
 use hcp_domain::attribution::parse_scope_key;
+use hcp_domain::integrity::{IntegrityFlag, Press};
 use hcp_domain::{Attribution, Grade, RatingSubmitted, Rollup};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -23,6 +24,8 @@ pub struct StoredRating {
     pub partition: i32,
     /// Source offset.
     pub offset: i64,
+    /// Anti-gaming flags (stored with the rating; counted unless the batch excludes flagged).
+    pub integrity_flags: Vec<IntegrityFlag>,
 }
 
 /// A record that could not be decoded or broke an invariant.
@@ -64,6 +67,8 @@ pub struct Batch {
     pub positions: Vec<Position>,
     /// The work orders the batch's bad ratings open (only those of newly stored ratings open).
     pub orders: Vec<NewOrder>,
+    /// Leave ratings with integrity flags out of the aggregates (an explicit policy).
+    pub exclude_flagged: bool,
 }
 
 /// What a committed batch did.
@@ -125,6 +130,39 @@ impl PendingBatch {
 }
 
 impl Store {
+    /// Earlier ratings of these devices or staff members rated since `since`: the history the
+    /// anti-gaming checks judge a batch against (one query per batch).
+    pub async fn recent_presses(
+        &self,
+        devices: &[String],
+        staff: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Press>, Error> {
+        if devices.is_empty() && staff.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows = sqlx::query(
+            "SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
+              WHERE rated_at >= $3 AND (device_id = ANY($1) OR attr_staff_id = ANY($2))",
+        )
+        .bind(devices)
+        .bind(staff)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Press {
+                    rating_id: r.try_get("rating_id")?,
+                    device_id: r.try_get("device_id")?,
+                    staff_id: r.try_get("attr_staff_id")?,
+                    grade: r.try_get::<i16, _>("grade")?.clamp(1, 5) as u8,
+                    rated_at: r.try_get("rated_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Stores a batch in one transaction (see [`Store::begin_batch`]) and commits it.
     pub async fn apply_batch(&self, batch: &Batch) -> Result<BatchOutcome, Error> {
         self.begin_batch(batch).await?.commit().await
@@ -197,7 +235,8 @@ impl Store {
             not_counted.extend(late);
         }
         for (id, rating) in &by_id {
-            if !not_counted.contains(id) {
+            let excluded = batch.exclude_flagged && !rating.integrity_flags.is_empty();
+            if !not_counted.contains(id) && !excluded {
                 rollup.add(&facts_of(rating));
             }
         }
@@ -268,6 +307,7 @@ async fn insert_ratings(
     let a_flags = col(|r| Some(r.attribution.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\u{1f}")));
     let a_scopes = col(|r| Some(r.attribution.scope_keys().join("\u{1f}")));
     let a_version: Vec<i64> = ratings.iter().map(|r| r.attribution.directory_version).collect();
+    let integrity = col(|r| Some(r.integrity_flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")));
     let raters: Vec<Option<serde_json::Value>> =
         ratings.iter().map(|r| r.event.rater.as_ref().and_then(|x| serde_json::to_value(x).ok())).collect();
     let inserted: Vec<Uuid> = sqlx::query_scalar(
@@ -277,19 +317,20 @@ async fn insert_ratings(
                               source_topic, source_partition, source_offset,
                               attr_department_id, attr_hall_id, attr_window_id, attr_staff_id,
                               attribution, attribution_flags, agg_scopes, directory_version, attributed_at,
-                              rater)
+                              rater, integrity_flags)
          SELECT id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                 string_to_array(tags, ','), comment, rated, received, $19, part, off,
                 a_dept, a_hall, a_win, a_staff, a_json, string_to_array(a_flags, E'\\x1f'),
-                string_to_array(a_scopes, E'\\x1f'), a_version, now(), rater
+                string_to_array(a_scopes, E'\\x1f'), a_version, now(), rater,
+                COALESCE(string_to_array(NULLIF(integrity, ''), ','), '{}')
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[],
                        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
                        $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[],
                        $17::int4[], $18::int8[], $20::text[], $21::text[], $22::text[], $23::text[],
-                       $24::jsonb[], $25::text[], $26::text[], $27::int8[], $28::jsonb[])
+                       $24::jsonb[], $25::text[], $26::text[], $27::int8[], $28::jsonb[], $29::text[])
                 AS t(id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                      tags, comment, rated, received, part, off, a_dept, a_hall, a_win, a_staff,
-                     a_json, a_flags, a_scopes, a_version, rater)
+                     a_json, a_flags, a_scopes, a_version, rater, integrity)
          ON CONFLICT DO NOTHING
          RETURNING rating_id",
     )
@@ -321,6 +362,7 @@ async fn insert_ratings(
     .bind(a_scopes)
     .bind(a_version)
     .bind(raters)
+    .bind(integrity)
     .fetch_all(&mut **tx)
     .await?;
     Ok(inserted.into_iter().collect())

@@ -227,11 +227,13 @@ pub struct RatingRecord {
     pub excluded_by: Option<Uuid>,
     /// The rater, masked (`138****1234`); absent when anonymous.
     pub rater: Option<MaskedRater>,
+    /// Anti-gaming flags (`device_too_fast`, `device_burst`, `staff_burst`).
+    pub integrity_flags: Vec<String>,
 }
 
 const RATING_RECORD_COLUMNS: &str = "rating_id, service_record_no, stage, channel, grade, tags, comment, rated_at,
     assess_number, attr_department_id, attr_hall_id, attr_window_id, attr_staff_id, superseded_by,
-    excluded_at, excluded_reason, excluded_by, rater,
+    excluded_at, excluded_reason, excluded_by, rater, integrity_flags,
     ARRAY(SELECT COALESCE(t.name, x.code) FROM unnest(tags) WITH ORDINALITY AS x(code, n)
           LEFT JOIN tags t ON t.code = x.code ORDER BY x.n) AS tag_names";
 
@@ -260,6 +262,7 @@ fn rating_from_row(row: &PgRow) -> Result<RatingRecord, Error> {
         excluded_reason: row.try_get("excluded_reason")?,
         excluded_by: row.try_get("excluded_by")?,
         rater: rater.map(|r| r.0.masked()),
+        integrity_flags: row.try_get("integrity_flags")?,
     })
 }
 
@@ -659,6 +662,29 @@ impl Store {
             .as_ref()
             .map(rating_from_row)
             .transpose()
+    }
+
+    /// One page of ratings with anti-gaming flags (optionally one flag), newest first, with the total.
+    pub async fn integrity_flagged(
+        &self,
+        flag: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<RatingRecord>, i64), Error> {
+        let filter = "cardinality(integrity_flags) > 0 AND ($1::text IS NULL OR $1 = ANY(integrity_flags))";
+        let rows = sqlx::query(&format!(
+            "SELECT {RATING_RECORD_COLUMNS} FROM ratings WHERE {filter} ORDER BY rated_at DESC, rating_id LIMIT $2 OFFSET $3"
+        ))
+        .bind(flag)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ratings WHERE {filter}"))
+            .bind(flag)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((rows.iter().map(rating_from_row).collect::<Result<_, _>>()?, total))
     }
 
     /// The sealed identity of an order's rater, logging the view (who, when) in the order's

@@ -493,6 +493,59 @@ pub async fn rating_record(
     state.store.rating_record(order_id(&id)?).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
+/// Filters of the anti-gaming review list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrityParams {
+    /// Only `device_too_fast`, `device_burst` or `staff_burst`.
+    pub flag: Option<String>,
+    /// Page size, 1–500 (default 50).
+    pub limit: Option<i64>,
+    /// Offset.
+    pub offset: Option<i64>,
+}
+
+/// A page of flagged ratings.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlaggedPage {
+    /// Flagged ratings matching.
+    pub total: i64,
+    /// This page, newest first.
+    pub items: Vec<RatingRecord>,
+}
+
+/// Ratings with anti-gaming flags, for supervisors to review (flagged ratings are counted unless
+/// `HCP_EXCLUDE_FLAGGED_PRESSES` says otherwise).
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrity/flagged",
+    tag = "workorders",
+    params(IntegrityParams),
+    responses(
+        (status = 200, description = "Flagged ratings", body = FlaggedPage),
+        (status = 400, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a supervisor, admin or auditor", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn integrity_flagged(
+    State(state): State<WorkOrderState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<IntegrityParams>,
+) -> Result<Json<FlaggedPage>, ApiError> {
+    caller.require(&[Role::Admin, Role::Auditor, Role::Supervisor])?;
+    if let Some(f) = &p.flag {
+        if !["device_too_fast", "device_burst", "staff_burst"].contains(&f.as_str()) {
+            return Err(ApiError::InvalidQuery("flag 取值须为 device_too_fast、device_burst、staff_burst".into()));
+        }
+    }
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) || p.offset.is_some_and(|o| o < 0) {
+        return Err(ApiError::InvalidQuery("limit 须为 1–500,offset 不能为负".into()));
+    }
+    let (items, total) = state.store.integrity_flagged(p.flag.as_deref(), limit, p.offset.unwrap_or(0)).await?;
+    Ok(Json(FlaggedPage { total, items }))
+}
+
 /// Documentation of the action endpoints (they share [`act`]; the route names the action).
 #[allow(dead_code)]
 pub mod docs {

@@ -67,6 +67,7 @@ pub fn router(state: WorkOrderState) -> Router {
         .route("/api/v1/workorder-policies/{region_code}", put(handlers::put_policy).delete(handlers::delete_policy))
         .route("/api/v1/notifications", get(handlers::notifications))
         .route("/api/v1/ratings/{rating_id}", get(handlers::rating_record))
+        .route("/api/v1/integrity/flagged", get(handlers::integrity_flagged))
         .route("/console", get(console::page));
     for (path, _) in handlers::ACTION_ROUTES {
         r = r.route(path, post(handlers::act));

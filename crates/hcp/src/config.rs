@@ -56,6 +56,9 @@ pub struct Config {
     pub sms_on_events: bool,
     /// `HCP_DEFAULT_RATING_INTERVAL_SECS` (default 600): how often due default ratings are made.
     pub default_rating_interval: Duration,
+    /// `HCP_EXCLUDE_FLAGGED_PRESSES` = `1`: leave ratings with anti-gaming flags out of the
+    /// statistics (default: counted and listed for review).
+    pub exclude_flagged_presses: bool,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -132,6 +135,7 @@ impl Config {
                 .context("HCP_INVITATION_DAYS")?
                 .unwrap_or(7)
                 .clamp(1, 90),
+            exclude_flagged_presses: var("HCP_EXCLUDE_FLAGGED_PRESSES").is_some_and(|v| v == "1" || v == "true"),
             sms_on_events: var("HCP_SMS_ON_EVENTS").is_none_or(|v| v != "false" && v != "0"),
             default_rating_interval: Duration::from_secs(
                 var("HCP_DEFAULT_RATING_INTERVAL_SECS")

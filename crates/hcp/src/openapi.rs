@@ -61,6 +61,7 @@ use utoipa::OpenApi;
         hcp_workorder::delete_policy,
         hcp_workorder::notifications,
         hcp_workorder::rating_record,
+        hcp_workorder::integrity_flagged,
         crate::server::healthz,
         crate::server::readyz,
         crate::server::metrics,

@@ -187,6 +187,7 @@ pub async fn run(
         (true, Some(store)) => {
             let mut cfg = AggregatorConfig::new(config.kafka(), config.topics());
             cfg.group_id = config.aggregator_group.clone();
+            cfg.integrity.exclude_flagged = config.exclude_flagged_presses;
             Some(tokio::spawn(hcp_aggregator::run(cfg, store.clone(), aggregator_token.clone())))
         }
         _ => None,
