@@ -322,3 +322,38 @@ async fn presses_that_look_gamed_are_flagged_not_dropped_and_excluded_only_by_po
         app.stop_aggregator().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_and_addresses_over_their_rate_are_refused_with_429() {
+    let mut app = TestApp::start_with(|c| {
+        c.ingest_auth_required = true;
+        c.rate_limit_per_key = 2;
+        c.rate_limit_per_ip = 2;
+    })
+    .await;
+    app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
+    let admin = app.account("root", "admin", None, None).await;
+    let (a, _) = issue(&app, &admin, json!({"kind": "integration", "channel": "app", "name": "a"})).await;
+    let (b, _) = issue(&app, &admin, json!({"kind": "integration", "channel": "web", "name": "b"})).await;
+    let body = |i: u32| json!({"stage": "online", "service_record_no": format!("L-{i}"), "grade": 5});
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        statuses.push(post(&app, Some(&a), None, "/api/v1/ratings", &body(i)).await.0);
+    }
+    assert_eq!(statuses, vec![202, 202, 429]);
+    let r = app.client.post(format!("{}/api/v1/ratings", app.url)).bearer_auth(&a).json(&body(9)).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "/problems/rate-limited");
+    assert_eq!(post(&app, Some(&b), None, "/api/v1/ratings", &body(3)).await.0, 202, "another key has its own budget");
+    // The citizen's endpoints are limited per address.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses
+            .push(app.client.get(format!("{}/api/v1/r/forged.1.x", app.url)).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, vec![404, 404, 429]);
+    app.start_aggregator();
+    stored(&app, 3).await;
+}

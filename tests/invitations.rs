@@ -242,6 +242,7 @@ async fn an_unrated_stage_gets_the_default_rating_after_the_regions_days_on_a_co
             takeover_after: Duration::from_secs(30),
         }),
         invitations: None,
+        limits: hcp_ingest::limits::Limits::new(1000, 1000),
     };
     let run = |now| {
         let state = state.clone();

@@ -119,6 +119,8 @@ impl TestApp {
         // Most tests post as an unauthenticated client naming its channel; the channel tests
         // require keys (`start_with`).
         config.ingest_auth_required = false;
+        // Every test client is 127.0.0.1: the per-address limit is tested on its own.
+        config.rate_limit_per_ip = 10_000;
         adjust(&mut config);
         hcp_bus::create_topics(&config.kafka(), &config.topics().all(), PARTITIONS, 1)
             .await

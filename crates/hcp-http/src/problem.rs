@@ -114,6 +114,13 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         help_zh: "同一个 Idempotency-Key 只能用于同一请求体的重试;新的请求请使用新的键。",
     },
     ProblemType {
+        slug: "rate-limited",
+        status: 429,
+        title: "Too many requests",
+        title_zh: "请求过于频繁",
+        help_zh: "该密钥或地址的请求超过了频率上限,请按 Retry-After 等待后重试;评价未被记录。",
+    },
+    ProblemType {
         slug: "forbidden",
         status: 403,
         title: "Forbidden",
@@ -213,6 +220,8 @@ pub enum ApiError {
         /// The rating that holds the stage.
         existing_rating_id: String,
     },
+    /// Over a per-key or per-address rate limit (429); retry after this many seconds.
+    RateLimited(u64),
     /// An Idempotency-Key came back with another body (422).
     IdempotencyKeyReused,
     /// The caller's role does not allow this (403); the text says what is missing.
@@ -273,6 +282,7 @@ impl ApiError {
             ApiError::CredentialInvalid(_) => "credential-invalid",
             ApiError::DuplicateRating { .. } => "duplicate-rating",
             ApiError::IdempotencyKeyReused => "idempotency-key-reused",
+            ApiError::RateLimited(_) => "rate-limited",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TransitionRefused { .. } => "transition-refused",
             ApiError::InvitationInvalid => "invitation-invalid",
@@ -404,6 +414,11 @@ impl IntoResponse for ApiError {
         if retry {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
+        if let ApiError::RateLimited(secs) = &self {
+            if let Ok(v) = HeaderValue::from_str(&secs.max(&1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
         if challenge {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"hcp\""));
         }
@@ -462,6 +477,7 @@ mod tests {
             ApiError::CredentialInvalid(String::new()),
             ApiError::DuplicateRating { existing_rating_id: String::new() },
             ApiError::IdempotencyKeyReused,
+            ApiError::RateLimited(1),
             ApiError::Forbidden(String::new()),
             ApiError::TransitionRefused {
                 state: "opened".into(),

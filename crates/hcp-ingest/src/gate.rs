@@ -35,7 +35,11 @@ use hcp_http::auth::CHANNEL_KEY_PREFIX as KEY_PREFIX;
 
 /// The credential presented in `Authorization: Bearer hcp_…`, checked against its stored hash;
 /// `None` when none is presented and the mode allows it.
-pub async fn authenticate(gate: &Gate, headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
+pub async fn authenticate(
+    gate: &Gate,
+    limits: &crate::limits::Limits,
+    headers: &HeaderMap,
+) -> Result<Option<Credential>, ApiError> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -62,6 +66,7 @@ pub async fn authenticate(gate: &Gate, headers: &HeaderMap) -> Result<Option<Cre
     });
     match cred {
         Some(c) if genuine && c.revoked_at.is_none() => {
+            limits.check_key(&c.key_id)?;
             if c.last_used_at.is_none_or(|t| t < chrono::Utc::now() - chrono::Duration::minutes(1)) {
                 let (store, id) = (gate.store.clone(), c.key_id.clone());
                 tokio::spawn(async move {

@@ -57,7 +57,7 @@ pub async fn submit_rating(
     let Some(gate) = &state.gate else {
         return accept_one(&state, None, input, Uuid::now_v7()).await.map(IntoResponse::into_response);
     };
-    let cred = gate::authenticate(gate, &headers).await?;
+    let cred = gate::authenticate(gate, &state.limits, &headers).await?;
     let Some(key) = gate::idempotency_key(&headers)? else {
         return accept_one(&state, cred.as_ref(), input, Uuid::now_v7()).await.map(IntoResponse::into_response);
     };
@@ -249,7 +249,7 @@ pub async fn submit_batch(
     }
     let gate = state.gate.as_ref();
     let cred = match gate {
-        Some(g) => gate::authenticate(g, &headers).await?,
+        Some(g) => gate::authenticate(g, &state.limits, &headers).await?,
         None => None,
     };
     let key = gate.map(|_| gate::idempotency_key(&headers)).transpose()?.flatten();

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -104,7 +106,7 @@ fn config(state: &IngestState) -> Result<(&InvitationConfig, &Store), ApiError> 
 /// A channel key is required here whatever `HCP_INGEST_AUTH` says (the platform or a device).
 async fn platform(state: &IngestState, headers: &HeaderMap) -> Result<(), ApiError> {
     let g = state.gate.as_ref().ok_or(ApiError::NotFound)?;
-    match gate::authenticate(g, headers).await? {
+    match gate::authenticate(g, &state.limits, headers).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::CredentialInvalid("需要对接系统或设备的密钥 / a channel key is required".into())),
     }
@@ -462,11 +464,14 @@ async fn usable(state: &IngestState, token: &str) -> Result<(Invitation, Service
         (status = 404, description = "Forged or unknown (invitation-invalid)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Used (invitation-used)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired (invitation-expired)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this address", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn view(
     State(state): State<IngestState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Result<Json<InvitationView>, ApiError> {
+    state.limits.check_ip(peer.ip())?;
     let (inv, _) = usable(&state, &token).await?;
     let (_, store) = config(&state)?;
     let tags = store.tag_catalogue().await?;
@@ -513,9 +518,11 @@ pub struct CitizenRating {
     ))]
 pub async fn submit(
     State(state): State<IngestState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     ApiJson(body): ApiJson<CitizenRating>,
 ) -> Result<(StatusCode, Json<crate::Accepted>), ApiError> {
+    state.limits.check_ip(peer.ip())?;
     let (inv, record) = usable(&state, &token).await?;
     let (_, store) = config(&state)?;
     let stage = Stage::parse(&inv.stage).ok_or(ApiError::InvitationInvalid)?;

@@ -20,6 +20,7 @@ pub mod defaults;
 pub mod gate;
 mod handlers;
 pub mod invitations;
+pub mod limits;
 mod metrics;
 
 use axum::routing::{get, post};
@@ -44,6 +45,8 @@ pub struct IngestState {
     pub gate: Option<Gate>,
     /// Service records and invitations (QR code and SMS links, the citizen's page); needs the gate.
     pub invitations: Option<invitations::InvitationConfig>,
+    /// Per-key and per-address rate limits.
+    pub limits: limits::Limits,
 }
 
 /// The ingest routes, ready to be merged into the server's router.

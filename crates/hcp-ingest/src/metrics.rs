@@ -50,3 +50,9 @@ pub static INVITATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("hcp_invitations_total", "Rating invitations issued, by channel", &["channel"])
         .expect("metric registers once")
 });
+
+/// `hcp_ingest_rate_limited_total{by}`: requests refused with 429, by `key` or `ip`.
+pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("hcp_ingest_rate_limited_total", "Requests refused by a rate limit", &["by"])
+        .expect("metric registers once")
+});

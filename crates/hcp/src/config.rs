@@ -59,6 +59,10 @@ pub struct Config {
     /// `HCP_EXCLUDE_FLAGGED_PRESSES` = `1`: leave ratings with anti-gaming flags out of the
     /// statistics (default: counted and listed for review).
     pub exclude_flagged_presses: bool,
+    /// `HCP_RATE_LIMIT_PER_KEY` (default 100): requests a second per channel key.
+    pub rate_limit_per_key: u32,
+    /// `HCP_RATE_LIMIT_PER_IP` (default 5): requests a second per address on `/api/v1/r/*`.
+    pub rate_limit_per_ip: u32,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -135,6 +139,16 @@ impl Config {
                 .context("HCP_INVITATION_DAYS")?
                 .unwrap_or(7)
                 .clamp(1, 90),
+            rate_limit_per_key: var("HCP_RATE_LIMIT_PER_KEY")
+                .map(|v| v.parse())
+                .transpose()
+                .context("HCP_RATE_LIMIT_PER_KEY")?
+                .unwrap_or(100),
+            rate_limit_per_ip: var("HCP_RATE_LIMIT_PER_IP")
+                .map(|v| v.parse())
+                .transpose()
+                .context("HCP_RATE_LIMIT_PER_IP")?
+                .unwrap_or(5),
             exclude_flagged_presses: var("HCP_EXCLUDE_FLAGGED_PRESSES").is_some_and(|v| v == "1" || v == "true"),
             sms_on_events: var("HCP_SMS_ON_EVENTS").is_none_or(|v| v != "false" && v != "0"),
             default_rating_interval: Duration::from_secs(

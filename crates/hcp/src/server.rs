@@ -17,6 +17,7 @@ use hcp_directory::DirectoryState;
 use hcp_domain::SatisfactionPolicy;
 use hcp_http::{track_requests, ApiError, SessionKey};
 use hcp_ingest::invitations::{InvitationConfig, OutboxSms};
+use hcp_ingest::limits::Limits;
 use hcp_ingest::{AuthMode, Gate, IngestState};
 use hcp_store::Store;
 use hcp_workorder::{BackgroundConfig, WorkOrderState};
@@ -126,7 +127,8 @@ pub async fn run(
             sms_on_events: config.sms_on_events,
             sms: std::sync::Arc::new(OutboxSms(g.store.clone())),
         });
-        let ingest = IngestState { producer: producer.clone(), pii: config.pii.clone(), gate, invitations };
+        let limits = Limits::new(config.rate_limit_per_key, config.rate_limit_per_ip);
+        let ingest = IngestState { producer: producer.clone(), pii: config.pii.clone(), gate, invitations, limits };
         if ingest.gate.is_some() {
             default_ratings = Some(tokio::spawn(run_default_ratings(
                 ingest.clone(),
@@ -194,7 +196,9 @@ pub async fn run(
     };
 
     tracing::info!(addr = %listener.local_addr()?, ?components, "hcp serving");
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
     aggregator_token.cancel();
     background_token.cancel();
     default_ratings_token.cancel();
@@ -233,6 +237,7 @@ async fn run_default_ratings(state: IngestState, interval: Duration, shutdown: C
                 if let Err(e) = hcp_ingest::defaults::run_once(&state, chrono::Utc::now(), 1000).await {
                     tracing::warn!(error = %e, "default-rating run failed; retried at the next tick");
                 }
+                state.limits.shrink();
             }
         }
     }
