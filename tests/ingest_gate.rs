@@ -183,6 +183,18 @@ async fn a_second_first_rating_is_409_and_idempotent_retries_get_the_first_answe
     let follow = json!({"stage": "online", "service_record_no": "D-1", "grade": 4, "assess_number": 2});
     assert_eq!(post(&app, Some(&key), None, "/api/v1/ratings", &follow).await.0, 202);
     assert_eq!(post(&app, Some(&key), None, "/api/v1/ratings", &follow).await.0, 409);
+    // A follow-up needs a first rating, within the window (15 days by default).
+    let orphan = json!({"stage": "online", "service_record_no": "D-9", "grade": 4, "assess_number": 2});
+    let (s, p) = post(&app, Some(&key), None, "/api/v1/ratings", &orphan).await;
+    assert_eq!((s, p["errors"][0]["code"].as_str()), (422, Some("follow_up_without_first")));
+    let first9 = json!({"stage": "online", "service_record_no": "D-9", "grade": 2, "comment": "太慢"});
+    assert_eq!(post(&app, Some(&key), None, "/api/v1/ratings", &first9).await.0, 202);
+    sqlx::query("UPDATE rating_claims SET claimed_at = now() - interval '16 days' WHERE service_record_no = 'D-9'")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let (s, p) = post(&app, Some(&key), None, "/api/v1/ratings", &orphan).await;
+    assert_eq!((s, p["errors"][0]["code"].as_str()), (422, Some("follow_up_window")));
 
     // Idempotency-Key: the same key and body replay the first answer; another body is refused.
     let b2 = json!({"stage": "online", "service_record_no": "D-2", "grade": 5});
@@ -199,12 +211,12 @@ async fn a_second_first_rating_is_409_and_idempotent_retries_get_the_first_answe
     )
     .await;
     assert_eq!((s, p["type"].as_str()), (422, Some("/problems/idempotency-key-reused")));
-    stored(&app, 3).await;
+    stored(&app, 4).await;
     app.wait_caught_up(Duration::from_secs(30)).await;
-    assert_eq!(app.store.count_ratings().await.unwrap(), 3);
+    assert_eq!(app.store.count_ratings().await.unwrap(), 4);
     let s = app.summary(&format!("scope=all&{}", range())).await;
-    // D-1's follow-up (4) replaced its first (2); D-2 is 5.
-    assert_eq!((s["total"].as_i64(), s["bad_review_count"].as_i64()), (Some(2), Some(0)));
+    // D-1's follow-up (4) replaced its first (2); D-2 is 5; D-9 is 2.
+    assert_eq!((s["total"].as_i64(), s["bad_review_count"].as_i64()), (Some(3), Some(1)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -240,6 +240,7 @@ async fn an_unrated_stage_gets_the_default_rating_after_the_regions_days_on_a_co
             store: app.store.clone(),
             auth: hcp_ingest::AuthMode::Optional,
             takeover_after: Duration::from_secs(30),
+            follow_up_window: Duration::from_secs(15 * 86_400),
         }),
         invitations: None,
         limits: hcp_ingest::limits::Limits::new(1000, 1000),

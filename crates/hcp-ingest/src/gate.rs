@@ -29,6 +29,48 @@ pub struct Gate {
     /// How old a pending claim must be before another attempt takes it over (a crashed or
     /// timed-out producer's claim): a little more than the produce timeout.
     pub takeover_after: Duration,
+    /// A follow-up (追评) is accepted within this long after the first rating.
+    pub follow_up_window: Duration,
+}
+
+/// For each event: `None`, or why its follow-up is refused (no first rating, or too late).
+pub async fn check_follow_ups(
+    gate: &Gate,
+    events: &[&hcp_domain::RatingSubmitted],
+) -> Result<Vec<Option<ApiError>>, ApiError> {
+    let follow_ups: Vec<(usize, (String, String))> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.assess_number.value() == 2)
+        .map(|(i, e)| (i, (e.service_record_no.clone(), e.stage.as_str().to_owned())))
+        .collect();
+    let mut out: Vec<Option<ApiError>> = events.iter().map(|_| None).collect();
+    if follow_ups.is_empty() {
+        return Ok(out);
+    }
+    let keys: Vec<(String, String)> = follow_ups.iter().map(|(_, k)| k.clone()).collect();
+    let firsts = gate.store.first_rating_times(&keys).await?;
+    let days = gate.follow_up_window.as_secs() / 86_400;
+    let window = chrono::Duration::from_std(gate.follow_up_window).unwrap_or(chrono::Duration::days(15));
+    for ((i, _), first) in follow_ups.iter().zip(firsts) {
+        let e = events[*i];
+        out[*i] = match first {
+            None => Some(ApiError::field(
+                "assess_number",
+                "follow_up_without_first",
+                "追评须在首评之后:该办件的这一环节还没有首评",
+                "a follow-up needs a first rating of this stage",
+            )),
+            Some(t) if e.received_at - t > window => Some(ApiError::field(
+                "assess_number",
+                "follow_up_window",
+                format!("追评须在首评后 {days} 天内提交"),
+                format!("a follow-up must come within {days} days of the first rating"),
+            )),
+            Some(_) => None,
+        };
+    }
+    Ok(out)
 }
 
 use hcp_http::auth::CHANNEL_KEY_PREFIX as KEY_PREFIX;

@@ -115,6 +115,10 @@ pub(crate) async fn accept_one(
         .validate_with(rating_id, Utc::now(), Some(&seal))
         .inspect_err(|_| metrics::REFUSED.with_label_values(&["invalid"]).inc())?;
     if let Some(gate) = &state.gate {
+        if let Some(Some(refusal)) = gate::check_follow_ups(gate, &[&event]).await?.into_iter().next() {
+            metrics::REFUSED.with_label_values(&["invalid"]).inc();
+            return Err(refusal);
+        }
         let key = claim_key(&event);
         match gate.store.claim_ratings(&[key], gate.takeover_after).await?.first() {
             Some(Claim::Claimed) => {}
@@ -298,6 +302,20 @@ async fn accept_batch(
                 })
             }
         }
+    }
+    if let Some(g) = &state.gate {
+        let refusals = gate::check_follow_ups(g, &valid.iter().map(|(_, e)| e).collect::<Vec<_>>()).await?;
+        let mut kept = Vec::with_capacity(valid.len());
+        for ((index, event), refusal) in valid.into_iter().zip(refusals) {
+            match refusal {
+                None => kept.push((index, event)),
+                Some(e) => {
+                    let p = e.to_problem();
+                    results[index] = Some(ItemResult { index, status: p.status, rating_id: None, problem: Some(p) });
+                }
+            }
+        }
+        valid = kept;
     }
     let claims = match &state.gate {
         Some(g) => {

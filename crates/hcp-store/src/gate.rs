@@ -191,6 +191,24 @@ impl Store {
             .collect())
     }
 
+    /// When each (service record, stage)'s first rating was accepted (`None`: no first rating
+    /// went through ingest), in input order.
+    pub async fn first_rating_times(&self, keys: &[(String, String)]) -> Result<Vec<Option<DateTime<Utc>>>, Error> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        sqlx::query_scalar(
+            "SELECT c.claimed_at FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS t(rec, stage, n)
+               LEFT JOIN rating_claims c ON c.service_record_no = t.rec AND c.stage = t.stage
+                                        AND c.assess_number = 1 AND c.state = 'accepted'
+              ORDER BY t.n",
+        )
+        .bind(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// Marks the claims of produced ratings accepted.
     pub async fn accept_claims(&self, rating_ids: &[Uuid]) -> Result<(), Error> {
         sqlx::query("UPDATE rating_claims SET state = 'accepted' WHERE rating_id = ANY($1)")

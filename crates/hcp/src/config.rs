@@ -63,6 +63,8 @@ pub struct Config {
     pub rate_limit_per_key: u32,
     /// `HCP_RATE_LIMIT_PER_IP` (default 5): requests a second per address on `/api/v1/r/*`.
     pub rate_limit_per_ip: u32,
+    /// `HCP_FOLLOW_UP_DAYS` (default 15): a follow-up (追评) is accepted this long after the first.
+    pub follow_up_days: u32,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -149,6 +151,12 @@ impl Config {
                 .transpose()
                 .context("HCP_RATE_LIMIT_PER_IP")?
                 .unwrap_or(5),
+            follow_up_days: var("HCP_FOLLOW_UP_DAYS")
+                .map(|v| v.parse())
+                .transpose()
+                .context("HCP_FOLLOW_UP_DAYS")?
+                .unwrap_or(15)
+                .clamp(1, 365),
             exclude_flagged_presses: var("HCP_EXCLUDE_FLAGGED_PRESSES").is_some_and(|v| v == "1" || v == "true"),
             sms_on_events: var("HCP_SMS_ON_EVENTS").is_none_or(|v| v != "false" && v != "0"),
             default_rating_interval: Duration::from_secs(

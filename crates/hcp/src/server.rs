@@ -114,6 +114,7 @@ pub async fn run(
             store,
             auth: if config.ingest_auth_required { AuthMode::Required } else { AuthMode::Optional },
             takeover_after: config.produce_timeout * 2 + Duration::from_secs(5),
+            follow_up_window: Duration::from_secs(u64::from(config.follow_up_days) * 86_400),
         });
         let invitations = gate.as_ref().map(|g| InvitationConfig {
             key: std::sync::Arc::new(config.invitation_key.clone().unwrap_or_else(|| {
