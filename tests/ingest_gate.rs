@@ -369,3 +369,54 @@ async fn keys_and_addresses_over_their_rate_are_refused_with_429() {
     app.start_aggregator();
     stored(&app, 3).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rater_whose_phone_is_the_rated_staff_members_is_flagged() {
+    let (app, admin) = start().await;
+    let (s, _) =
+        app.call(Method::PUT, "/api/v1/directory/staff/S1/phone", &admin, Some(json!({"phone": "13800001111"}))).await;
+    assert_eq!(s, 204);
+    let (s, _) = app
+        .call(Method::PUT, "/api/v1/directory/staff/NOPE/phone", &admin, Some(json!({"phone": "13800002222"})))
+        .await;
+    assert_eq!(s, 404);
+    let (s, p) = app.call(Method::PUT, "/api/v1/directory/staff/S2/phone", &admin, Some(json!({"phone": "12"}))).await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("phone")));
+    let (s, _) =
+        app.call(Method::PUT, "/api/v1/directory/staff/S2/phone", &admin, Some(json!({"phone": "13800002222"}))).await;
+    assert_eq!(s, 204);
+    let stored_digests: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT phone_digest FROM staff_phones").fetch_all(app.store.pool()).await.unwrap();
+    assert!(stored_digests.iter().all(|d| !String::from_utf8_lossy(d).contains("13800001111")));
+
+    let (key, _) =
+        issue(&app, &admin, json!({"kind": "device", "channel": "window_evaluator", "device_id": "E-W2", "name": "e"}))
+            .await;
+    let rating = |no: &str, phone: &str| {
+        json!({"stage": "acceptance", "service_record_no": no, "service_item_code": "I-A", "staff_id": "S1", "grade": 5,
+               "rater": {"phone": phone}})
+    };
+    for (no, phone) in [("P-1", "138 0000 1111"), ("P-2", "13800002222"), ("P-3", "13900003333")] {
+        let (s, r) = post(&app, Some(&key), None, "/api/v1/ratings", &rating(no, phone)).await;
+        assert_eq!(s, 202, "{r}");
+        stored(&app, no[2..].parse().unwrap()).await;
+    }
+    let rows: Vec<(String, Vec<String>)> =
+        sqlx::query_as("SELECT service_record_no, integrity_flags FROM ratings ORDER BY service_record_no")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    let flag_of = |no: &str| {
+        rows.iter()
+            .find(|r| r.0 == no)
+            .unwrap()
+            .1
+            .iter()
+            .filter(|f| f.starts_with("rater"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(flag_of("P-1"), vec!["rater_is_rated_staff".to_string()]);
+    assert_eq!(flag_of("P-2"), vec!["rater_is_staff".to_string()]);
+    assert!(flag_of("P-3").is_empty());
+}

@@ -362,6 +362,7 @@ async fn check_integrity(store: &Store, policy: &IntegrityPolicy, batch: &mut Ba
             staff_id: r.attribution.staff_id.clone(),
             grade: r.event.grade.value(),
             rated_at: r.event.rated_at,
+            rater_staff: r.event.rater.as_ref().map(|x| x.staff_ids.clone()).unwrap_or_default(),
         })
         .collect();
     let devices: Vec<String> = presses.iter().filter_map(|p| p.device_id.clone()).collect();

@@ -163,3 +163,50 @@ pub async fn revoke(
     tracing::info!(key_id = %key_id, by = %caller.0.sub, "channel key revoked");
     state.store.credential(&key_id).await?.map(Json).ok_or(ApiError::NotFound)
 }
+
+/// A staff member's phone, to notice ratings by the staff themselves.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaffPhone {
+    /// Mobile or landline; stored only as a keyed digest.
+    pub phone: String,
+}
+
+/// Register a staff member's phone (admin). Only a keyed digest is stored: a rating whose rater
+/// leaves this phone is flagged `rater_is_rated_staff` (or `rater_is_staff`), never dropped.
+#[utoipa::path(
+    put,
+    path = "/api/v1/directory/staff/{staff_id}/phone",
+    tag = "directory",
+    params(("staff_id" = String, Path, description = "Staff id")),
+    request_body = StaffPhone,
+    responses(
+        (status = 204, description = "Registered"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such staff member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a phone number", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No HCP_PII_KEY configured", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn staff_phone(
+    State(state): State<DirectoryState>,
+    caller: Caller,
+    Path(staff_id): Path<String>,
+    ApiJson(body): ApiJson<StaffPhone>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let cipher = state.pii.as_ref().ok_or(ApiError::PiiKeyMissing)?;
+    let input = hcp_domain::RaterInput { phone: Some(body.phone), ..Default::default() };
+    let (_, identity) = input.check().map_err(|mut e| {
+        for f in &mut e {
+            f.field = "phone".into();
+        }
+        ApiError::Validation(hcp_domain::ValidationErrors(e))
+    })?;
+    let phone = identity.phone.ok_or_else(|| bad("phone", "请填写电话号码".into(), "phone is required".into()))?;
+    if state.store.set_staff_phone(&staff_id, &cipher.phone_digest(&phone)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

@@ -36,6 +36,8 @@ pub struct DirectoryState {
     pub topics: Topics,
     /// Checks operator sessions (credential administration is for admins).
     pub session_key: hcp_http::SessionKey,
+    /// Digests staff phones (`HCP_PII_KEY`).
+    pub pii: Option<hcp_domain::PiiCipher>,
 }
 
 impl axum::extract::FromRef<DirectoryState> for hcp_http::SessionKey {
@@ -63,5 +65,6 @@ pub fn router(state: DirectoryState) -> Router {
         .route("/api/v1/calendar/add-working-days", get(calendar::add_working_days))
         .route("/api/v1/credentials", get(credentials::list).post(credentials::issue))
         .route("/api/v1/credentials/{key_id}/revoke", post(credentials::revoke))
+        .route("/api/v1/directory/staff/{staff_id}/phone", put(credentials::staff_phone))
         .with_state(state)
 }

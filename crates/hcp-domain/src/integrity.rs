@@ -7,6 +7,8 @@
 //! - `device_burst`: a device produced more top grades within the burst window than a window
 //!   can serve (someone pressing 非常满意 repeatedly).
 //! - `staff_burst`: the same for one staff member across devices and channels.
+//! - `rater_is_rated_staff` / `rater_is_staff`: the rater's phone is the rated staff member's
+//!   own, or another staff member's (phones registered as keyed digests).
 //!
 //! Each press is judged against the presses stored when it arrives (and the earlier ones of its
 //! batch); ratings of different service records may reach the aggregator out of order, so of two
@@ -48,6 +50,10 @@ pub enum IntegrityFlag {
     DeviceBurst,
     /// Too many top grades for one staff member within the window.
     StaffBurst,
+    /// The rater's phone is the rated staff member's own.
+    RaterIsRatedStaff,
+    /// The rater's phone is another staff member's.
+    RaterIsStaff,
 }
 
 impl IntegrityFlag {
@@ -57,6 +63,8 @@ impl IntegrityFlag {
             IntegrityFlag::DeviceTooFast => "device_too_fast",
             IntegrityFlag::DeviceBurst => "device_burst",
             IntegrityFlag::StaffBurst => "staff_burst",
+            IntegrityFlag::RaterIsRatedStaff => "rater_is_rated_staff",
+            IntegrityFlag::RaterIsStaff => "rater_is_staff",
         }
     }
 }
@@ -74,6 +82,8 @@ pub struct Press {
     pub grade: u8,
     /// When.
     pub rated_at: DateTime<Utc>,
+    /// Staff members whose registered phone is the rater's.
+    pub rater_staff: Vec<String>,
 }
 
 /// The flags of each of `new` (keyed by rating id; absent = clean), judged together with
@@ -133,6 +143,13 @@ pub fn check(policy: &IntegrityPolicy, history: &[Press], new: &[Press]) -> Hash
             }
         }
     }
+    for p in new {
+        if p.rater_staff.is_empty() {
+            continue;
+        }
+        let own = p.staff_id.as_ref().is_some_and(|s| p.rater_staff.contains(s));
+        add(p.rating_id, if own { IntegrityFlag::RaterIsRatedStaff } else { IntegrityFlag::RaterIsStaff });
+    }
     for v in flags.values_mut() {
         v.sort();
     }
@@ -150,6 +167,7 @@ mod tests {
             staff_id: staff.map(String::from),
             grade,
             rated_at: DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap(),
+            rater_staff: vec![],
         }
     }
 
@@ -166,6 +184,17 @@ mod tests {
         // Out of order: the stored press came later in time; the new, earlier one carries the flag.
         let late = check(&p, &[press(5, Some("E3"), None, 5, 100)], &[press(6, Some("E3"), None, 5, 95)]);
         assert_eq!(late.get(&Uuid::from_u128(6)), Some(&vec![IntegrityFlag::DeviceTooFast]));
+    }
+
+    #[test]
+    fn a_rater_with_a_staff_phone_is_flagged() {
+        let mut own = press(40, None, Some("S1"), 5, 0);
+        own.rater_staff = vec!["S1".into()];
+        let mut other = press(41, None, Some("S2"), 5, 0);
+        other.rater_staff = vec!["S9".into()];
+        let f = check(&IntegrityPolicy::default(), &[], &[own, other]);
+        assert_eq!(f[&Uuid::from_u128(40)], vec![IntegrityFlag::RaterIsRatedStaff]);
+        assert_eq!(f[&Uuid::from_u128(41)], vec![IntegrityFlag::RaterIsStaff]);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::directory::uscc_is_valid;
 use crate::FieldError;
@@ -58,6 +60,9 @@ pub struct SealedRater {
     pub phone_masked: Option<String>,
     /// `110***********123X`.
     pub id_masked: Option<String>,
+    /// Staff members whose registered phone is the rater's (anti-gaming; set by ingest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staff_ids: Vec<String>,
     /// Which key sealed it.
     pub key_id: String,
     /// base64 of the 12-byte nonce followed by the ciphertext of the JSON identity.
@@ -162,7 +167,9 @@ impl RaterInput {
             }
         };
         let clean = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        let (name, phone, id_number) = (clean(self.name), clean(self.phone), clean(self.id_number));
+        let (name, id_number) = (clean(self.name), clean(self.id_number));
+        // People type numbers with spaces ("138 1234 1234"): those are not part of it.
+        let phone = clean(self.phone).map(|p| p.chars().filter(|c| !c.is_whitespace()).collect::<String>());
         if let Some(n) = &name {
             if n.chars().count() > 50 || n.chars().any(char::is_control) {
                 errors.push(field_err(
@@ -217,6 +224,7 @@ pub struct PiiCipher {
     key_id: String,
     current: Aes256Gcm,
     older: Vec<(String, Aes256Gcm)>,
+    digest_key: [u8; 32],
 }
 
 impl std::fmt::Debug for PiiCipher {
@@ -232,15 +240,31 @@ impl PiiCipher {
     /// Parses `id:base64key[,id:base64key…]` (the first seals; all open). A key is 32 bytes.
     pub fn from_spec(spec: &str) -> Result<Self, String> {
         let mut keys = Vec::new();
+        let mut digest_key = None;
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (id, b64) = part.split_once(':').ok_or("each key is id:base64 (32 bytes)")?;
             let bytes = B64.decode(b64.trim()).map_err(|e| format!("key {id}: not base64: {e}"))?;
             let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| format!("key {id}: must be 32 bytes"))?;
+            // Phone digests use a key derived from the first (current) key, never the key itself.
+            digest_key.get_or_insert_with(|| {
+                let mut h = Sha256::new();
+                h.update(b"hcp.phone-digest.v1");
+                h.update(&bytes);
+                <[u8; 32]>::from(h.finalize())
+            });
             keys.push((id.trim().to_owned(), cipher));
         }
         let mut it = keys.into_iter();
         let (key_id, current) = it.next().ok_or("no key given")?;
-        Ok(PiiCipher { key_id, current, older: it.collect() })
+        Ok(PiiCipher { key_id, current, older: it.collect(), digest_key: digest_key.expect("set with the first key") })
+    }
+
+    /// A keyed digest of a phone number (digits only), to match without storing it readable.
+    pub fn phone_digest(&self, phone: &str) -> Vec<u8> {
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key).expect("HMAC takes any key length");
+        m.update(digits.as_bytes());
+        m.finalize().into_bytes().to_vec()
     }
 
     /// The id of the sealing key.
@@ -262,6 +286,7 @@ impl PiiCipher {
             name_masked: identity.name.as_deref().map(|n| mask(n, 1, 0)),
             phone_masked: identity.phone.as_deref().map(|p| mask(p, 3, 4)),
             id_masked: identity.id_number.as_deref().map(|i| mask(i, 3, 4)),
+            staff_ids: Vec::new(),
             key_id: self.key_id.clone(),
             sealed: B64.encode(blob),
         }
@@ -316,6 +341,12 @@ mod tests {
     }
 
     #[test]
+    fn phones_are_stored_without_spaces() {
+        let ok = RaterInput { phone: Some(" 138 1234 1234 ".into()), ..Default::default() }.check();
+        assert_eq!(ok.unwrap().1.phone.as_deref(), Some("13812341234"));
+    }
+
+    #[test]
     fn phones_mobile_and_landline() {
         for ok in ["13812341234", "0755-12345678", "010-1234567", "075512345678"] {
             assert!(is_phone(ok), "{ok}");
@@ -356,5 +387,14 @@ mod tests {
         unknown.key_id = "k9".into();
         assert!(c.open(&unknown).is_err());
         assert!(PiiCipher::from_spec("k1:c2hvcnQ=").is_err());
+    }
+
+    #[test]
+    fn phone_digests_match_formats_and_depend_on_the_key() {
+        let c = cipher();
+        assert_eq!(c.phone_digest("138 1234 1234"), c.phone_digest("13812341234"));
+        assert_ne!(c.phone_digest("13812341234"), c.phone_digest("13812341235"));
+        let other = PiiCipher::from_spec(&format!("k1:{}", B64.encode([9u8; 32]))).unwrap();
+        assert_ne!(c.phone_digest("13812341234"), other.phone_digest("13812341234"));
     }
 }

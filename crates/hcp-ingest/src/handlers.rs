@@ -110,10 +110,14 @@ pub(crate) async fn accept_one(
         metrics::REFUSED.with_label_values(&["pii_key_missing"]).inc();
         return Err(ApiError::PiiKeyMissing);
     }
+    let matches = staff_matches(state, &input).await?;
     let seal = sealer(state);
-    let event = input
+    let mut event = input
         .validate_with(rating_id, Utc::now(), Some(&seal))
         .inspect_err(|_| metrics::REFUSED.with_label_values(&["invalid"]).inc())?;
+    if let Some(r) = event.rater.as_mut() {
+        r.staff_ids = matches;
+    }
     if let Some(gate) = &state.gate {
         if let Some(Some(refusal)) = gate::check_follow_ups(gate, &[&event]).await?.into_iter().next() {
             metrics::REFUSED.with_label_values(&["invalid"]).inc();
@@ -148,6 +152,15 @@ pub(crate) async fn accept_one(
             }
             Err(e)
         }
+    }
+}
+
+/// Staff members whose registered phone is the rater's (the aggregator flags such ratings).
+async fn staff_matches(state: &IngestState, input: &RatingInput) -> Result<Vec<String>, ApiError> {
+    let phone = input.rater.as_ref().and_then(|r| r.phone.as_deref()).filter(|p| !p.trim().is_empty());
+    match (&state.gate, &state.pii, phone) {
+        (Some(g), Some(c), Some(p)) => Ok(g.store.staff_with_phone(&c.phone_digest(p)).await?),
+        _ => Ok(Vec::new()),
     }
 }
 
@@ -282,14 +295,23 @@ async fn accept_batch(
     let mut results: Vec<Option<ItemResult>> = (0..items.len()).map(|_| None).collect();
     let mut valid: Vec<(usize, RatingSubmitted)> = Vec::new();
     for (index, value) in items.iter().enumerate() {
-        let outcome = from_value::<RatingInput>(value).and_then(|mut input| {
+        let input = from_value::<RatingInput>(value);
+        let matches = match &input {
+            Ok(i) => staff_matches(state, i).await?,
+            Err(_) => Vec::new(),
+        };
+        let outcome = input.and_then(|mut input| {
             if let Some(c) = cred {
                 gate::apply_credential(c, &mut input)?;
             }
             if input.rater.is_some() && state.pii.is_none() {
                 return Err(ApiError::PiiKeyMissing);
             }
-            Ok(input.validate_with(Uuid::now_v7(), now, Some(&seal))?)
+            let mut event = input.validate_with(Uuid::now_v7(), now, Some(&seal))?;
+            if let Some(r) = event.rater.as_mut() {
+                r.staff_ids = matches;
+            }
+            Ok(event)
         });
         match outcome {
             Ok(event) => valid.push((index, event)),

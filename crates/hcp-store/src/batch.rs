@@ -158,6 +158,7 @@ impl Store {
                     staff_id: r.try_get("attr_staff_id")?,
                     grade: r.try_get::<i16, _>("grade")?.clamp(1, 5) as u8,
                     rated_at: r.try_get("rated_at")?,
+                    rater_staff: Vec::new(),
                 })
             })
             .collect()

@@ -120,6 +120,27 @@ impl Store {
         Ok(n.rows_affected() > 0)
     }
 
+    /// Registers a staff member's phone digest; `false` when there is no such staff member.
+    pub async fn set_staff_phone(&self, staff_id: &str, digest: &[u8]) -> Result<bool, Error> {
+        let n = sqlx::query(
+            "INSERT INTO staff_phones (staff_id, phone_digest) SELECT id, $2 FROM staff WHERE id = $1
+             ON CONFLICT (staff_id) DO UPDATE SET phone_digest = EXCLUDED.phone_digest, updated_at = now()",
+        )
+        .bind(staff_id)
+        .bind(digest)
+        .execute(&self.pool)
+        .await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    /// Staff members whose registered phone has this digest.
+    pub async fn staff_with_phone(&self, digest: &[u8]) -> Result<Vec<String>, Error> {
+        sqlx::query_scalar("SELECT staff_id FROM staff_phones WHERE phone_digest = $1 ORDER BY staff_id")
+            .bind(digest)
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// Records a use, at most once a minute per key.
     pub async fn touch_credential(&self, key_id: &str) -> Result<(), Error> {
         sqlx::query(

@@ -227,7 +227,7 @@ pub struct RatingRecord {
     pub excluded_by: Option<Uuid>,
     /// The rater, masked (`138****1234`); absent when anonymous.
     pub rater: Option<MaskedRater>,
-    /// Anti-gaming flags (`device_too_fast`, `device_burst`, `staff_burst`).
+    /// Anti-gaming flags (`device_too_fast`, `device_burst`, `staff_burst`, `rater_is_rated_staff`, `rater_is_staff`).
     pub integrity_flags: Vec<String>,
 }
 

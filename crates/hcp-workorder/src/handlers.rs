@@ -497,7 +497,7 @@ pub async fn rating_record(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrityParams {
-    /// Only `device_too_fast`, `device_burst` or `staff_burst`.
+    /// Only `device_too_fast`, `device_burst`, `staff_burst`, `rater_is_rated_staff` or `rater_is_staff`.
     pub flag: Option<String>,
     /// Page size, 1–500 (default 50).
     pub limit: Option<i64>,
@@ -534,8 +534,10 @@ pub async fn integrity_flagged(
 ) -> Result<Json<FlaggedPage>, ApiError> {
     caller.require(&[Role::Admin, Role::Auditor, Role::Supervisor])?;
     if let Some(f) = &p.flag {
-        if !["device_too_fast", "device_burst", "staff_burst"].contains(&f.as_str()) {
-            return Err(ApiError::InvalidQuery("flag 取值须为 device_too_fast、device_burst、staff_burst".into()));
+        const FLAGS: [&str; 5] =
+            ["device_too_fast", "device_burst", "staff_burst", "rater_is_rated_staff", "rater_is_staff"];
+        if !FLAGS.contains(&f.as_str()) {
+            return Err(ApiError::InvalidQuery(format!("flag 取值须为 {}", FLAGS.join("、"))));
         }
     }
     let limit = p.limit.unwrap_or(50);

@@ -152,6 +152,7 @@ pub async fn run(
             producer: producer.clone(),
             topics: config.topics(),
             session_key: session_key.clone(),
+            pii: config.pii.clone(),
         }));
     }
     let background_token = shutdown.child_token();
