@@ -12,6 +12,26 @@ use sqlx::Row;
 const CITY: &str = include_str!("fixtures/attribution-city.json");
 const PHONE: &str = "13912345678";
 
+/// A deployment with keys required, the test city, a running aggregator, an admin session and
+/// the platform's (办件系统) integration key.
+async fn platform() -> (TestApp, String, String) {
+    let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
+    app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
+    app.start_aggregator();
+    let admin = app.account("root", "admin", None, None).await;
+    let (s, k) = app
+        .call(
+            Method::POST,
+            "/api/v1/credentials",
+            &admin,
+            Some(json!({"kind": "integration", "channel": "web", "name": "办件系统"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let key = k["token"].as_str().unwrap().to_owned();
+    (app, admin, key)
+}
+
 async fn post(app: &TestApp, key: &str, path: &str, body: &Value) -> (u16, Value) {
     let r = app.client.post(format!("{}{path}", app.url)).bearer_auth(key).json(body).send().await.unwrap();
     let s = r.status().as_u16();
@@ -37,20 +57,7 @@ async fn rate(app: &TestApp, link: &str, body: Value) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invitations_are_single_use_signed_links_and_ratings_are_attributed_from_the_record() {
-    let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
-    app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
-    app.start_aggregator();
-    let admin = app.account("root", "admin", None, None).await;
-    let (s, k) = app
-        .call(
-            Method::POST,
-            "/api/v1/credentials",
-            &admin,
-            Some(json!({"kind": "integration", "channel": "web", "name": "办件系统"})),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let key = k["token"].as_str().unwrap().to_owned();
+    let (mut app, _, key) = platform().await;
 
     // The platform reports acceptance at W2 by S1 (with the applicant's phone) and pickup at WP.
     let (s, _) = post(
@@ -196,19 +203,7 @@ async fn invitations_are_single_use_signed_links_and_ratings_are_attributed_from
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unrated_stage_gets_the_default_rating_after_the_regions_days_on_a_controllable_clock() {
-    let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
-    app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
-    app.start_aggregator();
-    let admin = app.account("root", "admin", None, None).await;
-    let (_, k) = app
-        .call(
-            Method::POST,
-            "/api/v1/credentials",
-            &admin,
-            Some(json!({"kind": "integration", "channel": "web", "name": "办件系统"})),
-        )
-        .await;
-    let key = k["token"].as_str().unwrap().to_owned();
+    let (mut app, admin, key) = platform().await;
     let accepted = chrono::Utc::now() - chrono::Duration::days(8);
     for (no, at) in [("R-D1", accepted), ("R-D2", accepted), ("R-D3", chrono::Utc::now() - chrono::Duration::days(2))] {
         let (s, r) = post(

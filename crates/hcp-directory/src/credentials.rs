@@ -196,14 +196,8 @@ pub async fn staff_phone(
 ) -> Result<StatusCode, ApiError> {
     caller.require(&[Role::Admin])?;
     let cipher = state.pii.as_ref().ok_or(ApiError::PiiKeyMissing)?;
-    let input = hcp_domain::RaterInput { phone: Some(body.phone), ..Default::default() };
-    let (_, identity) = input.check().map_err(|mut e| {
-        for f in &mut e {
-            f.field = "phone".into();
-        }
-        ApiError::Validation(hcp_domain::ValidationErrors(e))
-    })?;
-    let phone = identity.phone.ok_or_else(|| bad("phone", "请填写电话号码".into(), "phone is required".into()))?;
+    let phone = hcp_domain::pii::normalize_phone("phone", &body.phone)
+        .map_err(|e| ApiError::Validation(hcp_domain::ValidationErrors(vec![e])))?;
     if state.store.set_staff_phone(&staff_id, &cipher.phone_digest(&phone)).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

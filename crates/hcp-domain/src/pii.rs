@@ -147,6 +147,22 @@ fn field_err(field: &str, code: &'static str, zh: &str, en: &str) -> FieldError 
     FieldError::new(format!("rater.{field}"), code, zh, en)
 }
 
+/// A phone number as stored: spaces removed, then a mobile (11 digits) or a landline with its
+/// area code; otherwise the error names `field`.
+pub fn normalize_phone(field: &str, phone: &str) -> Result<String, FieldError> {
+    let p: String = phone.chars().filter(|c| !c.is_whitespace()).collect();
+    if is_phone(&p) {
+        Ok(p)
+    } else {
+        Err(FieldError::new(
+            field,
+            "invalid",
+            "电话号码格式不正确(11 位手机号或带区号的固定电话)",
+            "phone must be an 11-digit mobile number or a landline with its area code",
+        ))
+    }
+}
+
 impl RaterInput {
     /// Validates the identity: user_prop 1 or 2; a mobile or landline phone; an ID number that is
     /// a valid resident ID (person) or credit code (legal person); a name of at most 50
@@ -169,7 +185,13 @@ impl RaterInput {
         let clean = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         let (name, id_number) = (clean(self.name), clean(self.id_number));
         // People type numbers with spaces ("138 1234 1234"): those are not part of it.
-        let phone = clean(self.phone).map(|p| p.chars().filter(|c| !c.is_whitespace()).collect::<String>());
+        let phone = match clean(self.phone).map(|p| normalize_phone("rater.phone", &p)).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
         if let Some(n) = &name {
             if n.chars().count() > 50 || n.chars().any(char::is_control) {
                 errors.push(field_err(
@@ -177,16 +199,6 @@ impl RaterInput {
                     "invalid",
                     "姓名须为不超过 50 个字符的文字",
                     "name must be text of at most 50 characters",
-                ));
-            }
-        }
-        if let Some(p) = &phone {
-            if !is_phone(p) {
-                errors.push(field_err(
-                    "phone",
-                    "invalid",
-                    "电话号码格式不正确(11 位手机号或带区号的固定电话)",
-                    "phone must be an 11-digit mobile number or a landline with its area code",
                 ));
             }
         }

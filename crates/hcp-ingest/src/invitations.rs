@@ -176,7 +176,7 @@ pub async fn record_event(
         ));
     }
     let at = ev.at.unwrap_or_else(Utc::now);
-    let applicant = ev.applicant_phone.map(|p| seal_phone(&state, p)).transpose()?;
+    let applicant = ev.applicant_phone.map(|p| seal_phone(&state, "applicant_phone", p)).transpose()?;
     let mut rec = ServiceRecord {
         service_record_no: no.to_owned(),
         service_item_code: ev.service_item_code,
@@ -213,17 +213,11 @@ pub async fn record_event(
     Ok(Json(RecordEventResult { record, sms_invitation }))
 }
 
-fn seal_phone(state: &IngestState, phone: String) -> Result<hcp_domain::SealedRater, ApiError> {
+fn seal_phone(state: &IngestState, field: &str, phone: String) -> Result<hcp_domain::SealedRater, ApiError> {
     let cipher = state.pii.as_ref().ok_or(ApiError::PiiKeyMissing)?;
-    let input = hcp_domain::RaterInput { phone: Some(phone), ..Default::default() };
-    let (prop, id) = input.check().map_err(|e| {
-        let mut e = e;
-        for f in &mut e {
-            f.field = "applicant_phone".into();
-        }
-        ApiError::Validation(hcp_domain::ValidationErrors(e))
-    })?;
-    Ok(cipher.seal(prop, &id, rand::random()))
+    let phone = hcp_domain::pii::normalize_phone(field, &phone)
+        .map_err(|e| ApiError::Validation(hcp_domain::ValidationErrors(vec![e])))?;
+    Ok(cipher.seal(1, &RaterIdentity { phone: Some(phone), ..Default::default() }, rand::random()))
 }
 
 async fn create(
@@ -332,7 +326,7 @@ pub async fn issue(
         })?;
     let mut record = store.service_record(&req.service_record_no).await?.ok_or(ApiError::NotFound)?;
     if let Some(phone) = req.phone {
-        record.applicant = Some(seal_phone(&state, phone)?);
+        record.applicant = Some(seal_phone(&state, "phone", phone)?);
         record = store.upsert_service_record(&record).await?;
     }
     if channel == Channel::Sms && record.applicant.is_none() {
