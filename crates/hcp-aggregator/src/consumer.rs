@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use hcp_bus::{KafkaConfig, RatingProducer, Topics};
+use hcp_bus::{DeadLetter, KafkaConfig, RatingProducer, Topics, RATING_DLQ_SCHEMA};
 use hcp_domain::integrity::{self, IntegrityPolicy, Press};
 use hcp_domain::{RatingAttributed, RatingSubmitted, RATING_ATTRIBUTED_SCHEMA};
 use hcp_store::{Batch, Position, Rejected, Store, StoredRating};
@@ -183,6 +183,7 @@ fn consume(
         cache: SnapshotCache::new(store.clone(), config.stats.clone()),
         producer: RatingProducer::new(&config.kafka, &config.topics)?,
         attributed_topic: config.topics.rating_attributed.clone(),
+        dlq_topic: config.topics.rating_dlq.clone(),
         stats: config.stats.clone(),
         integrity: config.integrity,
     };
@@ -344,6 +345,7 @@ struct Work {
     cache: SnapshotCache,
     producer: RatingProducer,
     attributed_topic: String,
+    dlq_topic: String,
     stats: Arc<AggregatorStats>,
     integrity: IntegrityPolicy,
 }
@@ -440,7 +442,7 @@ impl Work {
         attribute_batch(batch, &snap, &self.stats);
         self.handle.block_on(check_integrity(&self.store, &self.integrity, batch))?;
         let attributed = started.elapsed();
-        let (store, producer, topic) = (&self.store, &self.producer, &self.attributed_topic);
+        let (store, producer, topic, dlq) = (&self.store, &self.producer, &self.attributed_topic, &self.dlq_topic);
         self.handle.block_on(async {
             let pending = store.begin_batch(batch).await?;
             let written = started.elapsed();
@@ -459,6 +461,33 @@ impl Work {
                 async move { producer.publish_to(topic, RATING_ATTRIBUTED_SCHEMA, &key, &body).await }
             });
             for result in join_all(sends).await {
+                result?;
+            }
+            // Refused records go to the dead-letter topic before the batch commits (at least
+            // once), so the partition moves on and nothing is lost.
+            let dead = batch.rejected.iter().map(|r| {
+                let (payload, payload_base64) = match r.payload.as_deref().map(std::str::from_utf8) {
+                    Some(Ok(text)) => (Some(text.to_owned()), None),
+                    Some(Err(_)) => {
+                        use base64::Engine;
+                        (None, r.payload.as_deref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+                    }
+                    None => (None, None),
+                };
+                let letter = DeadLetter {
+                    reason: r.reason.clone(),
+                    source_topic: batch.topic.clone(),
+                    source_partition: r.partition,
+                    source_offset: r.offset,
+                    payload,
+                    payload_base64,
+                    rejected_at: now,
+                };
+                let body = serde_json::to_vec(&letter).expect("dead letters serialize");
+                let key = r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                async move { producer.publish_to(dlq, RATING_DLQ_SCHEMA, &key, &body).await }
+            });
+            for result in join_all(dead).await {
                 result?;
             }
             let published = started.elapsed();

@@ -11,6 +11,9 @@ pub struct Topics {
     /// `hcp.workorder.event.v1`: every work-order transition (opened, claimed, … escalated),
     /// keyed by order id, relayed from the audit log (outbox) after it commits.
     pub workorder_event: String,
+    /// `hcp.rating.dlq.v1`: records of the rating topic the aggregator could not decode or
+    /// validate, in an envelope with the reason and where they came from; `hcp dlq replay`.
+    pub rating_dlq: String,
 }
 
 impl Topics {
@@ -20,12 +23,13 @@ impl Topics {
             rating_submitted: format!("{prefix}hcp.rating.submitted.v1"),
             rating_attributed: format!("{prefix}hcp.rating.attributed.v1"),
             workorder_event: format!("{prefix}hcp.workorder.event.v1"),
+            rating_dlq: format!("{prefix}hcp.rating.dlq.v1"),
         }
     }
 
     /// Every topic, for creation.
     pub fn all(&self) -> Vec<&str> {
-        vec![&self.rating_submitted, &self.rating_attributed, &self.workorder_event]
+        vec![&self.rating_submitted, &self.rating_attributed, &self.workorder_event, &self.rating_dlq]
     }
 }
 
