@@ -53,6 +53,15 @@ pub(crate) fn act_error(e: ActError) -> ApiError {
     }
 }
 
+/// A page's (limit, offset): limit 1–500 (default 50), offset not negative (default 0).
+fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let (limit, offset) = (limit.unwrap_or(50), offset.unwrap_or(0));
+    if !(1..=500).contains(&limit) || offset < 0 {
+        return Err(ApiError::InvalidQuery("limit 须为 1–500,offset 不能为负".into()));
+    }
+    Ok((limit, offset))
+}
+
 /// List filters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -129,10 +138,7 @@ pub async fn list(
         Some("opened") => true,
         Some(_) => return Err(ApiError::InvalidQuery("sort 取值须为 deadline 或 opened".into())),
     };
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) || p.offset.is_some_and(|o| o < 0) {
-        return Err(ApiError::InvalidQuery("limit 须为 1–500,offset 不能为负".into()));
-    }
+    let (limit, offset) = page(p.limit, p.offset)?;
     let q = OrderQuery {
         state: p.state,
         due_status: p.due_status,
@@ -140,7 +146,7 @@ pub async fn list(
         open_only: p.open.unwrap_or(false),
         sort_opened,
         limit,
-        offset: p.offset.unwrap_or(0),
+        offset,
     };
     let (items, total) = state.store.list_work_orders(&scope, &q).await?;
     Ok(Json(OrderPage { total, items }))
@@ -540,11 +546,8 @@ pub async fn integrity_flagged(
             return Err(ApiError::InvalidQuery(format!("flag 取值须为 {}", FLAGS.join("、"))));
         }
     }
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) || p.offset.is_some_and(|o| o < 0) {
-        return Err(ApiError::InvalidQuery("limit 须为 1–500,offset 不能为负".into()));
-    }
-    let (items, total) = state.store.integrity_flagged(p.flag.as_deref(), limit, p.offset.unwrap_or(0)).await?;
+    let (limit, offset) = page(p.limit, p.offset)?;
+    let (items, total) = state.store.integrity_flagged(p.flag.as_deref(), limit, offset).await?;
     Ok(Json(FlaggedPage { total, items }))
 }
 
