@@ -133,13 +133,16 @@ ensure_browser() {
 }
 
 # Secrets of a local run, made once and kept in $HCP_LOCAL (never in the repo): the AES-256-GCM
-# key that seals raters' identities and the key that signs operator sessions.
+# key that seals raters' identities, the key that signs operator sessions and the key that signs
+# invitation links.
 ensure_local_secrets() {
   mkdir -p "$HCP_LOCAL"
   [ -s "$HCP_LOCAL/pii.key" ] || (umask 077; printf 'local1:%s\n' "$(head -c 32 /dev/urandom | base64)" >"$HCP_LOCAL/pii.key")
   [ -s "$HCP_LOCAL/session.key" ] || (umask 077; head -c 32 /dev/urandom | base64 >"$HCP_LOCAL/session.key")
+  [ -s "$HCP_LOCAL/invitation.key" ] || (umask 077; head -c 32 /dev/urandom | base64 >"$HCP_LOCAL/invitation.key")
   export HCP_PII_KEY="${HCP_PII_KEY:-$(cat "$HCP_LOCAL/pii.key")}"
   export HCP_SESSION_KEY="${HCP_SESSION_KEY:-$(cat "$HCP_LOCAL/session.key")}"
+  export HCP_INVITATION_KEY="${HCP_INVITATION_KEY:-$(cat "$HCP_LOCAL/invitation.key")}"
 }
 
 # Cargo output lives outside the clone by default so a fresh checkout reuses a warm build.
