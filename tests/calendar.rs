@@ -55,9 +55,9 @@ async fn deadlines_follow_the_imported_calendar_and_say_when_a_year_is_missing()
     assert_eq!(deadline["date"], "2027-01-13");
     assert_eq!((deadline["provisional"].as_bool(), deadline["missing_years"].clone()), (Some(true), json!([2027])));
     let put = |body: serde_json::Value| {
-        let c = app.client.clone();
+        let (c, admin) = (app.client.clone(), &app.admin);
         let url = format!("{}/api/v1/calendar/years/2027", app.url);
-        async move { c.put(url).json(&body).send().await.unwrap() }
+        async move { c.put(url).bearer_auth(admin).json(&body).send().await.unwrap() }
     };
     // A make-up day on a Tuesday is a typo: refused, nothing stored.
     let r = put(json!({"source": "test", "holidays": ["2027-01-01"], "workdays": ["2027-01-05"]})).await;

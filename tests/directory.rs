@@ -208,6 +208,7 @@ async fn ratings_land_on_whoever_was_responsible_and_history_survives_directory_
     let moved = app
         .client
         .put(format!("{}/api/v1/directory/staff/A1", app.url))
+        .bearer_auth(&app.admin)
         .json(&json!({"name": "接线员甲", "department_id": "D-HL2"}))
         .send()
         .await
@@ -227,12 +228,19 @@ async fn ratings_land_on_whoever_was_responsible_and_history_survives_directory_
     let created = app
         .client
         .put(format!("{}/api/v1/directory/windows/W-NEW", app.url))
+        .bearer_auth(&app.admin)
         .json(&json!({"hall_id": "H1", "name": "新开窗口", "role": "both", "department_ids": ["D-A"]}))
         .send()
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    let r = app.client.post(format!("{}/api/v1/attribution/reattribute", app.url)).send().await.unwrap();
+    let r = app
+        .client
+        .post(format!("{}/api/v1/attribution/reattribute", app.url))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let done: Value = r.json().await.unwrap();
     assert_eq!(
@@ -333,6 +341,7 @@ async fn an_import_with_bad_rows_names_each_row_and_line_and_imports_nothing() {
     let r = app
         .client
         .post(format!("{}/api/v1/directory/import?format=csv&kind=staff", app.url))
+        .bearer_auth(&app.admin)
         .body(csv)
         .send()
         .await
@@ -371,8 +380,14 @@ async fn admin_api_pages_refuses_bad_writes_and_keeps_the_roster() {
     assert_eq!(page["items"][0]["id"], "S1", "ordered by id: A1, S1, S2, …");
     assert_eq!(app.get_json("/api/v1/directory/windows/W1").await["department_ids"], json!(["D-A", "D-B"]));
     let status = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(status(app.client.get(url("/api/v1/directory/windows/W404")).send().await.unwrap()), 404);
-    assert_eq!(status(app.client.get(url("/api/v1/directory/planets")).send().await.unwrap()), 404);
+    assert_eq!(
+        status(app.client.get(url("/api/v1/directory/windows/W404")).bearer_auth(&app.admin).send().await.unwrap()),
+        404
+    );
+    assert_eq!(
+        status(app.client.get(url("/api/v1/directory/planets")).bearer_auth(&app.admin).send().await.unwrap()),
+        404
+    );
 
     // Key mismatch, unknown reference, bad check character: 422 naming the field.
     for (path, body, field) in [
@@ -384,24 +399,30 @@ async fn admin_api_pages_refuses_bad_writes_and_keeps_the_roster() {
             "uscc",
         ),
     ] {
-        let r = app.client.put(url(path)).json(&body).send().await.unwrap();
+        let r = app.client.put(url(path)).bearer_auth(&app.admin).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 422, "{path} {body}");
         let p: Value = r.json().await.unwrap();
         assert_eq!(p["errors"][0]["field"], field, "{p}");
     }
     // A department still served by a window cannot go; a staff member can.
-    let r = app.client.delete(url("/api/v1/directory/departments/D-B")).send().await.unwrap();
+    let r = app.client.delete(url("/api/v1/directory/departments/D-B")).bearer_auth(&app.admin).send().await.unwrap();
     assert_eq!(r.status(), 409);
     assert_eq!(r.json::<Value>().await.unwrap()["type"], "/problems/conflict");
-    assert_eq!(status(app.client.delete(url("/api/v1/directory/staff/S3")).send().await.unwrap()), 204);
-    assert_eq!(status(app.client.delete(url("/api/v1/directory/staff/S3")).send().await.unwrap()), 404);
+    assert_eq!(
+        status(app.client.delete(url("/api/v1/directory/staff/S3")).bearer_auth(&app.admin).send().await.unwrap()),
+        204
+    );
+    assert_eq!(
+        status(app.client.delete(url("/api/v1/directory/staff/S3")).bearer_auth(&app.admin).send().await.unwrap()),
+        404
+    );
 
     // Sign-in, a move to another window (which ends the first spell), sign-out, on-duty.
     let t = Utc::now().duration_trunc(chrono::Duration::minutes(1)).unwrap() - chrono::Duration::hours(2);
     let post = |path: &'static str, body: Value| {
-        let c = app.client.clone();
+        let (c, admin) = (app.client.clone(), app.admin.clone());
         let u = url(path);
-        async move { c.post(u).json(&body).send().await.unwrap() }
+        async move { c.post(u).bearer_auth(admin).json(&body).send().await.unwrap() }
     };
     assert_eq!(
         status(post("/api/v1/roster/sign-in", json!({"window_id": "W1", "staff_id": "S1", "at": rfc3339(t)})).await),

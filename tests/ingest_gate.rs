@@ -225,6 +225,7 @@ async fn replaying_a_batch_twice_leaves_the_counts_unchanged() {
     let r = app
         .client
         .put(format!("{}/api/v1/directory/devices/T-H1", app.url))
+        .bearer_auth(&admin)
         .json(&json!({"id": "T-H1", "kind": "terminal", "hall_id": "H1"}))
         .send()
         .await

@@ -121,12 +121,15 @@ async fn invitations_are_single_use_signed_links_and_ratings_are_attributed_from
     .await;
     assert_eq!(s, 201, "{inv}");
     let qr = path_of(inv["url"].as_str().unwrap());
-    let svg = app.client.get(format!("{}{}", app.url, inv["qr_svg"].as_str().unwrap())).send().await.unwrap();
+    let qr_svg = format!("{}{}", app.url, inv["qr_svg"].as_str().unwrap());
+    assert_eq!(app.client.get(&qr_svg).send().await.unwrap().status(), 401, "the QR code is for the issuing platform");
+    let svg = app.client.get(&qr_svg).bearer_auth(&key).send().await.unwrap();
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().await.unwrap().contains("<svg"));
     let png = app
         .client
         .get(format!("{}{}", app.url, inv["qr_png"].as_str().unwrap()))
+        .bearer_auth(&key)
         .send()
         .await
         .unwrap()

@@ -444,7 +444,13 @@ async fn operational_endpoints_answer() {
     assert_eq!(missing.headers()["content-type"], "application/problem+json");
     let wrong_method = get("/api/v1/ratings").await.unwrap();
     assert_eq!(wrong_method.status(), 405);
-    let bad_scope = get("/api/v1/stats/summary?scope=planet").await.unwrap();
+    let bad_scope = app
+        .client
+        .get(format!("{}/api/v1/stats/summary?scope=planet", app.url))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad_scope.status(), 400);
     assert_eq!(bad_scope.json::<Value>().await.unwrap()["type"], "/problems/invalid-query");
 }

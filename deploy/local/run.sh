@@ -23,8 +23,12 @@ cat >&2 <<TXT
 
   hcp is starting on http://$HCP_HTTP_ADDR
     API reference      http://$HCP_HTTP_ADDR/docs
-    today's summary    http://$HCP_HTTP_ADDR/api/v1/stats/summary
-    last 24 h, by dept http://$HCP_HTTP_ADDR/api/v1/stats/summary?scope=department&id=D-SJ&from=$(date -u -d '-1 day' +%Y-%m-%dT%H:00:00Z)
+    log in (session)   TOKEN=\$(curl -s -XPOST http://$HCP_HTTP_ADDR/api/v1/auth/login -H 'content-type: application/json' \\
+                         -d '{"username":"admin","password":"$HCP_DEMO_PASSWORD"}' \\
+                         | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    today's summary    curl -H "Authorization: Bearer \$TOKEN" http://$HCP_HTTP_ADDR/api/v1/stats/summary
+    last 24 h, by dept curl -H "Authorization: Bearer \$TOKEN" 'http://$HCP_HTTP_ADDR/api/v1/stats/summary?scope=department&id=D-SJ&from=$(date -u -d '-1 day' +%Y-%m-%dT%H:00:00Z)'
+    who may call what  docs/access-matrix.md (GET /api/v1/access as admin or auditor)
     handler console    http://$HCP_HTTP_ADDR/console   (账号 sj = 市场监管局经办人, ga = 公安局经办人,
                        dc = 督查员, hf = 回访专员, admin; 密码 $HCP_DEMO_PASSWORD)
     metrics / health   http://$HCP_HTTP_ADDR/metrics  /healthz  /readyz

@@ -29,7 +29,7 @@ log "cargo test (unit + integration; KAFKA_BROKERS=$KAFKA_BROKERS DATABASE_URL=$
 cargo test --locked --workspace -- --test-threads "${HCP_TEST_THREADS:-4}" 2>&1 | tee "$HCP_LOCAL/cargo-test.log"
 cargo_passed=$(grep -aoE '^test result: ok\. [0-9]+ passed' "$HCP_LOCAL/cargo-test.log" | awk '{s += $4} END {print s + 0}')
 
-log "smoke: hcp directory import, then hcp serve answers /healthz, /metrics, /openapi.json, refuses a rating without a key and attributes one sent with the evaluator's key"
+log "smoke: hcp directory import, then hcp serve answers /healthz, /metrics, /openapi.json, refuses a rating without a key and attributes one sent with the evaluator's key; statistics need a session"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 smoke_db="hcp_t_smoke_$$"
 "$HCP_PG_BIN/psql" -d postgres -qc "CREATE DATABASE $smoke_db"
@@ -53,16 +53,22 @@ key=$("$HCP_BIN" credential add --kind device --channel window_evaluator --devic
 code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://127.0.0.1:$port/api/v1/ratings" -H 'content-type: application/json' \
   -H "Authorization: Bearer $key" -d "$smoke_rating")
 [ "$code" = 202 ] || die "smoke: POST /api/v1/ratings with the evaluator's key answered $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/v1/stats/summary")
+[ "$code" = 401 ] || die "smoke: the statistics without a session answered $code, not 401"
+HCP_ACCOUNT_PASSWORD="smoke-auditor-$$" "$HCP_BIN" account add smoke-auditor --role auditor --name "冒烟审计" >/dev/null
+auditor=$(curl -sf -XPOST "http://127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
+  -d "{\"username\":\"smoke-auditor\",\"password\":\"smoke-auditor-$$\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])') \
+  || die "smoke: the auditor could not log in"
 for _ in $(seq 100); do
-  total=$(curl -s "http://127.0.0.1:$port/api/v1/stats/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+  total=$(curl -s -H "Authorization: Bearer $auditor" "http://127.0.0.1:$port/api/v1/stats/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
   [ "$total" = 1 ] && break
   sleep 0.1
 done
 [ "$total" = 1 ] || die "smoke: the posted rating was not counted (total=$total)"
 curl -s "http://127.0.0.1:$port/metrics" | grep -q '^hcp_ingest_ratings_accepted_total' || die "smoke: metrics lack hcp_ingest_ratings_accepted_total"
-dept=$(curl -s "http://127.0.0.1:$port/api/v1/stats/summary?scope=department&id=D-SJ" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+dept=$(curl -s -H "Authorization: Bearer $auditor" "http://127.0.0.1:$port/api/v1/stats/summary?scope=department&id=D-SJ" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 [ "$dept" = 1 ] || die "smoke: the rating was not attributed to D-SJ (total=$dept)"
-echo "smoke: 11 passed, 0 failed"
+echo "smoke: 13 passed, 0 failed"
 
 log "browser: the handler console in Chromium (Playwright), on the demo city with seeded ratings"
 export HCP_DEMO_PASSWORD="hcp-demo-$$"
@@ -90,11 +96,11 @@ curl -sf -XPOST "http://127.0.0.1:$port/api/v1/service-records/events" -H 'conte
 link=$(curl -sf -XPOST "http://127.0.0.1:$port/api/v1/invitations" -H 'content-type: application/json' -H "Authorization: Bearer $platform_key" \
   -d '{"service_record_no":"SMOKE-QR-1","stage":"acceptance","channel":"qr_code"}' | python3 -c 'import json,sys; u=json.load(sys.stdin)["url"]; print(u[u.index("/r/"):])') \
   || die "browser: the invitation was refused"
-HCP_URL="http://127.0.0.1:$port" HCP_RATE_LINK="$link" HCP_SCREENSHOTS="$HCP_LOCAL/screenshots" \
+HCP_URL="http://127.0.0.1:$port" HCP_RATE_LINK="$link" HCP_SCREENSHOTS="$HCP_LOCAL/screenshots" HCP_AUDITOR_TOKEN="$auditor" \
   node tests/browser/rate.test.mjs | tee "$HCP_LOCAL/browser-rate.log" || die "browser: the rating page test failed (screenshots: $HCP_LOCAL/screenshots)"
 browser_passed=$((browser_passed + $(grep -aoE '^rate: [0-9]+ passed' "$HCP_LOCAL/browser-rate.log" | awk '{print $2}')))
 kill -TERM $pid
 wait $pid || die "smoke: hcp serve did not shut down cleanly"
 trap - EXIT
 log "all tests passed (screenshots in $HCP_LOCAL/screenshots)"
-echo "total: $((cargo_passed + 11 + browser_passed)) passed, 0 failed"
+echo "total: $((cargo_passed + 13 + browser_passed)) passed, 0 failed"

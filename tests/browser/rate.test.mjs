@@ -1,7 +1,8 @@
 // The citizen's rating page in a real browser at phone size (Playwright + Debian Chromium,
 // headless, 360×740): open an invitation link, pick 不满意, be told a tag is required, pick one,
 // submit, see the thank-you state, find the rating in the stats, and see the link is used when
-// reopened. Run by deploy/local/test.sh: HCP_URL, HCP_RATE_LINK (/r/…), HCP_SCREENSHOTS.
+// reopened. Run by deploy/local/test.sh: HCP_URL, HCP_RATE_LINK (/r/…), HCP_SCREENSHOTS and
+// HCP_AUDITOR_TOKEN (a session that may read the statistics).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 
@@ -18,7 +19,10 @@ function check(cond, what) {
   console.log("ok - " + what);
 }
 async function qrTotal() {
-  const r = await fetch(base + "/api/v1/stats/summary?scope=channel&id=qr_code");
+  const r = await fetch(base + "/api/v1/stats/summary?scope=channel&id=qr_code", {
+    headers: { Authorization: "Bearer " + process.env.HCP_AUDITOR_TOKEN },
+  });
+  if (r.status !== 200) throw new Error("stats answered " + r.status);
   return (await r.json()).total;
 }
 

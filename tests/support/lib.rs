@@ -69,6 +69,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Name of the test database.
     pub db_name: String,
+    /// A session of the deployment's administrator (account `t-admin`).
+    pub admin: String,
     aggregator: Option<(CancellationToken, tokio::task::JoinHandle<Result<(), hcp_aggregator::AggregatorError>>)>,
 }
 
@@ -134,7 +136,18 @@ impl TestApp {
         .await
         .expect("server starts");
         let url = server.url();
-        TestApp { config, store, url, server: Some(server), client: reqwest::Client::new(), db_name, aggregator: None }
+        let mut app = TestApp {
+            config,
+            store,
+            url,
+            server: Some(server),
+            client: reqwest::Client::new(),
+            db_name,
+            admin: String::new(),
+            aggregator: None,
+        };
+        app.admin = app.account("t-admin", "admin", None, None).await;
+        app
     }
 
     /// The Kafka settings of this deployment.
@@ -274,6 +287,7 @@ impl TestApp {
         let r = self
             .client
             .post(format!("{}/api/v1/directory/import", self.url))
+            .bearer_auth(&self.admin)
             .body(doc.to_string())
             .send()
             .await
@@ -284,9 +298,11 @@ impl TestApp {
         body
     }
 
-    /// GETs `path` (e.g. `/api/v1/stats/ranking?…`), asserting 200, and returns the JSON body.
+    /// GETs `path` (e.g. `/api/v1/stats/ranking?…`) as the administrator, asserting 200, and
+    /// returns the JSON body.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        let r = self.client.get(format!("{}{path}", self.url)).send().await.expect("request sent");
+        let r =
+            self.client.get(format!("{}{path}", self.url)).bearer_auth(&self.admin).send().await.expect("request sent");
         let status = r.status();
         let body: serde_json::Value = r.json().await.expect("json body");
         assert_eq!(status, 200, "GET {path}: {body}");
@@ -295,8 +311,13 @@ impl TestApp {
 
     /// GETs the summary for `query` (e.g. `scope=window&id=W1&from=…`).
     pub async fn summary(&self, query: &str) -> serde_json::Value {
-        let r =
-            self.client.get(format!("{}/api/v1/stats/summary?{query}", self.url)).send().await.expect("request sent");
+        let r = self
+            .client
+            .get(format!("{}/api/v1/stats/summary?{query}", self.url))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .expect("request sent");
         assert_eq!(r.status(), 200, "summary {query}");
         r.json().await.expect("summary json")
     }

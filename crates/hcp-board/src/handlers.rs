@@ -4,9 +4,10 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use hcp_domain::aggregate::ALL_ID;
+use hcp_domain::Reach;
 use hcp_domain::Summary;
 use hcp_domain::{time, BucketWidth, Scope};
-use hcp_http::{ApiError, ApiQuery, Problem};
+use hcp_http::{ApiError, ApiQuery, Caller, Problem};
 use hcp_store::{AggregateQuery, RankingQuery};
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +20,9 @@ const MAX_RANGE_DAYS: i64 = 400;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SummaryParams {
-    /// `all` (default), `department`, `hall`, `window`, `staff`, `service_item`, `region`,
-    /// `platform`, `tag_class`, `channel` or `stage`.
+    /// `all`, `department`, `hall`, `window`, `staff`, `service_item`, `region`, `platform`,
+    /// `tag_class`, `channel` or `stage`. Default: the caller's own reach (`all` for admins and
+    /// auditors, a handler's department, a supervisor's region).
     pub scope: Option<String>,
     /// The id within the scope (department / hall / window / staff id, item code, region code,
     /// platform, tag class, channel or stage name); not used with `all`.
@@ -69,21 +71,37 @@ pub struct StatsSummary {
     responses(
         (status = 200, description = "Summary", body = StatsSummary),
         (status = 400, description = "Bad parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Outside the caller's department or region", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn summary(
     State(state): State<BoardState>,
+    caller: Caller,
     ApiQuery(p): ApiQuery<SummaryParams>,
 ) -> Result<Json<StatsSummary>, ApiError> {
-    let scope_name = p.scope.as_deref().unwrap_or("all");
+    let reach = caller.reach()?;
+    // Without a scope: the caller's own — the whole system, their department or their region.
+    let (scope_name, default_id) = match (&p.scope, &reach) {
+        (Some(s), _) => (s.as_str(), None),
+        (None, Reach::All) => ("all", None),
+        (None, Reach::Department(d)) => ("department", Some(d.clone())),
+        (None, Reach::Region(r)) => ("region", Some(r.clone())),
+    };
     let scope = parse_scope(scope_name)?;
-    let id = match (scope, p.id) {
+    let id = match (scope, p.id.or(default_id)) {
         (Scope::All, _) => ALL_ID.to_string(),
         (_, Some(id)) if !id.is_empty() => id,
         _ => return Err(ApiError::InvalidQuery(format!("scope={scope_name} 需要参数 id"))),
     };
     let (from, to, width) = time_range(p.from, p.to)?;
+    if !state.store.within_reach(scope, std::slice::from_ref(&id), &reach).await?.contains(&id) {
+        return Err(ApiError::Forbidden(format!(
+            "{} {id} 不在您的数据范围内 / outside your department or region",
+            scope.as_str()
+        )));
+    }
     let q = AggregateQuery { scope, scope_id: id.clone(), width, from, to };
     let counts = state.store.aggregate_counts(&q).await?;
     let s = counts.summary(state.policy);
@@ -197,11 +215,14 @@ pub struct Ranking {
     responses(
         (status = 200, description = "Ranking", body = Ranking),
         (status = 400, description = "Bad parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Outside the caller's department or region", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn ranking(
     State(state): State<BoardState>,
+    caller: Caller,
     ApiQuery(p): ApiQuery<RankingParams>,
 ) -> Result<Json<Ranking>, ApiError> {
     let scope = parse_scope(&p.scope)?;
@@ -224,7 +245,13 @@ pub async fn ranking(
         return Err(ApiError::InvalidQuery("limit 须在 1 到 1000 之间".into()));
     }
     let q = RankingQuery { scope, width, from, to, min_ratings: 1 };
-    let rows = state.store.scope_counts(&q).await?;
+    let mut rows = state.store.scope_counts(&q).await?;
+    let reach = caller.reach()?;
+    if reach != Reach::All {
+        let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+        let mine = state.store.within_reach(scope, &ids, &reach).await?;
+        rows.retain(|(id, _)| mine.contains(id));
+    }
     let (ranked, unranked): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, c)| c.total() >= min_ratings);
     let mut scored: Vec<(String, Summary)> = ranked.into_iter().map(|(id, c)| (id, c.summary(state.policy))).collect();
     let rate = |s: &Summary| s.satisfaction_rate.unwrap_or(0.0);

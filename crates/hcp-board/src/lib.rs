@@ -11,9 +11,8 @@
 
 mod handlers;
 
-use axum::routing::get;
-use axum::Router;
-use hcp_domain::SatisfactionPolicy;
+use hcp_domain::{Role, SatisfactionPolicy};
+use hcp_http::{Access, Routes};
 use hcp_store::Store;
 
 pub use handlers::{__path_ranking, __path_summary, Ranking, RankingEntry, RankingParams, StatsSummary, SummaryParams};
@@ -29,10 +28,13 @@ pub struct BoardState {
     pub staff_min_ratings: i64,
 }
 
-/// The read routes.
-pub fn router(state: BoardState) -> Router {
-    Router::new()
-        .route("/api/v1/stats/summary", get(handlers::summary))
-        .route("/api/v1/stats/ranking", get(handlers::ranking))
+/// Roles that read statistics (each within its reach).
+const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Auditor, Role::Handler];
+
+/// The read routes with their access.
+pub fn router(state: BoardState) -> Routes {
+    Routes::new()
+        .get("/api/v1/stats/summary", Access::scoped(READERS), handlers::summary)
+        .get("/api/v1/stats/ranking", Access::scoped(READERS), handlers::ranking)
         .with_state(state)
 }

@@ -18,9 +18,9 @@ pub mod credentials;
 mod handlers;
 pub mod import;
 
-use axum::routing::{get, post, put};
-use axum::Router;
 use hcp_bus::{RatingProducer, Topics};
+use hcp_domain::Role;
+use hcp_http::{Access, Routes};
 use hcp_store::Store;
 
 pub use handlers::*;
@@ -34,37 +34,35 @@ pub struct DirectoryState {
     pub producer: RatingProducer,
     /// Topic names.
     pub topics: Topics,
-    /// Checks operator sessions (credential administration is for admins).
-    pub session_key: hcp_http::SessionKey,
     /// Digests staff phones (`HCP_PII_KEY`).
     pub pii: Option<hcp_domain::PiiCipher>,
 }
 
-impl axum::extract::FromRef<DirectoryState> for hcp_http::SessionKey {
-    fn from_ref(s: &DirectoryState) -> hcp_http::SessionKey {
-        s.session_key.clone()
-    }
-}
+/// Roles that read the directory, the roster and flagged attributions.
+const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Auditor];
 
-/// The directory, roster and attribution routes.
-pub fn router(state: DirectoryState) -> Router {
-    Router::new()
-        .route("/api/v1/directory/import", post(handlers::import_file))
-        .route("/api/v1/directory/{kind}", get(handlers::list))
-        .route(
-            "/api/v1/directory/{kind}/{key}",
-            get(handlers::get_one).put(handlers::put_one).delete(handlers::delete_one),
-        )
-        .route("/api/v1/roster/sign-in", post(handlers::sign_in))
-        .route("/api/v1/roster/sign-out", post(handlers::sign_out))
-        .route("/api/v1/roster/on-duty", get(handlers::on_duty))
-        .route("/api/v1/attribution/flagged", get(handlers::flagged))
-        .route("/api/v1/attribution/reattribute", post(handlers::reattribute))
-        .route("/api/v1/calendar/years", get(calendar::years))
-        .route("/api/v1/calendar/years/{year}", put(calendar::put_year))
-        .route("/api/v1/calendar/add-working-days", get(calendar::add_working_days))
-        .route("/api/v1/credentials", get(credentials::list).post(credentials::issue))
-        .route("/api/v1/credentials/{key_id}/revoke", post(credentials::revoke))
-        .route("/api/v1/directory/staff/{staff_id}/phone", put(credentials::staff_phone))
+/// The directory, roster, attribution, calendar and credential routes with their access.
+pub fn router(state: DirectoryState) -> Routes {
+    let admin = Access::operators(&[Role::Admin]);
+    let readers = Access::operators(READERS);
+    let operators = Access::operators(hcp_http::ANY_OPERATOR);
+    Routes::new()
+        .post("/api/v1/directory/import", admin, handlers::import_file)
+        .get("/api/v1/directory/{kind}", readers, handlers::list)
+        .get("/api/v1/directory/{kind}/{key}", readers, handlers::get_one)
+        .put("/api/v1/directory/{kind}/{key}", admin, handlers::put_one)
+        .delete("/api/v1/directory/{kind}/{key}", admin, handlers::delete_one)
+        .post("/api/v1/roster/sign-in", admin, handlers::sign_in)
+        .post("/api/v1/roster/sign-out", admin, handlers::sign_out)
+        .get("/api/v1/roster/on-duty", readers, handlers::on_duty)
+        .get("/api/v1/attribution/flagged", readers, handlers::flagged)
+        .post("/api/v1/attribution/reattribute", admin, handlers::reattribute)
+        .get("/api/v1/calendar/years", operators, calendar::years)
+        .put("/api/v1/calendar/years/{year}", admin, calendar::put_year)
+        .get("/api/v1/calendar/add-working-days", operators, calendar::add_working_days)
+        .get("/api/v1/credentials", Access::operators(&[Role::Admin, Role::Auditor]), credentials::list)
+        .post("/api/v1/credentials", admin, credentials::issue)
+        .post("/api/v1/credentials/{key_id}/revoke", admin, credentials::revoke)
+        .put("/api/v1/directory/staff/{staff_id}/phone", admin, credentials::staff_phone)
         .with_state(state)
 }

@@ -37,6 +37,6 @@ pub use error::{FieldError, ValidationErrors};
 pub use grade::Grade;
 pub use pii::{MaskedRater, PiiCipher, RaterIdentity, RaterInput, SealedRater};
 pub use rating::{AssessNumber, RatingInput, RatingSubmitted, MAX_ID_CHARS, RATING_SUBMITTED_SCHEMA};
-pub use role::Role;
+pub use role::{Reach, Role};
 pub use stats::{GradeCounts, SatisfactionPolicy, Summary};
 pub use workorder::{Action, DeadlinePolicy, OrderState, Policies, WorkOrderEvent};

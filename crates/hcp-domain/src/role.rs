@@ -73,9 +73,44 @@ impl Role {
     }
 }
 
+/// How far an operator's view reaches: a handler its department, a supervisor its region (and
+/// the regions below it), the other roles everything.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Reach {
+    /// Everything (admin, auditor, callback).
+    All,
+    /// One department (a handler).
+    Department(String),
+    /// A region and the regions below it (a supervisor).
+    Region(String),
+}
+
+impl Reach {
+    /// The reach of `role` with the account's department and region; `None` when a handler has
+    /// no department or a supervisor no region (such an account sees nothing).
+    pub fn of(role: Role, department_id: Option<&str>, region_code: Option<&str>) -> Option<Reach> {
+        match role {
+            Role::Handler => department_id.map(|d| Reach::Department(d.to_owned())),
+            Role::Supervisor => region_code.map(|r| Reach::Region(r.to_owned())),
+            Role::Admin | Role::Auditor | Role::Callback => Some(Reach::All),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reach_follows_the_role_and_the_account() {
+        assert_eq!(Reach::of(Role::Handler, Some("D1"), Some("440300")), Some(Reach::Department("D1".into())));
+        assert_eq!(Reach::of(Role::Supervisor, Some("D1"), Some("440300")), Some(Reach::Region("440300".into())));
+        assert_eq!(Reach::of(Role::Handler, None, Some("440300")), None);
+        assert_eq!(Reach::of(Role::Supervisor, Some("D1"), None), None);
+        for r in [Role::Admin, Role::Auditor, Role::Callback] {
+            assert_eq!(Reach::of(r, None, None), Some(Reach::All));
+        }
+    }
 
     #[test]
     fn roles_parse_and_split_the_actions() {

@@ -9,7 +9,7 @@
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -131,6 +131,14 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 pub struct Caller(pub Claims);
 
 impl Caller {
+    /// How far the caller sees; an account without its department (handler) or region
+    /// (supervisor) is refused with 403.
+    pub fn reach(&self) -> Result<hcp_domain::Reach, ApiError> {
+        let c = &self.0;
+        hcp_domain::Reach::of(c.role, c.department_id.as_deref(), c.region_code.as_deref())
+            .ok_or_else(|| ApiError::Forbidden("账号未关联部门或区域 / the account has no department or region".into()))
+    }
+
     /// Refuses with `403 /problems/forbidden` unless the caller has one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.0.role) {
@@ -147,12 +155,12 @@ impl Caller {
     }
 }
 
-fn token_of(parts: &Parts) -> Option<&str> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+/// The session token of a request: `Authorization: Bearer …`, else the `hcp_session` cookie.
+pub(crate) fn token_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         return v.strip_prefix("Bearer ").map(str::trim);
     }
-    parts
-        .headers
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -160,17 +168,13 @@ fn token_of(parts: &Parts) -> Option<&str> {
         .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE).and_then(|r| r.strip_prefix('=')))
 }
 
-impl<S> FromRequestParts<S> for Caller
-where
-    SessionKey: FromRef<S>,
-    S: Send + Sync,
-{
+/// The caller the access layer verified for an operator route ([`crate::Access::Operator`]).
+/// On any other route there is none, and asking for one is `401` (never a silent pass).
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let key = SessionKey::from_ref(state);
-        let token = token_of(parts).ok_or(ApiError::Unauthenticated)?;
-        key.verify(token, Utc::now()).map(Caller).ok_or(ApiError::Unauthenticated)
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or(ApiError::Unauthenticated)
     }
 }
 

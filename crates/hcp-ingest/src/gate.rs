@@ -73,7 +73,11 @@ pub async fn check_follow_ups(
     Ok(out)
 }
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use hcp_http::auth::CHANNEL_KEY_PREFIX as KEY_PREFIX;
+
+use crate::IngestState;
 
 /// The credential presented in `Authorization: Bearer hcp_…`, checked against its stored hash;
 /// `None` when none is presented and the mode allows it.
@@ -121,6 +125,38 @@ pub async fn authenticate(
         }
         Some(c) if genuine => Err(ApiError::CredentialInvalid(format!("密钥 {} 已吊销 / key revoked", c.key_id))),
         _ => Err(ApiError::CredentialInvalid("密钥无效 / unknown key".into())),
+    }
+}
+
+/// The channel key of a request, checked from its headers before the body is read (so a
+/// caller without a valid key learns nothing about the body's shape): `None` when none is
+/// presented and the ingest mode allows it, or when ingest runs without a database.
+pub struct ChannelKey(pub Option<Credential>);
+
+impl FromRequestParts<IngestState> for ChannelKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &IngestState) -> Result<Self, ApiError> {
+        match &state.gate {
+            Some(g) => authenticate(g, &state.limits, &parts.headers).await.map(ChannelKey),
+            None => Ok(ChannelKey(None)),
+        }
+    }
+}
+
+/// A channel key that must be presented whatever the ingest mode: service-record events,
+/// invitations and their QR codes come only from a known system.
+pub struct PlatformKey(pub Credential);
+
+impl FromRequestParts<IngestState> for PlatformKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &IngestState) -> Result<Self, ApiError> {
+        let g = state.gate.as_ref().ok_or(ApiError::NotFound)?;
+        match authenticate(g, &state.limits, &parts.headers).await? {
+            Some(c) => Ok(PlatformKey(c)),
+            None => Err(ApiError::CredentialInvalid("需要对接系统或设备的密钥 / a channel key is required".into())),
+        }
     }
 }
 

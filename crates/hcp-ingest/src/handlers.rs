@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::gate::ChannelKey;
 use crate::{gate, metrics, IngestState};
 
 /// The answer to an accepted rating.
@@ -52,12 +53,12 @@ pub struct Accepted {
 pub async fn submit_rating(
     State(state): State<IngestState>,
     headers: HeaderMap,
+    ChannelKey(cred): ChannelKey,
     ApiJsonBytes(input, raw): ApiJsonBytes<RatingInput>,
 ) -> Result<Response, ApiError> {
     let Some(gate) = &state.gate else {
         return accept_one(&state, None, input, Uuid::now_v7()).await.map(IntoResponse::into_response);
     };
-    let cred = gate::authenticate(gate, &state.limits, &headers).await?;
     let Some(key) = gate::idempotency_key(&headers)? else {
         return accept_one(&state, cred.as_ref(), input, Uuid::now_v7()).await.map(IntoResponse::into_response);
     };
@@ -254,6 +255,7 @@ pub struct BatchResult {
 pub async fn submit_batch(
     State(state): State<IngestState>,
     headers: HeaderMap,
+    ChannelKey(cred): ChannelKey,
     ApiJsonBytes(req, raw): ApiJsonBytes<BatchRequest, { 4 * 1024 * 1024 }>,
 ) -> Result<Response, ApiError> {
     if req.ratings.len() > MAX_BATCH || req.ratings.is_empty() {
@@ -265,10 +267,6 @@ pub async fn submit_batch(
         ));
     }
     let gate = state.gate.as_ref();
-    let cred = match gate {
-        Some(g) => gate::authenticate(g, &state.limits, &headers).await?,
-        None => None,
-    };
     let key = gate.map(|_| gate::idempotency_key(&headers)).transpose()?.flatten();
     let scope = gate::idempotency_scope(cred.as_ref());
     if let (Some(g), Some(k)) = (gate, &key) {

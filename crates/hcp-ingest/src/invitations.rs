@@ -10,7 +10,7 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,13 +25,14 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::{gate, handlers, metrics, IngestState};
+use crate::gate::PlatformKey;
+use crate::{handlers, metrics, IngestState};
 
 /// How invitations are made.
 #[derive(Clone)]
 pub struct InvitationConfig {
-    /// HMAC-SHA256 key of the tokens.
-    pub key: Arc<Vec<u8>>,
+    /// HMAC-SHA256 keys of the tokens.
+    pub keys: InvitationKeys,
     /// Base of the links, e.g. `https://hcp.example.gov.cn`.
     pub public_url: String,
     /// How long a link stays valid.
@@ -67,48 +68,102 @@ impl SmsGateway for OutboxSms {
     }
 }
 
-fn mac(key: &[u8], id: Uuid, exp: i64) -> Hmac<Sha256> {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(b"hcp.invitation.v1");
-    m.update(id.as_bytes());
-    m.update(&exp.to_be_bytes());
-    m
-}
+/// The keys that sign invitation links (`HCP_INVITATION_KEY`): the first signs new links, every
+/// one verifies. Rotation: put a new key first and keep the old ones until the links they signed
+/// have expired (`HCP_INVITATION_DAYS`), then drop them. Each token names its key's id.
+#[derive(Clone)]
+pub struct InvitationKeys(Arc<Vec<(String, Vec<u8>)>>);
 
-/// The token of an invitation: `<id>.<expiry>.<HMAC>` (base64url), bound to the id and expiry.
-pub fn token(key: &[u8], id: Uuid, expires_at: DateTime<Utc>) -> String {
-    let exp = expires_at.timestamp();
-    let tag = mac(key, id, exp).finalize().into_bytes();
-    format!("{}.{exp}.{}", URL_SAFE_NO_PAD.encode(id.as_bytes()), URL_SAFE_NO_PAD.encode(&tag[..16]))
-}
-
-/// The invitation id of a genuine token (any expiry); `None` when forged or malformed.
-pub fn verify(key: &[u8], token: &str) -> Option<Uuid> {
-    let mut parts = token.split('.');
-    let (id, exp, tag) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
+impl std::fmt::Debug for InvitationKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.0.iter().map(|(id, _)| id.as_str()).collect();
+        write!(f, "InvitationKeys({ids:?})")
     }
-    let id = Uuid::from_slice(&URL_SAFE_NO_PAD.decode(id).ok()?).ok()?;
-    let exp: i64 = exp.parse().ok()?;
-    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-    mac(key, id, exp).verify_truncated_left(&tag).ok()?;
-    (tag.len() == 16).then_some(id)
+}
+
+impl InvitationKeys {
+    /// `id:base64[,id:base64…]` (ids of 1–16 letters, digits, `-` or `_`; keys of at least 32
+    /// bytes), or one bare base64 key (id `k0`).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut keys: Vec<(String, Vec<u8>)> = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, b64) = part.split_once(':').unwrap_or(("k0", part));
+            if id.is_empty()
+                || id.len() > 16
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(format!("invitation key id {id:?} must be 1–16 letters, digits, - or _"));
+            }
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("invitation key {id} is not base64: {e}"))?;
+            if key.len() < 32 {
+                return Err(format!("invitation key {id} must be at least 32 bytes"));
+            }
+            if keys.iter().any(|(k, _)| k == id) {
+                return Err(format!("invitation key id {id} appears twice"));
+            }
+            keys.push((id.to_owned(), key));
+        }
+        if keys.is_empty() {
+            return Err("no invitation key given".into());
+        }
+        Ok(InvitationKeys(Arc::new(keys)))
+    }
+
+    /// One random key (links then die with the process).
+    pub fn random() -> Self {
+        InvitationKeys(Arc::new(vec![("r0".into(), rand::random::<[u8; 32]>().to_vec())]))
+    }
+
+    /// The id of the key that signs new links.
+    pub fn current(&self) -> &str {
+        &self.0[0].0
+    }
+
+    fn mac(key: &[u8], kid: &str, id: Uuid, exp: i64) -> Hmac<Sha256> {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        m.update(b"hcp.invitation.v2\0");
+        m.update(kid.as_bytes());
+        m.update(b"\0");
+        m.update(id.as_bytes());
+        m.update(&exp.to_be_bytes());
+        m
+    }
+
+    /// The token of an invitation: `<id>.<expiry>.<key id>.<HMAC>` (base64url), bound to the
+    /// invitation (and so to its record and stage) and its expiry.
+    pub fn token(&self, id: Uuid, expires_at: DateTime<Utc>) -> String {
+        let (kid, key) = &self.0[0];
+        let exp = expires_at.timestamp();
+        let tag = Self::mac(key, kid, id, exp).finalize().into_bytes();
+        format!("{}.{exp}.{kid}.{}", URL_SAFE_NO_PAD.encode(id.as_bytes()), URL_SAFE_NO_PAD.encode(&tag[..16]))
+    }
+
+    /// The invitation id of a genuine token (any expiry) signed by one of these keys; `None`
+    /// when forged, malformed or signed by a key no longer held.
+    pub fn verify(&self, token: &str) -> Option<Uuid> {
+        let mut parts = token.split('.');
+        let (id, exp, kid, tag) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let (_, key) = self.0.iter().find(|(k, _)| k == kid)?;
+        let id = Uuid::from_slice(&URL_SAFE_NO_PAD.decode(id).ok()?).ok()?;
+        let exp: i64 = exp.parse().ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        if tag.len() != 16 {
+            return None;
+        }
+        Self::mac(key, kid, id, exp).verify_truncated_left(&tag).ok()?;
+        Some(id)
+    }
 }
 
 fn config(state: &IngestState) -> Result<(&InvitationConfig, &Store), ApiError> {
     match (&state.invitations, &state.gate) {
         (Some(c), Some(g)) => Ok((c, &g.store)),
         _ => Err(ApiError::NotFound),
-    }
-}
-
-/// A channel key is required here whatever `HCP_INGEST_AUTH` says (the platform or a device).
-async fn platform(state: &IngestState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let g = state.gate.as_ref().ok_or(ApiError::NotFound)?;
-    match gate::authenticate(g, &state.limits, headers).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::CredentialInvalid("需要对接系统或设备的密钥 / a channel key is required".into())),
     }
 }
 
@@ -161,10 +216,9 @@ pub struct RecordEventResult {
 )]
 pub async fn record_event(
     State(state): State<IngestState>,
-    headers: HeaderMap,
+    _key: PlatformKey,
     ApiJson(ev): ApiJson<RecordEvent>,
 ) -> Result<Json<RecordEventResult>, ApiError> {
-    platform(&state, &headers).await?;
     let (cfg, store) = config(&state)?;
     let no = ev.service_record_no.trim();
     if no.is_empty() || no.chars().count() > 64 {
@@ -245,7 +299,7 @@ async fn create(
 }
 
 fn link(cfg: &InvitationConfig, inv: &Invitation) -> String {
-    format!("{}/r/{}", cfg.public_url.trim_end_matches('/'), token(&cfg.key, inv.invitation_id, inv.expires_at))
+    format!("{}/r/{}", cfg.public_url.trim_end_matches('/'), cfg.keys.token(inv.invitation_id, inv.expires_at))
 }
 
 async fn send_sms(cfg: &InvitationConfig, inv: &Invitation) {
@@ -307,10 +361,9 @@ pub struct IssuedInvitation {
 )]
 pub async fn issue(
     State(state): State<IngestState>,
-    headers: HeaderMap,
+    _key: PlatformKey,
     ApiJson(req): ApiJson<NewInvitation>,
 ) -> Result<(StatusCode, Json<IssuedInvitation>), ApiError> {
-    platform(&state, &headers).await?;
     let (cfg, store) = config(&state)?;
     let stage = Stage::parse(&req.stage).filter(|s| *s != Stage::Hotline).ok_or_else(|| {
         ApiError::field(
@@ -361,21 +414,31 @@ async fn qr_code_of(state: &IngestState, id: &str) -> Result<qrcode::QrCode, Api
     qrcode::QrCode::new(link(cfg, &inv).as_bytes()).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// The invitation's QR code as SVG (the id is unguessable; the code carries the link).
+/// The invitation's QR code as SVG, for the platform that issued it (the code carries the link).
 #[utoipa::path(get, path = "/api/v1/invitations/{invitation_id}/qr.svg", tag = "ingest",
     params(("invitation_id" = String, Path, description = "Invitation id")),
-    responses((status = 200, description = "SVG", content_type = "image/svg+xml"), (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json")))]
-pub async fn qr_svg(State(state): State<IngestState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    security(("channel_key" = [])),
+    responses((status = 200, description = "SVG", content_type = "image/svg+xml"), (status = 401, description = "Channel key missing, unknown or revoked", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json")))]
+pub async fn qr_svg(
+    State(state): State<IngestState>,
+    _key: PlatformKey,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let code = qr_code_of(&state, &id).await?;
     let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(240, 240).quiet_zone(true).build();
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
-/// The invitation's QR code as PNG (8 px per module, grayscale).
+/// The invitation's QR code as PNG (8 px per module, grayscale), for the issuing platform.
 #[utoipa::path(get, path = "/api/v1/invitations/{invitation_id}/qr.png", tag = "ingest",
     params(("invitation_id" = String, Path, description = "Invitation id")),
-    responses((status = 200, description = "PNG", content_type = "image/png"), (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json")))]
-pub async fn qr_png(State(state): State<IngestState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    security(("channel_key" = [])),
+    responses((status = 200, description = "PNG", content_type = "image/png"), (status = 401, description = "Channel key missing, unknown or revoked", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json")))]
+pub async fn qr_png(
+    State(state): State<IngestState>,
+    _key: PlatformKey,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let code = qr_code_of(&state, &id).await?;
     let png = render_png(&code, 8).map_err(ApiError::Internal)?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
@@ -438,7 +501,7 @@ pub struct TagView {
 /// The invitation behind a token, if it can be used now.
 async fn usable(state: &IngestState, token: &str) -> Result<(Invitation, ServiceRecord), ApiError> {
     let (cfg, store) = config(state)?;
-    let id = verify(&cfg.key, token).ok_or(ApiError::InvitationInvalid)?;
+    let id = cfg.keys.verify(token).ok_or(ApiError::InvitationInvalid)?;
     let inv = store.invitation(id).await?.ok_or(ApiError::InvitationInvalid)?;
     if inv.used_at.is_some() {
         return Err(ApiError::InvitationUsed);
@@ -569,19 +632,58 @@ pub async fn page() -> Html<&'static str> {
 mod tests {
     use super::*;
 
+    fn keys(spec: &str) -> InvitationKeys {
+        InvitationKeys::parse(spec).unwrap()
+    }
+
+    const OLD: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+    const NEW: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="; // 32 bytes
+
     #[test]
     fn tokens_bind_the_id_and_expiry() {
-        let key = b"0123456789abcdef0123456789abcdef";
+        let k = keys(OLD);
         let id = Uuid::new_v4();
         let exp = Utc.timestamp_opt(1_900_000_000, 0).unwrap();
-        let t = token(key, id, exp);
-        assert_eq!(verify(key, &t), Some(id));
-        assert_eq!(verify(b"another key another key another k", &t), None);
-        let (head, tag) = t.rsplit_once('.').unwrap();
-        let (idpart, _) = head.split_once('.').unwrap();
-        assert_eq!(verify(key, &format!("{idpart}.1900000001.{tag}")), None, "a later expiry breaks the MAC");
-        assert_eq!(verify(key, "garbage"), None);
-        assert_eq!(verify(key, &format!("{t}.x")), None);
+        let t = k.token(id, exp);
+        assert_eq!(k.verify(&t), Some(id));
+        assert_eq!(keys(&format!("k0:{NEW}")).verify(&t), None, "another key under the same id");
+        let parts: Vec<&str> = t.split('.').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(k.verify(&format!("{}.1900000001.{}.{}", parts[0], parts[2], parts[3])), None, "a later expiry");
+        let other = URL_SAFE_NO_PAD.encode(Uuid::new_v4().as_bytes());
+        assert_eq!(k.verify(&format!("{other}.{}.{}.{}", parts[1], parts[2], parts[3])), None, "another invitation");
+        assert_eq!(k.verify("garbage"), None);
+        assert_eq!(k.verify(&format!("{t}.x")), None);
+    }
+
+    #[test]
+    fn rotation_keeps_old_links_until_their_key_is_dropped() {
+        let id = Uuid::new_v4();
+        let exp = Utc.timestamp_opt(1_900_000_000, 0).unwrap();
+        let before = keys(&format!("k1:{OLD}"));
+        let old_link = before.token(id, exp);
+        let rotated = keys(&format!("k2:{NEW},k1:{OLD}"));
+        assert_eq!(rotated.current(), "k2");
+        assert_eq!(rotated.verify(&old_link), Some(id), "links signed before the rotation still open");
+        let new_link = rotated.token(id, exp);
+        assert!(new_link.contains(".k2."), "{new_link}");
+        assert_eq!(before.verify(&new_link), None, "a replica without the new key refuses new links");
+        let after = keys(&format!("k2:{NEW}"));
+        assert_eq!(after.verify(&new_link), Some(id));
+        assert_eq!(after.verify(&old_link), None, "the dropped key's links are refused");
+        // A token naming a key id with the MAC of another key is forged.
+        let forged = old_link.replace(".k1.", ".k2.");
+        assert_eq!(rotated.verify(&forged), None);
+    }
+
+    #[test]
+    fn key_specs_are_checked() {
+        assert_eq!(keys(OLD).current(), "k0");
+        assert!(InvitationKeys::parse("").is_err());
+        assert!(InvitationKeys::parse("k1:c2hvcnQ=").is_err(), "short key");
+        assert!(InvitationKeys::parse(&format!("k1:{OLD},k1:{NEW}")).is_err(), "duplicate id");
+        assert!(InvitationKeys::parse(&format!("bad id:{OLD}")).is_err());
+        assert!(!format!("{:?}", keys(OLD)).contains(OLD), "Debug hides the key");
     }
 
     #[test]

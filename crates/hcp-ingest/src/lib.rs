@@ -23,9 +23,8 @@ pub mod invitations;
 pub mod limits;
 mod metrics;
 
-use axum::routing::{get, post};
-use axum::Router;
 use hcp_bus::RatingProducer;
+use hcp_http::{Access, Routes};
 
 pub use gate::{AuthMode, Gate};
 pub use handlers::{
@@ -49,16 +48,17 @@ pub struct IngestState {
     pub limits: limits::Limits,
 }
 
-/// The ingest routes, ready to be merged into the server's router.
-pub fn router(state: IngestState) -> Router {
-    Router::new()
-        .route("/api/v1/ratings", post(handlers::submit_rating))
-        .route("/api/v1/ratings/batch", post(handlers::submit_batch))
-        .route("/api/v1/service-records/events", post(invitations::record_event))
-        .route("/api/v1/invitations", post(invitations::issue))
-        .route("/api/v1/invitations/{invitation_id}/qr.svg", get(invitations::qr_svg))
-        .route("/api/v1/invitations/{invitation_id}/qr.png", get(invitations::qr_png))
-        .route("/api/v1/r/{token}", get(invitations::view).post(invitations::submit))
-        .route("/r/{token}", get(invitations::page))
+/// The ingest routes with their access, ready to be merged into the server's router.
+pub fn router(state: IngestState) -> Routes {
+    Routes::new()
+        .post("/api/v1/ratings", Access::Channel, handlers::submit_rating)
+        .post("/api/v1/ratings/batch", Access::Channel, handlers::submit_batch)
+        .post("/api/v1/service-records/events", Access::Channel, invitations::record_event)
+        .post("/api/v1/invitations", Access::Channel, invitations::issue)
+        .get("/api/v1/invitations/{invitation_id}/qr.svg", Access::Channel, invitations::qr_svg)
+        .get("/api/v1/invitations/{invitation_id}/qr.png", Access::Channel, invitations::qr_png)
+        .get("/api/v1/r/{token}", Access::Citizen, invitations::view)
+        .post("/api/v1/r/{token}", Access::Citizen, invitations::submit)
+        .get("/r/{token}", Access::Public, invitations::page)
         .with_state(state)
 }

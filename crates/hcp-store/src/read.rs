@@ -114,4 +114,55 @@ impl Store {
                 .await?;
         Ok(rows.into_iter().collect())
     }
+
+    /// Which of `ids` (units of `scope`) lie within `reach`: a handler's department covers the
+    /// department, its staff, its service items and the windows serving it; a supervisor's region
+    /// covers every unit whose region is that one or below it. Scopes without a place (all,
+    /// platform, tag class, channel, stage) and halls for a department are outside any reach
+    /// but [`Reach::All`].
+    pub async fn within_reach(
+        &self,
+        scope: Scope,
+        ids: &[String],
+        reach: &hcp_domain::Reach,
+    ) -> Result<std::collections::HashSet<String>, Error> {
+        use hcp_domain::Reach;
+        let units = match scope {
+            Scope::Department => "SELECT id, region_code AS reg, ARRAY[id] AS depts FROM departments",
+            Scope::Staff => {
+                "SELECT s.id, d.region_code AS reg, ARRAY[s.department_id] AS depts \
+                 FROM staff s JOIN departments d ON d.id = s.department_id"
+            }
+            Scope::ServiceItem => {
+                "SELECT i.code AS id, d.region_code AS reg, ARRAY[i.department_id] AS depts \
+                 FROM service_items i JOIN departments d ON d.id = i.department_id"
+            }
+            Scope::Window => {
+                "SELECT w.id, h.region_code AS reg, w.department_ids AS depts FROM windows w JOIN halls h ON h.id = w.hall_id"
+            }
+            Scope::Hall => "SELECT id, region_code AS reg, ARRAY[]::text[] AS depts FROM halls",
+            Scope::Region => "SELECT code AS id, code AS reg, ARRAY[]::text[] AS depts FROM regions",
+            _ => return Ok(match reach {
+                Reach::All => ids.iter().cloned().collect(),
+                _ => Default::default(),
+            }),
+        };
+        let (condition, arg) = match reach {
+            Reach::All => return Ok(ids.iter().cloned().collect()),
+            Reach::Department(d) => ("$2 = ANY(u.depts)", d),
+            Reach::Region(r) => (
+                "EXISTS (WITH RECURSIVE up(code) AS (SELECT u.reg UNION ALL \
+                 SELECT r.parent_code FROM regions r JOIN up ON r.code = up.code WHERE r.parent_code IS NOT NULL) \
+                 SELECT 1 FROM up WHERE up.code = $2)",
+                r,
+            ),
+        };
+        let rows: Vec<(String,)> =
+            sqlx::query_as(&format!("SELECT u.id FROM ({units}) u WHERE u.id = ANY($1) AND {condition}"))
+                .bind(ids)
+                .bind(arg)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
 }

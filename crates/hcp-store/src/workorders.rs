@@ -278,25 +278,34 @@ pub struct OrderDetail {
     pub log: Vec<LogEntry>,
 }
 
-/// Which orders a caller may see and act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrderScope {
-    /// Every order (admin, auditor, callback).
-    All,
-    /// One department's (a handler).
-    Department(String),
-    /// Orders whose region is this one or below it (a supervisor).
-    Region(String),
+/// Which orders a caller may see and act on: the caller's [`Reach`].
+pub use hcp_domain::Reach as OrderScope;
+
+/// `(sql condition on alias o, its text parameter)` of a reach; the parameter is `$n`.
+fn scope_condition(scope: &OrderScope, n: usize) -> (String, Option<String>) {
+    match scope {
+        OrderScope::All => ("true".into(), None),
+        OrderScope::Department(d) => (format!("o.department_id = ${n}"), Some(d.clone())),
+        OrderScope::Region(r) => (format!("${n} = ANY(o.region_path)"), Some(r.clone())),
+    }
 }
 
-impl OrderScope {
-    /// `(sql condition on alias o, its text parameter)`; the parameter is `$n`.
-    fn condition(&self, n: usize) -> (String, Option<String>) {
-        match self {
-            OrderScope::All => ("true".into(), None),
-            OrderScope::Department(d) => (format!("o.department_id = ${n}"), Some(d.clone())),
-            OrderScope::Region(r) => (format!("${n} = ANY(o.region_path)"), Some(r.clone())),
-        }
+/// `(sql condition on the ratings table, its text parameter $n)`: the rating's attributed
+/// department lies within the reach (a region's: that region or one below it).
+fn rating_reach_condition(reach: &OrderScope, n: usize) -> (String, Option<String>) {
+    match reach {
+        // The parameter is bound (as NULL) either way, so the statement always names it.
+        OrderScope::All => (format!("${n}::text IS NULL"), None),
+        OrderScope::Department(d) => (format!("attr_department_id = ${n}"), Some(d.clone())),
+        OrderScope::Region(r) => (
+            format!(
+                "attr_department_id IN (SELECT d.id FROM departments d WHERE d.region_code IN (
+                   WITH RECURSIVE down(code) AS (SELECT ${n}::text UNION ALL
+                     SELECT g.code FROM regions g JOIN down ON g.parent_code = down.code)
+                   SELECT code FROM down))"
+            ),
+            Some(r.clone()),
+        ),
     }
 }
 
@@ -578,7 +587,7 @@ impl Store {
 
     /// One page of orders in `scope`, with the total.
     pub async fn list_work_orders(&self, scope: &OrderScope, q: &OrderQuery) -> Result<(Vec<WorkOrder>, i64), Error> {
-        let (scope_sql, scope_arg) = scope.condition(1);
+        let (scope_sql, scope_arg) = scope_condition(scope, 1);
         let filter = format!(
             "{scope_sql} AND ($2::text IS NULL OR o.state = $2) AND ($3::text IS NULL OR o.due_status = $3)
              AND ($4::text IS NULL OR o.department_id = $4)
@@ -614,7 +623,7 @@ impl Store {
 
     /// The order in `scope` with its rating and log.
     pub async fn work_order(&self, scope: &OrderScope, order_id: Uuid) -> Result<Option<OrderDetail>, Error> {
-        let (scope_sql, scope_arg) = scope.condition(2);
+        let (scope_sql, scope_arg) = scope_condition(scope, 2);
         let Some(row) =
             sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM work_orders o WHERE o.order_id = $1 AND {scope_sql}"))
                 .bind(order_id)
@@ -655,8 +664,19 @@ impl Store {
 
     /// A stored rating as its record: attribution, whether it counts, exclusion, masked rater.
     pub async fn rating_record(&self, rating_id: Uuid) -> Result<Option<RatingRecord>, Error> {
-        sqlx::query(&format!("SELECT {RATING_RECORD_COLUMNS} FROM ratings WHERE rating_id = $1"))
+        self.rating_record_within(&OrderScope::All, rating_id).await
+    }
+
+    /// [`Store::rating_record`] when the rating's attributed department lies within `reach`.
+    pub async fn rating_record_within(
+        &self,
+        reach: &OrderScope,
+        rating_id: Uuid,
+    ) -> Result<Option<RatingRecord>, Error> {
+        let (condition, arg) = rating_reach_condition(reach, 2);
+        sqlx::query(&format!("SELECT {RATING_RECORD_COLUMNS} FROM ratings WHERE rating_id = $1 AND {condition}"))
             .bind(rating_id)
+            .bind(arg)
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
@@ -667,21 +687,27 @@ impl Store {
     /// One page of ratings with anti-gaming flags (optionally one flag), newest first, with the total.
     pub async fn integrity_flagged(
         &self,
+        reach: &OrderScope,
         flag: Option<&str>,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<RatingRecord>, i64), Error> {
-        let filter = "cardinality(integrity_flags) > 0 AND ($1::text IS NULL OR $1 = ANY(integrity_flags))";
+        let (condition, arg) = rating_reach_condition(reach, 2);
+        let filter = format!(
+            "cardinality(integrity_flags) > 0 AND ($1::text IS NULL OR $1 = ANY(integrity_flags)) AND {condition}"
+        );
         let rows = sqlx::query(&format!(
-            "SELECT {RATING_RECORD_COLUMNS} FROM ratings WHERE {filter} ORDER BY rated_at DESC, rating_id LIMIT $2 OFFSET $3"
+            "SELECT {RATING_RECORD_COLUMNS} FROM ratings WHERE {filter} ORDER BY rated_at DESC, rating_id LIMIT $3 OFFSET $4"
         ))
         .bind(flag)
+        .bind(&arg)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
         let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ratings WHERE {filter}"))
             .bind(flag)
+            .bind(&arg)
             .fetch_one(&self.pool)
             .await?;
         Ok((rows.iter().map(rating_from_row).collect::<Result<_, _>>()?, total))
@@ -696,7 +722,7 @@ impl Store {
         order_id: Uuid,
         actor: &Actor,
     ) -> Result<Option<Option<SealedRater>>, Error> {
-        let (scope_sql, scope_arg) = scope.condition(2);
+        let (scope_sql, scope_arg) = scope_condition(scope, 2);
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "SELECT o.state, r.rater FROM work_orders o JOIN ratings r USING (rating_id)
@@ -942,12 +968,30 @@ impl Store {
     /// Notifications not yet sent, oldest first (the sender's queue; also what tests inspect);
     /// with `region`, only those about orders in that region or below it.
     pub async fn pending_notifications(&self, limit: i64, region: Option<&str>) -> Result<Vec<Notification>, Error> {
+        self.notifications(limit, region, true).await
+    }
+
+    /// Unsent notifications for operators (escalations, calendar alerts), optionally only those
+    /// of a region and below: never the messages to citizens, whose bodies carry their links.
+    pub async fn operator_notifications(&self, limit: i64, region: Option<&str>) -> Result<Vec<Notification>, Error> {
+        self.notifications(limit, region, false).await
+    }
+
+    async fn notifications(
+        &self,
+        limit: i64,
+        region: Option<&str>,
+        citizens: bool,
+    ) -> Result<Vec<Notification>, Error> {
         let rows = sqlx::query(
             "SELECT id, kind, recipient, subject, body, order_id, created_at FROM notifications
-              WHERE sent_at IS NULL AND ($2::text IS NULL OR $2 = ANY(region_path)) ORDER BY id LIMIT $1",
+              WHERE sent_at IS NULL AND ($2::text IS NULL OR $2 = ANY(region_path))
+                AND ($3 OR NOT (recipient LIKE 'rater:%' OR recipient LIKE 'record:%'))
+              ORDER BY id LIMIT $1",
         )
         .bind(limit)
         .bind(region)
+        .bind(citizens)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -1043,7 +1087,7 @@ async fn lock_order(
     scope: &OrderScope,
     order_id: Uuid,
 ) -> Result<(OrderState, Uuid), ActError> {
-    let (scope_sql, scope_arg) = scope.condition(2);
+    let (scope_sql, scope_arg) = scope_condition(scope, 2);
     let row = sqlx::query(&format!(
         "SELECT o.state, o.founded, o.rating_id FROM work_orders o WHERE o.order_id = $1 AND {scope_sql} FOR UPDATE"
     ))

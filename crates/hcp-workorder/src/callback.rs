@@ -9,13 +9,13 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use hcp_domain::{Grade, Role};
+use hcp_domain::Grade;
 use hcp_http::{ApiError, ApiJson, Caller, Problem};
 use hcp_store::{CallbackError, OrderScope};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::handlers::{act_error, actor_of, order_id, scope_of};
+use crate::handlers::{act_error, actor_of, order_id};
 use crate::{metrics, WorkOrderState};
 
 /// How long a callback link stays valid.
@@ -52,8 +52,7 @@ pub async fn invite(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<CallbackInvitation>), ApiError> {
-    caller.require(&[Role::Handler, Role::Callback, Role::Admin])?;
-    let scope = scope_of(&caller)?;
+    let scope = caller.reach()?;
     let id = order_id(&id)?;
     let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let expires_at = Utc::now() + Duration::days(CALLBACK_DAYS);
@@ -141,6 +140,8 @@ pub async fn answer(
     Path(token): Path<String>,
     ApiJson(body): ApiJson<CallbackAnswer>,
 ) -> Result<Json<CallbackStatus>, ApiError> {
+    // The link first: a forged, used or expired one is refused whatever the body says.
+    state.store.callback_status(&token_hash(&token), Utc::now()).await.map_err(callback_error)?;
     let grade = body
         .grade
         .and_then(|g| u8::try_from(g).ok())

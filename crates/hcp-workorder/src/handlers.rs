@@ -16,20 +16,6 @@ use uuid::Uuid;
 
 use crate::{metrics, WorkOrderState};
 
-/// The orders a caller sees: a handler its department's, a supervisor its region's, the others all.
-pub(crate) fn scope_of(caller: &Caller) -> Result<OrderScope, ApiError> {
-    let c = &caller.0;
-    Ok(match c.role {
-        Role::Handler => OrderScope::Department(
-            c.department_id.clone().ok_or_else(|| ApiError::Forbidden("经办人账号未关联部门".into()))?,
-        ),
-        Role::Supervisor => {
-            OrderScope::Region(c.region_code.clone().ok_or_else(|| ApiError::Forbidden("督办账号未关联区域".into()))?)
-        }
-        Role::Admin | Role::Auditor | Role::Callback => OrderScope::All,
-    })
-}
-
 /// The caller as an actor of the audit log.
 pub(crate) fn actor_of(caller: &Caller) -> Actor {
     Actor { name: caller.0.sub.clone(), role: caller.0.role.as_str().to_owned() }
@@ -122,7 +108,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<OrderPage>, ApiError> {
-    let scope = scope_of(&caller)?;
+    let scope = caller.reach()?;
     if let Some(s) = &p.state {
         if !STATES.contains(&s.as_str()) {
             return Err(ApiError::InvalidQuery(format!("state 取值须为 {}", STATES.join("、"))));
@@ -169,7 +155,7 @@ pub async fn detail(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OrderDetail>, ApiError> {
-    let scope = scope_of(&caller)?;
+    let scope = caller.reach()?;
     state.store.work_order(&scope, order_id(&id)?).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
@@ -187,18 +173,25 @@ pub struct ActionBody {
     pub grade: Option<i64>,
 }
 
-/// The routes of the actions, one per action.
-pub const ACTION_ROUTES: [(&str, &str); 10] = [
-    ("/api/v1/work-orders/{order_id}/claim", "claim"),
-    ("/api/v1/work-orders/{order_id}/contact", "contact"),
-    ("/api/v1/work-orders/{order_id}/verify", "verify"),
-    ("/api/v1/work-orders/{order_id}/rectify", "rectify"),
-    ("/api/v1/work-orders/{order_id}/reply", "reply"),
-    ("/api/v1/work-orders/{order_id}/callback", "callback"),
-    ("/api/v1/work-orders/{order_id}/appeal", "appeal"),
-    ("/api/v1/work-orders/{order_id}/appeal/uphold", "uphold_appeal"),
-    ("/api/v1/work-orders/{order_id}/appeal/reject", "reject_appeal"),
-    ("/api/v1/work-orders/{order_id}/escalate", "escalate"),
+/// Roles that act for a department: claim, contact, verify, rectify, reply, appeal.
+const DEPARTMENT_ACTORS: &[Role] = &[Role::Admin, Role::Handler];
+/// Roles that record a callback.
+const CALLBACK_ACTORS: &[Role] = &[Role::Admin, Role::Callback];
+/// Roles that review appeals and escalate.
+const SUPERVISING_ACTORS: &[Role] = &[Role::Admin, Role::Supervisor];
+
+/// The routes of the actions, one per action: (route, action name, the roles `Role::may` allows).
+pub const ACTION_ROUTES: [(&str, &str, &[Role]); 10] = [
+    ("/api/v1/work-orders/{order_id}/claim", "claim", DEPARTMENT_ACTORS),
+    ("/api/v1/work-orders/{order_id}/contact", "contact", DEPARTMENT_ACTORS),
+    ("/api/v1/work-orders/{order_id}/verify", "verify", DEPARTMENT_ACTORS),
+    ("/api/v1/work-orders/{order_id}/rectify", "rectify", DEPARTMENT_ACTORS),
+    ("/api/v1/work-orders/{order_id}/reply", "reply", DEPARTMENT_ACTORS),
+    ("/api/v1/work-orders/{order_id}/callback", "callback", CALLBACK_ACTORS),
+    ("/api/v1/work-orders/{order_id}/appeal", "appeal", DEPARTMENT_ACTORS),
+    ("/api/v1/work-orders/{order_id}/appeal/uphold", "uphold_appeal", SUPERVISING_ACTORS),
+    ("/api/v1/work-orders/{order_id}/appeal/reject", "reject_appeal", SUPERVISING_ACTORS),
+    ("/api/v1/work-orders/{order_id}/escalate", "escalate", SUPERVISING_ACTORS),
 ];
 
 /// Turns the route and body into the domain action, or says which field is missing.
@@ -277,7 +270,8 @@ pub async fn act(
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<ActionBody>,
 ) -> Result<Json<WorkOrder>, ApiError> {
-    let name = ACTION_ROUTES.iter().find(|(p, _)| *p == matched.as_str()).map(|(_, a)| *a).ok_or(ApiError::NotFound)?;
+    let name =
+        ACTION_ROUTES.iter().find(|(p, ..)| *p == matched.as_str()).map(|(_, a, _)| *a).ok_or(ApiError::NotFound)?;
     let body = body.unwrap_or_default();
     if body.note.as_deref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(ApiError::field(
@@ -297,7 +291,7 @@ pub async fn act(
             action.name()
         )));
     }
-    let scope = scope_of(&caller)?;
+    let scope = caller.reach()?;
     let id = order_id(&id)?;
     let ctx = state.store.deadline_context().await?;
     let req = ActRequest {
@@ -332,7 +326,6 @@ pub async fn rater(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RaterIdentity>, ApiError> {
-    caller.require(&[Role::Callback])?;
     let cipher = state.pii.as_ref().ok_or(ApiError::PiiKeyMissing)?;
     let sealed = state
         .store
@@ -356,8 +349,7 @@ pub async fn rater(
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn sweep(State(state): State<WorkOrderState>, caller: Caller) -> Result<Json<SweepOutcome>, ApiError> {
-    caller.require(&[Role::Admin])?;
+pub async fn sweep(State(state): State<WorkOrderState>) -> Result<Json<SweepOutcome>, ApiError> {
     Ok(Json(crate::background::sweep_once(&state.store, Utc::now()).await?))
 }
 
@@ -405,11 +397,9 @@ pub struct PolicyBody {
 )]
 pub async fn put_policy(
     State(state): State<WorkOrderState>,
-    caller: Caller,
     Path(region): Path<String>,
     ApiJson(body): ApiJson<PolicyBody>,
 ) -> Result<(StatusCode, Json<PolicyRow>), ApiError> {
-    caller.require(&[Role::Admin])?;
     if region.is_empty() || region.len() > 12 || !(region == "*" || region.chars().all(|c| c.is_ascii_digit())) {
         return Err(ApiError::field(
             "region_code",
@@ -445,10 +435,8 @@ pub async fn put_policy(
 )]
 pub async fn delete_policy(
     State(state): State<WorkOrderState>,
-    caller: Caller,
     Path(region): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&[Role::Admin])?;
     if state.store.delete_policy(&region).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -456,8 +444,9 @@ pub async fn delete_policy(
     }
 }
 
-/// Queued notifications not yet delivered (escalations, callback SMS, operator alerts such as
-/// "calendar needs year YYYY"). Admins and auditors see all, a supervisor their region's.
+/// Queued operator notifications not yet delivered (escalations, alerts such as "calendar needs
+/// year YYYY"). Admins and auditors see all, a supervisor their region's. Messages to citizens
+/// (rating and callback SMS) are never listed: their bodies carry the citizens' links.
 #[utoipa::path(
     get,
     path = "/api/v1/notifications",
@@ -468,14 +457,13 @@ pub async fn notifications(
     State(state): State<WorkOrderState>,
     caller: Caller,
 ) -> Result<Json<Vec<Notification>>, ApiError> {
-    caller.require(&[Role::Admin, Role::Auditor, Role::Supervisor])?;
     let region = match caller.0.role {
         Role::Supervisor => {
             Some(caller.0.region_code.clone().ok_or_else(|| ApiError::Forbidden("督办账号未关联区域".into()))?)
         }
         _ => None,
     };
-    Ok(Json(state.store.pending_notifications(1000, region.as_deref()).await?))
+    Ok(Json(state.store.operator_notifications(1000, region.as_deref()).await?))
 }
 
 /// A stored rating's record: attribution, whether it counts, an appeal exclusion with its
@@ -487,7 +475,7 @@ pub async fn notifications(
     params(("rating_id" = String, Path, description = "Rating id")),
     responses(
         (status = 200, description = "The rating", body = RatingRecord),
-        (status = 404, description = "Not stored (yet)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not stored (yet), or outside a supervisor's region", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn rating_record(
@@ -495,8 +483,7 @@ pub async fn rating_record(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RatingRecord>, ApiError> {
-    caller.require(&[Role::Admin, Role::Auditor, Role::Supervisor, Role::Callback])?;
-    state.store.rating_record(order_id(&id)?).await?.map(Json).ok_or(ApiError::NotFound)
+    state.store.rating_record_within(&caller.reach()?, order_id(&id)?).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// Filters of the anti-gaming review list.
@@ -538,7 +525,6 @@ pub async fn integrity_flagged(
     caller: Caller,
     ApiQuery(p): ApiQuery<IntegrityParams>,
 ) -> Result<Json<FlaggedPage>, ApiError> {
-    caller.require(&[Role::Admin, Role::Auditor, Role::Supervisor])?;
     if let Some(f) = &p.flag {
         const FLAGS: [&str; 5] =
             ["device_too_fast", "device_burst", "staff_burst", "rater_is_rated_staff", "rater_is_staff"];
@@ -547,7 +533,7 @@ pub async fn integrity_flagged(
         }
     }
     let (limit, offset) = page(p.limit, p.offset)?;
-    let (items, total) = state.store.integrity_flagged(p.flag.as_deref(), limit, offset).await?;
+    let (items, total) = state.store.integrity_flagged(&caller.reach()?, p.flag.as_deref(), limit, offset).await?;
     Ok(Json(FlaggedPage { total, items }))
 }
 
@@ -608,4 +594,21 @@ pub mod docs {
         "/api/v1/work-orders/{order_id}/escalate",
         "督办 Escalate (supervisor; the sweeper escalates overdue orders itself)."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The roles each action route admits are exactly those the domain lets take the action.
+    #[test]
+    fn action_routes_admit_the_roles_the_domain_allows() {
+        let body = ActionBody { note: Some("n".into()), founded: Some(true), satisfied: Some(true), grade: Some(5) };
+        for (path, name, roles) in ACTION_ROUTES {
+            let (action, _) = action_of(name, &body).unwrap_or_else(|_| panic!("{name}"));
+            let allowed: Vec<Role> = Role::ALL.into_iter().filter(|r| r.may(action)).collect();
+            let declared: Vec<Role> = Role::ALL.into_iter().filter(|r| roles.contains(r)).collect();
+            assert_eq!(declared, allowed, "{path}");
+        }
+    }
 }

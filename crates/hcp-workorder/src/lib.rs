@@ -20,10 +20,9 @@ mod console;
 mod handlers;
 mod metrics;
 
-use axum::routing::{get, post, put};
-use axum::Router;
 use hcp_domain::PiiCipher;
-use hcp_http::SessionKey;
+use hcp_domain::Role;
+use hcp_http::{Access, Routes, SessionKey};
 use hcp_store::Store;
 
 pub use auth::{LoginRequest, LoginResponse};
@@ -44,33 +43,41 @@ pub struct WorkOrderState {
     pub public_url: String,
 }
 
-impl axum::extract::FromRef<WorkOrderState> for SessionKey {
-    fn from_ref(s: &WorkOrderState) -> SessionKey {
-        s.session_key.clone()
-    }
-}
+/// Anyone signed in.
+const OPERATORS: &[Role] = hcp_http::ANY_OPERATOR;
+/// Roles that read work orders (each within its reach).
+const ORDER_READERS: &[Role] = OPERATORS;
+/// Roles that send a rater the callback link.
+const CALLBACK_INVITERS: &[Role] = &[Role::Admin, Role::Handler, Role::Callback];
+/// Roles that read notifications and flagged presses (a supervisor its region's).
+const OVERSEERS: &[Role] = &[Role::Admin, Role::Auditor, Role::Supervisor];
+/// Roles that read a single rating's record (a supervisor its region's).
+const RATING_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::Supervisor, Role::Callback];
 
-/// The routes: sessions, work orders, callback invitations, policies, the console.
-pub fn router(state: WorkOrderState) -> Router {
-    let mut r = Router::new()
-        .route("/api/v1/auth/login", post(auth::login))
-        .route("/api/v1/auth/logout", post(auth::logout))
-        .route("/api/v1/auth/me", get(auth::me))
-        .route("/api/v1/work-orders", get(handlers::list))
-        .route("/api/v1/work-orders/sweep", post(handlers::sweep))
-        .route("/api/v1/work-orders/{order_id}", get(handlers::detail))
-        .route("/api/v1/work-orders/{order_id}/rater", get(handlers::rater))
-        .route("/api/v1/work-orders/{order_id}/callback-invitation", post(callback::invite))
-        .route("/api/v1/callback/{token}", get(callback::status).post(callback::answer))
-        .route("/callback/{token}", get(console::callback_page))
-        .route("/api/v1/workorder-policies", get(handlers::policies))
-        .route("/api/v1/workorder-policies/{region_code}", put(handlers::put_policy).delete(handlers::delete_policy))
-        .route("/api/v1/notifications", get(handlers::notifications))
-        .route("/api/v1/ratings/{rating_id}", get(handlers::rating_record))
-        .route("/api/v1/integrity/flagged", get(handlers::integrity_flagged))
-        .route("/console", get(console::page));
-    for (path, _) in handlers::ACTION_ROUTES {
-        r = r.route(path, post(handlers::act));
+/// The routes with their access: sessions, work orders, callback invitations, policies, the console.
+pub fn router(state: WorkOrderState) -> Routes {
+    let admin = Access::operators(&[Role::Admin]);
+    let mut r = Routes::new()
+        .post("/api/v1/auth/login", Access::Public, auth::login)
+        .post("/api/v1/auth/logout", Access::Public, auth::logout)
+        .get("/api/v1/auth/me", Access::operators(OPERATORS), auth::me)
+        .get("/api/v1/work-orders", Access::scoped(ORDER_READERS), handlers::list)
+        .post("/api/v1/work-orders/sweep", admin, handlers::sweep)
+        .get("/api/v1/work-orders/{order_id}", Access::scoped(ORDER_READERS), handlers::detail)
+        .get("/api/v1/work-orders/{order_id}/rater", Access::scoped(&[Role::Callback]), handlers::rater)
+        .post("/api/v1/work-orders/{order_id}/callback-invitation", Access::scoped(CALLBACK_INVITERS), callback::invite)
+        .get("/api/v1/callback/{token}", Access::Citizen, callback::status)
+        .post("/api/v1/callback/{token}", Access::Citizen, callback::answer)
+        .get("/callback/{token}", Access::Public, console::callback_page)
+        .get("/api/v1/workorder-policies", Access::operators(OPERATORS), handlers::policies)
+        .put("/api/v1/workorder-policies/{region_code}", admin, handlers::put_policy)
+        .delete("/api/v1/workorder-policies/{region_code}", admin, handlers::delete_policy)
+        .get("/api/v1/notifications", Access::scoped(OVERSEERS), handlers::notifications)
+        .get("/api/v1/ratings/{rating_id}", Access::scoped(RATING_READERS), handlers::rating_record)
+        .get("/api/v1/integrity/flagged", Access::scoped(OVERSEERS), handlers::integrity_flagged)
+        .get("/console", Access::Public, console::page);
+    for (path, _, roles) in handlers::ACTION_ROUTES {
+        r = r.post(path, Access::scoped(roles), handlers::act);
     }
     r.with_state(state)
 }

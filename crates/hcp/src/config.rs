@@ -46,9 +46,10 @@ pub struct Config {
     /// `HCP_INGEST_AUTH` = `required` (default) or `optional`: whether every rating needs a
     /// channel key. `optional` (local demos, load tests) still refuses unknown or revoked keys.
     pub ingest_auth_required: bool,
-    /// `HCP_INVITATION_KEY` (base64, ≥ 32 bytes): signs invitation links. Without it a random key
-    /// is used (links die with the process).
-    pub invitation_key: Option<Vec<u8>>,
+    /// `HCP_INVITATION_KEY`: `id:base64[,id:base64…]` (or one bare base64 key), each ≥ 32 bytes;
+    /// the first signs invitation links, all verify (rotation). Without it a random key is used
+    /// (links die with the process).
+    pub invitation_key: Option<hcp_ingest::invitations::InvitationKeys>,
     /// `HCP_INVITATION_DAYS` (default 7): how long an invitation link stays valid.
     pub invitation_days: u32,
     /// `HCP_SMS_ON_EVENTS` (default `true`): send an SMS invitation when the platform reports an
@@ -127,12 +128,8 @@ impl Config {
             ),
             invitation_key: var("HCP_INVITATION_KEY")
                 .map(|v| {
-                    use base64::Engine;
-                    base64::engine::general_purpose::STANDARD
-                        .decode(v.trim())
-                        .ok()
-                        .filter(|k| k.len() >= 32)
-                        .context("HCP_INVITATION_KEY must be base64 of at least 32 bytes")
+                    hcp_ingest::invitations::InvitationKeys::parse(&v)
+                        .map_err(|e| anyhow::anyhow!("HCP_INVITATION_KEY: {e}"))
                 })
                 .transpose()?,
             invitation_days: var("HCP_INVITATION_DAYS")

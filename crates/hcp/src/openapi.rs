@@ -64,6 +64,7 @@ use utoipa::OpenApi;
         hcp_workorder::rating_record,
         hcp_workorder::integrity_flagged,
         crate::server::healthz,
+        crate::server::access_table,
         crate::server::readyz,
         crate::server::metrics,
     ),

@@ -8,14 +8,14 @@ use anyhow::Context;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{middleware, Json, Router};
+use axum::{middleware, Extension, Json};
 use hcp_aggregator::AggregatorConfig;
 use hcp_board::BoardState;
 use hcp_bus::RatingProducer;
 use hcp_directory::DirectoryState;
+use hcp_domain::Role;
 use hcp_domain::SatisfactionPolicy;
-use hcp_http::{track_requests, ApiError, SessionKey};
+use hcp_http::{track_requests, Access, AccessTable, ApiError, RouteRule, Routes, SessionKey};
 use hcp_ingest::invitations::{InvitationConfig, OutboxSms};
 use hcp_ingest::limits::Limits;
 use hcp_ingest::{AuthMode, Gate, IngestState};
@@ -94,15 +94,16 @@ pub async fn run(
     let policy =
         if config.three_is_neutral { SatisfactionPolicy::ThreeIsNeutral } else { SatisfactionPolicy::ThreeIsGood };
 
-    let mut app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
-        .route("/docs", get(pages::docs))
-        .route("/problems", get(pages::problems))
-        .route("/problems/{slug}", get(pages::problem))
-        .route("/", get(pages::index))
+    let mut app = Routes::new()
+        .get("/healthz", Access::Public, healthz)
+        .get("/readyz", Access::Public, readyz)
+        .get("/metrics", Access::Public, metrics)
+        .get("/openapi.json", Access::Public, || async { Json(openapi::document()) })
+        .get("/docs", Access::Public, pages::docs)
+        .get("/problems", Access::Public, pages::problems)
+        .get("/problems/{slug}", Access::Public, pages::problem)
+        .get("/", Access::Public, pages::index)
+        .get("/api/v1/access", Access::operators(&[Role::Admin, Role::Auditor]), access_table)
         .with_state(OpsState { store: store.clone(), producer: Some(producer.clone()) });
     let default_ratings_token = shutdown.child_token();
     let mut default_ratings = None;
@@ -117,12 +118,12 @@ pub async fn run(
             follow_up_window: Duration::from_secs(u64::from(config.follow_up_days) * 86_400),
         });
         let invitations = gate.as_ref().map(|g| InvitationConfig {
-            key: std::sync::Arc::new(config.invitation_key.clone().unwrap_or_else(|| {
+            keys: config.invitation_key.clone().unwrap_or_else(|| {
                 tracing::warn!(
                     "HCP_INVITATION_KEY is not set: a random key signs invitation links (they die with this process)"
                 );
-                rand::random::<[u8; 32]>().to_vec()
-            })),
+                hcp_ingest::invitations::InvitationKeys::random()
+            }),
             public_url: config.public_url.clone(),
             ttl: Duration::from_secs(u64::from(config.invitation_days) * 86_400),
             sms_on_events: config.sms_on_events,
@@ -151,7 +152,6 @@ pub async fn run(
             store: store.clone(),
             producer: producer.clone(),
             topics: config.topics(),
-            session_key: session_key.clone(),
             pii: config.pii.clone(),
         }));
     }
@@ -176,7 +176,9 @@ pub async fn run(
             background_token.clone(),
         )));
     }
+    let (app, table) = app.enforce(session_key);
     let app = app
+        .layer(Extension(table))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(track_requests))
@@ -243,6 +245,21 @@ async fn run_default_ratings(state: IngestState, interval: Duration, shutdown: C
             }
         }
     }
+}
+
+/// Every endpoint and who may call it: the table the access layer enforces.
+#[utoipa::path(
+    get,
+    path = "/api/v1/access",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Every route with its method and access rule", body = Vec<Object>),
+        (status = 401, description = "Not logged in", body = hcp_http::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin or auditor", body = hcp_http::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn access_table(Extension(table): Extension<std::sync::Arc<AccessTable>>) -> Json<Vec<RouteRule>> {
+    Json(table.rules().to_vec())
 }
 
 #[derive(Serialize)]

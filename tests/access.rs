@@ -1,0 +1,606 @@
+//! The access matrix, generated from the route table the server enforces (`GET /api/v1/access`):
+//! every endpoint × every role (and no credentials, a forged session, a channel key), then every
+//! scoped endpoint × own / other department or region. A new endpoint gets its row from the table
+//! itself; a new scoped endpoint fails here until it has an own/other case.
+//!
+//! Two regions: 449900 (D-A, D-B, …) and 449800 (D-O). One bad rating for each of D-A and D-O,
+//! so each opens one work order; handlers and supervisors of each side must see only theirs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::Utc;
+use hcp_tests::{wait_until, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const CITY: &str = include_str!("fixtures/attribution-city.json");
+const RATER_PHONE: &str = "13912345678";
+const RATER_ID: &str = "11010519491231002X";
+const STAFF_PHONE: &str = "13600002222";
+const NO_ORDER: &str = "00000000-0000-7000-8000-000000000000";
+
+/// The test city plus a second region with its own department and item.
+fn two_region_city() -> Value {
+    let mut doc: Value = serde_json::from_str(CITY).unwrap();
+    doc["regions"].as_array_mut().unwrap().push(json!({"code": "449800", "name": "他市", "parent_code": "440000"}));
+    doc["departments"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "D-O", "uscc": "11449800MB00000018", "name": "他市丙局", "region_code": "449800"}));
+    doc["service_items"].as_array_mut().unwrap().push(json!({"code": "I-O", "name": "丙事项", "department_id": "D-O"}));
+    doc
+}
+
+/// A path of the table with its parameters filled with values that exist nowhere.
+fn fill(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').unwrap() + open;
+        out.push_str(match &rest[open + 1..close] {
+            "order_id" | "rating_id" | "invitation_id" => NO_ORDER,
+            "token" => "forged.1.AAAA",
+            "kind" => "departments",
+            "key" => "D-NOPE",
+            "year" => "1999",
+            "region_code" => "000000",
+            "slug" => "no-such-problem",
+            other => other,
+        });
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn method(m: &str) -> Method {
+    Method::from_bytes(m.as_bytes()).unwrap()
+}
+
+/// `method path` with an optional bearer and, for writes, an empty JSON object.
+async fn request(app: &TestApp, m: &str, path: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut req = app.client.request(method(m), format!("{}{path}", app.url));
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if m != "GET" && m != "DELETE" {
+        req = req.json(&json!({}));
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+struct World {
+    app: TestApp,
+    /// Role name → (own-side session, other-side session); the unscoped roles have one.
+    sessions: BTreeMap<&'static str, String>,
+    key: String,
+    order_a: String,
+    order_o: String,
+    rating_a: String,
+    rating_o: String,
+}
+
+async fn world() -> World {
+    let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
+    app.import_directory(&two_region_city()).await;
+    app.import_calendar_for_test().await;
+    app.start_aggregator();
+    let mut sessions = BTreeMap::new();
+    sessions.insert("admin", app.admin.clone());
+    for (name, role, dept, region) in [
+        ("supervisor", "supervisor", None, Some("449900")),
+        ("supervisor_other", "supervisor", None, Some("449800")),
+        ("handler", "handler", Some("D-A"), None),
+        ("handler_other", "handler", Some("D-O"), None),
+        ("callback", "callback", None, None),
+        ("auditor", "auditor", None, None),
+    ] {
+        sessions.insert(name, app.account(name, role, dept, region).await);
+    }
+    let (s, issued) = app
+        .call(
+            Method::POST,
+            "/api/v1/credentials",
+            &app.admin,
+            Some(json!({"kind": "integration", "channel": "web", "name": "办事网站"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{issued}");
+    let key = issued["token"].as_str().unwrap().to_owned();
+    // A staff phone: ratings from it are flagged rater_is_staff (one on each side).
+    let (st, _) = app
+        .call(Method::PUT, "/api/v1/directory/staff/S1/phone", &app.admin, Some(json!({"phone": STAFF_PHONE})))
+        .await;
+    assert_eq!(st, 204);
+    for (no, item) in [("FL-A", "I-A"), ("FL-O", "I-O")] {
+        let body = json!({"channel": "web", "stage": "online", "service_record_no": no, "grade": 5,
+                          "service_item_code": item, "rater": {"phone": STAFF_PHONE}});
+        let r = app.client.post(format!("{}/api/v1/ratings", app.url)).bearer_auth(&key).json(&body).send().await;
+        assert_eq!(r.unwrap().status(), 202);
+    }
+    let mut rating_ids = BTreeMap::new();
+    for (no, item) in [("AC-A", "I-A"), ("AC-O", "I-O")] {
+        let body = json!({"channel": "web", "stage": "online", "service_record_no": no, "grade": 1,
+                          "service_item_code": item, "tags": ["slow_process"],
+                          "rater": {"name": "王五", "phone": RATER_PHONE, "id_number": RATER_ID}});
+        let r = app.client.post(format!("{}/api/v1/ratings", app.url)).bearer_auth(&key).json(&body).send().await;
+        let r = r.unwrap();
+        assert_eq!(r.status(), 202);
+        rating_ids.insert(item, r.json::<Value>().await.unwrap()["rating_id"].as_str().unwrap().to_owned());
+    }
+    let store = app.store.clone();
+    wait_until(Duration::from_secs(30), "two work orders", || {
+        let store = store.clone();
+        async move {
+            let orders: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM work_orders").fetch_one(store.pool()).await.unwrap();
+            let ratings: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM ratings").fetch_one(store.pool()).await.unwrap();
+            (orders, ratings) == (2, 4)
+        }
+    })
+    .await;
+    let order_of = |dept: &'static str| {
+        let store = app.store.clone();
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>("SELECT order_id FROM work_orders WHERE department_id = $1")
+                .bind(dept)
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (order_a, order_o) = (order_of("D-A").await, order_of("D-O").await);
+    let (rating_a, rating_o) = (rating_ids["I-A"].clone(), rating_ids["I-O"].clone());
+    World { app, sessions, key, order_a, order_o, rating_a, rating_o }
+}
+
+/// Which role a session name stands for.
+fn role_of(session: &str) -> &str {
+    session.trim_end_matches("_other")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_route_admits_exactly_its_roles_and_scopes() {
+    let w = world().await;
+    let app = &w.app;
+
+    // The table: for admins and auditors only.
+    assert_eq!(request(app, "GET", "/api/v1/access", None).await.0, 401);
+    assert_eq!(request(app, "GET", "/api/v1/access", Some(&w.sessions["handler"])).await.0, 403);
+    let (s, table) = request(app, "GET", "/api/v1/access", Some(&w.sessions["auditor"])).await;
+    assert_eq!(s, 200);
+    let rules = table.as_array().unwrap().clone();
+    assert!(rules.len() >= 60, "{} routes", rules.len());
+
+    // Every documented operation has a rule, and every API rule is documented.
+    let spec = request(app, "GET", "/openapi.json", None).await.1;
+    let documented: BTreeSet<(String, String)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone())))
+        .collect();
+    let ruled: BTreeSet<(String, String)> = rules
+        .iter()
+        .map(|r| (r["method"].as_str().unwrap().to_owned(), r["path"].as_str().unwrap().to_owned()))
+        .collect();
+    let undocumented: Vec<_> =
+        ruled.iter().filter(|(_, p)| p.starts_with("/api/")).filter(|k| !documented.contains(*k)).collect();
+    assert!(undocumented.is_empty(), "routes missing from /openapi.json: {undocumented:?}");
+    let unruled: Vec<_> = documented.difference(&ruled).collect();
+    assert!(unruled.is_empty(), "documented operations without an access rule: {unruled:?}");
+
+    // The table as reviewed: docs/access-matrix.md must equal the live table (HCP_BLESS=1
+    // rewrites it), so a new endpoint or a changed rule shows up in review as a changed row.
+    let rendered = render_matrix(&rules);
+    let doc_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/access-matrix.md");
+    if std::env::var_os("HCP_BLESS").is_some() {
+        std::fs::write(doc_path, &rendered).unwrap();
+    }
+    let reviewed = std::fs::read_to_string(doc_path).unwrap_or_default();
+    assert!(
+        reviewed == rendered,
+        "docs/access-matrix.md differs from the routes the server enforces; review and rerun with HCP_BLESS=1:\n{rendered}"
+    );
+
+    let forged_session = format!("{}x", w.sessions["admin"]);
+    let mut checked = 0usize;
+    for rule in &rules {
+        let (m, path) = (rule["method"].as_str().unwrap(), rule["path"].as_str().unwrap());
+        let url = fill(path);
+        let what = format!("{m} {path}");
+        match rule["access"]["kind"].as_str().unwrap() {
+            "public" => {
+                let (s, _) = request(app, m, &url, None).await;
+                assert!(s != 401 && s != 403 && s < 500, "{what} is public but answered {s}");
+                checked += 1;
+            }
+            "citizen" => {
+                // A forged link is refused, with or without an operator's session.
+                for bearer in [None, Some(w.sessions["admin"].as_str())] {
+                    let (s, body) = request(app, m, &url, bearer).await;
+                    assert_eq!(s, 404, "{what} with a forged link: {body}");
+                    checked += 1;
+                }
+            }
+            "channel" => {
+                let (s, body) = request(app, m, &url, None).await;
+                assert_eq!((s, body["type"].as_str()), (401, Some("/problems/credential-invalid")), "{what}");
+                for (name, session) in &w.sessions {
+                    let (s, _) = request(app, m, &url, Some(session)).await;
+                    assert_eq!(s, 401, "{what}: an operator session ({name}) is not a channel key");
+                }
+                let (s, body) = request(app, m, &url, Some(&w.key)).await;
+                assert!(s != 401 && s != 403 && s < 500, "{what} with a channel key answered {s}: {body}");
+                checked += 2 + w.sessions.len();
+            }
+            "operator" => {
+                let admitted: BTreeSet<&str> =
+                    rule["access"]["roles"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+                for bearer in [None, Some(forged_session.as_str()), Some(w.key.as_str())] {
+                    let (s, body) = request(app, m, &url, bearer).await;
+                    assert_eq!((s, body["type"].as_str()), (401, Some("/problems/unauthenticated")), "{what}");
+                }
+                for (name, session) in &w.sessions {
+                    let (s, body) = request(app, m, &url, Some(session)).await;
+                    if admitted.contains(role_of(name)) {
+                        assert!(s != 401 && s != 403 && s < 500, "{what} admits {name} but answered {s}: {body}");
+                    } else {
+                        assert_eq!((s, body["type"].as_str()), (403, Some("/problems/forbidden")), "{what} as {name}");
+                    }
+                }
+                checked += 3 + w.sessions.len();
+            }
+            other => panic!("{what}: unknown access kind {other}"),
+        }
+    }
+
+    // Own / other scope: every scoped route must have a case here.
+    let scoped: BTreeSet<String> = rules
+        .iter()
+        .filter(|r| r["access"]["scoped"] == true)
+        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .collect();
+    let covered = scope_cases(&w).await;
+    let missing: Vec<_> = scoped.difference(&covered).collect();
+    assert!(missing.is_empty(), "scoped routes without an own/other case: {missing:?}");
+    let stale: Vec<_> = covered.difference(&scoped).collect();
+    assert!(stale.is_empty(), "own/other cases for routes that are not scoped: {stale:?}");
+
+    identities_stay_hidden(&w).await;
+    println!(
+        "access matrix: {} routes, {checked} role checks, {} scoped routes x own/other",
+        rules.len(),
+        scoped.len()
+    );
+}
+
+/// The access table as a Markdown matrix: one row per endpoint, one column per role.
+fn render_matrix(rules: &[Value]) -> String {
+    const ROLES: [&str; 5] = ["admin", "supervisor", "handler", "callback", "auditor"];
+    let mut out = String::from(
+        "# Access matrix\n\nGenerated from the route table `hcp serve` enforces (`GET /api/v1/access`); \
+         `tests/access.rs` fails when this file and the server differ, and then checks every row \
+         against the running server. ✓ = allowed; ✓ own = allowed within the caller's department \
+         (handler) or region (supervisor); — = 403. Public routes need nothing, citizen routes \
+         the signed link in their path, channel routes a device or integration key.\n\n\
+         | Method | Route | Access | admin | supervisor | handler | callback | auditor |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rules {
+        let kind = r["access"]["kind"].as_str().unwrap();
+        let cells: Vec<String> = match kind {
+            "operator" => {
+                let roles: Vec<&str> =
+                    r["access"]["roles"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                let scoped = r["access"]["scoped"] == true;
+                ROLES
+                    .iter()
+                    .map(|role| match (roles.contains(role), scoped && matches!(*role, "handler" | "supervisor")) {
+                        (true, true) => "✓ own".to_owned(),
+                        (true, false) => "✓".to_owned(),
+                        (false, _) => "—".to_owned(),
+                    })
+                    .collect()
+            }
+            _ => ROLES.iter().map(|_| String::new()).collect(),
+        };
+        let access = match kind {
+            "public" => "public",
+            "citizen" => "citizen link",
+            "channel" => "channel key",
+            _ => "session",
+        };
+        out.push_str(&format!(
+            "| {} | `{}` | {access} | {} |\n",
+            r["method"].as_str().unwrap(),
+            r["path"].as_str().unwrap(),
+            cells.join(" | ")
+        ));
+    }
+    out
+}
+
+/// Runs the own/other cases; returns the scoped routes they cover (`METHOD path`).
+async fn scope_cases(w: &World) -> BTreeSet<String> {
+    let app = &w.app;
+    let s = &w.sessions;
+    let mut covered = BTreeSet::new();
+    // Both orders overdue: the sweeper escalates them (before any action changes their state).
+    let ctx = app.store.deadline_context().await.unwrap();
+    app.store.sweep_work_orders(&ctx, Utc::now() + chrono::Duration::days(60)).await.unwrap();
+    let ids = |body: &Value| -> BTreeSet<String> {
+        body["items"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap().to_owned()).collect()
+    };
+
+    // Lists: each side sees exactly its own order; the unscoped roles see both.
+    for (who, expected) in [
+        ("handler", vec![&w.order_a]),
+        ("handler_other", vec![&w.order_o]),
+        ("supervisor", vec![&w.order_a]),
+        ("supervisor_other", vec![&w.order_o]),
+        ("auditor", vec![&w.order_a, &w.order_o]),
+        ("callback", vec![&w.order_a, &w.order_o]),
+    ] {
+        let (st, body) = app.call(Method::GET, "/api/v1/work-orders", &s[who], None).await;
+        assert_eq!(st, 200);
+        assert_eq!(ids(&body), expected.into_iter().cloned().collect(), "{who}'s list");
+    }
+    covered.insert("GET /api/v1/work-orders".to_owned());
+
+    // One order: in reach 200, out of reach 404 (its existence is not revealed).
+    for (who, own, other) in [
+        ("handler", &w.order_a, &w.order_o),
+        ("handler_other", &w.order_o, &w.order_a),
+        ("supervisor", &w.order_a, &w.order_o),
+        ("supervisor_other", &w.order_o, &w.order_a),
+    ] {
+        assert_eq!(app.call(Method::GET, &format!("/api/v1/work-orders/{own}"), &s[who], None).await.0, 200, "{who}");
+        assert_eq!(app.call(Method::GET, &format!("/api/v1/work-orders/{other}"), &s[who], None).await.0, 404, "{who}");
+    }
+    covered.insert("GET /api/v1/work-orders/{order_id}".to_owned());
+
+    // The rater's identity: the callback role reaches every order; nobody else has the route.
+    for order in [&w.order_a, &w.order_o] {
+        let (st, body) =
+            app.call(Method::GET, &format!("/api/v1/work-orders/{order}/rater"), &s["callback"], None).await;
+        assert_eq!((st, body["phone"].as_str()), (200, Some(RATER_PHONE)));
+    }
+    covered.insert("GET /api/v1/work-orders/{order_id}/rater".to_owned());
+
+    // Every action: the acting role of the other side gets 404; its own side is in reach (the
+    // state machine may still refuse with 409, never 403/404).
+    let actions = [
+        ("claim", "handler"),
+        ("contact", "handler"),
+        ("verify", "handler"),
+        ("rectify", "handler"),
+        ("reply", "handler"),
+        ("appeal", "handler"),
+        ("appeal/uphold", "supervisor"),
+        ("appeal/reject", "supervisor"),
+        ("escalate", "supervisor"),
+        ("callback-invitation", "handler"),
+    ];
+    let body = json!({"note": "核查", "founded": true});
+    for (action, role) in actions {
+        let other = format!("{role}_other");
+        let (st, p) = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/work-orders/{}/{action}", w.order_a),
+                &s[other.as_str()],
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(st, 404, "{action} by {other} on the other side's order: {p}");
+        let (st, p) = app
+            .call(Method::POST, &format!("/api/v1/work-orders/{}/{action}", w.order_a), &s[role], Some(body.clone()))
+            .await;
+        assert!(![401, 403, 404].contains(&st) && st < 500, "{action} by {role} on its own order answered {st}: {p}");
+        covered.insert(format!("POST /api/v1/work-orders/{{order_id}}/{action}"));
+    }
+    // The callback agent reaches every order (there is no other side for it).
+    let (st, p) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/work-orders/{}/callback", w.order_o),
+            &s["callback"],
+            Some(json!({"grade": 5})),
+        )
+        .await;
+    assert!(![401, 403, 404].contains(&st) && st < 500, "callback on D-O's order answered {st}: {p}");
+    covered.insert("POST /api/v1/work-orders/{order_id}/callback".to_owned());
+
+    // Notifications: the overdue sweep (above) escalated both orders; each supervisor is told of
+    // exactly the escalations in its region, the auditor of all.
+    let expected = |region: Option<&'static str>| async move {
+        sqlx::query_scalar::<_, uuid::Uuid>(
+            "SELECT order_id FROM notifications WHERE order_id IS NOT NULL AND kind <> 'callback_sms'
+               AND ($1::text IS NULL OR $1 = ANY(region_path))",
+        )
+        .bind(region)
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.to_string())
+        .collect::<BTreeSet<_>>()
+    };
+    let notified = |who: &'static str| async move {
+        let (st, body) = app.call(Method::GET, "/api/v1/notifications", &s[who], None).await;
+        assert_eq!(st, 200);
+        body.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["order_id"].as_str().map(str::to_owned))
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(expected(None).await, [w.order_a.clone(), w.order_o.clone()].into(), "both orders escalated");
+    assert_eq!(notified("supervisor").await, expected(Some("449900")).await);
+    assert_eq!(notified("supervisor").await, [w.order_a.clone()].into());
+    assert_eq!(notified("supervisor_other").await, [w.order_o.clone()].into());
+    assert_eq!(notified("auditor").await, expected(None).await);
+    covered.insert("GET /api/v1/notifications".to_owned());
+
+    // A single rating and the flagged list: a supervisor reads its region's only.
+    for (who, own, other) in [("supervisor", &w.rating_a, &w.rating_o), ("supervisor_other", &w.rating_o, &w.rating_a)]
+    {
+        assert_eq!(app.call(Method::GET, &format!("/api/v1/ratings/{own}"), &s[who], None).await.0, 200, "{who}");
+        assert_eq!(app.call(Method::GET, &format!("/api/v1/ratings/{other}"), &s[who], None).await.0, 404, "{who}");
+    }
+    for who in ["auditor", "callback"] {
+        for id in [&w.rating_a, &w.rating_o] {
+            assert_eq!(app.call(Method::GET, &format!("/api/v1/ratings/{id}"), &s[who], None).await.0, 200, "{who}");
+        }
+    }
+    covered.insert("GET /api/v1/ratings/{rating_id}".to_owned());
+    let flagged = |who: &'static str| async move {
+        let (st, body) = app.call(Method::GET, "/api/v1/integrity/flagged", &s[who], None).await;
+        assert_eq!(st, 200, "{body}");
+        let records: BTreeSet<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["service_record_no"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(body["total"].as_u64(), Some(records.len() as u64));
+        records
+    };
+    let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(flagged("supervisor").await, set(&["FL-A"]));
+    assert_eq!(flagged("supervisor_other").await, set(&["FL-O"]));
+    assert_eq!(flagged("auditor").await, set(&["FL-A", "FL-O"]));
+    covered.insert("GET /api/v1/integrity/flagged".to_owned());
+
+    // Statistics: a handler reads its department (and its units), a supervisor its region.
+    let summary = |who: &'static str, q: &'static str| async move {
+        app.call(Method::GET, &format!("/api/v1/stats/summary?{q}"), &s[who], None).await
+    };
+    for (who, q, expected) in [
+        ("handler", "scope=department&id=D-A", 200),
+        ("handler", "scope=service_item&id=I-A", 200),
+        ("handler", "scope=window&id=W2", 200),
+        ("handler", "scope=department&id=D-B", 403),
+        ("handler", "scope=department&id=D-O", 403),
+        ("handler", "scope=hall&id=H1", 403),
+        ("handler", "scope=all", 403),
+        ("handler", "scope=channel&id=web", 403),
+        ("handler_other", "scope=department&id=D-O", 200),
+        ("handler_other", "scope=department&id=D-A", 403),
+        ("supervisor", "scope=region&id=449900", 200),
+        ("supervisor", "scope=region&id=449901", 200),
+        ("supervisor", "scope=hall&id=H1", 200),
+        ("supervisor", "scope=department&id=D-A", 200),
+        ("supervisor", "scope=department&id=D-O", 403),
+        ("supervisor", "scope=region&id=440000", 403),
+        ("supervisor", "scope=region&id=449800", 403),
+        ("supervisor_other", "scope=department&id=D-O", 200),
+        ("supervisor_other", "scope=department&id=D-A", 403),
+        ("auditor", "scope=all", 200),
+        ("auditor", "scope=department&id=D-O", 200),
+    ] {
+        let (st, body) = summary(who, q).await;
+        assert_eq!(st, expected, "{who} {q}: {body}");
+        if st == 200 && q.contains("D-A") {
+            assert_eq!(body["total"], 2, "{who} {q}");
+        }
+    }
+    covered.insert("GET /api/v1/stats/summary".to_owned());
+    let ranked = |who: &'static str| async move {
+        let (st, body) = app.call(Method::GET, "/api/v1/stats/ranking?scope=department", &s[who], None).await;
+        assert_eq!(st, 200);
+        body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(ranked("handler").await, set(&["D-A"]));
+    assert_eq!(ranked("supervisor").await, set(&["D-A"]));
+    assert_eq!(ranked("supervisor_other").await, set(&["D-O"]));
+    assert_eq!(ranked("auditor").await, set(&["D-A", "D-O"]));
+    covered.insert("GET /api/v1/stats/ranking".to_owned());
+    covered
+}
+
+/// No role but the callback agent ever receives the rater's phone or ID number in clear.
+async fn identities_stay_hidden(w: &World) {
+    let app = &w.app;
+    for (name, session) in &w.sessions {
+        for path in [
+            format!("/api/v1/work-orders/{}", w.order_a),
+            "/api/v1/work-orders".to_owned(),
+            format!("/api/v1/ratings/{}", w.rating_a),
+        ] {
+            let (st, body) = app.call(Method::GET, &path, session, None).await;
+            let text = body.to_string();
+            assert!(
+                !text.contains(RATER_PHONE) && !text.contains(RATER_ID),
+                "{name} read a rater's identity at {path} ({st})"
+            );
+        }
+    }
+    // Citizens reach only their own invitation: a genuine link opens its record; the same
+    // signature on another invitation's id is refused as forged.
+    let (st, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/service-records/events",
+            &w.key,
+            Some(json!({"service_record_no": "INV-1", "event": "accepted", "hall_id": "H1", "window_id": "W2"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let mut links = Vec::new();
+    for stage in ["acceptance", "acceptance"] {
+        let (st, inv) = app
+            .call(
+                Method::POST,
+                "/api/v1/invitations",
+                &w.key,
+                Some(json!({"service_record_no": "INV-1", "stage": stage, "channel": "qr_code"})),
+            )
+            .await;
+        assert_eq!(st, 201, "{inv}");
+        let url = inv["url"].as_str().unwrap();
+        links.push(url[url.find("/r/").unwrap() + 3..].to_owned());
+    }
+    // An SMS invitation: its link sits in the outbox for the SMS gateway, never in what an
+    // operator can list.
+    let (st, inv) = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations",
+            &w.key,
+            Some(json!({"service_record_no": "INV-1", "stage": "pickup", "channel": "sms", "phone": "13700001111"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{inv}");
+    let sms_link = inv["url"].as_str().unwrap().to_owned();
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications WHERE strpos(body, $1) > 0")
+        .bind(&sms_link[sms_link.find("/r/").unwrap()..])
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(outbox, 1, "the SMS is queued with its link");
+    for (name, session) in &w.sessions {
+        let (st, body) = app.call(Method::GET, "/api/v1/notifications", session, None).await;
+        let text = body.to_string();
+        assert!(!text.contains("/r/") && !text.contains("/callback/"), "{name} listed a citizen's link ({st})");
+    }
+    let (st, view) = app.call(Method::GET, &format!("/api/v1/r/{}", links[0]), "", None).await;
+    assert_eq!((st, view["service_record_no"].as_str()), (200, Some("INV-1")), "{view}");
+    let (id_b, _) = links[1].split_once('.').unwrap();
+    let (_, sig_a) = links[0].split_once('.').unwrap();
+    let (st, body) = app.call(Method::GET, &format!("/api/v1/r/{id_b}.{sig_a}"), "", None).await;
+    assert_eq!((st, body["type"].as_str()), (404, Some("/problems/invitation-invalid")), "{body}");
+}
