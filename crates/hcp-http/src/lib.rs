@@ -21,5 +21,5 @@ pub use extract::{
     from_value, parse_json, read_limited, shape_error, ApiJson, ApiJsonBytes, ApiQuery, OptionalJson,
     DEFAULT_JSON_LIMIT, DRAIN_LIMIT,
 };
-pub use metrics::{track_requests, HTTP_REQUESTS, HTTP_REQUEST_DURATION};
+pub use metrics::{time_limit, track_requests, HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_TIMEOUTS};
 pub use problem::{ApiError, Problem, ProblemType, PROBLEM_TYPES};

@@ -177,6 +177,13 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         help_zh: "统计数据暂时无法读取,请稍后重试。",
     },
     ProblemType {
+        slug: "request-timeout",
+        status: 503,
+        title: "Request timed out",
+        title_zh: "请求处理超时",
+        help_zh: "服务未能在时限内完成处理(HCP_REQUEST_TIMEOUT_SECS),请稍后重试;评价接口重试时请带上相同的 Idempotency-Key。",
+    },
+    ProblemType {
         slug: "internal-error",
         status: 500,
         title: "Internal server error",
@@ -248,6 +255,8 @@ pub enum ApiError {
     BrokerUnavailable(String),
     /// PostgreSQL could not answer (503).
     DatabaseUnavailable(String),
+    /// The request did not finish within the server's limit (503).
+    RequestTimeout,
     /// Anything else (500); the cause is logged, not shown.
     Internal(String),
 }
@@ -291,6 +300,7 @@ impl ApiError {
             ApiError::PiiKeyMissing => "pii-key-missing",
             ApiError::BrokerUnavailable(_) => "broker-unavailable",
             ApiError::DatabaseUnavailable(_) => "database-unavailable",
+            ApiError::RequestTimeout => "request-timeout",
             ApiError::Internal(_) => "internal-error",
         })
     }
@@ -408,7 +418,10 @@ impl IntoResponse for ApiError {
             }
             _ => tracing::debug!(problem = self.problem_type().slug, "client error"),
         }
-        let retry = matches!(self, ApiError::BrokerUnavailable(_) | ApiError::DatabaseUnavailable(_));
+        let retry = matches!(
+            self,
+            ApiError::BrokerUnavailable(_) | ApiError::DatabaseUnavailable(_) | ApiError::RequestTimeout
+        );
         let challenge = matches!(self, ApiError::Unauthenticated | ApiError::CredentialInvalid(_));
         let mut resp = self.to_problem().into_response();
         if retry {
@@ -490,6 +503,7 @@ mod tests {
             ApiError::PiiKeyMissing,
             ApiError::BrokerUnavailable(String::new()),
             ApiError::DatabaseUnavailable(String::new()),
+            ApiError::RequestTimeout,
             ApiError::Internal(String::new()),
         ] {
             let p = e.to_problem();

@@ -21,6 +21,9 @@ pub struct Config {
     pub topic_prefix: String,
     /// `HCP_PRODUCE_TIMEOUT_MS` (default 5000): the longest ingest waits for the broker.
     pub produce_timeout: Duration,
+    /// `HCP_REQUEST_TIMEOUT_SECS` (default 30): the longest any request may take (503
+    /// `request-timeout` after it); never less than the produce timeout + 5 s.
+    pub request_timeout: Duration,
     /// `HCP_AGGREGATOR_GROUP` (default `hcp-aggregator`).
     pub aggregator_group: String,
     /// `HCP_KAFKA_IDEMPOTENCE` (default `true`): the producer's `enable.idempotence`.
@@ -89,6 +92,13 @@ impl Config {
                     .transpose()
                     .context("HCP_PRODUCE_TIMEOUT_MS")?
                     .unwrap_or(5000),
+            ),
+            request_timeout: Duration::from_secs(
+                var("HCP_REQUEST_TIMEOUT_SECS")
+                    .map(|v| v.parse())
+                    .transpose()
+                    .context("HCP_REQUEST_TIMEOUT_SECS")?
+                    .unwrap_or(30),
             ),
             aggregator_group: var("HCP_AGGREGATOR_GROUP").unwrap_or_else(|| "hcp-aggregator".into()),
             kafka_idempotence: var("HCP_KAFKA_IDEMPOTENCE").is_none_or(|v| v != "false" && v != "0"),

@@ -15,7 +15,7 @@ use hcp_bus::RatingProducer;
 use hcp_directory::DirectoryState;
 use hcp_domain::Role;
 use hcp_domain::SatisfactionPolicy;
-use hcp_http::{track_requests, Access, AccessTable, ApiError, RouteRule, Routes, SessionKey};
+use hcp_http::{time_limit, track_requests, Access, AccessTable, ApiError, RouteRule, Routes, SessionKey};
 use hcp_ingest::invitations::{InvitationConfig, OutboxSms};
 use hcp_ingest::limits::Limits;
 use hcp_ingest::{AuthMode, Gate, IngestState};
@@ -181,6 +181,10 @@ pub async fn run(
         .layer(Extension(table))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(
+            config.request_timeout.max(config.produce_timeout + Duration::from_secs(5)),
+            time_limit,
+        ))
         .layer(middleware::from_fn(track_requests))
         .layer(
             TraceLayer::new_for_http()
