@@ -127,6 +127,8 @@ pub(crate) async fn accept_one(
         let key = claim_key(&event);
         match gate.store.claim_ratings(&[key], gate.takeover_after).await?.first() {
             Some(Claim::Claimed) => {}
+            // An earlier attempt failed to produce but may still land: produce under its id.
+            Some(Claim::Resumed(id)) => event.rating_id = *id,
             Some(Claim::Existing(id)) => {
                 metrics::REFUSED.with_label_values(&["duplicate"]).inc();
                 return Err(ApiError::DuplicateRating { existing_rating_id: id.to_string() });
@@ -349,6 +351,7 @@ async fn accept_batch(
     for ((index, event), claim) in valid.into_iter().zip(claims) {
         match claim {
             Claim::Claimed => to_send.push((index, event)),
+            Claim::Resumed(id) => to_send.push((index, RatingSubmitted { rating_id: id, ..event })),
             Claim::Existing(id) => {
                 let p = ApiError::DuplicateRating { existing_rating_id: id.to_string() }.to_problem();
                 results[index] = Some(ItemResult { index, status: 409, rating_id: None, problem: Some(p) });

@@ -42,6 +42,9 @@ pub enum Claim {
     Claimed,
     /// Another rating holds it (accepted, or pending and recent).
     Existing(Uuid),
+    /// Ours again: an earlier attempt under this id failed to produce (it may still reach the
+    /// broker late), so the rating must be produced under this id.
+    Resumed(Uuid),
 }
 
 /// A stored first answer to an idempotent request.
@@ -154,7 +157,8 @@ impl Store {
     }
 
     /// Claims each (service record, stage, assess number) for its rating id, in input order. A
-    /// pending claim older than `takeover_after` (its producer crashed or gave up) is taken over.
+    /// released claim, or a pending one older than `takeover_after` (its producer crashed or gave
+    /// up), is resumed under its own rating id ([`Claim::Resumed`]).
     pub async fn claim_ratings(
         &self,
         keys: &[(String, String, i16, Uuid)],
@@ -181,18 +185,21 @@ impl Store {
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE rating_claims c SET rating_id = t.id, claimed_at = now()
-               FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::uuid[]) AS t(rec, stage, assess, id)
+        // Released claims (a failed produce) and stale pending ones (a producer that crashed or
+        // gave up) are resumed under their first rating id: the earlier attempt may still reach
+        // the broker, and then both copies carry the id the client is told.
+        let resumed: Vec<(String, String, i16)> = sqlx::query_as(
+            "UPDATE rating_claims c SET state = 'pending', claimed_at = now()
+               FROM UNNEST($1::text[], $2::text[], $3::int2[]) AS t(rec, stage, assess)
               WHERE c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
-                AND c.state = 'pending' AND c.rating_id <> t.id AND c.claimed_at < now() - $5::interval",
+                AND (c.state = 'released' OR (c.state = 'pending' AND c.claimed_at < now() - $4::interval))
+             RETURNING c.service_record_no, c.stage, c.assess_number",
         )
         .bind(&recs)
         .bind(&stages)
         .bind(&assess)
-        .bind(&ids)
         .bind(&stale)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         let holders: Vec<Uuid> = sqlx::query_scalar(
             "SELECT c.rating_id FROM UNNEST($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS t(rec, stage, assess, n)
@@ -207,8 +214,16 @@ impl Store {
         tx.commit().await?;
         Ok(holders
             .into_iter()
-            .zip(ids)
-            .map(|(h, id)| if h == id { Claim::Claimed } else { Claim::Existing(h) })
+            .zip(keys)
+            .map(|(h, (rec, stage, assess, id))| {
+                if h == *id {
+                    Claim::Claimed
+                } else if resumed.iter().any(|(r, s, a)| r == rec && s == stage && a == assess) {
+                    Claim::Resumed(h)
+                } else {
+                    Claim::Existing(h)
+                }
+            })
             .collect())
     }
 
@@ -239,9 +254,10 @@ impl Store {
         Ok(())
     }
 
-    /// Releases the claims of ratings that were not produced, so a retry can claim again.
+    /// Releases the claims of ratings that were not produced, so a retry can claim again (and
+    /// resumes their rating ids: see [`Claim::Resumed`]).
     pub async fn release_claims(&self, rating_ids: &[Uuid]) -> Result<(), Error> {
-        sqlx::query("DELETE FROM rating_claims WHERE rating_id = ANY($1) AND state = 'pending'")
+        sqlx::query("UPDATE rating_claims SET state = 'released' WHERE rating_id = ANY($1) AND state = 'pending'")
             .bind(rating_ids)
             .execute(&self.pool)
             .await?;

@@ -234,7 +234,7 @@ impl Store {
                CROSS JOIN LATERAL (VALUES ('acceptance', s.accepted_at), ('pickup', s.picked_up_at)) AS x(stage, at)
               WHERE x.at IS NOT NULL AND x.at <= $1
                 AND NOT EXISTS (SELECT 1 FROM rating_claims c WHERE c.service_record_no = s.service_record_no
-                                   AND c.stage = x.stage AND c.assess_number = 1)
+                                   AND c.stage = x.stage AND c.assess_number = 1 AND c.state <> 'released')
               ORDER BY x.at LIMIT $2",
         )
         .bind(before)
