@@ -102,11 +102,22 @@ ensure_tansu() {
       echo $! >"$dir/tansu.pid")
     wait_port "$HCP_KAFKA_PORT" 60 "Tansu"
   fi
+  tansu_indexes "$dir/tansu.db"
   export KAFKA_BROKERS="127.0.0.1:$HCP_KAFKA_PORT"
   # Tansu 0.6's SQLite storage panics when an idempotent producer bumps its epoch (after a timed
   # out record or a broker restart) and then refuses every request until restarted. Counting never
   # relied on producer idempotence (the store counts a rating once), so the local stack turns it off.
   export HCP_KAFKA_IDEMPOTENCE="${HCP_KAFKA_IDEMPOTENCE:-false}"
+}
+
+# Adds the indexes Tansu's SQLite storage lacks (deploy/local/tansu-indexes.sql) to a running
+# broker's database file.
+tansu_indexes() {
+  command -v python3 >/dev/null || apt_install python3
+  python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=30)
+c.executescript(open(sys.argv[2]).read())
+c.close()' "$1" "$HCP_ROOT/deploy/local/tansu-indexes.sql"
 }
 
 ensure_build_tools() {

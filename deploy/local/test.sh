@@ -102,5 +102,10 @@ browser_passed=$((browser_passed + $(grep -aoE '^rate: [0-9]+ passed' "$HCP_LOCA
 kill -TERM $pid
 wait $pid || die "smoke: hcp serve did not shut down cleanly"
 trap - EXIT
+
+log "faults: ${HCP_FAULTS_RATINGS:-100000} ratings while the broker, the aggregator process and PostgreSQL are killed and restarted (tests/faults.rs)"
+cargo test --locked -p hcp-tests --test faults -- --ignored --nocapture 2>&1 | tee "$HCP_LOCAL/faults.log"
+grep -aq '^test result: ok\. 1 passed' "$HCP_LOCAL/faults.log" || die "faults: the fault-injection run failed (log: $HCP_LOCAL/faults.log)"
+
 log "all tests passed (screenshots in $HCP_LOCAL/screenshots)"
-echo "total: $((cargo_passed + 13 + browser_passed)) passed, 0 failed"
+echo "total: $((cargo_passed + 13 + browser_passed + 1)) passed, 0 failed"

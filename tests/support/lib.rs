@@ -95,16 +95,30 @@ impl TestApp {
         Self::build(brokers, None, |_| {}).await
     }
 
+    /// A fresh deployment on the broker at `brokers` and the PostgreSQL server of `admin_url`
+    /// (e.g. a [`PrivatePostgres`]), with the production produce timeout.
+    pub async fn start_on_stack(brokers: &str, admin_url: &str) -> TestApp {
+        Self::build_on(brokers, admin_url, None, |_| {}).await
+    }
+
     async fn build(brokers: &str, produce_timeout: Option<Duration>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::build_on(brokers, &required_env("DATABASE_URL"), produce_timeout, adjust).await
+    }
+
+    async fn build_on(
+        brokers: &str,
+        admin_url: &str,
+        produce_timeout: Option<Duration>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         if std::env::var_os("RUST_LOG").is_some() {
             hcp::telemetry::init();
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let db_name = format!("hcp_t_{}", &id[id.len() - 16..]);
-        let admin_url = required_env("DATABASE_URL");
-        let store = hcp_store::create_fresh_database(&admin_url, &db_name, 8).await.expect("fresh test database");
+        let store = hcp_store::create_fresh_database(admin_url, &db_name, 8).await.expect("fresh test database");
         let mut config = Config::from_env().expect("config");
-        config.database_url = replace_database(&admin_url, &db_name);
+        config.database_url = replace_database(admin_url, &db_name);
         config.kafka_brokers = brokers.to_string();
         config.topic_prefix = format!("t{}.", &id[id.len() - 12..]);
         config.aggregator_group = format!("agg-{}", &id[id.len() - 12..]);
@@ -218,6 +232,17 @@ impl TestApp {
     pub fn spawn_aggregator_process(&self) -> ChildProcess {
         let mut cmd = Command::new(hcp_bin());
         cmd.args(["serve", "--components", "aggregator"]).stdout(Stdio::null()).stderr(Stdio::inherit());
+        for (k, v) in self.child_env() {
+            cmd.env(k, v);
+        }
+        ChildProcess(cmd.spawn().expect("spawn hcp aggregator process"))
+    }
+
+    /// [`TestApp::spawn_aggregator_process`] with its output appended to `log`.
+    pub fn spawn_aggregator_process_logging(&self, log: &std::path::Path) -> ChildProcess {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("aggregator log");
+        let mut cmd = Command::new(hcp_bin());
+        cmd.args(["serve", "--components", "aggregator"]).stdout(Stdio::null()).stderr(file);
         for (k, v) in self.child_env() {
             cmd.env(k, v);
         }
@@ -483,6 +508,7 @@ impl PrivateBroker {
             async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
         })
         .await;
+        add_tansu_indexes(&self.dir.join("tansu.db"));
     }
 
     /// Kills the broker process (SIGKILL) and waits for it to be gone.
@@ -492,6 +518,16 @@ impl PrivateBroker {
             let _ = c.wait();
         }
     }
+}
+
+/// Adds the indexes Tansu 0.6's SQLite storage lacks (`deploy/local/tansu-indexes.sql`, as
+/// `deploy/local/stack.sh` does for the shared broker); without them a fetch slows with the
+/// table's size until consumers time out.
+fn add_tansu_indexes(db: &std::path::Path) {
+    let sql = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/tansu-indexes.sql");
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=30)\nc.executescript(open(sys.argv[2]).read())\nc.close()";
+    let status = Command::new("python3").args(["-c", script]).arg(db).arg(sql).status().expect("python3 (sqlite3)");
+    assert!(status.success(), "adding Tansu's indexes to {} failed", db.display());
 }
 
 impl Drop for PrivateBroker {
@@ -511,5 +547,109 @@ impl Drop for TestApp {
         if let Some(server) = &self.server {
             server.shutdown.cancel();
         }
+    }
+}
+
+/// A private PostgreSQL cluster (own data directory and port) that a test may crash and restart
+/// without disturbing the shared server. Runs as `postgres` when the tests run as root.
+pub struct PrivatePostgres {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+    as_root: bool,
+}
+
+impl PrivatePostgres {
+    /// Initialises a cluster (owner `hcp`, trust auth) in a fresh directory and starts it.
+    pub fn start() -> PrivatePostgres {
+        let bin = std::env::var_os("HCP_PG_BIN").map(PathBuf::from).unwrap_or_else(|| {
+            let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .expect("PostgreSQL installed under /usr/lib/postgresql (or HCP_PG_BIN)")
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|p| p.join("pg_ctl").exists())
+                .collect();
+            found.sort_by_key(|p| p.to_string_lossy().split('/').nth(4).and_then(|v| v.parse::<u32>().ok()));
+            found.pop().expect("a PostgreSQL bin directory")
+        });
+        let uid = Command::new("id").arg("-u").output().expect("id -u");
+        let as_root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        let dir = PathBuf::from("/var/tmp").join(format!("hcp-pg-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let pg = PrivatePostgres { port: free_port(), dir, bin, as_root };
+        if as_root {
+            assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&pg.dir).status().unwrap().success());
+        }
+        let data = pg.dir.join("data");
+        let ok = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "hcp", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(ok.success(), "initdb failed");
+        pg.resume();
+        pg
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let path = self.bin.join(tool);
+        if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// A URL of the cluster's maintenance database.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://hcp@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn resume(&self) {
+        let data = self.dir.join("data");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let ok = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "start", "-o", &opts])
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl start");
+        if !ok.success() {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            panic!("pg_ctl start failed; its log:\n{log}");
+        }
+    }
+
+    /// Crashes the server (`pg_ctl stop -m immediate`: no shutdown checkpoint, recovery at the
+    /// next start), as a killed process would.
+    pub fn crash(&self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.crash();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

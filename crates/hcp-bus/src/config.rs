@@ -19,6 +19,8 @@ pub struct KafkaConfig {
     /// rating once however often it is delivered); the local Tansu 0.6 stack turns it off because
     /// that broker's storage panics on a producer epoch bump and then refuses every request.
     pub idempotence: bool,
+    /// librdkafka `debug` contexts (e.g. `cgrp,fetch`), logged at debug level; `None` in normal runs.
+    pub debug: Option<String>,
 }
 
 impl KafkaConfig {
@@ -30,6 +32,7 @@ impl KafkaConfig {
             linger: Duration::from_millis(2),
             compression: "none".into(),
             idempotence: true,
+            debug: None,
         }
     }
 
@@ -42,6 +45,9 @@ impl KafkaConfig {
             // Idle connections closed by the broker are routine, not errors.
             .set("log.connection.close", "false")
             .set("log_level", "4");
+        if let Some(contexts) = &self.debug {
+            c.set("debug", contexts).set("log_level", "7");
+        }
         c
     }
 

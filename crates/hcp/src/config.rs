@@ -28,6 +28,8 @@ pub struct Config {
     pub aggregator_group: String,
     /// `HCP_KAFKA_IDEMPOTENCE` (default `true`): the producer's `enable.idempotence`.
     pub kafka_idempotence: bool,
+    /// `HCP_KAFKA_DEBUG` (e.g. `cgrp,fetch`): librdkafka's debug contexts, for diagnosing a broker.
+    pub kafka_debug: Option<String>,
     /// `HCP_DB_POOL` (default 16).
     pub db_pool: u32,
     /// `HCP_THREE_IS_NEUTRAL` = `1` counts 基本满意 as neutral instead of good.
@@ -102,6 +104,7 @@ impl Config {
             ),
             aggregator_group: var("HCP_AGGREGATOR_GROUP").unwrap_or_else(|| "hcp-aggregator".into()),
             kafka_idempotence: var("HCP_KAFKA_IDEMPOTENCE").is_none_or(|v| v != "false" && v != "0"),
+            kafka_debug: var("HCP_KAFKA_DEBUG").filter(|v| !v.is_empty()),
             db_pool: var("HCP_DB_POOL").map(|v| v.parse()).transpose().context("HCP_DB_POOL")?.unwrap_or(16),
             three_is_neutral: var("HCP_THREE_IS_NEUTRAL").is_some_and(|v| v == "1" || v == "true"),
             staff_min_ratings: var("HCP_STAFF_MIN_RATINGS")
@@ -187,6 +190,7 @@ impl Config {
         let mut k = KafkaConfig::new(&self.kafka_brokers);
         k.produce_timeout = self.produce_timeout;
         k.idempotence = self.kafka_idempotence;
+        k.debug = self.kafka_debug.clone();
         k
     }
 
