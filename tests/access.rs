@@ -196,6 +196,23 @@ async fn every_route_admits_exactly_its_roles_and_scopes() {
     assert!(undocumented.is_empty(), "routes missing from /openapi.json: {undocumented:?}");
     let unruled: Vec<_> = documented.difference(&ruled).collect();
     assert!(unruled.is_empty(), "documented operations without an access rule: {unruled:?}");
+    // …and names the credential its rule asks for, with the shared layers' problems.
+    for rule in &rules {
+        let (m, p) = (rule["method"].as_str().unwrap(), rule["path"].as_str().unwrap());
+        let Some(op) = spec["paths"][p].get(m.to_lowercase()) else { continue };
+        let scheme = op["security"][0].as_object().and_then(|s| s.keys().next().cloned());
+        let expected = match rule["access"]["kind"].as_str().unwrap() {
+            "channel" => Some("channel_key"),
+            "operator" => Some("session"),
+            _ => None,
+        };
+        assert_eq!(scheme.as_deref(), expected, "{m} {p}: documented credential");
+        if expected.is_some() {
+            for status in ["401", "403", "503"] {
+                assert!(op["responses"].get(status).is_some(), "{m} {p}: {status} undocumented");
+            }
+        }
+    }
 
     // The table as reviewed: docs/access-matrix.md must equal the live table (HCP_BLESS=1
     // rewrites it), so a new endpoint or a changed rule shows up in review as a changed row.

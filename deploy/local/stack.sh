@@ -14,7 +14,9 @@ HCP_PG_PORT="${HCP_PG_PORT:-5439}"
 HCP_KAFKA_PORT="${HCP_KAFKA_PORT:-9092}"
 TANSU_VERSION="0.6.0"
 TANSU_BIN="$HCP_CACHE/tansu-$TANSU_VERSION/bin/tansu"
-export HCP_ROOT HCP_LOCAL HCP_CACHE TANSU_BIN
+SCHEMATHESIS_VERSION="4.32.5"
+HCP_VENV="$HCP_CACHE/venv"
+export HCP_ROOT HCP_LOCAL HCP_CACHE TANSU_BIN HCP_VENV
 
 log() { printf '\033[1;34m[hcp]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[hcp]\033[0m %s\n' "$*" >&2; exit 1; }
@@ -108,6 +110,14 @@ ensure_tansu() {
   # out record or a broker restart) and then refuses every request until restarted. Counting never
   # relied on producer idempotence (the store counts a rating once), so the local stack turns it off.
   export HCP_KAFKA_IDEMPOTENCE="${HCP_KAFKA_IDEMPOTENCE:-false}"
+}
+
+# API fuzzing: schemathesis (PyPI, pinned) in a virtualenv cached beside Tansu, outside the repo.
+ensure_fuzzer() {
+  "$HCP_VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION" && return 0
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $HCP_VENV"
+  python3 -m venv "$HCP_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$HCP_VENV"; }
+  "$HCP_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
 }
 
 # Adds the indexes Tansu's SQLite storage lacks (deploy/local/tansu-indexes.sql) to a running

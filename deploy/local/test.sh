@@ -10,6 +10,7 @@ ensure_build_tools
 ensure_postgres
 ensure_tansu
 ensure_browser
+ensure_fuzzer
 ensure_local_secrets
 
 log "dropping databases left by earlier test runs"
@@ -99,6 +100,25 @@ link=$(curl -sf -XPOST "http://127.0.0.1:$port/api/v1/invitations" -H 'content-t
 HCP_URL="http://127.0.0.1:$port" HCP_RATE_LINK="$link" HCP_SCREENSHOTS="$HCP_LOCAL/screenshots" HCP_AUDITOR_TOKEN="$auditor" \
   node tests/browser/rate.test.mjs | tee "$HCP_LOCAL/browser-rate.log" || die "browser: the rating page test failed (screenshots: $HCP_LOCAL/screenshots)"
 browser_passed=$((browser_passed + $(grep -aoE '^rate: [0-9]+ passed' "$HCP_LOCAL/browser-rate.log" | awk '{print $2}')))
+log "fuzzing: schemathesis against the served /openapi.json (no server error, every error a problem+json, every answer as documented)"
+# Channel routes with the platform key first (the operators' run may revoke keys), then every
+# operator route as an admin. Bounded: HCP_FUZZ_EXAMPLES per operation, a fixed seed (HCP_FUZZ_SEED).
+HCP_ACCOUNT_PASSWORD="smoke-admin-$$" "$HCP_BIN" account add smoke-admin --role admin --name "模糊测试管理员" >/dev/null
+admin=$(curl -sf -XPOST "http://127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
+  -d "{\"username\":\"smoke-admin\",\"password\":\"smoke-admin-$$\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])') \
+  || die "fuzzing: the admin could not log in"
+fuzz() { # name token selection…
+  local name=$1 token=$2; shift 2
+  (cd "$HCP_LOCAL" && PYTHONPATH="$HCP_ROOT/tests/fuzz" SCHEMATHESIS_HOOKS=hooks "$HCP_VENV/bin/st" run \
+    "http://127.0.0.1:$port/openapi.json" -H "Authorization: Bearer $token" "$@" \
+    --max-examples "${HCP_FUZZ_EXAMPLES:-25}" --seed "${HCP_FUZZ_SEED:-20261122}" --workers 2 \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,problem_json \
+    --generation-database none --no-color >"$HCP_LOCAL/fuzz-$name.log" 2>&1) \
+    || { tail -n 60 "$HCP_LOCAL/fuzz-$name.log"; die "fuzzing ($name) found failures (log: $HCP_LOCAL/fuzz-$name.log)"; }
+  grep -aoE '[0-9]+ generated, [0-9]+ passed' "$HCP_LOCAL/fuzz-$name.log" | sed "s/^/fuzz $name: /"
+}
+fuzz channel "$platform_key" --include-tag ingest
+fuzz operators "$admin" --exclude-tag ingest
 kill -TERM $pid
 wait $pid || die "smoke: hcp serve did not shut down cleanly"
 trap - EXIT
@@ -108,4 +128,4 @@ cargo test --locked -p hcp-tests --test faults -- --ignored --nocapture 2>&1 | t
 grep -aq '^test result: ok\. 1 passed' "$HCP_LOCAL/faults.log" || die "faults: the fault-injection run failed (log: $HCP_LOCAL/faults.log)"
 
 log "all tests passed (screenshots in $HCP_LOCAL/screenshots)"
-echo "total: $((cargo_passed + 13 + browser_passed + 1)) passed, 0 failed"
+echo "total: $((cargo_passed + 13 + browser_passed + 2 + 1)) passed, 0 failed"

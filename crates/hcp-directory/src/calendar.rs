@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use hcp_domain::calendar::{CalendarFile, CalendarYear};
 use hcp_domain::{FieldError, ValidationErrors, WorkCalendar};
-use hcp_http::{ApiError, ApiJson, ApiQuery, Problem};
+use hcp_http::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
 use prometheus::{register_int_counter_vec, IntCounterVec};
 use serde::{Deserialize, Serialize};
 
@@ -63,7 +63,7 @@ pub struct YearInput {
     ))]
 pub async fn put_year(
     State(state): State<DirectoryState>,
-    Path(year): Path<i32>,
+    ApiPath(year): ApiPath<i32>,
     ApiJson(input): ApiJson<YearInput>,
 ) -> Result<Json<CalendarYears>, ApiError> {
     if !(1949..=9999).contains(&year) {

@@ -2,13 +2,13 @@
 //! keys for the 12345 system and the online platforms. Admins issue (the token is shown once),
 //! list and revoke them; only the SHA-256 of a secret is stored.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use hcp_domain::directory::EntityKind;
 use hcp_domain::Channel;
 use hcp_http::auth::new_channel_key;
-use hcp_http::{ApiError, ApiJson, Caller, Problem};
+use hcp_http::{ApiError, ApiJson, ApiPath, Caller, Problem};
 use hcp_store::Credential;
 use serde::{Deserialize, Serialize};
 
@@ -152,7 +152,7 @@ pub async fn list(State(state): State<DirectoryState>) -> Result<Json<Vec<Creden
 pub async fn revoke(
     State(state): State<DirectoryState>,
     caller: Caller,
-    Path(key_id): Path<String>,
+    ApiPath(key_id): ApiPath<String>,
 ) -> Result<Json<Credential>, ApiError> {
     if !state.store.revoke_credential(&key_id).await? {
         return Err(ApiError::NotFound);
@@ -188,7 +188,7 @@ pub struct StaffPhone {
 pub async fn staff_phone(
     State(state): State<DirectoryState>,
     caller: Caller,
-    Path(staff_id): Path<String>,
+    ApiPath(staff_id): ApiPath<String>,
     ApiJson(body): ApiJson<StaffPhone>,
 ) -> Result<StatusCode, ApiError> {
     let cipher = state.pii.as_ref().ok_or(ApiError::PiiKeyMissing)?;

@@ -2,14 +2,14 @@
 //! `hcp-store`.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, FixedOffset, Utc};
 use futures::future::join_all;
 use hcp_domain::directory::{check_rows, EntityKind, RosterEntry};
 use hcp_domain::{Directory, DirectoryData, FieldError, RatingAttributed, ValidationErrors, RATING_ATTRIBUTED_SCHEMA};
-use hcp_http::{from_value, read_limited, ApiError, ApiJson, ApiQuery, Problem};
+use hcp_http::{from_value, read_limited, ApiError, ApiJson, ApiPath, ApiQuery, Problem};
 use hcp_store::{DeleteOutcome, FlaggedRating};
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +75,7 @@ pub struct Page {
 )]
 pub async fn list(
     State(state): State<DirectoryState>,
-    Path(kind): Path<String>,
+    ApiPath(kind): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page>, ApiError> {
     let kind = parse_kind(&kind)?;
@@ -105,7 +105,7 @@ fn keyed_kind(kind: &str) -> Result<EntityKind, ApiError> {
 )]
 pub async fn get_one(
     State(state): State<DirectoryState>,
-    Path((kind, key)): Path<(String, String)>,
+    ApiPath((kind, key)): ApiPath<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let kind = keyed_kind(&kind)?;
     state.store.get_entity(kind, &key).await?.map(Json).ok_or(ApiError::NotFound)
@@ -145,7 +145,7 @@ fn one_row(kind: EntityKind, value: &serde_json::Value) -> Result<DirectoryData,
 )]
 pub async fn put_one(
     State(state): State<DirectoryState>,
-    Path((kind, key)): Path<(String, String)>,
+    ApiPath((kind, key)): ApiPath<(String, String)>,
     ApiJson(mut body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let kind = keyed_kind(&kind)?;
@@ -193,7 +193,7 @@ pub async fn put_one(
 )]
 pub async fn delete_one(
     State(state): State<DirectoryState>,
-    Path((kind, key)): Path<(String, String)>,
+    ApiPath((kind, key)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let kind = keyed_kind(&kind)?;
     match state.store.delete_entity(kind, &key).await? {

@@ -1,7 +1,7 @@
 //! Extractors whose rejections are problems: a client mistake is a 4xx with the failing field.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use hcp_domain::{FieldError, ValidationErrors};
@@ -164,6 +164,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .await
             .map(|Query(q)| ApiQuery(q))
             .map_err(|r| ApiError::InvalidQuery(r.body_text()))
+    }
+}
+
+/// Path parameters; a segment that does not parse (`/calendar/years/2147483648`, invalid
+/// UTF-8) names no resource, so it is a 404 `not-found` problem like any unknown path.
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state).await.map(|Path(p)| ApiPath(p)).map_err(|_| ApiError::NotFound)
     }
 }
 

@@ -18,7 +18,7 @@ mod problem;
 pub use access::{Access, AccessTable, RouteRule, Routes, ANY_OPERATOR};
 pub use auth::{Caller, Claims, SessionKey};
 pub use extract::{
-    from_value, parse_json, read_limited, shape_error, ApiJson, ApiJsonBytes, ApiQuery, OptionalJson,
+    from_value, parse_json, read_limited, shape_error, ApiJson, ApiJsonBytes, ApiPath, ApiQuery, OptionalJson,
     DEFAULT_JSON_LIMIT, DRAIN_LIMIT,
 };
 pub use metrics::{time_limit, track_requests, HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_TIMEOUTS};

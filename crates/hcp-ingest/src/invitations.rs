@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -18,7 +18,7 @@ use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::future::BoxFuture;
 use hcp_domain::{Channel, RaterIdentity, RatingInput, Stage};
-use hcp_http::{ApiError, ApiJson, Problem};
+use hcp_http::{ApiError, ApiJson, ApiPath, Problem};
 use hcp_store::{Invitation, ServiceRecord, Store};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -422,7 +422,7 @@ async fn qr_code_of(state: &IngestState, id: &str) -> Result<qrcode::QrCode, Api
 pub async fn qr_svg(
     State(state): State<IngestState>,
     _key: PlatformKey,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let code = qr_code_of(&state, &id).await?;
     let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(240, 240).quiet_zone(true).build();
@@ -437,7 +437,7 @@ pub async fn qr_svg(
 pub async fn qr_png(
     State(state): State<IngestState>,
     _key: PlatformKey,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let code = qr_code_of(&state, &id).await?;
     let png = render_png(&code, 8).map_err(ApiError::Internal)?;
@@ -526,7 +526,7 @@ async fn usable(state: &IngestState, token: &str) -> Result<(Invitation, Service
 pub async fn view(
     State(state): State<IngestState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> Result<Json<InvitationView>, ApiError> {
     state.limits.check_ip(peer.ip())?;
     let (inv, _) = usable(&state, &token).await?;
@@ -576,7 +576,7 @@ pub struct CitizenRating {
 pub async fn submit(
     State(state): State<IngestState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
     ApiJson(body): ApiJson<CitizenRating>,
 ) -> Result<(StatusCode, Json<crate::Accepted>), ApiError> {
     state.limits.check_ip(peer.ip())?;

@@ -3,14 +3,14 @@
 //! and an unsatisfied answer reopens it. The link goes only to the rater by SMS: the handler never
 //! sees it, so staff cannot answer for the citizen.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use hcp_domain::Grade;
-use hcp_http::{ApiError, ApiJson, Caller, Problem};
+use hcp_http::{ApiError, ApiJson, ApiPath, Caller, Problem};
 use hcp_store::{CallbackError, OrderScope};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -50,7 +50,7 @@ fn token_hash(token: &str) -> Vec<u8> {
 pub async fn invite(
     State(state): State<WorkOrderState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<CallbackInvitation>), ApiError> {
     let scope = caller.reach()?;
     let id = order_id(&id)?;
@@ -113,7 +113,7 @@ fn callback_error(e: CallbackError) -> ApiError {
 )]
 pub async fn status(
     State(state): State<WorkOrderState>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> Result<Json<CallbackStatus>, ApiError> {
     state.store.callback_status(&token_hash(&token), Utc::now()).await.map_err(callback_error)?;
     Ok(Json(CallbackStatus { status: "open" }))
@@ -137,7 +137,7 @@ pub async fn status(
 )]
 pub async fn answer(
     State(state): State<WorkOrderState>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
     ApiJson(body): ApiJson<CallbackAnswer>,
 ) -> Result<Json<CallbackStatus>, ApiError> {
     // The link first: a forged, used or expired one is refused whatever the body says.

@@ -1,12 +1,12 @@
 //! The work-order API: thin handlers over `hcp-store`, roles from `hcp_domain::Role`, scope from
 //! the caller's session.
 
-use axum::extract::{MatchedPath, Path, State};
+use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use hcp_domain::{Action, DeadlinePolicy, Grade, RaterIdentity, Role};
-use hcp_http::{ApiError, ApiJson, ApiQuery, Caller, OptionalJson, Problem};
+use hcp_http::{ApiError, ApiJson, ApiPath, ApiQuery, Caller, OptionalJson, Problem};
 use hcp_store::{
     ActError, ActRequest, Actor, Notification, OrderDetail, OrderQuery, OrderScope, PolicyRow, RatingRecord,
     SweepOutcome, WorkOrder,
@@ -153,7 +153,7 @@ pub async fn list(
 pub async fn detail(
     State(state): State<WorkOrderState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrderDetail>, ApiError> {
     let scope = caller.reach()?;
     state.store.work_order(&scope, order_id(&id)?).await?.map(Json).ok_or(ApiError::NotFound)
@@ -267,7 +267,7 @@ pub async fn act(
     State(state): State<WorkOrderState>,
     caller: Caller,
     matched: MatchedPath,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<ActionBody>,
 ) -> Result<Json<WorkOrder>, ApiError> {
     let name =
@@ -324,7 +324,7 @@ pub async fn act(
 pub async fn rater(
     State(state): State<WorkOrderState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RaterIdentity>, ApiError> {
     let cipher = state.pii.as_ref().ok_or(ApiError::PiiKeyMissing)?;
     let sealed = state
@@ -397,7 +397,7 @@ pub struct PolicyBody {
 )]
 pub async fn put_policy(
     State(state): State<WorkOrderState>,
-    Path(region): Path<String>,
+    ApiPath(region): ApiPath<String>,
     ApiJson(body): ApiJson<PolicyBody>,
 ) -> Result<(StatusCode, Json<PolicyRow>), ApiError> {
     if region.is_empty() || region.len() > 12 || !(region == "*" || region.chars().all(|c| c.is_ascii_digit())) {
@@ -435,7 +435,7 @@ pub async fn put_policy(
 )]
 pub async fn delete_policy(
     State(state): State<WorkOrderState>,
-    Path(region): Path<String>,
+    ApiPath(region): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_policy(&region).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -481,7 +481,7 @@ pub async fn notifications(
 pub async fn rating_record(
     State(state): State<WorkOrderState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RatingRecord>, ApiError> {
     state.store.rating_record_within(&caller.reach()?, order_id(&id)?).await?.map(Json).ok_or(ApiError::NotFound)
 }

@@ -1,5 +1,9 @@
 //! The OpenAPI document served at `/openapi.json`.
 
+use hcp_http::access::{Access, AccessTable};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -81,6 +85,7 @@ use utoipa::OpenApi;
         hcp_domain::directory::ServiceItem,
         hcp_domain::directory::RosterEntry,
         hcp_domain::directory::Tag,
+        hcp_domain::directory::EntityKind,
         hcp_domain::Attribution,
     )),
     modifiers(&SecuritySchemes),
@@ -110,7 +115,79 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// The document.
+/// The document as written beside the handlers.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The document as this process serves it, completed from its access table: operations it does
+/// not serve are dropped, each operation names its credential, and each lists the problems the
+/// shared layers answer whatever its handler does (the access layer: 401/403; the JSON body
+/// extractor and the body limit: 400/413/415; query parameters: 400; path parameters: 404; the rate limits: 429; the time
+/// limit and unavailable dependencies: 503).
+pub fn document_for(table: &AccessTable) -> Document {
+    let mut doc = document();
+    doc.paths.paths.retain(|path, item| {
+        for (method, slot) in operations(item) {
+            let rule = table.find(method, path);
+            match (slot.as_mut(), rule) {
+                (Some(op), Some(rule)) => complete(op, rule.access),
+                (Some(_), None) => *slot = None,
+                (None, _) => {}
+            }
+        }
+        operations(item).iter().any(|(_, op)| op.is_some())
+    });
+    doc
+}
+
+/// The operations of a path item, by upper-case method.
+fn operations(item: &mut PathItem) -> [(&'static str, &mut Option<Operation>); 4] {
+    [("GET", &mut item.get), ("POST", &mut item.post), ("PUT", &mut item.put), ("DELETE", &mut item.delete)]
+}
+
+/// Adds `op`'s credential and the shared layers' problems (keeping what the handler documents).
+fn complete(op: &mut Operation, access: Access) {
+    let mut add = |status: &str, description: &str| {
+        let problem = ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build();
+        op.responses.responses.entry(status.to_owned()).or_insert(RefOr::T(problem));
+    };
+    if op.request_body.is_some() {
+        add("400", "请求体格式错误 Malformed request body");
+        add("413", "请求体过大 Request body too large");
+        add("415", "请求体须为 JSON Unsupported media type");
+    }
+    let params = op.parameters.clone().unwrap_or_default();
+    if params.iter().any(|p| p.parameter_in == ParameterIn::Query) {
+        add("400", "查询参数格式错误 Malformed query parameter");
+    }
+    if params.iter().any(|p| p.parameter_in == ParameterIn::Path) {
+        add("404", "路径所指对象不存在 Nothing at this path");
+    }
+    match access {
+        Access::Public => {}
+        Access::Citizen => add("429", "请求过于频繁 Rate limited"),
+        Access::Channel => {
+            add("401", "缺少或无效的接入密钥 Missing or invalid channel key");
+            add("403", "密钥无权访问 Key not allowed here");
+            add("429", "请求过于频繁 Rate limited");
+        }
+        Access::Operator { .. } => {
+            add("401", "未登录 Not logged in");
+            add("403", "无权访问 Role not allowed");
+        }
+    }
+    add("503", "服务暂不可用或超时 Unavailable or timed out");
+    let scheme = match access {
+        Access::Channel => Some("channel_key"),
+        Access::Operator { .. } => Some("session"),
+        Access::Public | Access::Citizen => None,
+    };
+    op.security = scheme.map(|s| vec![SecurityRequirement::new(s, Vec::<String>::new())]);
 }

@@ -1,8 +1,7 @@
 //! Small server-rendered pages: the index, the browsable API reference and the problem types.
 
-use axum::extract::Path;
 use axum::response::{Html, IntoResponse, Response};
-use hcp_http::{ApiError, PROBLEM_TYPES};
+use hcp_http::{ApiError, ApiPath, PROBLEM_TYPES};
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -58,7 +57,7 @@ pub async fn problems() -> Html<String> {
 }
 
 /// `/problems/{slug}`: one problem type.
-pub async fn problem(Path(slug): Path<String>) -> Response {
+pub async fn problem(ApiPath(slug): ApiPath<String>) -> Response {
     match PROBLEM_TYPES.iter().find(|p| p.slug == slug) {
         Some(p) => page(
             p.title_zh,

@@ -98,7 +98,9 @@ pub async fn run(
         .get("/healthz", Access::Public, healthz)
         .get("/readyz", Access::Public, readyz)
         .get("/metrics", Access::Public, metrics)
-        .get("/openapi.json", Access::Public, || async { Json(openapi::document()) })
+        .get("/openapi.json", Access::Public, |Extension(table): Extension<std::sync::Arc<AccessTable>>| async move {
+            Json(openapi::document_for(&table))
+        })
         .get("/docs", Access::Public, pages::docs)
         .get("/problems", Access::Public, pages::problems)
         .get("/problems/{slug}", Access::Public, pages::problem)
