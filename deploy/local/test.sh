@@ -103,6 +103,9 @@ browser_passed=$((browser_passed + $(grep -aoE '^rate: [0-9]+ passed' "$HCP_LOCA
 log "fuzzing: schemathesis against the served /openapi.json (no server error, every error a problem+json, every answer as documented)"
 # Channel routes with the platform key first (the operators' run may revoke keys), then every
 # operator route as an admin. Bounded: HCP_FUZZ_EXAMPLES per operation, a fixed seed (HCP_FUZZ_SEED).
+# One worker: with two threads Hypothesis's lambda parsing intermittently trips CPython 3.11's
+# "AST constructor recursion depth mismatch" (a tool error, 1 run in 4 here), and the server is the
+# bottleneck anyway (same wall time).
 HCP_ACCOUNT_PASSWORD="smoke-admin-$$" "$HCP_BIN" account add smoke-admin --role admin --name "模糊测试管理员" >/dev/null
 admin=$(curl -sf -XPOST "http://127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
   -d "{\"username\":\"smoke-admin\",\"password\":\"smoke-admin-$$\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])') \
@@ -111,7 +114,7 @@ fuzz() { # name token selection…
   local name=$1 token=$2; shift 2
   (cd "$HCP_LOCAL" && PYTHONPATH="$HCP_ROOT/tests/fuzz" SCHEMATHESIS_HOOKS=hooks "$HCP_VENV/bin/st" run \
     "http://127.0.0.1:$port/openapi.json" -H "Authorization: Bearer $token" "$@" \
-    --max-examples "${HCP_FUZZ_EXAMPLES:-25}" --seed "${HCP_FUZZ_SEED:-20261122}" --workers 2 \
+    --max-examples "${HCP_FUZZ_EXAMPLES:-25}" --seed "${HCP_FUZZ_SEED:-20261122}" --workers 1 \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,problem_json \
     --generation-database none --no-color >"$HCP_LOCAL/fuzz-$name.log" 2>&1) \
     || { tail -n 60 "$HCP_LOCAL/fuzz-$name.log"; die "fuzzing ($name) found failures (log: $HCP_LOCAL/fuzz-$name.log)"; }
