@@ -3,13 +3,18 @@
 //! Owns the statistics API over the aggregates the aggregator maintains:
 //! `GET /api/v1/stats/summary` (count per grade, total, 好评率, 差评 count for a scope and a
 //! time range) and `GET /api/v1/stats/ranking` (units of a scope ranked by 好评率, with a
-//! minimum number of ratings). Rates are derived at read time under the configured
+//! minimum number of ratings), and the public disclosure (`/public`, `GET
+//! /api/v1/public/satisfaction`: per-department results of the last full and the current month,
+//! no login, nothing below a department), and the national export (`GET /api/v1/export/ratings`,
+//! JSON lines or CSV with the national field names). Rates are derived at read time under the configured
 //! [`hcp_domain::SatisfactionPolicy`], so changing the policy needs no recount.
 //!
 //! It must not write: every number it shows was committed by the aggregator's transaction.
 //! It never reads Kafka and never scans the ratings table on a request path.
 
+pub mod export;
 mod handlers;
+pub mod public;
 
 use hcp_domain::{Role, SatisfactionPolicy};
 use hcp_http::{Access, Routes};
@@ -31,10 +36,16 @@ pub struct BoardState {
 /// Roles that read statistics (each within its reach).
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Auditor, Role::Handler];
 
+/// Roles that export ratings for the provincial / national platform (the whole system's).
+const EXPORTERS: &[Role] = &[Role::Admin, Role::Auditor];
+
 /// The read routes with their access.
 pub fn router(state: BoardState) -> Routes {
     Routes::new()
         .get("/api/v1/stats/summary", Access::scoped(READERS), handlers::summary)
         .get("/api/v1/stats/ranking", Access::scoped(READERS), handlers::ranking)
+        .get("/api/v1/public/satisfaction", Access::Public, public::satisfaction)
+        .get("/api/v1/export/ratings", Access::operators(EXPORTERS), export::ratings)
+        .get("/public", Access::Public, public::page)
         .with_state(state)
 }

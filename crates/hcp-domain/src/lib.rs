@@ -17,6 +17,7 @@ pub mod calendar;
 pub mod channel;
 pub mod directory;
 pub mod error;
+pub mod export;
 pub mod grade;
 pub mod integrity;
 pub mod pii;

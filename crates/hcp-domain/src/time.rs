@@ -1,7 +1,7 @@
 //! Beijing time. China has used UTC+8 without daylight saving since 1991, so a fixed offset is
 //! exact for every timestamp this system handles.
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Timelike, Utc};
 
 /// UTC+08:00, Asia/Shanghai.
 pub fn beijing() -> FixedOffset {
@@ -53,6 +53,67 @@ pub fn is_day_aligned(t: DateTime<Utc>) -> bool {
     day_start(t) == t
 }
 
+/// A Beijing calendar month, `YYYY-MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Month {
+    /// The year.
+    pub year: i32,
+    /// 1–12.
+    pub month: u32,
+}
+
+impl Month {
+    /// The Beijing month containing `t`.
+    pub fn of(t: DateTime<Utc>) -> Month {
+        let d = beijing_date(t);
+        Month { year: d.year(), month: d.month() }
+    }
+
+    /// Parses `YYYY-MM` (years 1949–9999).
+    pub fn parse(s: &str) -> Option<Month> {
+        let (y, m) = s.split_once('-')?;
+        if y.len() != 4 || m.len() != 2 {
+            return None;
+        }
+        let (year, month) = (y.parse::<i32>().ok()?, m.parse::<u32>().ok()?);
+        ((1949..=9999).contains(&year) && (1..=12).contains(&month)).then_some(Month { year, month })
+    }
+
+    /// The month before.
+    pub fn previous(self) -> Month {
+        if self.month == 1 {
+            Month { year: self.year - 1, month: 12 }
+        } else {
+            Month { year: self.year, month: self.month - 1 }
+        }
+    }
+
+    /// The month after.
+    pub fn next(self) -> Month {
+        if self.month == 12 {
+            Month { year: self.year + 1, month: 1 }
+        } else {
+            Month { year: self.year, month: self.month + 1 }
+        }
+    }
+
+    /// The instant the month begins (Beijing midnight of its first day).
+    pub fn start(self) -> DateTime<Utc> {
+        date_start(NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("a parsed month has a first day"))
+    }
+
+    /// `[start, start of the next month)`.
+    pub fn range(self) -> (DateTime<Utc>, DateTime<Utc>) {
+        (self.start(), self.next().start())
+    }
+}
+
+impl std::fmt::Display for Month {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +128,21 @@ mod tests {
         assert!(!is_day_aligned(t));
         assert_eq!(hour_ceil(t), Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap());
         assert_eq!(hour_ceil(hour_start(t)), hour_start(t));
+    }
+
+    #[test]
+    fn months_are_beijing_months() {
+        // 2026-10-31 17:00 UTC is already 2026-11-01 01:00 in Beijing.
+        let t = Utc.with_ymd_and_hms(2026, 10, 31, 17, 0, 0).unwrap();
+        let m = Month::of(t);
+        assert_eq!(m.to_string(), "2026-11");
+        assert_eq!(m.start(), Utc.with_ymd_and_hms(2026, 10, 31, 16, 0, 0).unwrap());
+        assert_eq!(m.range().1, Utc.with_ymd_and_hms(2026, 11, 30, 16, 0, 0).unwrap());
+        assert_eq!(m.previous().to_string(), "2026-10");
+        assert_eq!(Month::parse("2026-01").unwrap().previous().to_string(), "2025-12");
+        assert_eq!(Month::parse("2026-12").unwrap().next().to_string(), "2027-01");
+        assert_eq!(Month::parse("2026-13"), None);
+        assert_eq!(Month::parse("2026-1"), None);
+        assert_eq!(Month::parse("26-01"), None);
     }
 }

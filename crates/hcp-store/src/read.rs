@@ -166,3 +166,31 @@ impl Store {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 }
+
+impl Store {
+    /// Every department in the directory with its grade counts over `[from, to)` (day buckets;
+    /// zero when it had no ratings), ordered by id: the public disclosure's rows.
+    pub async fn department_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, GradeCounts)>, Error> {
+        let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT d.id, d.name, COALESCE(SUM(a.n1), 0)::int8, COALESCE(SUM(a.n2), 0)::int8,
+                    COALESCE(SUM(a.n3), 0)::int8, COALESCE(SUM(a.n4), 0)::int8, COALESCE(SUM(a.n5), 0)::int8
+               FROM departments d
+               LEFT JOIN rating_aggregates a
+                      ON a.scope = $1 AND a.scope_id = d.id AND a.width = $2
+                     AND a.bucket_start >= $3 AND a.bucket_start < $4
+              GROUP BY d.id, d.name
+              ORDER BY d.id",
+        )
+        .bind(Scope::Department.as_str())
+        .bind(BucketWidth::Day.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, name, a, b, c, d, e)| (id, name, GradeCounts([a, b, c, d, e]))).collect())
+    }
+}

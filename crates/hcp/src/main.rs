@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: WorkordersCommand,
     },
+    /// Exports for the provincial / national platform.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Load data.
     Seed {
         #[command(subcommand)]
@@ -221,6 +226,26 @@ enum WorkordersCommand {
 }
 
 #[derive(Subcommand)]
+enum ExportCommand {
+    /// Ratings of a date range with the national field names (docs/export.md); 12345 hotline
+    /// ratings, which have no national channel code, are left out.
+    Ratings {
+        /// First day (Beijing date, YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day, inclusive.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SeedCommand {
     /// Publish a day of ratings of the demo city (示范市) through Kafka.
     Demo {
@@ -334,6 +359,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq { command } => dlq(&config, command).await,
+        Command::Export { command: ExportCommand::Ratings { from, to, format, out } } => {
+            export_ratings(&config, from, to, &format, out).await
+        }
         Command::Workorders { command: WorkordersCommand::Sweep } => {
             let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
             let out = hcp_workorder::sweep_once(&store, Utc::now()).await?;
@@ -562,4 +590,33 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `hcp export ratings`: streams the export to a file or standard output.
+async fn export_ratings(
+    config: &Config,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    format: &str,
+    out: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use std::io::Write;
+    let format = hcp_board::export::ExportFormat::parse(format)
+        .with_context(|| format!("unknown format {format:?} (jsonl or csv)"))?;
+    let (start, end) =
+        hcp_board::export::date_range(from, to).map_err(|e| anyhow::anyhow!("{}", e.to_problem().detail))?;
+    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+    let mut sink: Box<dyn Write> = match &out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut chunks = std::pin::pin!(hcp_board::export::export_stream(store, start, end, format));
+    while let Some(chunk) = chunks.next().await {
+        sink.write_all(chunk?.as_bytes())?;
+    }
+    sink.flush()?;
+    Ok(())
 }

@@ -1,0 +1,235 @@
+//! The national / provincial rating record (domain.md §3) and its two wire forms, JSON lines and
+//! CSV. The mapping from the internal model is documented in `docs/export.md`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::channel::Channel;
+use crate::time::beijing;
+
+/// The field names, in CSV column order.
+pub const FIELDS: [&str; 15] = [
+    "projectNo",
+    "taskCode",
+    "taskName",
+    "deptCode",
+    "deptName",
+    "areaCode",
+    "pf",
+    "satisfaction",
+    "evalDetail",
+    "writingEvaluation",
+    "assessTime",
+    "assessNumber",
+    "userProp",
+    "userName",
+    "proManager",
+];
+
+/// One rating as the national platform names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NationalRecord {
+    /// 办件编号 (service record number).
+    pub project_no: String,
+    /// 事项编码; empty when the rating named no service item.
+    pub task_code: String,
+    /// 事项名称.
+    pub task_name: String,
+    /// The responsible department's 18-character unified social credit code.
+    pub dept_code: String,
+    /// Its name.
+    pub dept_name: String,
+    /// 行政区划 code (the hall's region for hall service, else the department's).
+    pub area_code: String,
+    /// Channel code 1–7 ([`Channel::national_pf`]).
+    pub pf: u8,
+    /// 1–5.
+    pub satisfaction: u8,
+    /// Tag codes, comma-separated.
+    pub eval_detail: String,
+    /// The rater's text.
+    pub writing_evaluation: String,
+    /// `yyyy-MM-dd HH:mm:ss`, Beijing time.
+    pub assess_time: String,
+    /// 1 first rating, 2 follow-up.
+    pub assess_number: u8,
+    /// 1 person, 2 legal person.
+    pub user_prop: u8,
+    /// The rater's name, masked (`张*`) or empty: the export carries no more than staff see.
+    pub user_name: String,
+    /// The responsible staff member's name (empty when none was attributed).
+    pub pro_manager: String,
+}
+
+/// The internal facts one record is built from.
+#[derive(Debug, Clone)]
+pub struct ExportFacts {
+    /// Service record number.
+    pub service_record_no: String,
+    /// Item code and name.
+    pub service_item: Option<(String, String)>,
+    /// Responsible department: credit code and name.
+    pub department: Option<(String, String)>,
+    /// Region code of the hall, or of the department.
+    pub area_code: Option<String>,
+    /// The channel.
+    pub channel: Channel,
+    /// 1–5.
+    pub grade: u8,
+    /// Tag codes.
+    pub tags: Vec<String>,
+    /// Text.
+    pub comment: Option<String>,
+    /// When rated.
+    pub rated_at: DateTime<Utc>,
+    /// 1 or 2.
+    pub assess_number: u8,
+    /// 1 or 2 when an identity was given.
+    pub user_prop: Option<u8>,
+    /// Masked name.
+    pub name_masked: Option<String>,
+    /// Responsible staff member's name.
+    pub staff_name: Option<String>,
+}
+
+impl NationalRecord {
+    /// The record of `f`; `None` for a channel without a national code (the 12345 hotline).
+    pub fn from_facts(f: ExportFacts) -> Option<NationalRecord> {
+        let pf = f.channel.national_pf()?;
+        let (task_code, task_name) = f.service_item.unwrap_or_default();
+        let (dept_code, dept_name) = f.department.unwrap_or_default();
+        Some(NationalRecord {
+            project_no: f.service_record_no,
+            task_code,
+            task_name,
+            dept_code,
+            dept_name,
+            area_code: f.area_code.unwrap_or_default(),
+            pf,
+            satisfaction: f.grade,
+            eval_detail: f.tags.join(","),
+            writing_evaluation: f.comment.unwrap_or_default(),
+            assess_time: f.rated_at.with_timezone(&beijing()).format("%Y-%m-%d %H:%M:%S").to_string(),
+            assess_number: f.assess_number,
+            user_prop: f.user_prop.unwrap_or(1),
+            user_name: f.name_masked.unwrap_or_default(),
+            pro_manager: f.staff_name.unwrap_or_default(),
+        })
+    }
+
+    /// The values in [`FIELDS`] order.
+    fn values(&self) -> [String; 15] {
+        [
+            self.project_no.clone(),
+            self.task_code.clone(),
+            self.task_name.clone(),
+            self.dept_code.clone(),
+            self.dept_name.clone(),
+            self.area_code.clone(),
+            self.pf.to_string(),
+            self.satisfaction.to_string(),
+            self.eval_detail.clone(),
+            self.writing_evaluation.clone(),
+            self.assess_time.clone(),
+            self.assess_number.to_string(),
+            self.user_prop.to_string(),
+            self.user_name.clone(),
+            self.pro_manager.clone(),
+        ]
+    }
+
+    /// One CSV line (RFC 4180: fields with a comma, quote or line break are quoted, quotes
+    /// doubled; CRLF ends the line). A field starting with `=`, `+`, `-` or `@` gets a leading
+    /// `'` so that a spreadsheet does not run a citizen's text as a formula.
+    pub fn csv_line(&self) -> String {
+        csv_row(&self.values())
+    }
+
+    /// One JSON line (with `\n`).
+    pub fn json_line(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("a record serializes");
+        s.push('\n');
+        s
+    }
+}
+
+/// The CSV header line.
+pub fn csv_header() -> String {
+    csv_row(&FIELDS.map(String::from))
+}
+
+fn csv_row(values: &[String]) -> String {
+    let mut line = String::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        let v = if v.starts_with(['=', '+', '-', '@']) { format!("'{v}") } else { v.clone() };
+        if v.contains([',', '"', '\n', '\r']) {
+            line.push('"');
+            line.push_str(&v.replace('"', "\"\""));
+            line.push('"');
+        } else {
+            line.push_str(&v);
+        }
+    }
+    line.push_str("\r\n");
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn facts() -> ExportFacts {
+        ExportFacts {
+            service_record_no: "SZ-1".into(),
+            service_item: Some(("11440300MB2C92385R4442010001000".into(), "户口迁移".into())),
+            department: Some(("11440300MB2C92385R".into(), "市公安局".into())),
+            area_code: Some("440304".into()),
+            channel: Channel::WindowEvaluator,
+            grade: 2,
+            tags: vec!["rude".into(), "slow_process".into()],
+            comment: Some("等了\"很久\",还说=1+1".into()),
+            rated_at: Utc.with_ymd_and_hms(2026, 10, 31, 17, 5, 9).unwrap(),
+            assess_number: 1,
+            user_prop: None,
+            name_masked: Some("张*".into()),
+            staff_name: Some("陈一".into()),
+        }
+    }
+
+    #[test]
+    fn fields_and_formats() {
+        let r = NationalRecord::from_facts(facts()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = FIELDS.to_vec();
+        expected.sort();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort();
+        assert_eq!(keys_sorted, expected);
+        assert_eq!(v["assessTime"], "2026-11-01 01:05:09", "Beijing time");
+        assert_eq!(v["pf"], 4);
+        assert_eq!(v["evalDetail"], "rude,slow_process");
+        assert_eq!(v["userProp"], 1, "a person unless said otherwise");
+        assert_eq!(
+            r.csv_line(),
+            "SZ-1,11440300MB2C92385R4442010001000,户口迁移,11440300MB2C92385R,市公安局,440304,4,2,\
+             \"rude,slow_process\",\"等了\"\"很久\"\",还说=1+1\",2026-11-01 01:05:09,1,1,张*,陈一\r\n"
+        );
+        assert_eq!(csv_header().trim_end().split(',').collect::<Vec<_>>(), FIELDS);
+    }
+
+    #[test]
+    fn formulas_are_defused_and_the_hotline_has_no_record() {
+        let mut f = facts();
+        f.comment = Some("=HYPERLINK(\"x\")".into());
+        assert!(NationalRecord::from_facts(f).unwrap().csv_line().contains(",\"'=HYPERLINK(\"\"x\"\")\","));
+        let mut f = facts();
+        f.channel = Channel::Hotline;
+        assert_eq!(NationalRecord::from_facts(f), None);
+    }
+}
