@@ -90,7 +90,17 @@ struct PositionContext {
     assigned: AtomicUsize,
 }
 
-impl ClientContext for PositionContext {}
+impl ClientContext for PositionContext {
+    /// librdkafka's periodic statistics: the consumer lag of each owned partition.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        for (partition, p) in &topic.partitions {
+            if *partition >= 0 && p.consumer_lag >= 0 {
+                metrics::LAG.with_label_values(&[&partition.to_string()]).set(p.consumer_lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for PositionContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -226,8 +236,12 @@ fn consume_as_member(
         revoked: Mutex::new(HashSet::new()),
         assigned: AtomicUsize::new(0),
     };
-    let consumer: BaseConsumer<PositionContext> =
-        config.kafka.consumer(&config.group_id).create_with_context(context)?;
+    let consumer: BaseConsumer<PositionContext> = config
+        .kafka
+        .consumer(&config.group_id)
+        // Feeds the consumer-lag gauge (`PositionContext::stats`).
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)?;
     consumer.subscribe(&[&topic])?;
     tracing::info!(%topic, group = %config.group_id, "aggregator consuming");
     let mut idle_since = Instant::now();

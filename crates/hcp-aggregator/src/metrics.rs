@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge};
+use prometheus::{
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+};
 
 /// `hcp_attribution_ratings_total{result}`: new ratings stored, `complete` or `flagged`.
 pub static ATTRIBUTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -47,7 +49,7 @@ pub static PUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("hcp_aggregator_published_total", "Attributed rating events published")
         .expect("metric registers once")
 });
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// `hcp_aggregator_records_total{outcome}`: inserted, duplicate, replaced, rejected.
 pub static RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -91,6 +93,17 @@ pub static BATCH_RECORDS: LazyLock<Histogram> = LazyLock::new(|| {
 pub static ASSIGNED: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("hcp_aggregator_assigned_partitions", "Partitions assigned to this process")
         .expect("metric registers once")
+});
+
+/// `hcp_aggregator_consumer_lag{partition}`: records on the rating topic not yet committed, per
+/// owned partition (librdkafka's statistics, every few seconds; -1 entries are skipped).
+pub static LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "hcp_aggregator_consumer_lag",
+        "Records behind the end of the rating topic, per owned partition",
+        &["partition"]
+    )
+    .expect("metric registers once")
 });
 
 /// `hcp_workorders_opened_total`: bad-review work orders opened (one per new bad rating).
