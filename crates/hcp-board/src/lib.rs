@@ -6,7 +6,8 @@
 //! minimum number of ratings), and the public disclosure (`/public`, `GET
 //! /api/v1/public/satisfaction`: per-department results of the last full and the current month,
 //! no login, nothing below a department), and the national export (`GET /api/v1/export/ratings`,
-//! JSON lines or CSV with the national field names). Rates are derived at read time under the configured
+//! JSON lines or CSV with the national field names), and the monthly performance report
+//! (`GET /api/v1/reports/monthly`, XLSX or CSV). Rates are derived at read time under the configured
 //! [`hcp_domain::SatisfactionPolicy`], so changing the policy needs no recount.
 //!
 //! It must not write: every number it shows was committed by the aggregator's transaction.
@@ -15,6 +16,7 @@
 pub mod export;
 mod handlers;
 pub mod public;
+pub mod report;
 
 use hcp_domain::{Role, SatisfactionPolicy};
 use hcp_http::{Access, Routes};
@@ -36,7 +38,8 @@ pub struct BoardState {
 /// Roles that read statistics (each within its reach).
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Auditor, Role::Handler];
 
-/// Roles that export ratings for the provincial / national platform (the whole system's).
+/// Roles that export ratings for the provincial / national platform and the monthly performance
+/// report (both cover the whole system).
 const EXPORTERS: &[Role] = &[Role::Admin, Role::Auditor];
 
 /// The read routes with their access.
@@ -46,6 +49,7 @@ pub fn router(state: BoardState) -> Routes {
         .get("/api/v1/stats/ranking", Access::scoped(READERS), handlers::ranking)
         .get("/api/v1/public/satisfaction", Access::Public, public::satisfaction)
         .get("/api/v1/export/ratings", Access::operators(EXPORTERS), export::ratings)
+        .get("/api/v1/reports/monthly", Access::operators(EXPORTERS), report::monthly)
         .get("/public", Access::Public, public::page)
         .with_state(state)
 }

@@ -159,7 +159,7 @@ pub fn csv_header() -> String {
     csv_row(&FIELDS.map(String::from))
 }
 
-fn csv_row(values: &[String]) -> String {
+pub(crate) fn csv_row(values: &[String]) -> String {
     let mut line = String::new();
     for (i, v) in values.iter().enumerate() {
         if i > 0 {

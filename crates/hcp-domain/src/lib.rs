@@ -22,6 +22,7 @@ pub mod grade;
 pub mod integrity;
 pub mod pii;
 pub mod rating;
+pub mod report;
 pub mod role;
 pub mod stats;
 pub mod time;

@@ -21,6 +21,7 @@ mod export;
 mod gate;
 mod invitations;
 mod read;
+mod report;
 mod workorders;
 
 use std::time::Duration;

@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: ExportCommand,
     },
+    /// Performance reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Load data.
     Seed {
         #[command(subcommand)]
@@ -246,6 +251,25 @@ enum ExportCommand {
 }
 
 #[derive(Subcommand)]
+enum ReportCommand {
+    /// The monthly performance report (绩效考核) of departments, halls and staff.
+    Monthly {
+        /// YYYY-MM (Beijing time).
+        #[arg(long)]
+        month: String,
+        /// xlsx (a sheet per level) or csv (one level).
+        #[arg(long, default_value = "xlsx")]
+        format: String,
+        /// With csv: department, hall or staff.
+        #[arg(long, default_value = "department")]
+        level: String,
+        /// Where to write (default hcp-report-<month>.<format>; `-` for standard output, csv only).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SeedCommand {
     /// Publish a day of ratings of the demo city (示范市) through Kafka.
     Demo {
@@ -359,6 +383,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq { command } => dlq(&config, command).await,
+        Command::Report { command: ReportCommand::Monthly { month, format, level, out } } => {
+            report_monthly(&config, &month, &format, &level, out).await
+        }
         Command::Export { command: ExportCommand::Ratings { from, to, format, out } } => {
             export_ratings(&config, from, to, &format, out).await
         }
@@ -618,5 +645,43 @@ async fn export_ratings(
         sink.write_all(chunk?.as_bytes())?;
     }
     sink.flush()?;
+    Ok(())
+}
+
+/// `hcp report monthly`: builds the report and writes it.
+async fn report_monthly(
+    config: &Config,
+    month: &str,
+    format: &str,
+    level: &str,
+    out: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use hcp_domain::report::ReportLevel;
+    let month = hcp_domain::time::Month::parse(month).with_context(|| format!("month {month:?} is not YYYY-MM"))?;
+    let level = ReportLevel::parse(level).with_context(|| format!("level {level:?} (department, hall or staff)"))?;
+    let policy = if config.three_is_neutral {
+        hcp_domain::SatisfactionPolicy::ThreeIsNeutral
+    } else {
+        hcp_domain::SatisfactionPolicy::ThreeIsGood
+    };
+    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+    let report = hcp_board::report::build(&store, policy, month, Utc::now()).await?;
+    let bytes = match format {
+        "xlsx" => hcp_board::report::xlsx(month, &report)?,
+        "csv" => {
+            let rows = report.iter().find(|(l, _)| *l == level).map(|(_, r)| r.as_slice()).unwrap_or_default();
+            format!("\u{feff}{}", hcp_domain::report::csv(rows)).into_bytes()
+        }
+        other => anyhow::bail!("format {other:?} (xlsx or csv)"),
+    };
+    let path = out.unwrap_or_else(|| format!("hcp-report-{month}.{format}").into());
+    if path.as_os_str() == "-" {
+        anyhow::ensure!(format == "csv", "an xlsx report needs a file (--out)");
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)?;
+    } else {
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        let sizes: Vec<String> = report.iter().map(|(l, r)| format!("{} {}", l.title_zh(), r.len())).collect();
+        eprintln!("wrote {} ({})", path.display(), sizes.join(", "));
+    }
     Ok(())
 }

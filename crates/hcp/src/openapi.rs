@@ -30,6 +30,7 @@ use utoipa::OpenApi;
         hcp_board::ranking,
         hcp_board::public::satisfaction,
         hcp_board::export::ratings,
+        hcp_board::report::monthly,
         hcp_directory::list,
         hcp_directory::get_one,
         hcp_directory::put_one,

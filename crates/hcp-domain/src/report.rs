@@ -1,0 +1,194 @@
+//! The monthly performance report (绩效考核, domain.md §6): per department, hall and staff member,
+//! the month's ratings and satisfaction with how its bad reviews were handled. Appealed-and-upheld
+//! ratings do not count (they are out of the aggregates) and are reported on their own.
+
+use serde::Serialize;
+
+use crate::export::csv_row;
+use crate::stats::{GradeCounts, SatisfactionPolicy};
+
+/// Which units a report lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportLevel {
+    /// 部门.
+    Department,
+    /// 大厅.
+    Hall,
+    /// 工作人员.
+    Staff,
+}
+
+impl ReportLevel {
+    /// Every level, in report order.
+    pub const ALL: [ReportLevel; 3] = [ReportLevel::Department, ReportLevel::Hall, ReportLevel::Staff];
+
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportLevel::Department => "department",
+            ReportLevel::Hall => "hall",
+            ReportLevel::Staff => "staff",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<ReportLevel> {
+        ReportLevel::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
+    /// The sheet / section title.
+    pub fn title_zh(self) -> &'static str {
+        match self {
+            ReportLevel::Department => "部门",
+            ReportLevel::Hall => "大厅",
+            ReportLevel::Staff => "工作人员",
+        }
+    }
+}
+
+/// What the store counts for one unit in the month.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitFacts {
+    /// Unit id.
+    pub id: String,
+    /// Its name in the directory (the id when it is no longer there).
+    pub name: String,
+    /// Counted ratings per grade.
+    pub counts: GradeCounts,
+    /// Work orders opened in the month (bad ratings attributed to the unit).
+    pub work_orders: i64,
+    /// Of those, rectified by their rectification deadline.
+    pub rectified_on_time: i64,
+    /// Rectified after the deadline.
+    pub rectified_late: i64,
+    /// Not rectified and past the deadline when the report was made.
+    pub overdue_open: i64,
+    /// Appeals upheld (the rating no longer counts).
+    pub appeals_upheld: i64,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportRow {
+    /// Unit id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Valid ratings.
+    pub ratings: i64,
+    /// 好评 under the policy.
+    pub good: i64,
+    /// 差评 (1–2).
+    pub bad: i64,
+    /// 好评率, `None` without ratings.
+    pub satisfaction_rate: Option<f64>,
+    /// Work orders opened.
+    pub work_orders: i64,
+    /// Rectified on time.
+    pub rectified_on_time: i64,
+    /// Rectified late.
+    pub rectified_late: i64,
+    /// Open past the deadline.
+    pub overdue_open: i64,
+    /// 按时整改率 = on time / (on time + late + overdue open); `None` when nothing was due.
+    pub on_time_rate: Option<f64>,
+    /// Appeals upheld.
+    pub appeals_upheld: i64,
+}
+
+impl ReportRow {
+    /// The row of `f` under `policy`.
+    pub fn from_facts(f: UnitFacts, policy: SatisfactionPolicy) -> ReportRow {
+        let s = f.counts.summary(policy);
+        let due = f.rectified_on_time + f.rectified_late + f.overdue_open;
+        ReportRow {
+            id: f.id,
+            name: f.name,
+            ratings: s.total,
+            good: s.good,
+            bad: s.bad,
+            satisfaction_rate: s.satisfaction_rate,
+            work_orders: f.work_orders,
+            rectified_on_time: f.rectified_on_time,
+            rectified_late: f.rectified_late,
+            overdue_open: f.overdue_open,
+            on_time_rate: (due > 0).then(|| f.rectified_on_time as f64 / due as f64),
+            appeals_upheld: f.appeals_upheld,
+        }
+    }
+}
+
+/// Column titles, zh-CN with the English name.
+pub const COLUMNS: [&str; 12] = [
+    "编号 id",
+    "名称 name",
+    "评价数 ratings",
+    "好评 good",
+    "差评 bad",
+    "好评率 satisfaction_rate",
+    "差评工单 work_orders",
+    "按时整改 rectified_on_time",
+    "超时整改 rectified_late",
+    "逾期未整改 overdue_open",
+    "按时整改率 on_time_rate",
+    "申诉成立 appeals_upheld",
+];
+
+/// A rate as a fraction with four decimals (empty when undefined), for CSV.
+fn rate(r: Option<f64>) -> String {
+    r.map(|r| format!("{r:.4}")).unwrap_or_default()
+}
+
+/// The report of one level as CSV (header line first, CRLF, RFC 4180).
+pub fn csv(rows: &[ReportRow]) -> String {
+    let mut out = csv_row(&COLUMNS.map(String::from));
+    for r in rows {
+        out.push_str(&csv_row(&[
+            r.id.clone(),
+            r.name.clone(),
+            r.ratings.to_string(),
+            r.good.to_string(),
+            r.bad.to_string(),
+            rate(r.satisfaction_rate),
+            r.work_orders.to_string(),
+            r.rectified_on_time.to_string(),
+            r.rectified_late.to_string(),
+            r.overdue_open.to_string(),
+            rate(r.on_time_rate),
+            r.appeals_upheld.to_string(),
+        ]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_csv() {
+        let row = ReportRow::from_facts(
+            UnitFacts {
+                id: "D1".into(),
+                name: "市\"公安\"局".into(),
+                counts: GradeCounts([1, 1, 1, 0, 5]),
+                work_orders: 3,
+                rectified_on_time: 1,
+                rectified_late: 1,
+                overdue_open: 0,
+                appeals_upheld: 1,
+            },
+            SatisfactionPolicy::ThreeIsGood,
+        );
+        assert_eq!((row.ratings, row.good, row.bad), (8, 6, 2));
+        assert_eq!(row.on_time_rate, Some(0.5));
+        let text = csv(&[row]);
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[0].split(',').count(), 12);
+        assert_eq!(lines[1], "D1,\"市\"\"公安\"\"局\",8,6,2,0.7500,3,1,1,0,0.5000,1");
+        let none =
+            ReportRow::from_facts(UnitFacts { id: "S".into(), ..Default::default() }, SatisfactionPolicy::ThreeIsGood);
+        assert_eq!((none.satisfaction_rate, none.on_time_rate), (None, None));
+    }
+}

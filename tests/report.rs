@@ -1,0 +1,228 @@
+//! The monthly performance report (`GET /api/v1/reports/monthly`, `hcp report monthly`): for a
+//! month seeded here — ratings at two halls, work orders rectified on time, late, left overdue and
+//! appealed with success — every cell of the XLSX and the CSV equals what the test computes from
+//! what it did.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use calamine::{open_workbook_from_rs, Data, Reader, Xlsx};
+use chrono::{Datelike, Utc};
+use hcp_tests::{wait_until, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Two departments, each with its own hall, window, staff member and service item, so every
+/// attribution rule gives the same unit: D-A / H-A / S-A and D-B / H-B / S-B.
+fn city() -> Value {
+    json!({
+        "regions": [{"code": "449900", "name": "测试市"}],
+        "departments": [
+            {"id": "D-A", "uscc": "11449900MB0000001D", "name": "测试市甲局", "region_code": "449900"},
+            {"id": "D-B", "uscc": "11449900MB0000002G", "name": "测试市乙局", "region_code": "449900"}
+        ],
+        "halls": [{"id": "H-A", "name": "甲大厅", "region_code": "449900"}, {"id": "H-B", "name": "乙大厅", "region_code": "449900"}],
+        "windows": [
+            {"id": "W-A", "hall_id": "H-A", "name": "甲窗", "role": "both", "department_ids": ["D-A"]},
+            {"id": "W-B", "hall_id": "H-B", "name": "乙窗", "role": "both", "department_ids": ["D-B"]}
+        ],
+        "devices": [
+            {"id": "E-A", "kind": "evaluator", "hall_id": "H-A", "window_id": "W-A"},
+            {"id": "E-B", "kind": "evaluator", "hall_id": "H-B", "window_id": "W-B"}
+        ],
+        "staff": [{"id": "S-A", "name": "陈甲", "department_id": "D-A"}, {"id": "S-B", "name": "林乙", "department_id": "D-B"}],
+        "service_items": [{"code": "I-A", "name": "甲事项", "department_id": "D-A"}, {"code": "I-B", "name": "乙事项", "department_id": "D-B"}],
+        "tags": [{"code": "rude", "name": "态度差", "class": "conduct", "negative": true}]
+    })
+}
+
+/// Expected row: ratings, good, bad, orders, on time, late, overdue, upheld.
+type Expected = (i64, i64, i64, i64, i64, i64, i64, i64);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monthly_report_matches_what_happened() {
+    let mut app = TestApp::start().await;
+    app.import_directory(&city()).await;
+    app.import_calendar_for_test().await;
+    app.start_aggregator();
+    let now = Utc::now() + chrono::Duration::hours(8);
+    let month = format!("{:04}-{:02}", now.year(), now.month());
+
+    let a = [5, 5, 4, 3, 2, 1, 1];
+    let b = [5, 4, 2];
+    let mut n = 0;
+    for (side, grades) in [("A", &a[..]), ("B", &b[..])] {
+        for g in grades {
+            let mut body = json!({"channel": "window_evaluator", "stage": "acceptance",
+                "service_record_no": format!("RP-{n}"), "hall_id": format!("H-{side}"), "window_id": format!("W-{side}"),
+                "device_id": format!("E-{side}"), "staff_id": format!("S-{side}"), "service_item_code": format!("I-{side}"),
+                "grade": g});
+            if *g <= 2 {
+                body["tags"] = json!(["rude"]);
+            }
+            n += 1;
+            let r = app.post_rating(&body).await;
+            assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+        }
+    }
+    let store = app.store.clone();
+    wait_until(Duration::from_secs(60), "ratings and work orders stored", || {
+        let store = store.clone();
+        async move {
+            let orders: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM work_orders").fetch_one(store.pool()).await.unwrap();
+            store.count_ratings().await.unwrap() == n && orders == 4
+        }
+    })
+    .await;
+
+    // D-A's three orders: one rectified on time, one rectified after a deadline already past (as
+    // if days had gone by), one appealed and upheld. D-B's one: its deadline passed, still open.
+    let handler_a = app.account("rp-a", "handler", Some("D-A"), None).await;
+    let supervisor = app.account("rp-sup", "supervisor", None, Some("449900")).await;
+    let (s, page) = app.call(Method::GET, "/api/v1/work-orders", &app.admin, None).await;
+    assert_eq!(s, 200);
+    let ids_of = |dept: &str| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["department_id"] == dept)
+            .map(|o| o["order_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (orders_a, orders_b) = (ids_of("D-A"), ids_of("D-B"));
+    assert_eq!((orders_a.len(), orders_b.len()), (3, 1));
+    let past_deadline = |id: String| {
+        let store = app.store.clone();
+        async move {
+            sqlx::query(
+                "UPDATE work_orders SET rectify_due_at = now() - interval '1 minute' WHERE order_id = $1::uuid",
+            )
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+    };
+    past_deadline(orders_a[1].clone()).await;
+    past_deadline(orders_b[0].clone()).await;
+    for order in &orders_a[..2] {
+        for (action, body) in [
+            ("claim", None),
+            ("contact", Some(json!({"note": "已联系"}))),
+            ("verify", Some(json!({"founded": true, "note": "属实"}))),
+            ("rectify", Some(json!({"note": "已整改"}))),
+        ] {
+            let (s, o) =
+                app.call(Method::POST, &format!("/api/v1/work-orders/{order}/{action}"), &handler_a, body).await;
+            assert_eq!(s, 200, "{action}: {o}");
+        }
+    }
+    let appeal = format!("/api/v1/work-orders/{}", orders_a[2]);
+    let (s, _) = app.call(Method::POST, &format!("{appeal}/claim"), &handler_a, None).await;
+    assert_eq!(s, 200);
+    let (s, _) =
+        app.call(Method::POST, &format!("{appeal}/appeal"), &handler_a, Some(json!({"note": "非本部门"}))).await;
+    assert_eq!(s, 200);
+    let (s, _) =
+        app.call(Method::POST, &format!("{appeal}/appeal/uphold"), &supervisor, Some(json!({"note": "成立"}))).await;
+    assert_eq!(s, 200);
+    // The upheld rating (a grade 1 of D-A) leaves the aggregates.
+    wait_until(Duration::from_secs(30), "the upheld rating to leave the aggregates", || async {
+        app.summary("scope=department&id=D-A").await["total"] == 6
+    })
+    .await;
+
+    // What happened, per unit (D-A / H-A / S-A alike, D-B / H-B / S-B alike).
+    let side_a: Expected = (6, 4, 2, 3, 1, 1, 0, 1);
+    let side_b: Expected = (3, 2, 1, 1, 0, 0, 1, 0);
+    let expected = [
+        ("部门", [("D-A", "测试市甲局", side_a), ("D-B", "测试市乙局", side_b)]),
+        ("大厅", [("H-A", "甲大厅", side_a), ("H-B", "乙大厅", side_b)]),
+        ("工作人员", [("S-A", "陈甲", side_a), ("S-B", "林乙", side_b)]),
+    ];
+
+    // XLSX: a sheet per level.
+    let r = app
+        .client
+        .get(format!("{}/api/v1/reports/monthly?month={month}", app.url))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    let bytes = r.bytes().await.unwrap().to_vec();
+    let mut book: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).unwrap();
+    for (title, rows) in &expected {
+        let sheet = book.worksheet_range(&format!("{title}{month}")).unwrap();
+        let cells: Vec<Vec<Data>> = sheet.rows().map(|r| r.to_vec()).collect();
+        assert_eq!(cells.len(), 3, "{title}: header and two units");
+        assert_eq!(cells[0][0], Data::String("编号 id".into()));
+        for (i, (id, name, e)) in rows.iter().enumerate() {
+            let row = &cells[i + 1];
+            let num = |c: usize| match &row[c] {
+                Data::Float(f) => *f,
+                other => panic!("{title} {id} column {c}: {other:?}"),
+            };
+            assert_eq!((&row[0], &row[1]), (&Data::String((*id).into()), &Data::String((*name).into())));
+            let (ratings, good, bad, orders, on_time, late, overdue, upheld) = *e;
+            assert_eq!(
+                [num(2), num(3), num(4), num(6), num(7), num(8), num(9), num(11)],
+                [ratings, good, bad, orders, on_time, late, overdue, upheld].map(|x| x as f64),
+                "{title} {id}"
+            );
+            assert!((num(5) - good as f64 / ratings as f64).abs() < 1e-9, "{title} {id} 好评率");
+            let due = on_time + late + overdue;
+            assert!((num(10) - on_time as f64 / due as f64).abs() < 1e-9, "{title} {id} 按时整改率");
+        }
+    }
+
+    // CSV, one level: the same numbers.
+    let r = app
+        .client
+        .get(format!("{}/api/v1/reports/monthly?month={month}&format=csv&level=staff", app.url))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let lines: Vec<&str> = text.trim_start_matches('\u{feff}').split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1], "S-A,陈甲,6,4,2,0.6667,3,1,1,0,0.5000,1");
+    assert_eq!(lines[2], "S-B,林乙,3,2,1,0.6667,1,0,0,1,0.0000,0");
+
+    // The CLI writes the same workbook contents.
+    let out = std::env::temp_dir().join(format!("hcp-report-{}.csv", app.db_name));
+    let (ok, _, err) = app.run_hcp(&[
+        "report",
+        "monthly",
+        "--month",
+        &month,
+        "--format",
+        "csv",
+        "--level",
+        "department",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let cli = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    assert!(cli.contains("\r\nD-A,测试市甲局,6,4,2,0.6667,3,1,1,0,0.5000,1\r\n"), "{cli}");
+
+    // Who may, and bad input.
+    let (s, _) = app.call(Method::GET, &format!("/api/v1/reports/monthly?month={month}"), &handler_a, None).await;
+    assert_eq!(s, 403);
+    for (query, field) in [
+        ("month=2026-13", "month"),
+        ("month=2999-01", "month"),
+        (&*format!("month={month}&format=pdf"), "format"),
+        (&*format!("month={month}&format=csv&level=window"), "level"),
+    ] {
+        let (s, p) = app.call(Method::GET, &format!("/api/v1/reports/monthly?{query}"), &app.admin, None).await;
+        assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some(field)), "{query}: {p}");
+    }
+}
