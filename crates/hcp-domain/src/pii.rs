@@ -126,6 +126,11 @@ fn is_resident_id(s: &str) -> bool {
 }
 
 fn is_phone(s: &str) -> bool {
+    // Byte offsets below are only character boundaries in ASCII (found by API fuzzing: a
+    // multi-byte character at byte 3 panicked `split_at`).
+    if !s.is_ascii() {
+        return false;
+    }
     let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
     if s.len() == 11 && s.starts_with('1') && digits(s) {
         return true;
@@ -363,8 +368,11 @@ mod tests {
         for ok in ["13812341234", "0755-12345678", "010-1234567", "075512345678"] {
             assert!(is_phone(ok), "{ok}");
         }
-        for bad in ["1381234123", "23812341234", "0755-123", "phone", "755-12345678"] {
+        // The last two: multi-byte characters where the landline split falls (a panic once).
+        let fuzzed = "\u{e1}\u{644e3}*A\u{7d3f5}\u{271b2}\u{d8}>\u{48215}\u{c2}";
+        for bad in ["1381234123", "23812341234", "0755-123", "phone", "755-12345678", fuzzed, "01\u{80}234567890"] {
             assert!(!is_phone(bad), "{bad}");
+            assert!(normalize_phone("phone", bad).is_err());
         }
     }
 
