@@ -26,6 +26,7 @@ pub mod report;
 pub mod role;
 pub mod stats;
 pub mod time;
+pub mod webhook;
 pub mod workorder;
 
 pub use aggregate::{AggKey, BucketWidth, Rollup, Scope};

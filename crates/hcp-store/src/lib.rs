@@ -22,6 +22,7 @@ mod gate;
 mod invitations;
 mod read;
 mod report;
+mod webhooks;
 mod workorders;
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use export::ExportCursor;
 pub use gate::{Claim, Credential, IdempotentAnswer};
 pub use invitations::{Invitation, ServiceRecord, UnratedStage};
 pub use read::{AggregateQuery, RankingQuery};
+pub use webhooks::{Delivery, DueDelivery, Webhook};
 pub use workorders::{
     ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry, NewOrder, Notification, OrderDetail,
     OrderQuery, OrderScope, PendingEvents, PolicyRow, RatingRecord, SweepOutcome, WorkOrder,

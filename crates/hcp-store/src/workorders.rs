@@ -1047,9 +1047,21 @@ pub struct PendingEvents {
 }
 
 impl PendingEvents {
-    /// Marks the events published and releases the lock.
+    /// Marks the events published, enqueues them for the subscribed webhook endpoints (as
+    /// Standard Webhooks messages `{type, timestamp, data}`, id `msg_wo_<event id>`) and releases
+    /// the lock.
     pub async fn mark_published(mut self) -> Result<usize, Error> {
         let ids: Vec<i64> = self.events.iter().map(|e| e.event_id).collect();
+        let messages: Vec<(String, String, String)> = self
+            .events
+            .iter()
+            .map(|e| {
+                let event_type = hcp_domain::webhook::workorder_event_type(&e.action);
+                let body = serde_json::json!({"type": event_type, "timestamp": e.at, "data": e});
+                (format!("msg_wo_{}", e.event_id), event_type, body.to_string())
+            })
+            .collect();
+        crate::webhooks::enqueue(&mut self.tx, &messages).await?;
         sqlx::query("UPDATE work_order_log SET published_at = now() WHERE event_id = ANY($1)")
             .bind(&ids)
             .execute(&mut *self.tx)

@@ -48,6 +48,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// `HCP_RELAY_INTERVAL_MS` (default 500): how often work-order events are relayed to Kafka.
     pub relay_interval: Duration,
+    /// `HCP_WEBHOOK_RETRY_BASE_MS` (default 10000): the first webhook retry's delay (then 4×
+    /// longer each time, at most an hour, 12 attempts).
+    pub webhook_retry_base: Duration,
     /// `HCP_INGEST_AUTH` = `required` (default) or `optional`: whether every rating needs a
     /// channel key. `optional` (local demos, load tests) still refuses unknown or revoked keys.
     pub ingest_auth_required: bool,
@@ -130,6 +133,14 @@ impl Config {
                     .context("HCP_SWEEP_INTERVAL_SECS")?
                     .unwrap_or(60)
                     .max(1),
+            ),
+            webhook_retry_base: Duration::from_millis(
+                var("HCP_WEBHOOK_RETRY_BASE_MS")
+                    .map(|v| v.parse())
+                    .transpose()
+                    .context("HCP_WEBHOOK_RETRY_BASE_MS")?
+                    .unwrap_or(10_000)
+                    .max(10),
             ),
             relay_interval: Duration::from_millis(
                 var("HCP_RELAY_INTERVAL_MS")

@@ -25,6 +25,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -159,6 +160,7 @@ pub async fn run(
     }
     let background_token = shutdown.child_token();
     let mut background = None;
+    let mut webhook_sender = None;
     if let (true, Some(store)) = (components.workorders, &store) {
         app = app.merge(hcp_workorder::router(WorkOrderState {
             store: store.clone(),
@@ -171,6 +173,9 @@ pub async fn run(
             relay_interval: config.relay_interval,
             sweep_interval: config.sweep_interval,
         };
+        app = app.merge(hcp_webhook::router(hcp_webhook::WebhookState { store: store.clone() }));
+        let sender = hcp_webhook::SenderConfig { retry_base: config.webhook_retry_base, ..Default::default() };
+        webhook_sender = Some(tokio::spawn(hcp_webhook::run_sender(store.clone(), sender, background_token.clone())));
         background = Some(tokio::spawn(hcp_workorder::run_background(
             store.clone(),
             producer.clone(),
@@ -187,6 +192,11 @@ pub async fn run(
             config.request_timeout.max(config.produce_timeout + Duration::from_secs(5)),
             time_limit,
         ))
+        // A bug that panics in a handler still answers: 500 problem+json, logged, the process lives.
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("a request handler panicked");
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
         .layer(middleware::from_fn(track_requests))
         .layer(
             TraceLayer::new_for_http()
@@ -214,6 +224,11 @@ pub async fn run(
     default_ratings_token.cancel();
     if let Some(job) = default_ratings {
         let _ = job.await;
+    }
+    if let Some(sender) = webhook_sender {
+        if let Err(e) = sender.await {
+            tracing::error!(error = %e, "webhook sender task failed");
+        }
     }
     if let Some(bg) = background {
         match bg.await {
