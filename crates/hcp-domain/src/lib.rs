@@ -12,6 +12,7 @@
 //! `shared/domain.md`; where a rule is a policy, the policy is a value passed in.
 
 pub mod aggregate;
+pub mod alert;
 pub mod attribution;
 pub mod calendar;
 pub mod channel;

@@ -13,6 +13,7 @@
 //! All SQL is checked at run time (no build-time database needed).
 
 mod accounts;
+mod alerts;
 mod attribution;
 mod batch;
 mod calendar;
@@ -31,6 +32,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 pub use accounts::Account;
+pub use alerts::{Alert, Firing};
 pub use attribution::{FlaggedRating, PendingReattribution, Reattributed};
 pub use batch::{Batch, BatchOutcome, PendingBatch, Position, Rejected, StoredRating};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};

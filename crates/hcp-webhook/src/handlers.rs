@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::WebhookState;
 
 /// Event types an endpoint may subscribe to (exact, `workorder.*` or `*`).
-const KNOWN_PREFIXES: &[&str] = &["workorder."];
+const KNOWN_PREFIXES: &[&str] = &["workorder.", "alert."];
 
 /// Body of `POST /api/v1/webhooks`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -83,8 +83,8 @@ pub async fn create(
             return Err(ApiError::field(
                 "event_types",
                 "unknown",
-                format!("未知的事件类型 “{t}”(可用 workorder.*、workorder.<动作> 或 *)"),
-                format!("unknown event type {t:?} (workorder.*, workorder.<action> or *)"),
+                format!("未知的事件类型 “{t}”(可用 workorder.*、workorder.<动作>、alert.* 或 *)"),
+                format!("unknown event type {t:?} (workorder.*, workorder.<action>, alert.* or *)"),
             ));
         }
     }

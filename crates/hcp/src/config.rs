@@ -51,6 +51,8 @@ pub struct Config {
     /// `HCP_WEBHOOK_RETRY_BASE_MS` (default 10000): the first webhook retry's delay (then 4×
     /// longer each time, at most an hour, 12 attempts).
     pub webhook_retry_base: Duration,
+    /// `HCP_ALERT_INTERVAL_SECS` (default 30): how often alert rules are evaluated.
+    pub alert_interval: Duration,
     /// `HCP_INGEST_AUTH` = `required` (default) or `optional`: whether every rating needs a
     /// channel key. `optional` (local demos, load tests) still refuses unknown or revoked keys.
     pub ingest_auth_required: bool,
@@ -132,6 +134,14 @@ impl Config {
                     .transpose()
                     .context("HCP_SWEEP_INTERVAL_SECS")?
                     .unwrap_or(60)
+                    .max(1),
+            ),
+            alert_interval: Duration::from_secs(
+                var("HCP_ALERT_INTERVAL_SECS")
+                    .map(|v| v.parse())
+                    .transpose()
+                    .context("HCP_ALERT_INTERVAL_SECS")?
+                    .unwrap_or(30)
                     .max(1),
             ),
             webhook_retry_base: Duration::from_millis(

@@ -150,6 +150,17 @@ pub async fn run(
             staff_min_ratings: config.staff_min_ratings,
         }));
     }
+    let alerts_token = shutdown.child_token();
+    let mut alerts = None;
+    if let (true, Some(store)) = (components.board, &store) {
+        app = app.merge(hcp_alert::router(hcp_alert::AlertState { store: store.clone(), policy }));
+        alerts = Some(tokio::spawn(hcp_alert::run_evaluator(
+            store.clone(),
+            policy,
+            config.alert_interval,
+            alerts_token.clone(),
+        )));
+    }
     if let (true, Some(store)) = (components.directory, &store) {
         app = app.merge(hcp_directory::router(DirectoryState {
             store: store.clone(),
@@ -223,6 +234,10 @@ pub async fn run(
     background_token.cancel();
     default_ratings_token.cancel();
     if let Some(job) = default_ratings {
+        let _ = job.await;
+    }
+    alerts_token.cancel();
+    if let Some(job) = alerts {
         let _ = job.await;
     }
     if let Some(sender) = webhook_sender {
