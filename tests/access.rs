@@ -70,6 +70,10 @@ async fn request(app: &TestApp, m: &str, path: &str, bearer: Option<&str>) -> (u
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
+    // An admitted event stream (the live board) never ends: its status is the answer.
+    if r.headers().get("content-type").is_some_and(|v| v == "text/event-stream") {
+        return (status, Value::Null);
+    }
     let text = r.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
@@ -546,7 +550,56 @@ async fn scope_cases(w: &World) -> BTreeSet<String> {
     assert_eq!(ranked("supervisor_other").await, set(&["D-O"]));
     assert_eq!(ranked("auditor").await, set(&["D-A", "D-O"]));
     covered.insert("GET /api/v1/stats/ranking".to_owned());
+
+    // The board (JSON and its event stream) and the monthly report: each caller's own side only.
+    let board_departments = |board: &Value| -> BTreeSet<String> {
+        let departments = board["rankings"].as_array().unwrap().iter().find(|r| r["scope"] == "department").unwrap();
+        departments["entries"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let month = hcp_domain::time::Month::of(chrono::Utc::now()).to_string();
+    for (who, scope_id, own) in [
+        ("handler", "D-A", "D-A"),
+        ("handler_other", "D-O", "D-O"),
+        ("supervisor", "449900", "D-A"),
+        ("supervisor_other", "449800", "D-O"),
+    ] {
+        let (st, board) = app.call(Method::GET, "/api/v1/board", &s[who], None).await;
+        assert_eq!(st, 200, "{who}: {board}");
+        assert_eq!(board["scope"]["id"], scope_id, "{who}");
+        assert_eq!(board_departments(&board), set(&[own]), "{who}'s board");
+        let streamed = first_board_event(app, &s[who]).await;
+        assert_eq!(streamed["scope"]["id"], scope_id, "{who}'s stream");
+        assert_eq!(board_departments(&streamed), set(&[own]), "{who}'s stream");
+        let (st, csv) = text(app, &format!("/api/v1/reports/monthly?month={month}&format=csv"), &s[who]).await;
+        assert_eq!(st, 200, "{who}: {csv}");
+        let rows: BTreeSet<String> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap().to_owned()).collect();
+        assert_eq!(rows, set(&[own]), "{who}'s report");
+    }
+    let (_, board) = app.call(Method::GET, "/api/v1/board", &s["auditor"], None).await;
+    assert_eq!(board_departments(&board), set(&["D-A", "D-O"]), "the auditor's board");
+    covered.insert("GET /api/v1/board".to_owned());
+    covered.insert("GET /api/v1/board/stream".to_owned());
+    covered.insert("GET /api/v1/reports/monthly".to_owned());
     covered
+}
+
+/// GET `path` as `session`: the status and the body as text.
+async fn text(app: &TestApp, path: &str, session: &str) -> (u16, String) {
+    let r = app.client.get(format!("{}{path}", app.url)).bearer_auth(session).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The first `snapshot` event of the board stream opened as `session`.
+async fn first_board_event(app: &TestApp, session: &str) -> Value {
+    let mut r = app.client.get(format!("{}/api/v1/board/stream", app.url)).bearer_auth(session).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut buffer = String::new();
+    while !buffer.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), r.chunk()).await.unwrap().unwrap().unwrap();
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let data = buffer.lines().find_map(|l| l.strip_prefix("data:")).expect("a data line");
+    serde_json::from_str(data.trim_start()).unwrap()
 }
 
 /// No role but the callback agent ever receives the rater's phone or ID number in clear.

@@ -213,8 +213,21 @@ async fn the_monthly_report_matches_what_happened() {
     let _ = std::fs::remove_file(&out);
     assert!(cli.contains("\r\nD-A,测试市甲局,6,4,2,0.6667,3,1,1,0,0.5000,1\r\n"), "{cli}");
 
-    // Who may, and bad input.
-    let (s, _) = app.call(Method::GET, &format!("/api/v1/reports/monthly?month={month}"), &handler_a, None).await;
+    // Who may: a handler gets their department's rows only (the same figures), the callback
+    // agent none; and bad input.
+    let r = app
+        .client
+        .get(format!("{}/api/v1/reports/monthly?month={month}&format=csv&level=department", app.url))
+        .bearer_auth(&handler_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let own = r.text().await.unwrap();
+    let rows: Vec<&str> = own.trim_end().split("\r\n").skip(1).collect();
+    assert_eq!(rows, ["D-A,测试市甲局,6,4,2,0.6667,3,1,1,0,0.5000,1"], "{own}");
+    let callback = app.account("cb", "callback", None, None).await;
+    let (s, _) = app.call(Method::GET, &format!("/api/v1/reports/monthly?month={month}"), &callback, None).await;
     assert_eq!(s, 403);
     for (query, field) in [
         ("month=2026-13", "month"),

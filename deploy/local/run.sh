@@ -31,6 +31,8 @@ cat >&2 <<TXT
     who may call what  docs/access-matrix.md (GET /api/v1/access as admin or auditor)
     handler console    http://$HCP_HTTP_ADDR/console   (账号 sj = 市场监管局经办人, ga = 公安局经办人,
                        dc = 督查员, hf = 回访专员, admin; 密码 $HCP_DEMO_PASSWORD)
+    live board         http://$HCP_HTTP_ADDR/board     (dc = 示范市督查员, sj = 本部门, admin = 全部)
+    public results     http://$HCP_HTTP_ADDR/public
     metrics / health   http://$HCP_HTTP_ADDR/metrics  /healthz  /readyz
     post a rating      curl -XPOST http://$HCP_HTTP_ADDR/api/v1/ratings -H 'content-type: application/json' \\
                          -H 'Authorization: Bearer $APP_KEY' \\

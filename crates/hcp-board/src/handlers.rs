@@ -169,7 +169,7 @@ pub struct RankingParams {
 }
 
 /// One ranked unit.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RankingEntry {
     /// Rank (1 is best when `order=desc`); equal rates share a rank.
     pub rank: usize,
@@ -244,12 +244,36 @@ pub async fn ranking(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::InvalidQuery("limit 须在 1 到 1000 之间".into()));
     }
-    let q = RankingQuery { scope, width, from, to, min_ratings: 1 };
-    let mut rows = state.store.scope_counts(&q).await?;
     let reach = caller.reach()?;
-    if reach != Reach::All {
+    let q = RankingQuery { scope, width, from, to, min_ratings: 1 };
+    let (entries, unranked) = ranked(&state, &reach, &q, min_ratings, ascending, limit as usize).await?;
+    Ok(Json(Ranking {
+        scope: scope.as_str().into(),
+        from,
+        to,
+        min_ratings,
+        order: if ascending { "asc" } else { "desc" }.into(),
+        entries,
+        unranked,
+    }))
+}
+
+/// The units of `q.scope` within `reach` with at least `min_ratings` ratings in the range, ranked
+/// by 好评率 (ties share a rank; more ratings, then the id, order them), at most `limit`; and how
+/// many units had too few ratings to be ranked.
+pub(crate) async fn ranked(
+    state: &BoardState,
+    reach: &Reach,
+    q: &RankingQuery,
+    min_ratings: i64,
+    ascending: bool,
+    limit: usize,
+) -> Result<(Vec<RankingEntry>, usize), ApiError> {
+    let scope = q.scope;
+    let mut rows = state.store.scope_counts(q).await?;
+    if *reach != Reach::All {
         let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
-        let mine = state.store.within_reach(scope, &ids, &reach).await?;
+        let mine = state.store.within_reach(scope, &ids, reach).await?;
         rows.retain(|(id, _)| mine.contains(id));
     }
     let (ranked, unranked): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, c)| c.total() >= min_ratings);
@@ -259,7 +283,7 @@ pub async fn ranking(
         let by_rate = if ascending { rate(a).total_cmp(&rate(b)) } else { rate(b).total_cmp(&rate(a)) };
         by_rate.then(b.total.cmp(&a.total)).then(a_id.cmp(b_id))
     });
-    scored.truncate(limit as usize);
+    scored.truncate(limit);
     let ids: Vec<String> = scored.iter().map(|(id, _)| id.clone()).collect();
     let names = state.store.directory_names(scope, &ids).await?;
     let mut entries: Vec<RankingEntry> = Vec::with_capacity(scored.len());
@@ -278,13 +302,5 @@ pub async fn ranking(
             average_grade: s.average_grade,
         });
     }
-    Ok(Json(Ranking {
-        scope: scope.as_str().into(),
-        from,
-        to,
-        min_ratings,
-        order: if ascending { "asc" } else { "desc" }.into(),
-        entries,
-        unranked: unranked.len(),
-    }))
+    Ok((entries, unranked.len()))
 }

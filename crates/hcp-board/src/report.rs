@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hcp_domain::report::{self, ReportLevel, ReportRow, COLUMNS};
 use hcp_domain::time::Month;
-use hcp_domain::SatisfactionPolicy;
-use hcp_http::{ApiError, ApiQuery, Problem};
+use hcp_domain::{Reach, SatisfactionPolicy, Scope};
+use hcp_http::{ApiError, ApiQuery, Caller, Problem};
 use hcp_store::Store;
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 use serde::Deserialize;
@@ -84,7 +84,8 @@ pub struct ReportParams {
     pub level: Option<String>,
 }
 
-/// The monthly performance report of departments, halls and staff.
+/// The monthly performance report of departments, halls and staff within the caller's reach (a
+/// supervisor's region, a handler's department and its staff; everything for admins and auditors).
 #[utoipa::path(
     get,
     path = "/api/v1/reports/monthly",
@@ -98,6 +99,7 @@ pub struct ReportParams {
 )]
 pub async fn monthly(
     State(state): State<BoardState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ReportParams>,
 ) -> Result<Response, ApiError> {
     let month = Month::parse(&q.month)
@@ -118,7 +120,20 @@ pub async fn monthly(
             )
         })?,
     };
-    let report = build(&state.store, state.policy, month, now).await?;
+    let mut report = build(&state.store, state.policy, month, now).await?;
+    let reach = caller.reach()?;
+    if reach != Reach::All {
+        for (level, rows) in &mut report {
+            let scope = match level {
+                ReportLevel::Department => Scope::Department,
+                ReportLevel::Hall => Scope::Hall,
+                ReportLevel::Staff => Scope::Staff,
+            };
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let mine = state.store.within_reach(scope, &ids, &reach).await?;
+            rows.retain(|r| mine.contains(&r.id));
+        }
+    }
     let name = |ext: &str| format!("attachment; filename=\"hcp-report-{month}.{ext}\"");
     match format {
         "xlsx" => {

@@ -33,6 +33,8 @@ pub struct Alert {
     pub rule_id: String,
     /// Its name.
     pub rule_name: String,
+    /// What it measures: `satisfaction_below` (`value` is a 好评率) or `bad_at_least` (a count).
+    pub kind: String,
     /// The scope watched.
     pub scope: String,
     /// The unit.
@@ -220,7 +222,7 @@ impl Store {
     /// Alerts, newest first; only open ones with `active_only`.
     pub async fn list_alerts(&self, active_only: bool, limit: i64) -> Result<Vec<Alert>, Error> {
         sqlx::query_as(
-            "SELECT a.alert_id, a.rule_id, r.name AS rule_name, a.scope, a.scope_id, a.value, a.ratings, a.fired_at, a.cleared_at
+            "SELECT a.alert_id, a.rule_id, r.name AS rule_name, r.kind, a.scope, a.scope_id, a.value, a.ratings, a.fired_at, a.cleared_at
                FROM alerts a JOIN alert_rules r USING (rule_id)
               WHERE NOT $1 OR a.cleared_at IS NULL
               ORDER BY a.fired_at DESC, a.alert_id DESC LIMIT $2",

@@ -28,6 +28,8 @@ use utoipa::OpenApi;
         hcp_directory::credentials::staff_phone,
         hcp_board::summary,
         hcp_board::ranking,
+        hcp_board::board,
+        hcp_board::board_stream,
         hcp_board::public::satisfaction,
         hcp_board::export::ratings,
         hcp_board::report::monthly,

@@ -143,15 +143,21 @@ pub async fn run(
         }
         app = app.merge(hcp_ingest::router(ingest));
     }
+    let alerts_token = shutdown.child_token();
+    let mut alerts = None;
+    let mut board_listener = None;
     if let (true, Some(store)) = (components.board, &store) {
+        // Open boards' streams end with `shutdown` itself, so a graceful stop does not wait on them.
+        let live = hcp_board::live::Live::new(shutdown.clone());
+        board_listener =
+            Some(tokio::spawn(hcp_board::live::run_listener(store.clone(), live.clone(), alerts_token.clone())));
         app = app.merge(hcp_board::router(BoardState {
             store: store.clone(),
             policy,
             staff_min_ratings: config.staff_min_ratings,
+            live,
         }));
     }
-    let alerts_token = shutdown.child_token();
-    let mut alerts = None;
     if let (true, Some(store)) = (components.board, &store) {
         app = app.merge(hcp_alert::router(hcp_alert::AlertState { store: store.clone(), policy }));
         alerts = Some(tokio::spawn(hcp_alert::run_evaluator(
@@ -237,7 +243,7 @@ pub async fn run(
         let _ = job.await;
     }
     alerts_token.cancel();
-    if let Some(job) = alerts {
+    for job in [alerts, board_listener].into_iter().flatten() {
         let _ = job.await;
     }
     if let Some(sender) = webhook_sender {

@@ -1,0 +1,177 @@
+//! The live board's reads: bucket series of one aggregate row, the channel / stage split and the
+//! top 差评 tags of a period within a reach, work-order timeliness within a reach, and the
+//! `hcp_board` notifications that say a board must re-read.
+
+use chrono::{DateTime, Utc};
+use hcp_domain::{GradeCounts, Reach};
+use serde::Serialize;
+use sqlx::postgres::PgListener;
+
+use crate::read::AggregateQuery;
+use crate::{Error, Store};
+
+/// The channel of the `NOTIFY` sent when aggregates, work orders or alerts change.
+pub const BOARD_CHANNEL: &str = "hcp_board";
+
+/// Grade counts of a period split by channel and by stage (wire names, by name).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Splits {
+    /// Per channel.
+    pub channels: Vec<(String, GradeCounts)>,
+    /// Per stage.
+    pub stages: Vec<(String, GradeCounts)>,
+}
+
+/// Work orders within a reach: open ones now, and how the orders opened since a date fared.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderTimeliness {
+    /// Open orders (not closed, appeal not upheld).
+    pub open: i64,
+    /// Open orders past their deadline.
+    pub overdue: i64,
+    /// Open orders close to their deadline.
+    pub near_due: i64,
+    /// Orders opened in the period.
+    pub opened: i64,
+    /// Of those, rectified, or unrectified past the deadline (an upheld appeal is not judged).
+    pub judged: i64,
+    /// Of those, rectified by the deadline.
+    pub rectified_on_time: i64,
+    /// Orders of the period with a reply to the rater.
+    pub replied: i64,
+    /// Of those, called back (回访).
+    pub called_back: i64,
+}
+
+/// The aggregate scope key (`scope:id`, as in `agg_scopes`) a reach covers, `None` for all.
+pub fn reach_key(reach: &Reach) -> Option<String> {
+    match reach {
+        Reach::All => None,
+        Reach::Department(d) => Some(format!("department:{d}")),
+        Reach::Region(r) => Some(format!("region:{r}")),
+    }
+}
+
+/// `GROUPING(channel, stage)`, channel, stage, the five grade counts.
+type SplitRow = (i32, Option<String>, Option<String>, i64, i64, i64, i64, i64);
+
+impl Store {
+    /// The rows of one aggregate over `[from, to)`, a bucket each (only buckets with rows).
+    pub async fn aggregate_series(&self, q: &AggregateQuery) -> Result<Vec<(DateTime<Utc>, GradeCounts)>, Error> {
+        let rows: Vec<(DateTime<Utc>, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT bucket_start, n1, n2, n3, n4, n5 FROM rating_aggregates
+              WHERE scope = $1 AND scope_id = $2 AND width = $3 AND bucket_start >= $4 AND bucket_start < $5
+              ORDER BY bucket_start",
+        )
+        .bind(q.scope.as_str())
+        .bind(&q.scope_id)
+        .bind(q.width.as_str())
+        .bind(q.from)
+        .bind(q.to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(t, a, b, c, d, e)| (t, GradeCounts([a, b, c, d, e]))).collect())
+    }
+
+    /// Counted ratings (not replaced by a follow-up, not excluded by an appeal) rated in
+    /// `[from, to)` within `reach`, split by channel and by stage — one pass over the period.
+    pub async fn splits(&self, reach: &Reach, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Splits, Error> {
+        let rows: Vec<SplitRow> = sqlx::query_as(
+            "SELECT GROUPING(channel, stage), channel, stage,
+                    count(*) FILTER (WHERE grade = 1), count(*) FILTER (WHERE grade = 2),
+                    count(*) FILTER (WHERE grade = 3), count(*) FILTER (WHERE grade = 4),
+                    count(*) FILTER (WHERE grade = 5)
+               FROM ratings
+              WHERE rated_at >= $1 AND rated_at < $2 AND excluded_at IS NULL AND superseded_by IS NULL
+                AND ($3::text IS NULL OR agg_scopes @> ARRAY[$3::text])
+              GROUP BY GROUPING SETS ((channel), (stage))
+              ORDER BY 2, 3",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(reach_key(reach))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Splits::default();
+        for (grouping, channel, stage, a, b, c, d, e) in rows {
+            let counts = GradeCounts([a, b, c, d, e]);
+            match (grouping, channel, stage) {
+                (1, Some(ch), _) => out.channels.push((ch, counts)),
+                (2, _, Some(st)) => out.stages.push((st, counts)),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// The most frequent tags of counted 差评 rated in `[from, to)` within `reach`: `(code,
+    /// name, count)`, most first.
+    pub async fn bad_tags(
+        &self,
+        reach: &Reach,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<String>, i64)>, Error> {
+        sqlx::query_as(
+            "SELECT t.tag, d.name, count(*)::int8 FROM ratings r CROSS JOIN unnest(r.tags) AS t(tag)
+               LEFT JOIN tags d ON d.code = t.tag
+              WHERE r.grade <= 2 AND r.rated_at >= $1 AND r.rated_at < $2
+                AND r.excluded_at IS NULL AND r.superseded_by IS NULL
+                AND ($3::text IS NULL OR r.agg_scopes @> ARRAY[$3::text])
+              GROUP BY t.tag, d.name ORDER BY 3 DESC, 1 LIMIT $4",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(reach_key(reach))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Work orders within `reach` (a handler's department, a supervisor's region): open ones
+    /// at `now` and the fate of those opened since `since`.
+    pub async fn order_timeliness(
+        &self,
+        reach: &Reach,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<OrderTimeliness, Error> {
+        let (department, region) = match reach {
+            Reach::All => (None, None),
+            Reach::Department(d) => (Some(d.as_str()), None),
+            Reach::Region(r) => (None, Some(r.as_str())),
+        };
+        let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+            "WITH o AS (
+                SELECT *, state NOT IN ('closed', 'appeal_upheld') AS is_open FROM work_orders
+                 WHERE ($1::text IS NULL OR department_id = $1) AND ($2::text IS NULL OR region_path @> ARRAY[$2::text]))
+             SELECT count(*) FILTER (WHERE is_open),
+                    count(*) FILTER (WHERE is_open AND due_status = 'overdue'),
+                    count(*) FILTER (WHERE is_open AND due_status = 'near_due'),
+                    count(*) FILTER (WHERE opened_at >= $3),
+                    count(*) FILTER (WHERE opened_at >= $3 AND state <> 'appeal_upheld'
+                                       AND (rectified_at IS NOT NULL OR rectify_due_at < $4)),
+                    count(*) FILTER (WHERE opened_at >= $3 AND state <> 'appeal_upheld' AND rectified_at <= rectify_due_at),
+                    count(*) FILTER (WHERE opened_at >= $3 AND replied_at IS NOT NULL),
+                    count(*) FILTER (WHERE opened_at >= $3 AND replied_at IS NOT NULL AND callback_grade IS NOT NULL)
+               FROM o",
+        )
+        .bind(department)
+        .bind(region)
+        .bind(since)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let (open, overdue, near_due, opened, judged, rectified_on_time, replied, called_back) = row;
+        Ok(OrderTimeliness { open, overdue, near_due, opened, judged, rectified_on_time, replied, called_back })
+    }
+
+    /// A listener on [`BOARD_CHANNEL`] (its own connection, reconnecting on loss).
+    pub async fn board_listener(&self) -> Result<PgListener, Error> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(BOARD_CHANNEL).await?;
+        Ok(listener)
+    }
+}
