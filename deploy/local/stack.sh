@@ -124,8 +124,13 @@ ensure_fuzzer() {
 # broker's database file.
 tansu_indexes() {
   command -v python3 >/dev/null || apt_install python3
-  python3 -c 'import sqlite3, sys
+  # A fresh broker creates its tables just after it opens the port: wait for them (30 s at most).
+  python3 -c 'import sqlite3, sys, time
 c = sqlite3.connect(sys.argv[1], timeout=30)
+for _ in range(300):
+    if c.execute("SELECT 1 FROM sqlite_master WHERE name = ?", ("header",)).fetchone():
+        break
+    time.sleep(0.1)
 c.executescript(open(sys.argv[2]).read())
 c.close()' "$1" "$HCP_ROOT/deploy/local/tansu-indexes.sql"
 }

@@ -397,8 +397,10 @@ pub struct FlaggedParams {
     pub offset: Option<i64>,
 }
 
-/// A page of flagged ratings.
+/// A page of ratings flagged by attribution (named apart from the integrity checks' page: one
+/// OpenAPI component name per shape).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AttributionFlaggedPage)]
 pub struct FlaggedPage {
     /// The ratings, oldest first.
     pub items: Vec<FlaggedRating>,

@@ -498,8 +498,9 @@ pub struct IntegrityParams {
     pub offset: Option<i64>,
 }
 
-/// A page of flagged ratings.
+/// A page of ratings flagged by the anti-gaming checks.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = IntegrityFlaggedPage)]
 pub struct FlaggedPage {
     /// Flagged ratings matching.
     pub total: i64,

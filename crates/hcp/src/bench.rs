@@ -1,9 +1,13 @@
 //! `hcp bench`: hcp against the raw ceilings, measured in one run on the same broker and database.
 //!
 //! Ceilings: raw rdkafka produce and consume of the very records hcp produces, PostgreSQL
-//! `COPY` of the same rating rows, and a bare axum JSON endpoint under the same load generator.
-//! hcp: single-rating `POST` through ingest (acknowledged by the broker), and the aggregator
-//! from a pre-filled topic to committed ratings, aggregates and positions.
+//! `COPY` of the same rating rows, and a bare axum JSON endpoint under the same load generator
+//! (`hcp loadgen`, run as a separate process). A baseline: the naive design (no Kafka; per rating
+//! one transaction with one INSERT and one upsert per aggregate row). hcp: the aggregator (its own
+//! process, peak RSS sampled) from a pre-filled topic to committed ratings, aggregates and work
+//! orders; single and batch `POST`; the latency from 202 to visible in the statistics and on an
+//! open board stream under background load; the board query over everything stored (optionally
+//! after `--history` older ratings).
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +16,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use futures::stream::{FuturesUnordered, StreamExt};
-use hcp_aggregator::AggregatorConfig;
 use hcp_domain::RatingSubmitted;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -21,7 +24,7 @@ use rdkafka::util::Timeout;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::loadgen::{self, LoadOptions};
+use crate::loadgen::LoadReport;
 use crate::{demo, server, Components, Config};
 
 /// Sizes of one bench run.
@@ -35,6 +38,16 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Partitions of the bench topic.
     pub partitions: i32,
+    /// Ratings per request of the batch-ingest measurement.
+    pub batch_size: usize,
+    /// Ratings written by the naive design.
+    pub naive: usize,
+    /// Background load (ratings/s) while the end-to-end latency is probed.
+    pub e2e_rate: u64,
+    /// Seconds of background load.
+    pub e2e_seconds: u64,
+    /// Older ratings inserted before the board query is timed.
+    pub history: u64,
 }
 
 /// One line of the result table.
@@ -48,13 +61,32 @@ pub struct Row {
     pub elapsed: Duration,
     /// Extra detail (latency).
     pub note: String,
-    /// Index of the ceiling row this is compared with.
-    pub ceiling: Option<usize>,
+    /// What this row is compared with.
+    pub compare: Compare,
+}
+
+/// How a row relates to another.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Compare {
+    /// A ceiling itself.
+    None,
+    /// The baseline itself.
+    IsBaseline,
+    /// A share of the ceiling at this index.
+    Ceiling(usize),
+    /// A multiple of the baseline at this index.
+    Baseline(usize),
+    /// A latency figure (no rate).
+    Latency,
 }
 
 impl Row {
     fn rate(&self) -> f64 {
         self.items as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn new(name: impl Into<String>, items: u64, elapsed: Duration, note: impl Into<String>, compare: Compare) -> Row {
+        Row { name: name.into(), items, elapsed, note: note.into(), compare }
     }
 }
 
@@ -66,6 +98,8 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
     cfg.aggregator_group = format!("bench-agg-{run_id}");
     // The load generator posts without channel keys (the gate's claims still run).
     cfg.ingest_auth_required = false;
+    cfg.rate_limit_per_ip = u32::MAX / 2;
+    cfg.rate_limit_per_key = u32::MAX / 2;
     let kafka = cfg.kafka();
     let topics = cfg.topics();
     hcp_bus::create_topics(&kafka, &topics.all(), opts.partitions, 1).await.context("creating bench topics")?;
@@ -92,15 +126,46 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
     while let Some(r) = inflight.next().await {
         r.map_err(|(e, _)| e)?;
     }
-    rows.push(Row {
-        name: format!("raw rdkafka produce (acks=all, idempotence {})", if kafka.idempotence { "on" } else { "off" }),
-        items: bodies.len() as u64,
-        elapsed: t.elapsed(),
-        note: String::new(),
-        ceiling: None,
-    });
+    let produce_row = rows.len();
+    rows.push(Row::new(
+        format!("raw rdkafka produce (acks=all, idempotence {})", if kafka.idempotence { "on" } else { "off" }),
+        bodies.len() as u64,
+        t.elapsed(),
+        "",
+        Compare::None,
+    ));
 
-    // 2. Raw consume of them.
+    // 1b. Raw produce with only as many records in flight as the HTTP load has requests (each
+    //     request waits for its own acknowledgement): the ceiling of "202 only after the ack".
+    //     (A scratch topic of its own, so the aggregator's topic holds each record once.)
+    let scratch = format!("{}.ack-latency", topics.rating_submitted);
+    hcp_bus::create_topics(&kafka, &[scratch.as_str()], opts.partitions, 1).await?;
+    let t = Instant::now();
+    let mut inflight = FuturesUnordered::new();
+    let latency_bound = &bodies[..(opts.requests as usize).min(bodies.len())];
+    for (key, body) in latency_bound {
+        inflight.push(
+            producer.send(FutureRecord::to(&scratch).key(key).payload(body), Timeout::After(Duration::from_secs(30))),
+        );
+        if inflight.len() >= opts.concurrency {
+            if let Some(r) = inflight.next().await {
+                r.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        r.map_err(|(e, _)| e)?;
+    }
+    let acked_row = rows.len();
+    rows.push(Row::new(
+        format!("raw rdkafka produce, {} in flight", opts.concurrency),
+        latency_bound.len() as u64,
+        t.elapsed(),
+        "a request's ack round trip bounds single POSTs",
+        Compare::None,
+    ));
+
+    // 2. Raw consume of them (the first `messages` records).
     let consumer: BaseConsumer = kafka.consumer(&format!("bench-raw-{run_id}")).create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..opts.partitions {
@@ -116,68 +181,96 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
             seen += 1;
         }
     }
-    rows.push(Row {
-        name: "raw rdkafka consume".into(),
-        items: seen as u64,
-        elapsed: t.elapsed(),
-        note: String::new(),
-        ceiling: None,
-    });
+    let consume_time = t.elapsed();
+    let consume_row = rows.len();
+    rows.push(Row::new("raw rdkafka consume", seen as u64, consume_time, "", Compare::None));
     drop(consumer);
 
     // 3. PostgreSQL COPY of the same rating rows.
     let db_name = format!("hcp_bench_{run_id}");
     let store =
         hcp_store::create_fresh_database(&cfg.database_url, &db_name, 8).await.context("creating bench database")?;
+    let db_url = with_database(&cfg.database_url, &db_name);
     let mut directory = demo::DIRECTORY.clone();
     let now = Utc::now();
     directory.roster = [demo::roster_for_day(now - chrono::Duration::days(1)), demo::roster_for_day(now)].concat();
     store.import_directory(&directory).await.context("importing the demo directory")?;
     let snapshot = store.load_directory().await?;
-    let copy = copy_ratings(&store, &events, &snapshot).await?;
-    rows.push(Row {
-        name: "PostgreSQL COPY of rating rows".into(),
-        items: events.len() as u64,
-        elapsed: copy,
-        note: String::new(),
-        ceiling: None,
-    });
+    let copy_time = copy_ratings(&store, &events, &snapshot).await?;
+    let copy_row = rows.len();
+    rows.push(Row::new("PostgreSQL COPY of rating rows", events.len() as u64, copy_time, "", Compare::None));
+    let serial_row = rows.len();
+    rows.push(Row::new(
+        "raw consume + COPY (one after the other)",
+        events.len() as u64,
+        consume_time + copy_time,
+        "the aggregator's combined ceiling",
+        Compare::None,
+    ));
 
-    // 4. hcp aggregator: pre-filled topic → attributed against the demo directory → committed
-    //    ratings + aggregates + positions, attributed events published.
-    let token = CancellationToken::new();
-    let mut agg_cfg = AggregatorConfig::new(kafka.clone(), topics.clone());
-    agg_cfg.group_id = cfg.aggregator_group.clone();
+    // 4. The naive design: no Kafka, a transaction per rating with one INSERT and one upsert per
+    //    aggregate row it counts in (the same rows the aggregator touches), 8 connections.
+    let naive_events = &events[..opts.naive.min(events.len())];
+    let naive_time = naive_design(&store, naive_events, &snapshot).await?;
+    let naive_row = rows.len();
+    rows.push(Row::new(
+        "naive design (INSERT + UPDATE per aggregate row, per rating, 8 connections)",
+        naive_events.len() as u64,
+        naive_time,
+        "fsync off on the local cluster",
+        Compare::IsBaseline,
+    ));
+
+    // 5. hcp aggregator in its own process: pre-filled topic → attributed against the demo
+    //    directory → committed ratings + aggregates + work orders + positions, events published.
+    let mut agg = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--components", "aggregator"])
+        .env("DATABASE_URL", &db_url)
+        .env("HCP_TOPIC_PREFIX", &cfg.topic_prefix)
+        .env("HCP_AGGREGATOR_GROUP", &cfg.aggregator_group)
+        .env("HCP_HTTP_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting the aggregator process")?;
     let t = Instant::now();
-    let agg = tokio::spawn(hcp_aggregator::run(agg_cfg, store.clone(), token.clone()));
+    let mut peak_rss_kib = 0u64;
     loop {
+        peak_rss_kib = peak_rss_kib.max(rss_kib(agg.id()).unwrap_or(0));
         let done: i64 =
             store.positions(&cfg.aggregator_group, &topics.rating_submitted).await?.iter().map(|(_, o)| o).sum();
         if done as usize >= bodies.len() || t.elapsed() > Duration::from_secs(600) {
             break;
         }
+        anyhow::ensure!(agg.try_wait()?.is_none(), "the aggregator process exited early");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let agg_time = t.elapsed();
-    token.cancel();
-    agg.await??;
-    let stored = store.count_ratings().await?;
-    rows.push(Row {
-        name: "hcp aggregator (topic → PostgreSQL, one tx per batch)".into(),
-        items: stored as u64,
-        elapsed: agg_time,
-        note: "vs raw consume".into(),
-        ceiling: Some(1),
-    });
-    rows.push(Row {
-        name: "hcp aggregator vs COPY".into(),
-        items: stored as u64,
-        elapsed: agg_time,
-        note: "vs COPY".into(),
-        ceiling: Some(2),
-    });
+    peak_rss_kib = peak_rss_kib.max(peak_rss(agg.id()).unwrap_or(0));
+    terminate(&mut agg)?;
+    let stored = store.count_ratings().await? as u64;
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM work_orders").fetch_one(store.pool()).await?;
+    let rss = format!("peak RSS {:.0} MiB, {orders} work orders", peak_rss_kib as f64 / 1024.0);
+    let agg_name = "hcp aggregator (own process; topic → ratings, aggregates, work orders)";
+    rows.push(Row::new(agg_name, stored, agg_time, format!("vs raw consume; {rss}"), Compare::Ceiling(consume_row)));
+    rows.push(Row::new("hcp aggregator vs COPY", stored, agg_time, "vs COPY", Compare::Ceiling(copy_row)));
+    rows.push(Row::new(
+        "hcp aggregator vs raw consume + COPY",
+        stored,
+        agg_time,
+        "target ≥ 50 %",
+        Compare::Ceiling(serial_row),
+    ));
+    rows.push(Row::new(
+        "hcp aggregator vs the naive design",
+        stored,
+        agg_time,
+        "target ≥ ×10",
+        Compare::Baseline(naive_row),
+    ));
 
-    // 5. Bare axum JSON endpoint under the same load generator (HTTP ceiling).
+    // 6. Bare axum JSON endpoint under the same load generator (HTTP ceiling), load from its
+    //    own process.
     let echo = TcpListener::bind("127.0.0.1:0").await?;
     let echo_addr = echo.local_addr()?;
     let echo_token = CancellationToken::new();
@@ -191,50 +284,458 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
         );
         axum::serve(echo, app).with_graceful_shutdown(echo_stop.cancelled_owned()).await
     });
-    let load = |url: String, prefix: &str| LoadOptions {
+    let load = |url: String, path: &str, prefix: &str| Load {
         url,
+        path: path.into(),
         requests: opts.requests,
         concurrency: opts.concurrency,
         rate: None,
-        record_prefix: format!("{prefix}{run_id}-"),
+        batch: None,
+        prefix: format!("{prefix}{run_id}-"),
     };
-    let r = loadgen::run(&load(format!("http://{echo_addr}/echo"), "ECHO")).await?;
+    let r = load(format!("http://{echo_addr}"), "/echo", "ECHO").run().await?;
     echo_token.cancel();
     let echo_row = rows.len();
-    rows.push(Row {
-        name: "bare axum JSON endpoint".into(),
-        items: r.ok,
-        elapsed: r.elapsed,
-        note: format!("p50 {:.2} ms, p99 {:.2} ms", ms(r.p50), ms(r.p99)),
-        ceiling: None,
-    });
+    rows.push(Row::new("bare axum JSON endpoint", r.ok, r.elapsed, latency(&r), Compare::None));
 
-    // 6. hcp ingest: validate, publish with acks=all, answer 202.
+    // 7. hcp ingest: validate, claim the stage, publish with acks=all, answer 202 — single and batch.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let srv = server::spawn(
-        cfg.clone(),
-        Components { ingest: true, aggregator: false, board: false, directory: false, workorders: false },
-        listener,
-    )
-    .await?;
-    let r = loadgen::run(&load(format!("{}/api/v1/ratings", srv.url()), "BENCH")).await?;
+    let ingest_only = Components { ingest: true, aggregator: false, board: false, directory: false, workorders: false };
+    let mut ingest_cfg = cfg.clone();
+    ingest_cfg.database_url = db_url.clone();
+    let srv = server::spawn(ingest_cfg, ingest_only, listener).await?;
+    let r = load(srv.url(), "/api/v1/ratings", "BENCH").run().await?;
+    rows.push(Row::new(
+        "hcp POST /api/v1/ratings (202 after broker ack)",
+        r.ok,
+        r.elapsed,
+        format!("{}, failed {}; target ≥ 50 %", latency(&r), r.failed),
+        Compare::Ceiling(echo_row),
+    ));
+    rows.push(Row::new(
+        format!("hcp POST vs raw produce, {} in flight", opts.concurrency),
+        r.ok,
+        r.elapsed,
+        "the same acks=all round trip per rating",
+        Compare::Ceiling(acked_row),
+    ));
+    let batch = Load {
+        requests: (opts.messages / opts.batch_size.max(1)).max(1) as u64,
+        concurrency: 8,
+        batch: Some(opts.batch_size),
+        ..load(srv.url(), "/api/v1/ratings/batch", "BATCH")
+    };
+    let r = batch.run().await?;
     srv.stop().await?;
-    rows.push(Row {
-        name: "hcp POST /api/v1/ratings (202 after broker ack)".into(),
-        items: r.ok,
-        elapsed: r.elapsed,
-        note: format!("p50 {:.2} ms, p99 {:.2} ms, failed {}", ms(r.p50), ms(r.p99), r.failed),
-        ceiling: Some(echo_row),
-    });
-    rows.push(Row {
-        name: "hcp POST vs raw produce".into(),
-        items: r.ok,
-        elapsed: r.elapsed,
-        note: "vs raw produce".into(),
-        ceiling: Some(0),
-    });
+    rows.push(Row::new(
+        format!("hcp POST /api/v1/ratings/batch ({} per request)", opts.batch_size),
+        r.ok,
+        r.elapsed,
+        format!("{} per request, failed {}; vs raw produce", latency(&r), r.failed),
+        Compare::Ceiling(produce_row),
+    ));
+
+    // 8. Accepted → visible, under background load: in the statistics, and on an open board stream.
+    rows.extend(end_to_end(&cfg, &store, &db_url, opts, &run_id).await?);
+
+    // 9. The board query over everything stored (and older history, if asked).
+    if opts.history > 0 {
+        let t = Instant::now();
+        insert_history(&store, opts.history).await?;
+        eprintln!("inserted {} older ratings in {:.1} s", opts.history, t.elapsed().as_secs_f64());
+    }
+    rows.push(board_query(&cfg, &store, &db_url).await?);
     store.pool().close().await;
     Ok(rows)
+}
+
+/// A load run of `hcp loadgen` in its own process.
+struct Load {
+    url: String,
+    path: String,
+    requests: u64,
+    concurrency: usize,
+    rate: Option<u64>,
+    batch: Option<usize>,
+    prefix: String,
+}
+
+impl Load {
+    fn command(&self) -> anyhow::Result<tokio::process::Command> {
+        let mut c = tokio::process::Command::new(std::env::current_exe()?);
+        c.args(["loadgen", "--json", "--url", &self.url, "--path", &self.path, "--prefix", &self.prefix]);
+        c.args(["--requests", &self.requests.to_string(), "--concurrency", &self.concurrency.to_string()]);
+        if let Some(r) = self.rate {
+            c.args(["--rate", &r.to_string()]);
+        }
+        if let Some(b) = self.batch {
+            c.args(["--batch", &b.to_string()]);
+        }
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit()).kill_on_drop(true);
+        Ok(c)
+    }
+
+    async fn run(&self) -> anyhow::Result<LoadReport> {
+        let out = self.command()?.output().await.context("running hcp loadgen")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().rev().find(|l| l.starts_with('{')).context("hcp loadgen printed no report")?;
+        Ok(serde_json::from_str(line)?)
+    }
+}
+
+fn latency(r: &LoadReport) -> String {
+    format!("p50 {:.2} ms, p99 {:.2} ms", ms(r.p50), ms(r.p99))
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Resident set size of a process (Linux), in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    proc_status(pid, "VmRSS:")
+}
+
+/// Peak resident set size of a process (Linux), in KiB.
+fn peak_rss(pid: u32) -> Option<u64> {
+    proc_status(pid, "VmHWM:")
+}
+
+fn proc_status(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Stops a child with SIGTERM (graceful), then waits.
+fn terminate(child: &mut std::process::Child) -> anyhow::Result<()> {
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    child.wait()?;
+    Ok(())
+}
+
+/// The naive design: per rating, one transaction with an INSERT of the rating and one upsert per
+/// aggregate row (hour and day bucket of every scope it counts in), on 8 connections.
+async fn naive_design(
+    store: &hcp_store::Store,
+    events: &[RatingSubmitted],
+    directory: &hcp_domain::Directory,
+) -> anyhow::Result<Duration> {
+    sqlx::query("CREATE TABLE naive_ratings (LIKE ratings INCLUDING ALL)").execute(store.pool()).await?;
+    sqlx::query("CREATE TABLE naive_aggregates (LIKE rating_aggregates INCLUDING ALL)").execute(store.pool()).await?;
+    let work: Vec<(RatingSubmitted, Vec<String>)> =
+        events.iter().map(|e| (e.clone(), hcp_domain::attribute(directory, e, e.rated_at).scope_keys())).collect();
+    let work = std::sync::Arc::new(work);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (pool, work, next) = (store.pool().clone(), work.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((e, scopes)) = work.get(i) else { return Ok::<_, sqlx::Error>(()) };
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO naive_ratings (rating_id, service_record_no, stage, assess_number, channel, grade,
+                                                tags, rated_at, received_at, source_topic, source_partition,
+                                                source_offset, agg_scopes)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'naive', 0, $10, $11)",
+                )
+                .bind(e.rating_id)
+                .bind(&e.service_record_no)
+                .bind(e.stage.as_str())
+                .bind(e.assess_number.value() as i16)
+                .bind(e.channel.as_str())
+                .bind(e.grade.value() as i16)
+                .bind(&e.tags)
+                .bind(e.rated_at)
+                .bind(e.received_at)
+                .bind(i as i64)
+                .bind(scopes)
+                .execute(&mut *tx)
+                .await?;
+                let n = format!("n{}", e.grade.value());
+                for key in scopes {
+                    let (scope, id) = key.split_once(':').unwrap_or((key, ""));
+                    for (width, bucket) in [
+                        ("hour", hcp_domain::time::hour_start(e.rated_at)),
+                        ("day", hcp_domain::time::day_start(e.rated_at)),
+                    ] {
+                        sqlx::query(&format!(
+                            "INSERT INTO naive_aggregates (scope, scope_id, width, bucket_start, {n}) VALUES ($1, $2, $3, $4, 1)
+                             ON CONFLICT (scope, scope_id, width, bucket_start) DO UPDATE SET {n} = naive_aggregates.{n} + 1"
+                        ))
+                        .bind(scope)
+                        .bind(id)
+                        .bind(width)
+                        .bind(bucket)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+            }
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    Ok(t.elapsed())
+}
+
+/// An operator session on a running server (the account is made in the bench database).
+async fn admin_session(store: &hcp_store::Store, url: &str) -> anyhow::Result<String> {
+    let password = format!("bench-{}", uuid::Uuid::now_v7());
+    store
+        .upsert_account(&hcp_store::Account {
+            username: "bench-admin".into(),
+            display_name: "压测管理员".into(),
+            role: "admin".into(),
+            department_id: None,
+            region_code: None,
+            disabled: false,
+            password_hash: hcp_http::auth::hash_password(&password),
+        })
+        .await?;
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "bench-admin", "password": password}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "bench login: {}", r.status());
+    Ok(r.json::<serde_json::Value>().await?["token"].as_str().context("token")?.to_owned())
+}
+
+/// Latency from 202 to visible, for probe ratings posted while `hcp loadgen` (its own process)
+/// sends `e2e_rate` ratings/s to a full server (ingest, aggregator, board): in the statistics
+/// (the probe's rating record answers, which happens in the transaction that counts it) and on
+/// an open board stream (the first `snapshot` whose today's total covers what the statistics
+/// showed at that moment — an upper bound).
+async fn end_to_end(
+    cfg: &Config,
+    store: &hcp_store::Store,
+    db_url: &str,
+    opts: &BenchOptions,
+    run_id: &str,
+) -> anyhow::Result<Vec<Row>> {
+    let mut full = cfg.clone();
+    full.database_url = db_url.to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let srv = server::spawn(full, Components::ALL, listener).await?;
+    let result = probe(cfg, store, &srv.url(), opts, run_id).await;
+    srv.stop().await?;
+    result
+}
+
+async fn probe(
+    cfg: &Config,
+    store: &hcp_store::Store,
+    url: &str,
+    opts: &BenchOptions,
+    run_id: &str,
+) -> anyhow::Result<Vec<Row>> {
+    let url = url.to_owned();
+    // Start from a caught-up aggregator (the ingest measurements left records behind).
+    let (kafka, topic) = (cfg.kafka(), cfg.topics().rating_submitted);
+    let high: i64 =
+        tokio::task::spawn_blocking(move || hcp_bus::fetch_high_watermarks(&kafka, &topic, Duration::from_secs(10)))
+            .await??
+            .values()
+            .sum();
+    let t = Instant::now();
+    while store
+        .positions(&cfg.aggregator_group, &cfg.topics().rating_submitted)
+        .await?
+        .iter()
+        .map(|(_, o)| o)
+        .sum::<i64>()
+        < high
+    {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(900),
+            "the aggregator did not catch up with the ingested backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("aggregator caught up with the ingest backlog in {:.1} s", t.elapsed().as_secs_f64());
+    let token = admin_session(store, &url).await?;
+    let client = reqwest::Client::new();
+
+    // The board stream, collected as (arrival, today's total).
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(Instant, i64)>>> = Default::default();
+    let mut stream = client.get(format!("{url}/api/v1/board/stream")).bearer_auth(&token).send().await?;
+    anyhow::ensure!(stream.status() == 200, "board stream: {}", stream.status());
+    let collector = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut buffer = String::new();
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim_start()) {
+                            let total = v["today"]["total"].as_i64().unwrap_or(0);
+                            seen.lock().expect("board events").push((Instant::now(), total));
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let background = Load {
+        url: url.clone(),
+        path: "/api/v1/ratings".into(),
+        requests: opts.e2e_rate * opts.e2e_seconds,
+        concurrency: 64,
+        rate: Some(opts.e2e_rate),
+        batch: None,
+        prefix: format!("E2E{run_id}-"),
+    };
+    let load = background.command()?.spawn().context("starting hcp loadgen")?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let probes = 40u64;
+    let gap = Duration::from_millis(((opts.e2e_seconds.saturating_sub(2)) * 1000 / probes).max(20));
+    let mut to_stats = Vec::new();
+    let mut to_board = Vec::new();
+    for i in 0..probes {
+        let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(1_000_000 + i);
+        let body = demo::random_input(&mut rng, format!("PROBE{run_id}-{i:04}"), None);
+        let r = client.post(format!("{url}/api/v1/ratings")).json(&body).send().await?;
+        let accepted = Instant::now();
+        anyhow::ensure!(r.status() == 202, "probe {i}: {}", r.status());
+        let id = r.json::<serde_json::Value>().await?["rating_id"].as_str().context("rating_id")?.to_owned();
+        let visible = loop {
+            let s = client.get(format!("{url}/api/v1/ratings/{id}")).bearer_auth(&token).send().await?.status();
+            if s == 200 {
+                break Instant::now();
+            }
+            anyhow::ensure!(accepted.elapsed() < Duration::from_secs(60), "probe {i} never became visible");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        to_stats.push(visible - accepted);
+        let summary: serde_json::Value =
+            client.get(format!("{url}/api/v1/stats/summary")).bearer_auth(&token).send().await?.json().await?;
+        let total = summary["total"].as_i64().unwrap_or(i64::MAX);
+        let shown = loop {
+            let hit = seen
+                .lock()
+                .expect("board events")
+                .iter()
+                .find(|(at, t)| *at >= accepted && *t >= total)
+                .map(|(at, _)| *at);
+            if let Some(at) = hit {
+                break at;
+            }
+            anyhow::ensure!(accepted.elapsed() < Duration::from_secs(60), "probe {i} never reached the board");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        to_board.push(shown.saturating_duration_since(accepted));
+        tokio::time::sleep(gap.saturating_sub(accepted.elapsed())).await;
+    }
+    let out = load.wait_with_output().await?;
+    collector.abort();
+    let report: LoadReport = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout).lines().rev().find(|l| l.starts_with('{')).context("loadgen report")?,
+    )?;
+    let background_note = format!(
+        "{} probes while loadgen sent {:.0}/s (p99 of its POSTs {:.1} ms)",
+        probes,
+        report.rate(),
+        ms(report.p99)
+    );
+    let pct = |v: &mut Vec<Duration>, q: f64| {
+        v.sort();
+        v[((v.len() as f64 - 1.0) * q).round() as usize]
+    };
+    let (s50, s99) = (pct(&mut to_stats, 0.5), pct(&mut to_stats, 0.99));
+    let (b50, b99) = (pct(&mut to_board, 0.5), pct(&mut to_board, 0.99));
+    Ok(vec![
+        Row::new(
+            "202 → visible in /api/v1/stats",
+            probes,
+            s99,
+            format!("p50 {:.0} ms, p99 {:.0} ms; {background_note}; target p99 < 1 s", ms(s50), ms(s99)),
+            Compare::Latency,
+        ),
+        Row::new(
+            "202 → on an open board stream (SSE)",
+            probes,
+            b99,
+            format!("p50 {:.0} ms, p99 {:.0} ms (upper bound)", ms(b50), ms(b99)),
+            Compare::Latency,
+        ),
+    ])
+}
+
+/// `n` older ratings (35 to 400 days ago, grade and channel varied), straight into `ratings`.
+async fn insert_history(store: &hcp_store::Store, n: u64) -> anyhow::Result<()> {
+    let chunk = 1_000_000u64;
+    let mut done = 0u64;
+    while done < n {
+        let upto = (done + chunk).min(n);
+        sqlx::query(
+            "INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel, grade, tags, rated_at,
+                                  received_at, source_topic, source_partition, source_offset, agg_scopes)
+             SELECT gen_random_uuid(), 'HIST-' || g, 'acceptance', 1,
+                    (ARRAY['window_evaluator','app','web','qr_code'])[1 + g % 4], 1 + g % 5,
+                    CASE WHEN g % 5 < 2 THEN ARRAY['long_wait'] ELSE '{}'::text[] END,
+                    now() - interval '35 days' - (g % 365) * interval '1 day' - (g % 86400) * interval '1 second',
+                    now() - interval '35 days' - (g % 365) * interval '1 day',
+                    'history', 0, g, ARRAY['all:all', 'region:449900']
+               FROM generate_series($1::int8, $2::int8) g",
+        )
+        .bind(done as i64 + 1)
+        .bind(upto as i64)
+        .execute(store.pool())
+        .await?;
+        done = upto;
+    }
+    sqlx::query("ANALYZE ratings").execute(store.pool()).await?;
+    Ok(())
+}
+
+/// 50 sequential `GET /api/v1/board` (the whole system, the widest reach) on a fresh server.
+async fn board_query(cfg: &Config, store: &hcp_store::Store, db_url: &str) -> anyhow::Result<Row> {
+    let mut board_cfg = cfg.clone();
+    board_cfg.database_url = db_url.to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let board_only = Components { ingest: false, aggregator: false, board: true, directory: false, workorders: true };
+    let srv = server::spawn(board_cfg, board_only, listener).await?;
+    let token = admin_session(store, &srv.url()).await?;
+    let client = reqwest::Client::new();
+    let mut times = Vec::new();
+    let t = Instant::now();
+    for _ in 0..50 {
+        let t0 = Instant::now();
+        let r = client.get(format!("{}/api/v1/board", srv.url())).bearer_auth(&token).send().await?;
+        anyhow::ensure!(r.status() == 200, "board: {}", r.status());
+        r.bytes().await?;
+        times.push(t0.elapsed());
+    }
+    let elapsed = t.elapsed();
+    srv.stop().await?;
+    times.sort();
+    let stored = store.count_ratings().await?;
+    Ok(Row::new(
+        "GET /api/v1/board (whole system)",
+        50,
+        elapsed,
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms over {stored} stored ratings; target < 50 ms",
+            ms(times[24]),
+            ms(times[49])
+        ),
+        Compare::Latency,
+    ))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -292,29 +793,33 @@ async fn copy_ratings(
         ));
     }
     let t = Instant::now();
-    let mut copy = conn.copy_in_raw("COPY copy_ceiling FROM STDIN WITH (FORMAT csv)").await?;
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY copy_ceiling (rating_id, service_record_no, stage, assess_number, channel, service_item_code,
+                               department_id, hall_id, window_id, staff_id, device_id, grade, tags, comment,
+                               rated_at, received_at, stored_at, superseded_by, source_topic, source_partition,
+                               source_offset, attr_department_id, attr_hall_id, attr_window_id, attr_staff_id,
+                               attribution, attribution_flags, agg_scopes, directory_version, attributed_at)
+             FROM STDIN WITH (FORMAT csv)",
+        )
+        .await?;
     copy.send(csv.as_bytes()).await?;
     copy.finish().await?;
     Ok(t.elapsed())
 }
 
-/// Prints the table with rates and ratios to the ceilings.
+/// Prints the table with rates and ratios to the ceilings (a share) and baselines (a multiple).
 pub fn print(rows: &[Row]) {
-    println!("| measurement | items | seconds | per second | ratio to ceiling | note |");
+    println!("| measurement | items | seconds | per second | ratio | note |");
     println!("|---|---:|---:|---:|---:|---|");
     for r in rows {
-        let ratio = r
-            .ceiling
-            .map(|c| format!("{:.0} %", 100.0 * r.rate() / rows[c].rate()))
-            .unwrap_or_else(|| "ceiling".into());
-        println!(
-            "| {} | {} | {:.2} | {:.0} | {} | {} |",
-            r.name,
-            r.items,
-            r.elapsed.as_secs_f64(),
-            r.rate(),
-            ratio,
-            r.note
-        );
+        let (rate, ratio) = match r.compare {
+            Compare::None => (format!("{:.0}", r.rate()), "ceiling".to_string()),
+            Compare::IsBaseline => (format!("{:.0}", r.rate()), "baseline".to_string()),
+            Compare::Ceiling(c) => (format!("{:.0}", r.rate()), format!("{:.0} %", 100.0 * r.rate() / rows[c].rate())),
+            Compare::Baseline(c) => (format!("{:.0}", r.rate()), format!("×{:.1}", r.rate() / rows[c].rate())),
+            Compare::Latency => ("—".to_string(), "—".to_string()),
+        };
+        println!("| {} | {} | {:.2} | {rate} | {ratio} | {} |", r.name, r.items, r.elapsed.as_secs_f64(), r.note);
     }
 }

@@ -24,22 +24,25 @@ pub struct LoadOptions {
     pub rate: Option<u64>,
     /// Prefix of the generated record numbers (unique per run).
     pub record_prefix: String,
+    /// Ratings per request: `None` posts one rating per request to `url`; `Some(n)` posts
+    /// `{"ratings": [n ratings]}` (the batch endpoint) and counts the items it accepted.
+    pub batch: Option<usize>,
 }
 
 /// What came back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadReport {
     /// Requests sent.
     pub sent: u64,
-    /// 2xx answers.
+    /// Ratings accepted: 2xx answers, or a batch's `accepted` items.
     pub ok: u64,
-    /// Non-2xx answers and transport errors.
+    /// Ratings not accepted: non-2xx answers, transport errors, a batch's other items.
     pub failed: u64,
     /// Wall time.
     pub elapsed: Duration,
-    /// Median latency.
+    /// Median latency of a request.
     pub p50: Duration,
-    /// 99th percentile latency.
+    /// 99th percentile latency of a request.
     pub p99: Duration,
 }
 
@@ -54,7 +57,7 @@ impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sent {} ok {} failed {} in {:.2}s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            "sent {} requests, ratings ok {} failed {} in {:.2}s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
             self.sent,
             self.ok,
             self.failed,
@@ -97,11 +100,18 @@ where
                 let t0 = Instant::now();
                 let res =
                     client.post(&opts.url).header("content-type", "application/json").body(body(seq)).send().await;
-                let _ = local.record(t0.elapsed().as_micros().max(1) as u64);
-                match res {
-                    Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                let (good, bad) = match (res, opts.batch) {
+                    (Ok(r), None) if r.status().is_success() => (1, 0),
+                    (Ok(r), Some(n)) if r.status().is_success() => {
+                        let accepted = r.json::<serde_json::Value>().await.ok().and_then(|v| v["accepted"].as_u64());
+                        let accepted = accepted.unwrap_or(0);
+                        (accepted, n as u64 - accepted.min(n as u64))
+                    }
+                    (_, batch) => (0, batch.unwrap_or(1) as u64),
                 };
+                let _ = local.record(t0.elapsed().as_micros().max(1) as u64);
+                ok.fetch_add(good, Ordering::Relaxed);
+                failed.fetch_add(bad, Ordering::Relaxed);
             }
             let _ = hist.lock().await.add(&local);
         }));
@@ -121,12 +131,24 @@ where
     })
 }
 
-/// Posts realistic demo ratings to `opts.url`.
+/// Posts realistic demo ratings to `opts.url`, one per request or `opts.batch` per request.
 pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     let prefix = opts.record_prefix.clone();
+    let batch = opts.batch;
     run_with(opts, move |seq| {
-        let mut rng = SmallRng::seed_from_u64(seq);
-        serde_json::to_vec(&demo::random_input(&mut rng, format!("{prefix}{seq:08}"), None)).expect("inputs serialize")
+        let one = |n: u64| {
+            let mut rng = SmallRng::seed_from_u64(n);
+            demo::random_input(&mut rng, format!("{prefix}{n:08}"), None)
+        };
+        match batch {
+            None => serde_json::to_vec(&one(seq)),
+            Some(n) => {
+                let first = seq * n as u64;
+                let ratings: Vec<_> = (first..first + n as u64).map(one).collect();
+                serde_json::to_vec(&serde_json::json!({ "ratings": ratings }))
+            }
+        }
+        .expect("inputs serialize")
     })
     .await
 }

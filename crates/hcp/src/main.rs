@@ -96,6 +96,18 @@ enum Command {
         /// Target requests per second (default: as fast as possible).
         #[arg(long)]
         rate: Option<u64>,
+        /// Path under the URL to post to.
+        #[arg(long, default_value = "/api/v1/ratings")]
+        path: String,
+        /// Ratings per request (posts `{"ratings": […]}`, e.g. with `--path /api/v1/ratings/batch`).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Prefix of the service record numbers (default: LOAD + the time).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Print the report as one JSON line (for `hcp bench`, which runs the load from its own process).
+        #[arg(long)]
+        json: bool,
     },
     /// Measure hcp against raw Kafka, PostgreSQL COPY and bare axum in one run.
     Bench {
@@ -111,6 +123,21 @@ enum Command {
         /// Partitions of the bench topic.
         #[arg(long, default_value_t = 6)]
         partitions: i32,
+        /// Ratings per request of the batch-ingest measurement.
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+        /// Ratings written by the naive design (one transaction each).
+        #[arg(long, default_value_t = 5_000)]
+        naive: usize,
+        /// Background load (ratings/s) while the 202 → visible latency is probed.
+        #[arg(long, default_value_t = 1_000)]
+        e2e_rate: u64,
+        /// Seconds of that background load.
+        #[arg(long, default_value_t = 12)]
+        e2e_seconds: u64,
+        /// Older ratings inserted before timing the board query (e.g. 10000000).
+        #[arg(long, default_value_t = 0)]
+        history: u64,
     },
 }
 
@@ -395,22 +422,47 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&out)?);
             Ok(())
         }
-        Command::Loadgen { url, requests, concurrency, rate } => {
+        Command::Loadgen { url, requests, concurrency, rate, path, batch, prefix, json } => {
             let opts = loadgen::LoadOptions {
-                url: format!("{}/api/v1/ratings", url.trim_end_matches('/')),
+                url: format!("{}{path}", url.trim_end_matches('/')),
                 requests,
                 concurrency,
                 rate,
-                record_prefix: format!("LOAD{}-", Utc::now().format("%Y%m%d%H%M%S")),
+                record_prefix: prefix.unwrap_or_else(|| format!("LOAD{}-", Utc::now().format("%Y%m%d%H%M%S"))),
+                batch,
             };
             let report = loadgen::run(&opts).await?;
-            println!("{report}");
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{report}");
+            }
             anyhow::ensure!(report.failed == 0, "{} requests failed", report.failed);
             Ok(())
         }
-        Command::Bench { messages, requests, concurrency, partitions } => {
-            let rows =
-                bench::run(&config, &bench::BenchOptions { messages, requests, concurrency, partitions }).await?;
+        Command::Bench {
+            messages,
+            requests,
+            concurrency,
+            partitions,
+            batch_size,
+            naive,
+            e2e_rate,
+            e2e_seconds,
+            history,
+        } => {
+            let opts = bench::BenchOptions {
+                messages,
+                requests,
+                concurrency,
+                partitions,
+                batch_size,
+                naive,
+                e2e_rate,
+                e2e_seconds,
+                history,
+            };
+            let rows = bench::run(&config, &opts).await?;
             bench::print(&rows);
             Ok(())
         }
