@@ -7,38 +7,12 @@
 // seeded `hcp serve` with HCP_ALERT_INTERVAL_SECS=1:
 //   HCP_URL, HCP_DEMO_PASSWORD, HCP_RATING_KEY (a window_evaluator device key for W-SMZX-01),
 //   HCP_SCREENSHOTS (directory).
-import { chromium } from "playwright-core";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { api, apiLogin, base, check, done, launch, password, shots } from "./support.mjs";
 
-const base = process.env.HCP_URL;
-const password = process.env.HCP_DEMO_PASSWORD || "hcp-demo-2026";
 const ratingKey = process.env.HCP_RATING_KEY;
-const shots = process.env.HCP_SCREENSHOTS || "tests/browser/screenshots";
-if (!base || !ratingKey) throw new Error("HCP_URL and HCP_RATING_KEY are required");
-mkdirSync(shots, { recursive: true });
+if (!ratingKey) throw new Error("HCP_RATING_KEY is required");
 
-let checks = 0;
-function check(cond, what) {
-  if (!cond) throw new Error("FAILED: " + what);
-  checks += 1;
-  console.log("ok - " + what);
-}
-
-async function apiLogin(username) {
-  const r = await fetch(base + "/api/v1/auth/login", {
-    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username, password }),
-  });
-  if (r.status !== 200) throw new Error(`login ${username}: ${r.status}`);
-  return (await r.json()).token;
-}
-async function api(token, path, method = "GET", body) {
-  const r = await fetch(base + path, {
-    method, headers: { authorization: "Bearer " + token, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (r.status !== 200) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
-  return r.json();
-}
 const kpi = (page, id) => page.locator("#" + id).textContent();
 const asNumber = (s) => Number(String(s).replace(/,/g, ""));
 const pct = (r) => (r * 100).toFixed(1) + "%";
@@ -46,7 +20,7 @@ const pct = (r) => (r * 100).toFixed(1) + "%";
 const admin = await apiLogin("admin");
 const supervisor = await apiLogin("dc");
 const before = await api(supervisor, "/api/v1/board");
-const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1920, height: 1080 }, locale: "zh-CN", timezoneId: "Asia/Shanghai", acceptDownloads: true });
   const page = await context.newPage();
@@ -147,4 +121,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`board: ${checks} passed, 0 failed`);
+done("board");

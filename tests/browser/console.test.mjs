@@ -3,36 +3,10 @@
 // most urgent one, records contact, verification (属实) and rectification, and the audit log
 // shows each step. Run by deploy/local/test.sh against a seeded `hcp serve`:
 //   HCP_URL, HCP_DEMO_PASSWORD, HCP_SCREENSHOTS (directory), optional HCP_HANDLER / HCP_HANDLER_DEPT.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { api, apiLogin, base, check, done, launch, password, shots } from "./support.mjs";
 
-const base = process.env.HCP_URL;
-const password = process.env.HCP_DEMO_PASSWORD || "hcp-demo-2026";
 const handler = process.env.HCP_HANDLER || "sj";
 const dept = process.env.HCP_HANDLER_DEPT || "D-SJ";
-const shots = process.env.HCP_SCREENSHOTS || "tests/browser/screenshots";
-if (!base) throw new Error("HCP_URL is required");
-mkdirSync(shots, { recursive: true });
-
-let checks = 0;
-function check(cond, what) {
-  if (!cond) throw new Error("FAILED: " + what);
-  checks += 1;
-  console.log("ok - " + what);
-}
-
-async function apiLogin(username) {
-  const r = await fetch(base + "/api/v1/auth/login", {
-    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username, password }),
-  });
-  if (r.status !== 200) throw new Error(`login ${username}: ${r.status}`);
-  return (await r.json()).token;
-}
-async function api(token, path) {
-  const r = await fetch(base + path, { headers: { authorization: "Bearer " + token } });
-  if (r.status !== 200) throw new Error(`GET ${path}: ${r.status}`);
-  return r.json();
-}
 
 // What the handler must see, computed from the admin's unrestricted view.
 const admin = await apiLogin("admin");
@@ -42,7 +16,7 @@ const others = all.items.filter((o) => o.department_id !== dept).length;
 check(mine.items.length >= 2 && others > 0, `seeded orders: ${mine.items.length} for ${dept}, ${others} for other departments`);
 const expected = mine.items.map((o) => String(o.order_no));
 
-const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1366, height: 768 }, locale: "zh-CN", timezoneId: "Asia/Shanghai" });
   page.setDefaultTimeout(15000);
@@ -94,4 +68,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`console: ${checks} passed, 0 failed`);
+done("console");

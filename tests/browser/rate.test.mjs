@@ -3,21 +3,11 @@
 // submit, see the thank-you state, find the rating in the stats, and see the link is used when
 // reopened. Run by deploy/local/test.sh: HCP_URL, HCP_RATE_LINK (/r/…), HCP_SCREENSHOTS and
 // HCP_AUDITOR_TOKEN (a session that may read the statistics).
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { base, check, done, launch, shots } from "./support.mjs";
 
-const base = process.env.HCP_URL;
 const link = process.env.HCP_RATE_LINK;
-const shots = process.env.HCP_SCREENSHOTS || "tests/browser/screenshots";
-if (!base || !link) throw new Error("HCP_URL and HCP_RATE_LINK are required");
-mkdirSync(shots, { recursive: true });
+if (!link) throw new Error("HCP_RATE_LINK is required");
 
-let checks = 0;
-function check(cond, what) {
-  if (!cond) throw new Error("FAILED: " + what);
-  checks += 1;
-  console.log("ok - " + what);
-}
 async function qrTotal() {
   const r = await fetch(base + "/api/v1/stats/summary?scope=channel&id=qr_code", {
     headers: { Authorization: "Bearer " + process.env.HCP_AUDITOR_TOKEN },
@@ -27,7 +17,7 @@ async function qrTotal() {
 }
 
 const before = await qrTotal();
-const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 360, height: 740 }, locale: "zh-CN", isMobile: true, hasTouch: true });
   page.setDefaultTimeout(15000);
@@ -72,4 +62,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`rate: ${checks} passed, 0 failed`);
+done("rate");

@@ -116,32 +116,11 @@ pub struct BoardOrders {
     /// Counts (see the store's definitions).
     #[serde(flatten)]
     #[schema(inline)]
-    pub counts: OrderCounts,
+    pub counts: OrderTimeliness,
     /// 按时整改率: rectified by the deadline ÷ (rectified or past the deadline), this month's orders.
     pub on_time_rate: Option<f64>,
     /// 回访率: called back ÷ replied, this month's orders.
     pub callback_rate: Option<f64>,
-}
-
-/// The work-order counts (a copy of the store's, for the API's schema).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct OrderCounts {
-    /// Open orders.
-    pub open: i64,
-    /// Open and past the deadline.
-    pub overdue: i64,
-    /// Open and close to the deadline.
-    pub near_due: i64,
-    /// Opened this month.
-    pub opened: i64,
-    /// This month's orders rectified or past their deadline.
-    pub judged: i64,
-    /// Of those, rectified by the deadline.
-    pub rectified_on_time: i64,
-    /// This month's orders replied to.
-    pub replied: i64,
-    /// Of those, called back.
-    pub called_back: i64,
 }
 
 /// An open alert within the reach.
@@ -318,16 +297,7 @@ pub async fn snapshot(state: &BoardState, reach: &Reach, now: DateTime<Utc>) -> 
     let work_orders = BoardOrders {
         on_time_rate: ratio(o.rectified_on_time, o.judged),
         callback_rate: ratio(o.called_back, o.replied),
-        counts: OrderCounts {
-            open: o.open,
-            overdue: o.overdue,
-            near_due: o.near_due,
-            opened: o.opened,
-            judged: o.judged,
-            rectified_on_time: o.rectified_on_time,
-            replied: o.replied,
-            called_back: o.called_back,
-        },
+        counts: o,
     };
 
     let alerts = open_alerts(state, reach).await?;

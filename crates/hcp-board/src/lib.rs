@@ -34,7 +34,7 @@ use hcp_store::Store;
 
 pub use board::{
     __path_board, __path_board_stream, BoardAlert, BoardOrders, BoardRanking, BoardScope, BoardSnapshot, DayPoint,
-    Figures, HourPoint, OrderCounts, SplitEntry, TagCount, ECHARTS_PATH,
+    Figures, HourPoint, SplitEntry, TagCount, ECHARTS_PATH,
 };
 pub use handlers::{__path_ranking, __path_summary, Ranking, RankingEntry, RankingParams, StatsSummary, SummaryParams};
 

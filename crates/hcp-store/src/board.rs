@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use hcp_domain::{GradeCounts, Reach};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
 
 use crate::read::AggregateQuery;
@@ -23,7 +23,7 @@ pub struct Splits {
 }
 
 /// Work orders within a reach: open ones now, and how the orders opened since a date fared.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderTimeliness {
     /// Open orders (not closed, appeal not upheld).

@@ -27,26 +27,35 @@ use tokio_util::sync::CancellationToken;
 use crate::loadgen::LoadReport;
 use crate::{demo, server, Components, Config};
 
-/// Sizes of one bench run.
-#[derive(Debug, Clone)]
+/// Sizes of one bench run (the `hcp bench` options).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// Records for the Kafka, COPY and aggregator measurements.
+    /// Records for the Kafka / COPY / aggregator measurements.
+    #[arg(long, default_value_t = 50_000)]
     pub messages: usize,
-    /// HTTP requests for each HTTP measurement.
+    /// Requests for each HTTP measurement.
+    #[arg(long, default_value_t = 20_000)]
     pub requests: u64,
     /// HTTP requests in flight.
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Partitions of the bench topic.
+    #[arg(long, default_value_t = 6)]
     pub partitions: i32,
     /// Ratings per request of the batch-ingest measurement.
+    #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
-    /// Ratings written by the naive design.
+    /// Ratings written by the naive design (one transaction each).
+    #[arg(long, default_value_t = 5_000)]
     pub naive: usize,
-    /// Background load (ratings/s) while the end-to-end latency is probed.
+    /// Background load (ratings/s) while the 202 → visible latency is probed.
+    #[arg(long, default_value_t = 1_000)]
     pub e2e_rate: u64,
-    /// Seconds of background load.
+    /// Seconds of that background load.
+    #[arg(long, default_value_t = 12)]
     pub e2e_seconds: u64,
-    /// Older ratings inserted before the board query is timed.
+    /// Older ratings inserted before timing the board query (e.g. 10000000).
+    #[arg(long, default_value_t = 0)]
     pub history: u64,
 }
 

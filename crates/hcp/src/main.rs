@@ -110,35 +110,7 @@ enum Command {
         json: bool,
     },
     /// Measure hcp against raw Kafka, PostgreSQL COPY and bare axum in one run.
-    Bench {
-        /// Records for the Kafka / COPY / aggregator measurements.
-        #[arg(long, default_value_t = 50_000)]
-        messages: usize,
-        /// Requests for each HTTP measurement.
-        #[arg(long, default_value_t = 20_000)]
-        requests: u64,
-        /// HTTP requests in flight.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Partitions of the bench topic.
-        #[arg(long, default_value_t = 6)]
-        partitions: i32,
-        /// Ratings per request of the batch-ingest measurement.
-        #[arg(long, default_value_t = 500)]
-        batch_size: usize,
-        /// Ratings written by the naive design (one transaction each).
-        #[arg(long, default_value_t = 5_000)]
-        naive: usize,
-        /// Background load (ratings/s) while the 202 → visible latency is probed.
-        #[arg(long, default_value_t = 1_000)]
-        e2e_rate: u64,
-        /// Seconds of that background load.
-        #[arg(long, default_value_t = 12)]
-        e2e_seconds: u64,
-        /// Older ratings inserted before timing the board query (e.g. 10000000).
-        #[arg(long, default_value_t = 0)]
-        history: u64,
-    },
+    Bench(bench::BenchOptions),
 }
 
 #[derive(Subcommand)]
@@ -440,28 +412,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(report.failed == 0, "{} requests failed", report.failed);
             Ok(())
         }
-        Command::Bench {
-            messages,
-            requests,
-            concurrency,
-            partitions,
-            batch_size,
-            naive,
-            e2e_rate,
-            e2e_seconds,
-            history,
-        } => {
-            let opts = bench::BenchOptions {
-                messages,
-                requests,
-                concurrency,
-                partitions,
-                batch_size,
-                naive,
-                e2e_rate,
-                e2e_seconds,
-                history,
-            };
+        Command::Bench(opts) => {
             let rows = bench::run(&config, &opts).await?;
             bench::print(&rows);
             Ok(())
