@@ -421,3 +421,109 @@ async fn a_rater_whose_phone_is_the_rated_staff_members_is_flagged() {
     assert_eq!(flag_of("P-2"), vec!["rater_is_staff".to_string()]);
     assert!(flag_of("P-3").is_empty());
 }
+
+/// The aggregator judges a batch against a trimmed history (`Store::recent_presses`: the span's
+/// presses, each device's neighbours, the last few top grades before it). Over a busy, shuffled
+/// history of three devices and three staff members, the verdicts must equal those judged
+/// against every stored press, for batches before, inside and after the stored presses.
+#[tokio::test]
+async fn the_trimmed_press_history_gives_the_same_verdicts_as_the_whole_history() {
+    use hcp_domain::integrity::{self, IntegrityPolicy, Press};
+    let app = TestApp::start().await;
+    let policy = IntegrityPolicy::default();
+    let t0 = DateTime::parse_from_rfc3339("2026-11-20T02:00:00Z").unwrap().with_timezone(&Utc);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let press = |i: u64, device: u64, staff: u64, grade: u64, secs: i64| Press {
+        rating_id: uuid::Uuid::from_u128(0xa000_0000 + i as u128),
+        device_id: Some(format!("EVAL-{device}")),
+        staff_id: Some(format!("S-{staff}")),
+        grade: grade as u8,
+        rated_at: t0 + chrono::Duration::seconds(secs),
+        rater_staff: vec![],
+    };
+    // 1 200 stored presses over about 2 hours: gaps of 0–29 s, mostly top grades.
+    let mut stored = Vec::new();
+    let mut secs = 0i64;
+    for i in 0..1200u64 {
+        secs += next(30) as i64;
+        stored.push(press(i, next(3), next(3), if next(3) == 0 { 1 + next(4) } else { 5 }, secs));
+    }
+    sqlx::query(
+        "INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel, grade, rated_at,
+                              received_at, source_topic, source_partition, source_offset, device_id, attr_staff_id)
+         SELECT id, 'TRIM-' || o, 'acceptance', 1, 'window_evaluator', g, t, t, 'trim', 0, o, d, s
+           FROM UNNEST($1::uuid[], $2::int2[], $3::timestamptz[], $4::text[], $5::text[]) WITH ORDINALITY
+                AS x(id, g, t, d, s, o)",
+    )
+    .bind(stored.iter().map(|p| p.rating_id).collect::<Vec<_>>())
+    .bind(stored.iter().map(|p| p.grade as i16).collect::<Vec<_>>())
+    .bind(stored.iter().map(|p| p.rated_at).collect::<Vec<_>>())
+    .bind(stored.iter().map(|p| p.device_id.clone()).collect::<Vec<_>>())
+    .bind(stored.iter().map(|p| p.staff_id.clone()).collect::<Vec<_>>())
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+
+    let (mut judged, mut flagged, mut trimmed) = (0usize, 0usize, 0usize);
+    for (b, start) in [-120i64, 0, 600, 1800, 3000, 5000, secs - 30, secs + 5].into_iter().enumerate() {
+        // A batch of 40 new presses over about 2 minutes, in shuffled order (several partitions).
+        let mut new: Vec<Press> = (0..40u64)
+            .map(|i| {
+                press(
+                    10_000 * (b as u64 + 1) + i,
+                    next(3),
+                    next(3),
+                    if next(2) == 0 { 5 } else { 1 + next(5) },
+                    start + next(120) as i64,
+                )
+            })
+            .collect();
+        for i in (1..new.len()).rev() {
+            new.swap(i, next(i as u64 + 1) as usize);
+        }
+        let devices: Vec<String> = new.iter().filter_map(|p| p.device_id.clone()).collect();
+        let staff: Vec<String> = new.iter().filter_map(|p| p.staff_id.clone()).collect();
+        let span = (new.iter().map(|p| p.rated_at).min().unwrap(), new.iter().map(|p| p.rated_at).max().unwrap());
+        let history = app.store.recent_presses(&devices, &staff, span, &policy).await.unwrap();
+        let whole = integrity::check(&policy, &stored, &new);
+        assert_eq!(integrity::check(&policy, &history, &new), whole, "batch {b} at {start} s");
+        judged += new.len();
+        flagged += whole.len();
+        trimmed += stored.len() - history.len();
+        assert!(
+            history.len() < stored.len() / 4,
+            "batch {b}: {} of {} stored presses read",
+            history.len(),
+            stored.len()
+        );
+    }
+    // Out of order: a single new press 3 s before a stored press of its device (which the
+    // stored press before it is well away from) is too fast only because of the press after it.
+    let mut last_of: std::collections::HashMap<String, i64> = Default::default();
+    let mut late_neighbours = 0;
+    for (i, s) in stored.iter().enumerate() {
+        let device = s.device_id.clone().unwrap();
+        let at = (s.rated_at - t0).num_seconds();
+        let prev = last_of.insert(device.clone(), at);
+        if late_neighbours == 8 || prev.is_none_or(|p| at - p < 20) {
+            continue;
+        }
+        let mut one = press(900_000 + i as u64, 0, 0, 2, at - 3);
+        one.device_id = Some(device.clone());
+        let history = app.store.recent_presses(&[device], &[], (one.rated_at, one.rated_at), &policy).await.unwrap();
+        let whole = integrity::check(&policy, &stored, std::slice::from_ref(&one));
+        assert_eq!(whole.get(&one.rating_id), Some(&vec![integrity::IntegrityFlag::DeviceTooFast]));
+        assert_eq!(integrity::check(&policy, &history, std::slice::from_ref(&one)), whole, "single press at {at} s");
+        late_neighbours += 1;
+    }
+    assert_eq!(late_neighbours, 8);
+    assert_eq!(judged, 320);
+    assert!(flagged > 100 && flagged < judged, "a meaningful mix of verdicts: {flagged} of {judged} flagged");
+    assert!(trimmed > 0);
+}

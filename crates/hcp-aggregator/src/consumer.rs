@@ -365,7 +365,8 @@ struct Work {
 }
 
 /// Flags the batch's presses that look gamed, judged with the stored history of the same devices
-/// and staff members within the burst window (one query per batch).
+/// and staff members that can change a verdict (one query per batch, see
+/// [`Store::recent_presses`]).
 async fn check_integrity(store: &Store, policy: &IntegrityPolicy, batch: &mut Batch) -> Result<(), sqlx::Error> {
     batch.exclude_flagged = policy.exclude_flagged;
     let presses: Vec<Press> = batch
@@ -383,9 +384,12 @@ async fn check_integrity(store: &Store, policy: &IntegrityPolicy, batch: &mut Ba
         .collect();
     let devices: Vec<String> = presses.iter().filter_map(|p| p.device_id.clone()).collect();
     let staff: Vec<String> = presses.iter().filter_map(|p| p.staff_id.clone()).collect();
-    let Some(earliest) = presses.iter().map(|p| p.rated_at).min() else { return Ok(()) };
-    let window = chrono::Duration::seconds(policy.burst_window_secs.max(policy.min_interval_secs));
-    let history = store.recent_presses(&devices, &staff, earliest - window).await?;
+    let (Some(earliest), Some(latest)) =
+        (presses.iter().map(|p| p.rated_at).min(), presses.iter().map(|p| p.rated_at).max())
+    else {
+        return Ok(());
+    };
+    let history = store.recent_presses(&devices, &staff, (earliest, latest), policy).await?;
     let flags = integrity::check(policy, &history, &presses);
     for r in &mut batch.ratings {
         r.integrity_flags = flags.get(&r.event.rating_id).cloned().unwrap_or_default();

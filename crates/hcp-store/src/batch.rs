@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use hcp_domain::aggregate::AggFacts;
 use hcp_domain::attribution::parse_scope_key;
-use hcp_domain::integrity::{IntegrityFlag, Press};
+use hcp_domain::integrity::{IntegrityFlag, IntegrityPolicy, Press};
 use hcp_domain::{Attribution, Grade, RatingSubmitted, Rollup};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -130,24 +130,59 @@ impl PendingBatch {
 }
 
 impl Store {
-    /// Earlier ratings of these devices or staff members rated since `since`: the history the
-    /// anti-gaming checks judge a batch against (one query per batch).
+    /// The stored presses the anti-gaming checks need to judge new presses of these devices and
+    /// staff members rated within `span` (one query per batch), and no more: every stored press
+    /// inside the span; per device the last press before it and the first after it (the
+    /// neighbours a too-fast gap is measured to); per device and per staff member the last
+    /// `burst_top_grades` top grades before the span within the burst window (a press is a burst
+    /// when that many precede it in the window, so older ones cannot change a verdict). The size
+    /// is bounded by the span and the number of devices, not by how busy a device has been.
     pub async fn recent_presses(
         &self,
         devices: &[String],
         staff: &[String],
-        since: DateTime<Utc>,
+        span: (DateTime<Utc>, DateTime<Utc>),
+        policy: &IntegrityPolicy,
     ) -> Result<Vec<Press>, Error> {
         if devices.is_empty() && staff.is_empty() {
             return Ok(vec![]);
         }
+        let dedup = |v: &[String]| v.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let (devices, staff): (Vec<String>, Vec<String>) = (dedup(devices), dedup(staff));
+        let gap = chrono::Duration::seconds(policy.min_interval_secs.max(0));
+        let window = chrono::Duration::seconds(policy.burst_window_secs.max(0));
         let rows = sqlx::query(
             "SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
-              WHERE rated_at >= $3 AND (device_id = ANY($1) OR attr_staff_id = ANY($2))",
+              WHERE rated_at >= $3 AND rated_at <= $4 AND (device_id = ANY($1) OR attr_staff_id = ANY($2))
+             UNION
+             SELECT p.* FROM unnest($1::text[]) AS d(id) CROSS JOIN LATERAL (
+                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
+                  WHERE device_id = d.id AND rated_at >= $5 AND rated_at < $3
+                  ORDER BY rated_at DESC LIMIT 1) p
+             UNION
+             SELECT p.* FROM unnest($1::text[]) AS d(id) CROSS JOIN LATERAL (
+                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
+                  WHERE device_id = d.id AND rated_at > $4 AND rated_at <= $6
+                  ORDER BY rated_at LIMIT 1) p
+             UNION
+             SELECT p.* FROM unnest($1::text[]) AS d(id) CROSS JOIN LATERAL (
+                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
+                  WHERE device_id = d.id AND grade = 5 AND rated_at >= $7 AND rated_at < $3
+                  ORDER BY rated_at DESC LIMIT $8) p
+             UNION
+             SELECT p.* FROM unnest($2::text[]) AS s(id) CROSS JOIN LATERAL (
+                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
+                  WHERE attr_staff_id = s.id AND grade = 5 AND rated_at >= $7 AND rated_at < $3
+                  ORDER BY rated_at DESC LIMIT $8) p",
         )
-        .bind(devices)
-        .bind(staff)
-        .bind(since)
+        .bind(&devices)
+        .bind(&staff)
+        .bind(span.0)
+        .bind(span.1)
+        .bind(span.0 - gap)
+        .bind(span.1 + gap)
+        .bind(span.0 - window)
+        .bind(policy.burst_top_grades as i64)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
