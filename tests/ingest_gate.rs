@@ -422,8 +422,8 @@ async fn a_rater_whose_phone_is_the_rated_staff_members_is_flagged() {
     assert!(flag_of("P-3").is_empty());
 }
 
-/// The aggregator judges a batch against a trimmed history (`Store::recent_presses`: the span's
-/// presses, each device's neighbours, the last few top grades before it). Over a busy, shuffled
+/// The aggregator judges a batch against a trimmed history (`Store::recent_presses`: per new
+/// press, its device's neighbours and the last few top grades before it). Over a busy, shuffled
 /// history of three devices and three staff members, the verdicts must equal those judged
 /// against every stored press, for batches before, inside and after the stored presses.
 #[tokio::test]
@@ -487,10 +487,7 @@ async fn the_trimmed_press_history_gives_the_same_verdicts_as_the_whole_history(
         for i in (1..new.len()).rev() {
             new.swap(i, next(i as u64 + 1) as usize);
         }
-        let devices: Vec<String> = new.iter().filter_map(|p| p.device_id.clone()).collect();
-        let staff: Vec<String> = new.iter().filter_map(|p| p.staff_id.clone()).collect();
-        let span = (new.iter().map(|p| p.rated_at).min().unwrap(), new.iter().map(|p| p.rated_at).max().unwrap());
-        let history = app.store.recent_presses(&devices, &staff, span, &policy).await.unwrap();
+        let history = app.store.recent_presses(&new, &policy).await.unwrap();
         let whole = integrity::check(&policy, &stored, &new);
         assert_eq!(integrity::check(&policy, &history, &new), whole, "batch {b} at {start} s");
         judged += new.len();
@@ -515,8 +512,8 @@ async fn the_trimmed_press_history_gives_the_same_verdicts_as_the_whole_history(
             continue;
         }
         let mut one = press(900_000 + i as u64, 0, 0, 2, at - 3);
-        one.device_id = Some(device.clone());
-        let history = app.store.recent_presses(&[device], &[], (one.rated_at, one.rated_at), &policy).await.unwrap();
+        one.device_id = Some(device);
+        let history = app.store.recent_presses(std::slice::from_ref(&one), &policy).await.unwrap();
         let whole = integrity::check(&policy, &stored, std::slice::from_ref(&one));
         assert_eq!(whole.get(&one.rating_id), Some(&vec![integrity::IntegrityFlag::DeviceTooFast]));
         assert_eq!(integrity::check(&policy, &history, std::slice::from_ref(&one)), whole, "single press at {at} s");

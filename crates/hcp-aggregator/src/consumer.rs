@@ -382,14 +382,7 @@ async fn check_integrity(store: &Store, policy: &IntegrityPolicy, batch: &mut Ba
             rater_staff: r.event.rater.as_ref().map(|x| x.staff_ids.clone()).unwrap_or_default(),
         })
         .collect();
-    let devices: Vec<String> = presses.iter().filter_map(|p| p.device_id.clone()).collect();
-    let staff: Vec<String> = presses.iter().filter_map(|p| p.staff_id.clone()).collect();
-    let (Some(earliest), Some(latest)) =
-        (presses.iter().map(|p| p.rated_at).min(), presses.iter().map(|p| p.rated_at).max())
-    else {
-        return Ok(());
-    };
-    let history = store.recent_presses(&devices, &staff, (earliest, latest), policy).await?;
+    let history = store.recent_presses(&presses, policy).await?;
     let flags = integrity::check(policy, &history, &presses);
     for r in &mut batch.ratings {
         r.integrity_flags = flags.get(&r.event.rating_id).cloned().unwrap_or_default();

@@ -1,8 +1,9 @@
 //! Live push: a [`Live`] hub turns PostgreSQL's `hcp_board` notifications (sent by the commit of
 //! every transaction that changes aggregates, work orders or alerts) into a version number, and
 //! each open board's Server-Sent Events stream re-reads its snapshot when the version moves —
-//! at most every [`MIN_PUSH_INTERVAL`], at least every [`REFRESH_INTERVAL`], one read per reach
-//! and version however many boards are open.
+//! at most every [`MIN_PUSH_INTERVAL`] (or [`COST_FACTOR`] times what the last read of that
+//! reach took, so a busy day's expensive board never keeps the database reading), at least every
+//! [`REFRESH_INTERVAL`], one read per reach and version however many boards are open.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,13 +22,18 @@ use crate::BoardState;
 
 /// Pushes to one board are at least this far apart (a burst of batches is one push).
 pub const MIN_PUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Pushes to one board are also at least this many times the last read's duration apart: the
+/// reads of a reach take at most 1 / (1 + COST_FACTOR) of the time under a constant stream of
+/// changes.
+pub const COST_FACTOR: u32 = 3;
 /// A board is re-read at least this often (deadlines come due, the day turns).
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// A cached snapshot of the current version is reused for this long.
 const CACHE_FOR: Duration = Duration::from_secs(5);
 
-/// A reach's latest snapshot: the version it was read at, when, and the snapshot.
-type Cached = (u64, Instant, Arc<BoardSnapshot>);
+/// A reach's latest snapshot: the version it was read at, when, how long the read took, and the
+/// snapshot.
+type Cached = (u64, Instant, Duration, Arc<BoardSnapshot>);
 
 /// The version of what boards show, and the latest snapshot per reach.
 pub struct Live {
@@ -43,6 +49,12 @@ impl Live {
         Arc::new(Live { version: watch::channel(0).0, cache: Mutex::new(HashMap::new()), shutdown })
     }
 
+    /// The shortest gap between two pushes of `reach`'s board.
+    fn min_gap(&self, reach: &Reach) -> Duration {
+        let cost = self.cache.lock().expect("board cache").get(reach).map_or(Duration::ZERO, |c| c.2);
+        MIN_PUSH_INTERVAL.max(cost * COST_FACTOR)
+    }
+
     /// Something changed: every open board re-reads.
     pub fn bump(&self) {
         self.version.send_modify(|v| *v += 1);
@@ -50,15 +62,17 @@ impl Live {
 
     /// The snapshot of `reach` at `version`, read once and shared while fresh.
     async fn snapshot(&self, state: &BoardState, reach: &Reach, version: u64) -> Option<Arc<BoardSnapshot>> {
-        if let Some((v, at, snap)) = self.cache.lock().expect("board cache").get(reach) {
+        if let Some((v, at, _, snap)) = self.cache.lock().expect("board cache").get(reach) {
             if *v == version && at.elapsed() < CACHE_FOR {
                 return Some(snap.clone());
             }
         }
+        let started = Instant::now();
         match snapshot(state, reach, chrono::Utc::now()).await {
             Ok(snap) => {
                 let snap = Arc::new(snap);
-                self.cache.lock().expect("board cache").insert(reach.clone(), (version, Instant::now(), snap.clone()));
+                let entry = (version, Instant::now(), started.elapsed(), snap.clone());
+                self.cache.lock().expect("board cache").insert(reach.clone(), entry);
                 Some(snap)
             }
             Err(e) => {
@@ -122,7 +136,7 @@ pub fn stream(state: BoardState, reach: Reach) -> Sse<impl Stream<Item = Result<
                     _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
                 }
                 if let Some(last) = s.last {
-                    let wait = MIN_PUSH_INTERVAL.saturating_sub(last.elapsed());
+                    let wait = live.min_gap(&s.reach).saturating_sub(last.elapsed());
                     if !wait.is_zero() {
                         tokio::select! {
                             _ = live.shutdown.cancelled() => return None,

@@ -130,58 +130,49 @@ impl PendingBatch {
 }
 
 impl Store {
-    /// The stored presses the anti-gaming checks need to judge new presses of these devices and
-    /// staff members rated within `span` (one query per batch), and no more: every stored press
-    /// inside the span; per device the last press before it and the first after it (the
-    /// neighbours a too-fast gap is measured to); per device and per staff member the last
-    /// `burst_top_grades` top grades before the span within the burst window (a press is a burst
-    /// when that many precede it in the window, so older ones cannot change a verdict). The size
-    /// is bounded by the span and the number of devices, not by how busy a device has been.
-    pub async fn recent_presses(
-        &self,
-        devices: &[String],
-        staff: &[String],
-        span: (DateTime<Utc>, DateTime<Utc>),
-        policy: &IntegrityPolicy,
-    ) -> Result<Vec<Press>, Error> {
-        if devices.is_empty() && staff.is_empty() {
+    /// The stored presses the anti-gaming checks need to judge `new` (one query per batch), and
+    /// no more: for each new press, the stored presses of its device just before and just after
+    /// it (a too-fast gap is measured to the neighbours), and the last `burst_top_grades` top
+    /// grades of its device and of its staff member before it within the burst window (a press
+    /// is a burst when that many precede it, so older ones cannot change a verdict). Four index
+    /// probes per press, however busy a device has been and however wide the batch's time span.
+    pub async fn recent_presses(&self, new: &[Press], policy: &IntegrityPolicy) -> Result<Vec<Press>, Error> {
+        let new: Vec<&Press> = new.iter().filter(|p| p.device_id.is_some() || p.staff_id.is_some()).collect();
+        if new.is_empty() {
             return Ok(vec![]);
         }
-        let dedup = |v: &[String]| v.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-        let (devices, staff): (Vec<String>, Vec<String>) = (dedup(devices), dedup(staff));
         let gap = chrono::Duration::seconds(policy.min_interval_secs.max(0));
         let window = chrono::Duration::seconds(policy.burst_window_secs.max(0));
         let rows = sqlx::query(
-            "SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
-              WHERE rated_at >= $3 AND rated_at <= $4 AND (device_id = ANY($1) OR attr_staff_id = ANY($2))
+            "WITH n AS (SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS n(id, dev, staff, at))
+             SELECT p.* FROM n CROSS JOIN LATERAL (
+                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings r
+                  WHERE r.device_id = n.dev AND r.rated_at >= n.at - $5 AND (r.rated_at, r.rating_id) < (n.at, n.id)
+                  ORDER BY r.rated_at DESC, r.rating_id DESC LIMIT 1) p
              UNION
-             SELECT p.* FROM unnest($1::text[]) AS d(id) CROSS JOIN LATERAL (
-                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
-                  WHERE device_id = d.id AND rated_at >= $5 AND rated_at < $3
-                  ORDER BY rated_at DESC LIMIT 1) p
+             SELECT p.* FROM n CROSS JOIN LATERAL (
+                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings r
+                  WHERE r.device_id = n.dev AND r.rated_at <= n.at + $5 AND (r.rated_at, r.rating_id) > (n.at, n.id)
+                  ORDER BY r.rated_at, r.rating_id LIMIT 1) p
              UNION
-             SELECT p.* FROM unnest($1::text[]) AS d(id) CROSS JOIN LATERAL (
-                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
-                  WHERE device_id = d.id AND rated_at > $4 AND rated_at <= $6
-                  ORDER BY rated_at LIMIT 1) p
+             SELECT p.* FROM n CROSS JOIN LATERAL (
+                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings r
+                  WHERE r.device_id = n.dev AND r.grade = 5 AND r.rated_at > n.at - $6
+                    AND (r.rated_at, r.rating_id) < (n.at, n.id)
+                  ORDER BY r.rated_at DESC, r.rating_id DESC LIMIT $7) p
              UNION
-             SELECT p.* FROM unnest($1::text[]) AS d(id) CROSS JOIN LATERAL (
-                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
-                  WHERE device_id = d.id AND grade = 5 AND rated_at >= $7 AND rated_at < $3
-                  ORDER BY rated_at DESC LIMIT $8) p
-             UNION
-             SELECT p.* FROM unnest($2::text[]) AS s(id) CROSS JOIN LATERAL (
-                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings
-                  WHERE attr_staff_id = s.id AND grade = 5 AND rated_at >= $7 AND rated_at < $3
-                  ORDER BY rated_at DESC LIMIT $8) p",
+             SELECT p.* FROM n CROSS JOIN LATERAL (
+                 SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings r
+                  WHERE r.attr_staff_id = n.staff AND r.grade = 5 AND r.rated_at > n.at - $6
+                    AND (r.rated_at, r.rating_id) < (n.at, n.id)
+                  ORDER BY r.rated_at DESC, r.rating_id DESC LIMIT $7) p",
         )
-        .bind(&devices)
-        .bind(&staff)
-        .bind(span.0)
-        .bind(span.1)
-        .bind(span.0 - gap)
-        .bind(span.1 + gap)
-        .bind(span.0 - window)
+        .bind(new.iter().map(|p| p.rating_id).collect::<Vec<_>>())
+        .bind(new.iter().map(|p| p.device_id.as_deref()).collect::<Vec<_>>())
+        .bind(new.iter().map(|p| p.staff_id.as_deref()).collect::<Vec<_>>())
+        .bind(new.iter().map(|p| p.rated_at).collect::<Vec<_>>())
+        .bind(gap)
+        .bind(window)
         .bind(policy.burst_top_grades as i64)
         .fetch_all(&self.pool)
         .await?;
