@@ -487,7 +487,7 @@ async fn the_trimmed_press_history_gives_the_same_verdicts_as_the_whole_history(
         for i in (1..new.len()).rev() {
             new.swap(i, next(i as u64 + 1) as usize);
         }
-        let history = app.store.recent_presses(&new, &policy).await.unwrap();
+        let history = app.store.recent_presses(&integrity::probes(&policy, &new), &policy).await.unwrap();
         let whole = integrity::check(&policy, &stored, &new);
         assert_eq!(integrity::check(&policy, &history, &new), whole, "batch {b} at {start} s");
         judged += new.len();
@@ -513,7 +513,8 @@ async fn the_trimmed_press_history_gives_the_same_verdicts_as_the_whole_history(
         }
         let mut one = press(900_000 + i as u64, 0, 0, 2, at - 3);
         one.device_id = Some(device);
-        let history = app.store.recent_presses(std::slice::from_ref(&one), &policy).await.unwrap();
+        let history =
+            app.store.recent_presses(&integrity::probes(&policy, std::slice::from_ref(&one)), &policy).await.unwrap();
         let whole = integrity::check(&policy, &stored, std::slice::from_ref(&one));
         assert_eq!(whole.get(&one.rating_id), Some(&vec![integrity::IntegrityFlag::DeviceTooFast]));
         assert_eq!(integrity::check(&policy, &history, std::slice::from_ref(&one)), whole, "single press at {at} s");

@@ -382,7 +382,7 @@ async fn check_integrity(store: &Store, policy: &IntegrityPolicy, batch: &mut Ba
             rater_staff: r.event.rater.as_ref().map(|x| x.staff_ids.clone()).unwrap_or_default(),
         })
         .collect();
-    let history = store.recent_presses(&presses, policy).await?;
+    let history = store.recent_presses(&integrity::probes(policy, &presses), policy).await?;
     let flags = integrity::check(policy, &history, &presses);
     for r in &mut batch.ratings {
         r.integrity_flags = flags.get(&r.event.rating_id).cloned().unwrap_or_default();

@@ -156,6 +156,56 @@ pub fn check(policy: &IntegrityPolicy, history: &[Press], new: &[Press]) -> Hash
     flags
 }
 
+/// The stored neighbours each new press needs to be judged (see [`probes`]).
+#[derive(Debug, Default)]
+pub struct Probes<'a> {
+    /// Presses whose device's stored press just before them, and just after them, matter.
+    pub neighbours: Vec<&'a Press>,
+    /// Top grades whose device's last stored top grades matter.
+    pub device_top: Vec<&'a Press>,
+    /// Top grades whose staff member's last stored top grades matter.
+    pub staff_top: Vec<&'a Press>,
+}
+
+/// Which stored history can still change the verdict on each of `new`: a press whose device's
+/// previous press in the batch is within the minimum interval is too fast whatever is stored, and
+/// a top grade preceded within the window by `burst_top_grades` top grades of the batch (same
+/// device, or same staff member) is a burst whatever is stored — neither needs a lookup. A busy
+/// device's batch then costs lookups for its first presses only.
+pub fn probes<'a>(policy: &IntegrityPolicy, new: &'a [Press]) -> Probes<'a> {
+    let mut sorted: Vec<&Press> = new.iter().collect();
+    sorted.sort_by_key(|p| (p.rated_at, p.rating_id));
+    let min_gap = Duration::seconds(policy.min_interval_secs);
+    let window = Duration::seconds(policy.burst_window_secs);
+    let mut last_on_device: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    let mut top_by_device: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
+    let mut top_by_staff: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
+    // Whether `at` is preceded within the window by enough top grades of the batch; records it.
+    let decided = |times: &mut Vec<DateTime<Utc>>, at: DateTime<Utc>| {
+        times.retain(|t| at - *t < window);
+        let enough = times.len() >= policy.burst_top_grades;
+        times.push(at);
+        enough
+    };
+    let mut out = Probes::default();
+    for p in sorted {
+        if let Some(d) = p.device_id.as_deref() {
+            if last_on_device.insert(d, p.rated_at).is_none_or(|prev| p.rated_at - prev >= min_gap) {
+                out.neighbours.push(p);
+            }
+            if p.grade == 5 && !decided(top_by_device.entry(d).or_default(), p.rated_at) {
+                out.device_top.push(p);
+            }
+        }
+        if let Some(s) = p.staff_id.as_deref() {
+            if p.grade == 5 && !decided(top_by_staff.entry(s).or_default(), p.rated_at) {
+                out.staff_top.push(p);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +260,18 @@ mod tests {
         assert!(check(&p, &[], &slow).is_empty());
         let mixed: Vec<Press> = (0..8).map(|i| press(30 + i as u128, Some("E1"), None, 4, i * 30)).collect();
         assert!(check(&p, &[], &mixed).is_empty());
+    }
+
+    #[test]
+    fn a_busy_devices_batch_needs_lookups_for_its_first_presses_only() {
+        let p = IntegrityPolicy::default();
+        // 20 top grades 2 s apart on one device and staff member, then one 5 minutes later.
+        let mut new: Vec<Press> = (0..20).map(|i| press(100 + i, Some("E1"), Some("S1"), 5, 2 * i as i64)).collect();
+        new.push(press(200, Some("E1"), Some("S1"), 5, 340));
+        let probes = probes(&p, &new);
+        let ids = |v: &[&Press]| v.iter().map(|p| p.rating_id.as_u128()).collect::<Vec<_>>();
+        assert_eq!(ids(&probes.neighbours), vec![100, 200]);
+        assert_eq!(ids(&probes.device_top), vec![100, 101, 102, 103, 104]);
+        assert_eq!(ids(&probes.staff_top), vec![100, 101, 102, 103, 104]);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use hcp_domain::aggregate::AggFacts;
 use hcp_domain::attribution::parse_scope_key;
-use hcp_domain::integrity::{IntegrityFlag, IntegrityPolicy, Press};
+use hcp_domain::integrity::{IntegrityFlag, IntegrityPolicy, Press, Probes};
 use hcp_domain::{Attribution, Grade, RatingSubmitted, Rollup};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -130,47 +130,57 @@ impl PendingBatch {
 }
 
 impl Store {
-    /// The stored presses the anti-gaming checks need to judge `new` (one query per batch), and
-    /// no more: for each new press, the stored presses of its device just before and just after
-    /// it (a too-fast gap is measured to the neighbours), and the last `burst_top_grades` top
-    /// grades of its device and of its staff member before it within the burst window (a press
-    /// is a burst when that many precede it, so older ones cannot change a verdict). Four index
-    /// probes per press, however busy a device has been and however wide the batch's time span.
-    pub async fn recent_presses(&self, new: &[Press], policy: &IntegrityPolicy) -> Result<Vec<Press>, Error> {
-        let new: Vec<&Press> = new.iter().filter(|p| p.device_id.is_some() || p.staff_id.is_some()).collect();
-        if new.is_empty() {
+    /// The stored presses the anti-gaming checks need to judge a batch's new presses, and no
+    /// more (one query per batch): for each of `probes.neighbours`, the stored presses of its
+    /// device just before and just after it (a too-fast gap is measured to the neighbours); for
+    /// each of `probes.device_top` / `probes.staff_top`, the last `burst_top_grades` top grades of
+    /// its device / staff member before it within the burst window (a press is a burst when that
+    /// many precede it, so older ones cannot change a verdict). Index probes per press, however
+    /// busy a device has been and however wide the batch's time span.
+    pub async fn recent_presses(&self, probes: &Probes<'_>, policy: &IntegrityPolicy) -> Result<Vec<Press>, Error> {
+        if probes.neighbours.is_empty() && probes.device_top.is_empty() && probes.staff_top.is_empty() {
             return Ok(vec![]);
         }
+        let ids = |v: &[&Press]| v.iter().map(|p| p.rating_id).collect::<Vec<_>>();
+        let times = |v: &[&Press]| v.iter().map(|p| p.rated_at).collect::<Vec<_>>();
+        let devices = |v: &[&Press]| v.iter().map(|p| p.device_id.clone()).collect::<Vec<_>>();
         let gap = chrono::Duration::seconds(policy.min_interval_secs.max(0));
         let window = chrono::Duration::seconds(policy.burst_window_secs.max(0));
         let rows = sqlx::query(
-            "WITH n AS (SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS n(id, dev, staff, at))
-             SELECT p.* FROM n CROSS JOIN LATERAL (
+            "WITH nb AS (SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS n(id, dev, at)),
+                  dt AS (SELECT * FROM UNNEST($4::uuid[], $5::text[], $6::timestamptz[]) AS n(id, dev, at)),
+                  st AS (SELECT * FROM UNNEST($7::uuid[], $8::text[], $9::timestamptz[]) AS n(id, staff, at))
+             SELECT p.* FROM nb n CROSS JOIN LATERAL (
                  SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings r
-                  WHERE r.device_id = n.dev AND r.rated_at >= n.at - $5 AND (r.rated_at, r.rating_id) < (n.at, n.id)
+                  WHERE r.device_id = n.dev AND r.rated_at >= n.at - $10 AND (r.rated_at, r.rating_id) < (n.at, n.id)
                   ORDER BY r.rated_at DESC, r.rating_id DESC LIMIT 1) p
              UNION
-             SELECT p.* FROM n CROSS JOIN LATERAL (
+             SELECT p.* FROM nb n CROSS JOIN LATERAL (
                  SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings r
-                  WHERE r.device_id = n.dev AND r.rated_at <= n.at + $5 AND (r.rated_at, r.rating_id) > (n.at, n.id)
+                  WHERE r.device_id = n.dev AND r.rated_at <= n.at + $10 AND (r.rated_at, r.rating_id) > (n.at, n.id)
                   ORDER BY r.rated_at, r.rating_id LIMIT 1) p
              UNION
-             SELECT p.* FROM n CROSS JOIN LATERAL (
+             SELECT p.* FROM dt n CROSS JOIN LATERAL (
                  SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings r
-                  WHERE r.device_id = n.dev AND r.grade = 5 AND r.rated_at > n.at - $6
+                  WHERE r.device_id = n.dev AND r.grade = 5 AND r.rated_at > n.at - $11
                     AND (r.rated_at, r.rating_id) < (n.at, n.id)
-                  ORDER BY r.rated_at DESC, r.rating_id DESC LIMIT $7) p
+                  ORDER BY r.rated_at DESC, r.rating_id DESC LIMIT $12) p
              UNION
-             SELECT p.* FROM n CROSS JOIN LATERAL (
+             SELECT p.* FROM st n CROSS JOIN LATERAL (
                  SELECT rating_id, device_id, attr_staff_id, grade, rated_at FROM ratings r
-                  WHERE r.attr_staff_id = n.staff AND r.grade = 5 AND r.rated_at > n.at - $6
+                  WHERE r.attr_staff_id = n.staff AND r.grade = 5 AND r.rated_at > n.at - $11
                     AND (r.rated_at, r.rating_id) < (n.at, n.id)
-                  ORDER BY r.rated_at DESC, r.rating_id DESC LIMIT $7) p",
+                  ORDER BY r.rated_at DESC, r.rating_id DESC LIMIT $12) p",
         )
-        .bind(new.iter().map(|p| p.rating_id).collect::<Vec<_>>())
-        .bind(new.iter().map(|p| p.device_id.as_deref()).collect::<Vec<_>>())
-        .bind(new.iter().map(|p| p.staff_id.as_deref()).collect::<Vec<_>>())
-        .bind(new.iter().map(|p| p.rated_at).collect::<Vec<_>>())
+        .bind(ids(&probes.neighbours))
+        .bind(devices(&probes.neighbours))
+        .bind(times(&probes.neighbours))
+        .bind(ids(&probes.device_top))
+        .bind(devices(&probes.device_top))
+        .bind(times(&probes.device_top))
+        .bind(ids(&probes.staff_top))
+        .bind(probes.staff_top.iter().map(|p| p.staff_id.clone()).collect::<Vec<_>>())
+        .bind(times(&probes.staff_top))
         .bind(gap)
         .bind(window)
         .bind(policy.burst_top_grades as i64)
