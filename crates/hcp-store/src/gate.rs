@@ -172,9 +172,7 @@ impl Store {
         let assess: Vec<i16> = keys.iter().map(|k| k.2).collect();
         let ids: Vec<Uuid> = keys.iter().map(|k| k.3).collect();
         let stale = format!("{} milliseconds", takeover_after.as_millis());
-        // Two statements and no transaction (two round trips, not five, per request): under READ
-        // COMMITTED a transaction would isolate nothing here — the insert waits for a concurrent
-        // claim of the same key to commit, and the next statement sees that commit.
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO rating_claims (service_record_no, stage, assess_number, rating_id, state)
              SELECT rec, stage, assess, id, 'pending' FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::uuid[])
@@ -185,38 +183,42 @@ impl Store {
         .bind(&stages)
         .bind(&assess)
         .bind(&ids)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         // Released claims (a failed produce) and stale pending ones (a producer that crashed or
         // gave up) are resumed under their first rating id: the earlier attempt may still reach
-        // the broker, and then both copies carry the id the client is told. The holders are read
-        // in the same statement (the update never changes a holder).
-        let rows: Vec<(Uuid, bool)> = sqlx::query_as(
-            "WITH t AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS t(rec, stage, assess, n)),
-                  res AS (
-                 UPDATE rating_claims c SET state = 'pending', claimed_at = now()
-                   FROM t
-                  WHERE c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
-                    AND (c.state = 'released' OR (c.state = 'pending' AND c.claimed_at < now() - $4::interval))
-                 RETURNING c.service_record_no, c.stage, c.assess_number)
-             SELECT c.rating_id, EXISTS (SELECT 1 FROM res WHERE res.service_record_no = t.rec AND res.stage = t.stage
-                                                             AND res.assess_number = t.assess)
-               FROM t JOIN rating_claims c ON c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
-              ORDER BY t.n",
+        // the broker, and then both copies carry the id the client is told.
+        let resumed: Vec<(String, String, i16)> = sqlx::query_as(
+            "UPDATE rating_claims c SET state = 'pending', claimed_at = now()
+               FROM UNNEST($1::text[], $2::text[], $3::int2[]) AS t(rec, stage, assess)
+              WHERE c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
+                AND (c.state = 'released' OR (c.state = 'pending' AND c.claimed_at < now() - $4::interval))
+             RETURNING c.service_record_no, c.stage, c.assess_number",
         )
         .bind(&recs)
         .bind(&stages)
         .bind(&assess)
         .bind(&stale)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(rows
+        let holders: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT c.rating_id FROM UNNEST($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS t(rec, stage, assess, n)
+               JOIN rating_claims c ON c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
+              ORDER BY t.n",
+        )
+        .bind(&recs)
+        .bind(&stages)
+        .bind(&assess)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(holders
             .into_iter()
             .zip(keys)
-            .map(|((h, resumed), (_, _, _, id))| {
+            .map(|(h, (rec, stage, assess, id))| {
                 if h == *id {
                     Claim::Claimed
-                } else if resumed {
+                } else if resumed.iter().any(|(r, s, a)| r == rec && s == stage && a == assess) {
                     Claim::Resumed(h)
                 } else {
                     Claim::Existing(h)
