@@ -140,6 +140,7 @@ async fn the_board_streams_exactly_what_was_rated_within_the_viewers_reach() {
     let hourly: i64 = pushed["hourly"].as_array().unwrap().iter().map(|h| h["total"].as_i64().unwrap()).sum();
     assert_eq!(hourly, total);
     assert_eq!(pushed["trend"].as_array().unwrap().last().unwrap()["total"], total);
+    assert!(app.assert_rollups_match_ratings().await > 0);
 
     // Work orders: one per 差评, all open, none judged yet; the region's board counts exactly the
     // orders its supervisor's work-order list shows.

@@ -252,6 +252,7 @@ async fn ratings_land_on_whoever_was_responsible_and_history_survives_directory_
     assert_eq!(counts(&app, "staff", "S2", &range).await, [s2[0], s2[1], s2[2], s2[3], s2[4] + 3]);
     assert_eq!(counts(&app, "all", "all", &range).await.iter().sum::<i64>(), 278, "nothing counted twice");
     assert_eq!(app.get_json("/api/v1/attribution/flagged").await["total"], 0);
+    assert!(app.assert_rollups_match_ratings().await > 0, "the split rows moved with the re-attribution");
 
     // Attribution read the directory once per batch, never per rating.
     let get = |c: &std::sync::atomic::AtomicU64| AggregatorStats::get(c);

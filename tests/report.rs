@@ -133,6 +133,8 @@ async fn the_monthly_report_matches_what_happened() {
         app.summary("scope=department&id=D-A").await["total"] == 6
     })
     .await;
+    // And from the board's split rows, exactly as from the aggregates.
+    assert!(app.assert_rollups_match_ratings().await > 0);
 
     // What happened, per unit (D-A / H-A / S-A alike, D-B / H-B / S-B alike).
     let side_a: Expected = (6, 4, 2, 3, 1, 1, 0, 1);

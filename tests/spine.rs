@@ -395,6 +395,15 @@ async fn follow_up_replaces_the_first_grade_and_both_stay_in_history() {
     assert_eq!(s["counts"], json!({"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}), "{s}");
     assert_eq!(s["bad_review_count"], 0);
     assert_eq!(app.store.count_ratings().await.unwrap(), 3, "first, follow-up and the other stage are all kept");
+    // The board's split rows moved with it: the first's 差评 tag is gone from them.
+    assert!(app.assert_rollups_match_ratings().await > 0);
+    let tagged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rating_splits WHERE dimension = 'tag' AND n1 + n2 + n3 + n4 + n5 <> 0",
+    )
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(tagged, 0);
     app.stop_aggregator().await;
 }
 

@@ -347,6 +347,60 @@ impl TestApp {
         r.json().await.expect("summary json")
     }
 
+    /// Asserts that the rollups the boards read (`rating_aggregates` day rows, `rating_splits`)
+    /// hold exactly what the stored ratings say when counted from scratch: every rating neither
+    /// replaced by a follow-up nor excluded by an upheld appeal, in the rows of its current
+    /// attribution. Returns the number of non-zero split rows compared (so a caller can insist
+    /// there were some).
+    pub async fn assert_rollups_match_ratings(&self) -> usize {
+        type Rows = Vec<(String, String, String, i64, i64, i64, i64, i64)>;
+        let day = "date_trunc('day', r.rated_at AT TIME ZONE INTERVAL '08:00') AT TIME ZONE INTERVAL '08:00'";
+        let grades = "count(*) FILTER (WHERE r.grade = 1), count(*) FILTER (WHERE r.grade = 2),
+                      count(*) FILTER (WHERE r.grade = 3), count(*) FILTER (WHERE r.grade = 4),
+                      count(*) FILTER (WHERE r.grade = 5)";
+        let fetch = |sql: String| {
+            let pool = self.store.pool().clone();
+            async move {
+                sqlx::query_as::<_, (String, String, String, i64, i64, i64, i64, i64)>(&sql)
+                    .fetch_all(&pool)
+                    .await
+                    .expect(&sql)
+            }
+        };
+        let splits_from_ratings: Rows = fetch(format!(
+            "SELECT s.reach || '@' || ({day})::text, d.dim, d.value, {grades}
+               FROM ratings r CROSS JOIN LATERAL unnest(r.agg_scopes) AS s(reach)
+              CROSS JOIN LATERAL (SELECT 'channel', r.channel UNION ALL SELECT 'stage', r.stage
+                                  UNION ALL SELECT 'tag', t FROM unnest(r.tags) t) AS d(dim, value)
+              WHERE r.excluded_at IS NULL AND r.superseded_by IS NULL
+                AND (s.reach = 'all:all' OR s.reach LIKE 'department:%' OR s.reach LIKE 'region:%')
+              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ))
+        .await;
+        let splits: Rows = fetch(
+            "SELECT reach || '@' || day_start::text, dimension, value, n1, n2, n3, n4, n5 FROM rating_splits
+              WHERE n1 <> 0 OR n2 <> 0 OR n3 <> 0 OR n4 <> 0 OR n5 <> 0 ORDER BY 1, 2, 3"
+                .into(),
+        )
+        .await;
+        assert_eq!(splits, splits_from_ratings, "rating_splits differ from the ratings counted from scratch");
+        let days_from_ratings: Rows = fetch(format!(
+            "SELECT split_part(s.key, ':', 1), substr(s.key, strpos(s.key, ':') + 1), ({day})::text, {grades}
+               FROM ratings r CROSS JOIN LATERAL unnest(r.agg_scopes) AS s(key)
+              WHERE r.excluded_at IS NULL AND r.superseded_by IS NULL
+              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ))
+        .await;
+        let days: Rows = fetch(
+            "SELECT scope, scope_id, bucket_start::text, n1, n2, n3, n4, n5 FROM rating_aggregates
+              WHERE width = 'day' AND (n1 <> 0 OR n2 <> 0 OR n3 <> 0 OR n4 <> 0 OR n5 <> 0) ORDER BY 1, 2, 3"
+                .into(),
+        )
+        .await;
+        assert_eq!(days, days_from_ratings, "rating_aggregates day rows differ from the ratings counted from scratch");
+        splits.len()
+    }
+
     /// Waits until the aggregator's stored positions reach the topic's end.
     pub async fn wait_caught_up(&self, timeout: Duration) {
         let kafka = self.kafka();

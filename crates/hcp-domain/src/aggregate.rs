@@ -6,6 +6,10 @@
 //! platform, tag class), in an hour bucket and a day bucket (Beijing time).
 //! A follow-up rating (追评) that replaces a first rating is a −1 on the first rating's rows
 //! plus a +1 on its own.
+//!
+//! The same deltas feed the board's **split rows** ([`SplitKey`]): per reach a board can show
+//! (everything, a department, a region at any level) and Beijing day, the counts by channel, by
+//! stage and by tag, so a board reads rollups only, never the ratings themselves.
 
 use std::collections::HashMap;
 
@@ -117,22 +121,60 @@ pub struct AggKey {
     pub scope_id: String,
 }
 
-/// The facts about a rating that aggregation needs: its grade, its time, and the rows its
-/// attribution puts it in ([`crate::attribution::Attribution::scopes`]).
+/// What a split row divides a reach's day by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SplitDim {
+    /// The channel (wire name).
+    Channel,
+    /// The stage (wire name).
+    Stage,
+    /// A tag code the rating carries (a rating with two tags counts in both).
+    Tag,
+}
+
+impl SplitDim {
+    /// The database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitDim::Channel => "channel",
+            SplitDim::Stage => "stage",
+            SplitDim::Tag => "tag",
+        }
+    }
+}
+
+/// The key of one split row: a reach's Beijing day, by channel, stage or tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SplitKey {
+    /// The reach as a scope key: `all:all`, `department:<id>` or `region:<code>`.
+    pub reach: String,
+    /// Beijing midnight of the day, in UTC.
+    pub day_start: DateTime<Utc>,
+    /// What the row divides by.
+    pub dim: SplitDim,
+    /// The channel, stage or tag.
+    pub value: String,
+}
+
+/// The facts about a rating that aggregation needs: its grade, its time, the rows its
+/// attribution puts it in ([`crate::attribution::Attribution::scopes`]) and its tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggFacts {
     /// The grade.
     pub grade: Grade,
     /// When it was rated.
     pub rated_at: DateTime<Utc>,
-    /// The (scope, id) rows it counts in.
+    /// The (scope, id) rows it counts in (always one channel and one stage among them).
     pub scopes: Vec<(Scope, String)>,
+    /// Its tag codes.
+    pub tags: Vec<String>,
 }
 
-/// The deltas of one batch, one entry per aggregate row touched.
+/// The deltas of one batch, one entry per aggregate row and per split row touched.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Rollup {
     rows: HashMap<AggKey, GradeCounts>,
+    splits: HashMap<SplitKey, GradeCounts>,
 }
 
 impl Rollup {
@@ -166,6 +208,30 @@ impl Rollup {
                 }
             }
         }
+        let day_start = time::day_start(facts.rated_at);
+        let reaches = facts.scopes.iter().filter(|(s, _)| matches!(s, Scope::All | Scope::Department | Scope::Region));
+        let divisions: Vec<(SplitDim, &str)> = facts
+            .scopes
+            .iter()
+            .filter_map(|(s, id)| match s {
+                Scope::Channel => Some((SplitDim::Channel, id.as_str())),
+                Scope::Stage => Some((SplitDim::Stage, id.as_str())),
+                _ => None,
+            })
+            .chain(facts.tags.iter().map(|t| (SplitDim::Tag, t.as_str())))
+            .collect();
+        for (scope, id) in reaches {
+            let reach = format!("{}:{id}", scope.as_str());
+            for (dim, value) in &divisions {
+                let key = SplitKey { reach: reach.clone(), day_start, dim: *dim, value: (*value).to_string() };
+                let row = self.splits.entry(key).or_default();
+                if negative {
+                    row.sub(&delta);
+                } else {
+                    row.add(&delta);
+                }
+            }
+        }
     }
 
     /// The non-zero deltas, in a stable order (so concurrent writers lock rows in the same order).
@@ -182,7 +248,16 @@ impl Rollup {
         rows
     }
 
-    /// Number of distinct rows touched so far.
+    /// The non-zero split deltas, in a stable order (as [`Rollup::into_rows`]).
+    pub fn split_rows(&self) -> Vec<(SplitKey, GradeCounts)> {
+        let mut rows: Vec<_> = self.splits.iter().filter(|(_, c)| !c.is_zero()).map(|(k, c)| (k.clone(), *c)).collect();
+        rows.sort_by(|(a, _), (b, _)| {
+            (&a.reach, a.day_start, a.dim, &a.value).cmp(&(&b.reach, b.day_start, b.dim, &b.value))
+        });
+        rows
+    }
+
+    /// Number of distinct aggregate rows touched so far.
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -209,6 +284,7 @@ mod tests {
                 (Scope::Department, "D1".into()),
                 (Scope::Window, window.into()),
             ],
+            tags: vec!["long_wait".into()],
         }
     }
 
@@ -236,7 +312,40 @@ mod tests {
         let mut r = Rollup::new();
         r.add(&facts(2, "W1", 1));
         r.remove(&facts(2, "W1", 1));
+        assert!(r.split_rows().is_empty());
         assert!(r.into_rows().is_empty());
+    }
+
+    fn split<'a>(rows: &'a [(SplitKey, GradeCounts)], reach: &str, dim: SplitDim, value: &str) -> Vec<&'a GradeCounts> {
+        rows.iter().filter(|(k, _)| k.reach == reach && k.dim == dim && k.value == value).map(|(_, c)| c).collect()
+    }
+
+    #[test]
+    fn reaches_get_day_rows_by_channel_stage_and_tag() {
+        let mut r = Rollup::new();
+        r.add(&facts(1, "W1", 1));
+        r.add(&facts(5, "W2", 2));
+        let mut other = facts(2, "W1", 3);
+        other.scopes[1].1 = "app".into();
+        other.tags = vec!["long_wait".into(), "rude".into()];
+        r.add(&other);
+        let rows = r.split_rows();
+        // Reaches all:all and department:D1 (windows are no reach), one day; divisions: 2
+        // channels, 1 stage, 2 tags → 2 × 5 rows.
+        assert_eq!(rows.len(), 10);
+        assert!(rows.iter().all(|(k, _)| k.day_start == time::day_start(other.rated_at)));
+        assert_eq!(
+            split(&rows, "department:D1", SplitDim::Channel, "window_evaluator"),
+            vec![&GradeCounts([1, 0, 0, 0, 1])]
+        );
+        assert_eq!(split(&rows, "all:all", SplitDim::Channel, "app"), vec![&GradeCounts([0, 1, 0, 0, 0])]);
+        assert_eq!(split(&rows, "all:all", SplitDim::Stage, "acceptance"), vec![&GradeCounts([1, 1, 0, 0, 1])]);
+        assert_eq!(split(&rows, "all:all", SplitDim::Tag, "long_wait"), vec![&GradeCounts([1, 1, 0, 0, 1])]);
+        assert_eq!(split(&rows, "department:D1", SplitDim::Tag, "rude"), vec![&GradeCounts([0, 1, 0, 0, 0])]);
+        assert!(split(&rows, "window:W1", SplitDim::Tag, "rude").is_empty());
+        // Taking the follow-up's first rating out moves its split rows too.
+        r.remove(&other);
+        assert!(split(&r.split_rows(), "all:all", SplitDim::Tag, "rude").is_empty());
     }
 
     #[test]

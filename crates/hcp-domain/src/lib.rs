@@ -30,7 +30,7 @@ pub mod time;
 pub mod webhook;
 pub mod workorder;
 
-pub use aggregate::{AggKey, BucketWidth, Rollup, Scope};
+pub use aggregate::{AggKey, BucketWidth, Rollup, Scope, SplitDim, SplitKey};
 pub use attribution::{
     attribute, Attribution, AttributionFlag, Basis, RatingAttributed, Responsibility, RATING_ATTRIBUTED_SCHEMA,
 };

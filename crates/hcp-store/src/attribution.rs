@@ -167,7 +167,12 @@ impl Store {
             let excluded: Option<DateTime<Utc>> = row.try_get("excluded_at")?;
             if superseded.is_none() && excluded.is_none() {
                 rollup.remove(&old);
-                rollup.add(&AggFacts { grade: event.grade, rated_at: event.rated_at, scopes: new.scopes.clone() });
+                rollup.add(&AggFacts {
+                    grade: event.grade,
+                    rated_at: event.rated_at,
+                    scopes: new.scopes.clone(),
+                    tags: event.tags.clone(),
+                });
             }
             sqlx::query(
                 "UPDATE ratings SET attr_department_id = $2, attr_hall_id = $3, attr_window_id = $4,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use hcp_domain::aggregate::AggFacts;
 use hcp_domain::attribution::parse_scope_key;
 use hcp_domain::integrity::{IntegrityFlag, IntegrityPolicy, Press, Probes};
-use hcp_domain::{Attribution, Grade, RatingSubmitted, Rollup};
+use hcp_domain::{Attribution, Grade, GradeCounts, RatingSubmitted, Rollup, SplitKey};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -91,7 +91,7 @@ pub struct BatchOutcome {
 }
 
 /// The aggregation facts of a stored rating: exactly the rows it was counted in
-/// (needs the columns `grade`, `rated_at`, `agg_scopes`).
+/// (needs the columns `grade`, `rated_at`, `agg_scopes`, `tags`).
 pub(crate) fn facts_from_row(row: &sqlx::postgres::PgRow) -> Result<AggFacts, Error> {
     let decode = |what: &str| Error::Decode(format!("stored rating has an invalid {what}").into());
     let grade: i16 = row.try_get("grade")?;
@@ -103,12 +103,18 @@ pub(crate) fn facts_from_row(row: &sqlx::postgres::PgRow) -> Result<AggFacts, Er
             .iter()
             .map(|k| parse_scope_key(k).ok_or_else(|| decode("aggregate scope")))
             .collect::<Result<_, _>>()?,
+        tags: row.try_get("tags")?,
     })
 }
 
 /// The facts a new rating is counted with.
 fn facts_of(r: &StoredRating) -> AggFacts {
-    AggFacts { grade: r.event.grade, rated_at: r.event.rated_at, scopes: r.attribution.scopes.clone() }
+    AggFacts {
+        grade: r.event.grade,
+        rated_at: r.event.rated_at,
+        scopes: r.attribution.scopes.clone(),
+        tags: r.event.tags.clone(),
+    }
 }
 
 /// A batch written but not yet committed: the caller may publish what it derived from the new
@@ -200,6 +206,18 @@ impl Store {
             .collect()
     }
 
+    /// Which of `ids` are stored already (one primary-key probe each).
+    pub async fn stored_rating_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, Error> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let found: Vec<Uuid> = sqlx::query_scalar("SELECT rating_id FROM ratings WHERE rating_id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(found.into_iter().collect())
+    }
+
     /// Stores a batch in one transaction (see [`Store::begin_batch`]) and commits it.
     pub async fn apply_batch(&self, batch: &Batch) -> Result<BatchOutcome, Error> {
         self.begin_batch(batch).await?.commit().await
@@ -231,7 +249,7 @@ impl Store {
                    FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS f(rec, stage, id)
                   WHERE r.service_record_no = f.rec AND r.stage = f.stage
                     AND r.assess_number = 1 AND r.superseded_by IS NULL
-              RETURNING r.rating_id, r.grade, r.rated_at, r.agg_scopes, r.excluded_at IS NOT NULL AS excluded",
+              RETURNING r.rating_id, r.grade, r.rated_at, r.agg_scopes, r.tags, r.excluded_at IS NOT NULL AS excluded",
             )
             .bind(follow_ups.iter().map(|e| e.service_record_no.as_str()).collect::<Vec<_>>())
             .bind(follow_ups.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>())
@@ -405,7 +423,10 @@ async fn insert_ratings(
     Ok(inserted.into_iter().collect())
 }
 
+/// Adds a rollup's deltas to `rating_aggregates` and its split rows to `rating_splits` (one
+/// statement each, rows in a stable order); returns the number of aggregate rows touched.
 pub(crate) async fn upsert_aggregates(tx: &mut Transaction<'_, Postgres>, rollup: Rollup) -> Result<usize, Error> {
+    upsert_splits(tx, rollup.split_rows()).await?;
     let rows = rollup.into_rows();
     if rows.is_empty() {
         return Ok(0);
@@ -435,6 +456,37 @@ pub(crate) async fn upsert_aggregates(tx: &mut Transaction<'_, Postgres>, rollup
     .execute(&mut **tx)
     .await?;
     Ok(rows.len())
+}
+
+async fn upsert_splits(tx: &mut Transaction<'_, Postgres>, rows: Vec<(SplitKey, GradeCounts)>) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let reaches: Vec<&str> = rows.iter().map(|(k, _)| k.reach.as_str()).collect();
+    let days: Vec<DateTime<Utc>> = rows.iter().map(|(k, _)| k.day_start).collect();
+    let dims: Vec<&str> = rows.iter().map(|(k, _)| k.dim.as_str()).collect();
+    let values: Vec<&str> = rows.iter().map(|(k, _)| k.value.as_str()).collect();
+    let n = |i: usize| rows.iter().map(|(_, c)| c.0[i]).collect::<Vec<i64>>();
+    sqlx::query(
+        "INSERT INTO rating_splits AS a (reach, day_start, dimension, value, n1, n2, n3, n4, n5)
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[],
+                              $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
+         ON CONFLICT (reach, dimension, day_start, value) DO UPDATE
+            SET n1 = a.n1 + EXCLUDED.n1, n2 = a.n2 + EXCLUDED.n2, n3 = a.n3 + EXCLUDED.n3,
+                n4 = a.n4 + EXCLUDED.n4, n5 = a.n5 + EXCLUDED.n5, updated_at = now()",
+    )
+    .bind(reaches)
+    .bind(days)
+    .bind(dims)
+    .bind(values)
+    .bind(n(0))
+    .bind(n(1))
+    .bind(n(2))
+    .bind(n(3))
+    .bind(n(4))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn insert_rejected(

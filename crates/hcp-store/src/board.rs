@@ -53,8 +53,10 @@ pub fn reach_key(reach: &Reach) -> Option<String> {
     }
 }
 
-/// `GROUPING(channel, stage)`, channel, stage, the five grade counts.
-type SplitRow = (i32, Option<String>, Option<String>, i64, i64, i64, i64, i64);
+/// The split rollup's reach key of a reach (`all:all` for everything).
+fn reach_scope_key(reach: &Reach) -> String {
+    reach_key(reach).unwrap_or_else(|| "all:all".into())
+}
 
 impl Store {
     /// The rows of one aggregate over `[from, to)`, a bucket each (only buckets with rows).
@@ -74,39 +76,36 @@ impl Store {
         Ok(rows.into_iter().map(|(t, a, b, c, d, e)| (t, GradeCounts([a, b, c, d, e]))).collect())
     }
 
-    /// Counted ratings (not replaced by a follow-up, not excluded by an appeal) rated in
-    /// `[from, to)` within `reach`, split by channel and by stage — one pass over the period.
+    /// Counted ratings (not replaced by a follow-up, not excluded by an appeal) of the Beijing
+    /// days in `[from, to)` within `reach`, split by channel and by stage: a read of the split
+    /// rollup (`rating_splits`), a row per day and channel or stage.
     pub async fn splits(&self, reach: &Reach, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Splits, Error> {
-        let rows: Vec<SplitRow> = sqlx::query_as(
-            "SELECT GROUPING(channel, stage), channel, stage,
-                    count(*) FILTER (WHERE grade = 1), count(*) FILTER (WHERE grade = 2),
-                    count(*) FILTER (WHERE grade = 3), count(*) FILTER (WHERE grade = 4),
-                    count(*) FILTER (WHERE grade = 5)
-               FROM ratings
-              WHERE rated_at >= $1 AND rated_at < $2 AND excluded_at IS NULL AND superseded_by IS NULL
-                AND ($3::text IS NULL OR agg_scopes @> ARRAY[$3::text])
-              GROUP BY GROUPING SETS ((channel), (stage))
-              ORDER BY 2, 3",
+        let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT dimension, value, SUM(n1)::int8, SUM(n2)::int8, SUM(n3)::int8, SUM(n4)::int8, SUM(n5)::int8
+               FROM rating_splits
+              WHERE reach = $1 AND dimension IN ('channel', 'stage') AND day_start >= $2 AND day_start < $3
+              GROUP BY dimension, value
+             HAVING SUM(n1 + n2 + n3 + n4 + n5) > 0
+              ORDER BY 1, 2",
         )
+        .bind(reach_scope_key(reach))
         .bind(from)
         .bind(to)
-        .bind(reach_key(reach))
         .fetch_all(&self.pool)
         .await?;
         let mut out = Splits::default();
-        for (grouping, channel, stage, a, b, c, d, e) in rows {
+        for (dimension, value, a, b, c, d, e) in rows {
             let counts = GradeCounts([a, b, c, d, e]);
-            match (grouping, channel, stage) {
-                (1, Some(ch), _) => out.channels.push((ch, counts)),
-                (2, _, Some(st)) => out.stages.push((st, counts)),
-                _ => {}
+            match dimension.as_str() {
+                "channel" => out.channels.push((value, counts)),
+                _ => out.stages.push((value, counts)),
             }
         }
         Ok(out)
     }
 
-    /// The most frequent tags of counted 差评 rated in `[from, to)` within `reach`: `(code,
-    /// name, count)`, most first.
+    /// The most frequent tags of counted 差评 of the Beijing days in `[from, to)` within
+    /// `reach`: `(code, name, count)`, most first (from the split rollup).
     pub async fn bad_tags(
         &self,
         reach: &Reach,
@@ -115,23 +114,24 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(String, Option<String>, i64)>, Error> {
         sqlx::query_as(
-            "SELECT t.tag, d.name, count(*)::int8 FROM ratings r CROSS JOIN unnest(r.tags) AS t(tag)
-               LEFT JOIN tags d ON d.code = t.tag
-              WHERE r.grade <= 2 AND r.rated_at >= $1 AND r.rated_at < $2
-                AND r.excluded_at IS NULL AND r.superseded_by IS NULL
-                AND ($3::text IS NULL OR r.agg_scopes @> ARRAY[$3::text])
-              GROUP BY t.tag, d.name ORDER BY 3 DESC, 1 LIMIT $4",
+            "SELECT s.value, d.name, SUM(s.n1 + s.n2)::int8 FROM rating_splits s
+               LEFT JOIN tags d ON d.code = s.value
+              WHERE s.reach = $1 AND s.dimension = 'tag' AND s.day_start >= $2 AND s.day_start < $3
+              GROUP BY s.value, d.name
+             HAVING SUM(s.n1 + s.n2) > 0
+              ORDER BY 3 DESC, 1 LIMIT $4",
         )
+        .bind(reach_scope_key(reach))
         .bind(from)
         .bind(to)
-        .bind(reach_key(reach))
         .bind(limit)
         .fetch_all(&self.pool)
         .await
     }
 
     /// Work orders within `reach` (a handler's department, a supervisor's region): open ones
-    /// at `now` and the fate of those opened since `since`.
+    /// at `now` and the fate of those opened since `since` (reads only those two sets, through
+    /// the open-order and opened-at indexes, never every order ever opened).
     pub async fn order_timeliness(
         &self,
         reach: &Reach,
@@ -146,7 +146,8 @@ impl Store {
         let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
             "WITH o AS (
                 SELECT *, state NOT IN ('closed', 'appeal_upheld') AS is_open FROM work_orders
-                 WHERE ($1::text IS NULL OR department_id = $1) AND ($2::text IS NULL OR region_path @> ARRAY[$2::text]))
+                 WHERE (state NOT IN ('closed', 'appeal_upheld') OR opened_at >= $3)
+                   AND ($1::text IS NULL OR department_id = $1) AND ($2::text IS NULL OR region_path @> ARRAY[$2::text]))
              SELECT count(*) FILTER (WHERE is_open),
                     count(*) FILTER (WHERE is_open AND due_status = 'overdue'),
                     count(*) FILTER (WHERE is_open AND due_status = 'near_due'),

@@ -1237,7 +1237,7 @@ async fn exclude_rating(
     let row = sqlx::query(
         "UPDATE ratings SET excluded_at = $2, excluded_reason = $3, excluded_by = $4
           WHERE rating_id = $1 AND excluded_at IS NULL
-      RETURNING grade, rated_at, agg_scopes, superseded_by IS NULL AS counted",
+      RETURNING grade, rated_at, agg_scopes, tags, superseded_by IS NULL AS counted",
     )
     .bind(rating_id)
     .bind(now)
