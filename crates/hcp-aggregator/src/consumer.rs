@@ -443,10 +443,11 @@ impl Work {
         }
     }
 
-    /// One attempt: refresh the snapshot if the directory moved, attribute in memory, write
-    /// the transaction, publish the attributed events of the new ratings, then commit. A crash
-    /// after publishing and before the commit publishes them again on the re-read (consumers
-    /// keep the latest per rating id); a commit never happens without the publish.
+    /// One attempt: refresh the snapshot if the directory moved, attribute in memory, then write
+    /// the transaction and, at the same time, publish the attributed events of the ratings not
+    /// stored before and the dead letters; commit only once both are done. A crash after
+    /// publishing and before the commit publishes them again on the re-read (consumers keep the
+    /// latest per rating id); a commit never happens without the publish.
     fn attempt(&mut self, batch: &mut Batch) -> Result<hcp_store::BatchOutcome, AttemptError> {
         let started = Instant::now();
         let snap = self.cache.fresh(&self.handle)?;
@@ -454,66 +455,50 @@ impl Work {
         self.handle.block_on(check_integrity(&self.store, &self.integrity, batch))?;
         let attributed = started.elapsed();
         let (store, producer, topic, dlq) = (&self.store, &self.producer, &self.attributed_topic, &self.dlq_topic);
+        let batch = &*batch;
         self.handle.block_on(async {
-            let pending = store.begin_batch(batch).await?;
-            let written = started.elapsed();
             let now = chrono::Utc::now();
-            let new: Vec<&StoredRating> =
-                batch.ratings.iter().filter(|r| pending.new_ids.contains(&r.event.rating_id)).collect();
-            let sends = new.iter().map(|r| {
-                let event = RatingAttributed {
-                    rating: r.event.clone(),
-                    attribution: r.attribution.clone(),
-                    attributed_at: now,
-                    reattributed: false,
-                };
-                let body = serde_json::to_vec(&event).expect("events always serialize");
-                let key = r.event.rating_id.to_string();
-                async move { producer.publish_to(topic, RATING_ATTRIBUTED_SCHEMA, &key, &body).await }
-            });
-            for result in join_all(sends).await {
-                result?;
-            }
-            // Refused records go to the dead-letter topic before the batch commits (at least
-            // once), so the partition moves on and nothing is lost.
-            let dead = batch.rejected.iter().map(|r| {
-                let (payload, payload_base64) = match r.payload.as_deref().map(std::str::from_utf8) {
-                    Some(Ok(text)) => (Some(text.to_owned()), None),
-                    Some(Err(_)) => {
-                        use base64::Engine;
-                        (None, r.payload.as_deref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
-                    }
-                    None => (None, None),
-                };
-                let letter = DeadLetter {
-                    reason: r.reason.clone(),
-                    source_topic: batch.topic.clone(),
-                    source_partition: r.partition,
-                    source_offset: r.offset,
-                    payload,
-                    payload_base64,
-                    rejected_at: now,
-                };
-                let body = serde_json::to_vec(&letter).expect("dead letters serialize");
-                let key = r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-                async move { producer.publish_to(dlq, RATING_DLQ_SCHEMA, &key, &body).await }
-            });
-            for result in join_all(dead).await {
-                result?;
-            }
-            let published = started.elapsed();
+            // Which ratings the write will find new, known before it starts (one index probe per
+            // id), so their events are published while PostgreSQL writes instead of after.
+            let ids: Vec<uuid::Uuid> = batch.ratings.iter().map(|r| r.event.rating_id).collect();
+            let stored_before = store.stored_rating_ids(&ids).await?;
+            let expected: Vec<&StoredRating> =
+                batch.ratings.iter().filter(|r| !stored_before.contains(&r.event.rating_id)).collect();
+            let write = async {
+                let pending = store.begin_batch(batch).await;
+                (pending, started.elapsed())
+            };
+            let publish = async {
+                publish_attributed(producer, topic, &expected, now).await?;
+                publish_dead_letters(producer, dlq, batch, now).await?;
+                Ok::<_, hcp_bus::PublishError>(started.elapsed())
+            };
+            let ((pending, written), published) = tokio::join!(write, publish);
+            let (mut pending, published) = (pending?, published?);
+            // A rating stored between the look and the write was published anyway (harmless: the
+            // same event again); one the look saw stored but the write found new (deleted in
+            // between) is published now, still before the commit.
+            let late: Vec<&StoredRating> = batch
+                .ratings
+                .iter()
+                .filter(|r| pending.new_ids.contains(&r.event.rating_id) && stored_before.contains(&r.event.rating_id))
+                .collect();
+            publish_attributed(producer, topic, &late, now).await?;
+            let new_ids = std::mem::take(&mut pending.new_ids);
+            let before_commit = started.elapsed();
             let outcome = pending.commit().await?;
             tracing::debug!(
                 records = batch.ratings.len(),
                 attribute_ms = attributed.as_secs_f64() * 1e3,
                 write_ms = (written - attributed).as_secs_f64() * 1e3,
-                publish_ms = (published - written).as_secs_f64() * 1e3,
-                commit_ms = (started.elapsed() - published).as_secs_f64() * 1e3,
+                publish_ms = (published - attributed).as_secs_f64() * 1e3,
+                commit_ms = (started.elapsed() - before_commit).as_secs_f64() * 1e3,
                 "batch timings"
             );
-            metrics::PUBLISHED.inc_by(new.len() as u64);
+            let new = batch.ratings.iter().filter(|r| new_ids.contains(&r.event.rating_id));
+            metrics::PUBLISHED.inc_by((expected.len() + late.len()) as u64);
             metrics::ORDERS_OPENED.inc_by(outcome.orders_opened as u64);
-            for r in &new {
+            for r in new {
                 for f in &r.integrity_flags {
                     metrics::INTEGRITY_FLAGS.with_label_values(&[f.as_str()]).inc();
                 }
@@ -526,6 +511,62 @@ impl Work {
             Ok(outcome)
         })
     }
+}
+
+/// Publishes the attributed event of each rating (all in flight at once).
+async fn publish_attributed(
+    producer: &RatingProducer,
+    topic: &str,
+    ratings: &[&StoredRating],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), hcp_bus::PublishError> {
+    let sends = ratings.iter().map(|r| {
+        let event = RatingAttributed {
+            rating: r.event.clone(),
+            attribution: r.attribution.clone(),
+            attributed_at: now,
+            reattributed: false,
+        };
+        let body = serde_json::to_vec(&event).expect("events always serialize");
+        let key = r.event.rating_id.to_string();
+        async move { producer.publish_to(topic, RATING_ATTRIBUTED_SCHEMA, &key, &body).await }
+    });
+    join_all(sends).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(())
+}
+
+/// Publishes the batch's refused records to the dead-letter topic, before the batch commits (at
+/// least once), so the partition moves on and nothing is lost.
+async fn publish_dead_letters(
+    producer: &RatingProducer,
+    dlq: &str,
+    batch: &Batch,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), hcp_bus::PublishError> {
+    let dead = batch.rejected.iter().map(|r| {
+        let (payload, payload_base64) = match r.payload.as_deref().map(std::str::from_utf8) {
+            Some(Ok(text)) => (Some(text.to_owned()), None),
+            Some(Err(_)) => {
+                use base64::Engine;
+                (None, r.payload.as_deref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+            }
+            None => (None, None),
+        };
+        let letter = DeadLetter {
+            reason: r.reason.clone(),
+            source_topic: batch.topic.clone(),
+            source_partition: r.partition,
+            source_offset: r.offset,
+            payload,
+            payload_base64,
+            rejected_at: now,
+        };
+        let body = serde_json::to_vec(&letter).expect("dead letters serialize");
+        let key = r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+        async move { producer.publish_to(dlq, RATING_DLQ_SCHEMA, &key, &body).await }
+    });
+    join_all(dead).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(())
 }
 
 /// Mirrors the committed positions to Kafka, for lag tooling only (PostgreSQL is the truth).
