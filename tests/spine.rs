@@ -463,3 +463,41 @@ async fn operational_endpoints_answer() {
     assert_eq!(bad_scope.status(), 400);
     assert_eq!(bad_scope.json::<Value>().await.unwrap()["type"], "/problems/invalid-query");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_on_the_topic_are_stored_and_published_once() {
+    let mut app = TestApp::start().await;
+    app.start_aggregator();
+    let producer = RatingProducer::new(&app.kafka(), &app.config.topics()).unwrap();
+    let rating = |record: &str| {
+        hcp_domain::RatingInput {
+            channel: Some("app".into()),
+            stage: Some("online".into()),
+            service_record_no: Some(record.into()),
+            grade: Some(4),
+            ..Default::default()
+        }
+        .validate(uuid::Uuid::now_v7(), chrono::Utc::now())
+        .unwrap()
+    };
+    // Bypassing ingest's claims: the same rating twice, and another id for the same slot.
+    let (a, c, d) = (rating("DUP-1"), rating("DUP-2"), rating("DUP-3"));
+    let b = rating("DUP-1");
+    for e in [&a, &a, &b, &c] {
+        producer.publish(e).await.unwrap();
+    }
+    app.wait_caught_up(Duration::from_secs(60)).await;
+    // Again, once both are stored: a rating already stored and a slot already taken.
+    for e in [&a, &b, &d] {
+        producer.publish(e).await.unwrap();
+    }
+    app.wait_caught_up(Duration::from_secs(60)).await;
+    assert_eq!(app.store.count_ratings().await.unwrap(), 3);
+    let records = app.read_records_settled(app.config.topics().rating_attributed, 3, Duration::from_millis(1500)).await;
+    let mut keys: Vec<String> = records.iter().map(|(k, _)| String::from_utf8(k.clone()).unwrap()).collect();
+    keys.sort();
+    let mut expected: Vec<String> = [&a, &c, &d].iter().map(|e| e.rating_id.to_string()).collect();
+    expected.sort();
+    assert_eq!(keys, expected, "one attributed event per stored rating, none for the duplicates");
+    app.stop_aggregator().await;
+}

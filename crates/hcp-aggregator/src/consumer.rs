@@ -458,12 +458,16 @@ impl Work {
         let batch = &*batch;
         self.handle.block_on(async {
             let now = chrono::Utc::now();
-            // Which ratings the write will find new, known before it starts (one index probe per
-            // id), so their events are published while PostgreSQL writes instead of after.
-            let ids: Vec<uuid::Uuid> = batch.ratings.iter().map(|r| r.event.rating_id).collect();
-            let stored_before = store.stored_rating_ids(&ids).await?;
-            let expected: Vec<&StoredRating> =
-                batch.ratings.iter().filter(|r| !stored_before.contains(&r.event.rating_id)).collect();
+            // Which ratings the write will find new, known before it starts (index probes), so
+            // their events are published while PostgreSQL writes instead of after.
+            let expected_ids = store.expected_new_ids(&batch.ratings).await?;
+            // Once per id: a record the topic holds twice is one rating.
+            let mut picked = HashSet::new();
+            let expected: Vec<&StoredRating> = batch
+                .ratings
+                .iter()
+                .filter(|r| expected_ids.contains(&r.event.rating_id) && picked.insert(r.event.rating_id))
+                .collect();
             let write = async {
                 let pending = store.begin_batch(batch).await;
                 (pending, started.elapsed())
@@ -475,16 +479,24 @@ impl Work {
             };
             let ((pending, written), published) = tokio::join!(write, publish);
             let (mut pending, published) = (pending?, published?);
-            // A rating stored between the look and the write was published anyway (harmless: the
-            // same event again); one the look saw stored but the write found new (deleted in
-            // between) is published now, still before the commit.
+            // Only a concurrent writer of the same ratings (a partition changing hands mid-batch)
+            // makes the write differ: a rating it stored first was published anyway (that writer
+            // publishes it too; consumers keep the latest), and one stored new here that was not
+            // expected is published now, still before the commit.
             let late: Vec<&StoredRating> = batch
                 .ratings
                 .iter()
-                .filter(|r| pending.new_ids.contains(&r.event.rating_id) && stored_before.contains(&r.event.rating_id))
+                .filter(|r| {
+                    let id = r.event.rating_id;
+                    pending.new_ids.contains(&id) && !expected_ids.contains(&id) && picked.insert(id)
+                })
                 .collect();
+            let early = expected_ids.iter().filter(|id| !pending.new_ids.contains(id)).count();
+            if early > 0 || !late.is_empty() {
+                tracing::warn!(early, late = late.len(), "another writer stored ratings of this batch concurrently");
+            }
             publish_attributed(producer, topic, &late, now).await?;
-            let new_ids = std::mem::take(&mut pending.new_ids);
+            let mut new_ids = std::mem::take(&mut pending.new_ids);
             let before_commit = started.elapsed();
             let outcome = pending.commit().await?;
             tracing::debug!(
@@ -495,7 +507,8 @@ impl Work {
                 commit_ms = (started.elapsed() - before_commit).as_secs_f64() * 1e3,
                 "batch timings"
             );
-            let new = batch.ratings.iter().filter(|r| new_ids.contains(&r.event.rating_id));
+            // Once per id (`remove`), as above.
+            let new = batch.ratings.iter().filter(|r| new_ids.remove(&r.event.rating_id));
             metrics::PUBLISHED.inc_by((expected.len() + late.len()) as u64);
             metrics::ORDERS_OPENED.inc_by(outcome.orders_opened as u64);
             for r in new {

@@ -206,16 +206,40 @@ impl Store {
             .collect()
     }
 
-    /// Which of `ids` are stored already (one primary-key probe each).
-    pub async fn stored_rating_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, Error> {
-        if ids.is_empty() {
+    /// The ids of `ratings` that [`Store::begin_batch`] would store for the first time, as of
+    /// now: neither the id nor the (service record, stage, assess number) slot is stored, and no
+    /// earlier rating of the batch takes either (two index probes per rating). Only a concurrent
+    /// writer of the same ratings can make the write differ.
+    pub async fn expected_new_ids(&self, ratings: &[StoredRating]) -> Result<HashSet<Uuid>, Error> {
+        if ratings.is_empty() {
             return Ok(HashSet::new());
         }
-        let found: Vec<Uuid> = sqlx::query_scalar("SELECT rating_id FROM ratings WHERE rating_id = ANY($1)")
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(found.into_iter().collect())
+        let taken: HashSet<Uuid> = sqlx::query_scalar::<_, Uuid>(
+            "SELECT t.id FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[]) AS t(id, rec, stage, assess)
+              WHERE EXISTS (SELECT 1 FROM ratings r WHERE r.rating_id = t.id)
+                 OR EXISTS (SELECT 1 FROM ratings r WHERE r.service_record_no = t.rec AND r.stage = t.stage
+                                                     AND r.assess_number = t.assess)",
+        )
+        .bind(ratings.iter().map(|r| r.event.rating_id).collect::<Vec<_>>())
+        .bind(ratings.iter().map(|r| r.event.service_record_no.as_str()).collect::<Vec<_>>())
+        .bind(ratings.iter().map(|r| r.event.stage.as_str()).collect::<Vec<_>>())
+        .bind(ratings.iter().map(|r| r.event.assess_number.value() as i16).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
+        let mut ids = HashSet::new();
+        let mut slots = HashSet::new();
+        let mut expected = HashSet::new();
+        for r in ratings {
+            let e = &r.event;
+            let first_id = ids.insert(e.rating_id);
+            let first_slot = slots.insert((e.service_record_no.as_str(), e.stage.as_str(), e.assess_number.value()));
+            if first_id && first_slot && !taken.contains(&e.rating_id) {
+                expected.insert(e.rating_id);
+            }
+        }
+        Ok(expected)
     }
 
     /// Stores a batch in one transaction (see [`Store::begin_batch`]) and commits it.
