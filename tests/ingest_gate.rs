@@ -525,3 +525,48 @@ async fn the_trimmed_press_history_gives_the_same_verdicts_as_the_whole_history(
     assert!(flagged > 100 && flagged < judged, "a meaningful mix of verdicts: {flagged} of {judged} flagged");
     assert!(trimmed > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_are_grouped_and_each_slot_goes_to_exactly_one_rating() {
+    use hcp_ingest::claims::ClaimQueue;
+    use hcp_store::Claim;
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering;
+
+    let app = TestApp::start().await;
+    let queue = ClaimQueue::start(app.store.clone(), Duration::from_secs(30));
+    // 150 slots, each claimed by two ratings at once, in shuffled order.
+    let mut keys: Vec<(String, String, i16, uuid::Uuid)> = (0..150)
+        .flat_map(|i| (0..2).map(move |_| (format!("G-{i}"), "acceptance".to_string(), 1i16, uuid::Uuid::now_v7())))
+        .collect();
+    keys.shuffle(&mut rand::rngs::SmallRng::seed_from_u64(7));
+    let outcomes = futures::future::join_all(keys.iter().map(|k| queue.claim(vec![k.clone()]))).await;
+    let mut holder: HashMap<&str, uuid::Uuid> = HashMap::new();
+    for (k, o) in keys.iter().zip(&outcomes) {
+        if o.as_ref().unwrap()[..] == [Claim::Claimed] {
+            assert!(holder.insert(k.0.as_str(), k.3).is_none(), "{} claimed twice", k.0);
+        }
+    }
+    assert_eq!(holder.len(), 150, "every slot claimed once");
+    for (k, o) in keys.iter().zip(&outcomes) {
+        let expected = if holder[k.0.as_str()] == k.3 { Claim::Claimed } else { Claim::Existing(holder[k.0.as_str()]) };
+        assert_eq!(o.as_ref().unwrap()[..], [expected], "{}", k.0);
+    }
+    let stats = queue.stats();
+    let (groups, claimed) = (stats.claim_groups.load(Ordering::Relaxed), stats.claimed_keys.load(Ordering::Relaxed));
+    assert_eq!(claimed, 300);
+    assert!(groups <= 30, "300 concurrent claims went to PostgreSQL as {groups} groups");
+    println!("300 concurrent claims: {groups} groups");
+
+    // The holders are accepted together, and only they.
+    let accepted = futures::future::join_all(holder.values().map(|id| queue.accept(vec![*id]))).await;
+    assert!(accepted.iter().all(Result::is_ok));
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM rating_claims WHERE service_record_no LIKE 'G-%' GROUP BY 1")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(states, vec![("accepted".to_string(), 150)]);
+}

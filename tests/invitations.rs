@@ -234,12 +234,12 @@ async fn an_unrated_stage_gets_the_default_rating_after_the_regions_days_on_a_co
     let state = hcp_ingest::IngestState {
         producer: hcp_bus::RatingProducer::new(&app.kafka(), &app.config.topics()).unwrap(),
         pii: None,
-        gate: Some(hcp_ingest::Gate {
-            store: app.store.clone(),
-            auth: hcp_ingest::AuthMode::Optional,
-            takeover_after: Duration::from_secs(30),
-            follow_up_window: Duration::from_secs(15 * 86_400),
-        }),
+        gate: Some(hcp_ingest::Gate::new(
+            app.store.clone(),
+            hcp_ingest::AuthMode::Optional,
+            Duration::from_secs(30),
+            Duration::from_secs(15 * 86_400),
+        )),
         invitations: None,
         limits: hcp_ingest::limits::Limits::new(1000, 1000),
     };

@@ -22,4 +22,4 @@ pub use extract::{
     DEFAULT_JSON_LIMIT, DRAIN_LIMIT,
 };
 pub use metrics::{time_limit, track_requests, HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_TIMEOUTS};
-pub use problem::{ApiError, Problem, ProblemType, PROBLEM_TYPES};
+pub use problem::{database_unavailable, ApiError, Problem, ProblemType, PROBLEM_TYPES};

@@ -447,15 +447,19 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Whether a database error means "unavailable, retry" (a 503) rather than a bug (a 500).
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+}
+
 /// A database error: unreachable (pool timeout, closed pool, I/O, TLS) → 503
 /// `database-unavailable`; anything else → 500 (logged, not shown).
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                ApiError::DatabaseUnavailable(e.to_string())
-            }
-            other => ApiError::Internal(other.to_string()),
+        if database_unavailable(&e) {
+            ApiError::DatabaseUnavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
         }
     }
 }

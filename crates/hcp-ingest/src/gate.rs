@@ -7,6 +7,8 @@ use axum::http::HeaderMap;
 use hcp_domain::RatingInput;
 use hcp_http::ApiError;
 use hcp_store::{Credential, IdempotentAnswer, Store};
+
+use crate::claims::ClaimQueue;
 use sha2::{Digest, Sha256};
 
 /// Whether ratings must carry a channel credential.
@@ -24,6 +26,8 @@ pub enum AuthMode {
 pub struct Gate {
     /// Credentials, claims, idempotency keys.
     pub store: Store,
+    /// The claims and accepts of single ratings, grouped across concurrent requests.
+    pub claims: ClaimQueue,
     /// Credential policy.
     pub auth: AuthMode,
     /// How old a pending claim must be before another attempt takes it over (a crashed or
@@ -31,6 +35,13 @@ pub struct Gate {
     pub takeover_after: Duration,
     /// A follow-up (追评) is accepted within this long after the first rating.
     pub follow_up_window: Duration,
+}
+
+impl Gate {
+    /// The gate over `store`, with its claim queue started on the current runtime.
+    pub fn new(store: Store, auth: AuthMode, takeover_after: Duration, follow_up_window: Duration) -> Gate {
+        Gate { claims: ClaimQueue::start(store.clone(), takeover_after), store, auth, takeover_after, follow_up_window }
+    }
 }
 
 /// For each event: `None`, or why its follow-up is refused (no first rating, or too late).

@@ -125,7 +125,7 @@ pub(crate) async fn accept_one(
             return Err(refusal);
         }
         let key = claim_key(&event);
-        match gate.store.claim_ratings(&[key], gate.takeover_after).await?.first() {
+        match gate.claims.claim(vec![key]).await?.first() {
             Some(Claim::Claimed) => {}
             // An earlier attempt failed to produce but may still land: produce under its id.
             Some(Claim::Resumed(id)) => event.rating_id = *id,
@@ -141,7 +141,7 @@ pub(crate) async fn accept_one(
             if let Some(gate) = &state.gate {
                 // The rating is durable; a failed mark leaves the claim pending, and a later
                 // duplicate is still refused until the takeover age (then the aggregator dedups).
-                if let Err(e) = gate.store.accept_claims(&[event.rating_id]).await {
+                if let Err(e) = gate.claims.accept(vec![event.rating_id]).await {
                     tracing::warn!(error = %e, rating_id = %event.rating_id, "claim not marked accepted");
                 }
             }

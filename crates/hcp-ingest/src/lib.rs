@@ -16,6 +16,7 @@
 //! `hcp-store`); it must not write ratings or aggregates: the aggregator owns everything after
 //! Kafka. Handlers stay thin; errors are `hcp_http::ApiError`.
 
+pub mod claims;
 pub mod defaults;
 pub mod gate;
 mod handlers;

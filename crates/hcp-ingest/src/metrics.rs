@@ -56,3 +56,15 @@ pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("hcp_ingest_rate_limited_total", "Requests refused by a rate limit", &["by"])
         .expect("metric registers once")
 });
+
+/// `hcp_ingest_claim_group_keys{kind}`: keys per grouped claim or accept statement (`claim`,
+/// `accept`); the count is the number of statement sets sent to PostgreSQL.
+pub static CLAIM_GROUP_KEYS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
+    prometheus::register_histogram_vec!(
+        "hcp_ingest_claim_group_keys",
+        "Keys per grouped claim or accept of concurrent single-rating requests",
+        &["kind"],
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
+    )
+    .expect("metric registers once")
+});

@@ -158,7 +158,9 @@ impl Store {
 
     /// Claims each (service record, stage, assess number) for its rating id, in input order. A
     /// released claim, or a pending one older than `takeover_after` (its producer crashed or gave
-    /// up), is resumed under its own rating id ([`Claim::Resumed`]).
+    /// up), is resumed under its own rating id ([`Claim::Resumed`]). Of two equal keys the earlier
+    /// claims first. Keys are written in sorted order, so concurrent claims of overlapping keys
+    /// wait for each other instead of deadlocking.
     pub async fn claim_ratings(
         &self,
         keys: &[(String, String, i16, Uuid)],
@@ -167,6 +169,11 @@ impl Store {
         if keys.is_empty() {
             return Ok(vec![]);
         }
+        // Stable: equal keys keep their input order.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by(|&a, &b| (&keys[a].0, &keys[a].1, keys[a].2).cmp(&(&keys[b].0, &keys[b].1, keys[b].2)));
+        let sorted: Vec<&(String, String, i16, Uuid)> = order.iter().map(|&i| &keys[i]).collect();
+        let keys = sorted;
         let recs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
         let stages: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
         let assess: Vec<i16> = keys.iter().map(|k| k.2).collect();
@@ -212,19 +219,20 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(holders
-            .into_iter()
-            .zip(keys)
-            .map(|(h, (rec, stage, assess, id))| {
-                if h == *id {
-                    Claim::Claimed
-                } else if resumed.iter().any(|(r, s, a)| r == rec && s == stage && a == assess) {
-                    Claim::Resumed(h)
-                } else {
-                    Claim::Existing(h)
-                }
-            })
-            .collect())
+        if holders.len() != keys.len() {
+            return Err(Error::Protocol(format!("{} claim holders for {} keys", holders.len(), keys.len())));
+        }
+        let mut out = vec![Claim::Claimed; keys.len()];
+        for ((h, (rec, stage, assess, id)), i) in holders.into_iter().zip(keys).zip(order) {
+            out[i] = if h == *id {
+                Claim::Claimed
+            } else if resumed.iter().any(|(r, s, a)| r == rec && s == stage && a == assess) {
+                Claim::Resumed(h)
+            } else {
+                Claim::Existing(h)
+            };
+        }
+        Ok(out)
     }
 
     /// When each (service record, stage)'s first rating was accepted (`None`: no first rating

@@ -114,11 +114,13 @@ pub async fn run(
         if config.pii.is_none() {
             tracing::warn!("HCP_PII_KEY is not set: ratings carrying a rater identity will be refused (503)");
         }
-        let gate = store.clone().map(|store| Gate {
-            store,
-            auth: if config.ingest_auth_required { AuthMode::Required } else { AuthMode::Optional },
-            takeover_after: config.produce_timeout * 2 + Duration::from_secs(5),
-            follow_up_window: Duration::from_secs(u64::from(config.follow_up_days) * 86_400),
+        let gate = store.clone().map(|store| {
+            Gate::new(
+                store,
+                if config.ingest_auth_required { AuthMode::Required } else { AuthMode::Optional },
+                config.produce_timeout * 2 + Duration::from_secs(5),
+                Duration::from_secs(u64::from(config.follow_up_days) * 86_400),
+            )
         });
         let invitations = gate.as_ref().map(|g| InvitationConfig {
             keys: config.invitation_key.clone().unwrap_or_else(|| {
