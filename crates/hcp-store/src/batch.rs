@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use hcp_domain::aggregate::AggFacts;
 use hcp_domain::attribution::parse_scope_key;
 use hcp_domain::integrity::{IntegrityFlag, IntegrityPolicy, Press, Probes};
-use hcp_domain::{Attribution, Grade, GradeCounts, RatingSubmitted, Rollup, SplitKey};
+use hcp_domain::{Attribution, Grade, GradeCounts, RatingSubmitted, Rollup};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -450,67 +450,66 @@ async fn insert_ratings(
 /// Adds a rollup's deltas to `rating_aggregates` and its split rows to `rating_splits` (one
 /// statement each, rows in a stable order); returns the number of aggregate rows touched.
 pub(crate) async fn upsert_aggregates(tx: &mut Transaction<'_, Postgres>, rollup: Rollup) -> Result<usize, Error> {
-    upsert_splits(tx, rollup.split_rows()).await?;
-    let rows = rollup.into_rows();
-    if rows.is_empty() {
-        return Ok(0);
+    let splits = rollup.split_rows();
+    if !splits.is_empty() {
+        let sql = add_counts_sql(
+            "rating_splits",
+            &[("reach", "text"), ("day_start", "timestamptz"), ("dimension", "text"), ("value", "text")],
+        );
+        let q = sqlx::query(&sql)
+            .bind(splits.iter().map(|(k, _)| k.reach.as_str()).collect::<Vec<_>>())
+            .bind(splits.iter().map(|(k, _)| k.day_start).collect::<Vec<_>>())
+            .bind(splits.iter().map(|(k, _)| k.dim.as_str()).collect::<Vec<_>>())
+            .bind(splits.iter().map(|(k, _)| k.value.as_str()).collect::<Vec<_>>());
+        bind_counts(q, &splits).execute(&mut **tx).await?;
     }
-    let scopes: Vec<&str> = rows.iter().map(|(k, _)| k.scope.as_str()).collect();
-    let ids: Vec<&str> = rows.iter().map(|(k, _)| k.scope_id.as_str()).collect();
-    let widths: Vec<&str> = rows.iter().map(|(k, _)| k.width.as_str()).collect();
-    let starts: Vec<DateTime<Utc>> = rows.iter().map(|(k, _)| k.bucket_start).collect();
-    let n = |i: usize| rows.iter().map(|(_, c)| c.0[i]).collect::<Vec<i64>>();
-    sqlx::query(
-        "INSERT INTO rating_aggregates AS a (scope, scope_id, width, bucket_start, n1, n2, n3, n4, n5)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                              $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
-         ON CONFLICT (scope, scope_id, width, bucket_start) DO UPDATE
-            SET n1 = a.n1 + EXCLUDED.n1, n2 = a.n2 + EXCLUDED.n2, n3 = a.n3 + EXCLUDED.n3,
-                n4 = a.n4 + EXCLUDED.n4, n5 = a.n5 + EXCLUDED.n5, updated_at = now()",
-    )
-    .bind(scopes)
-    .bind(ids)
-    .bind(widths)
-    .bind(starts)
-    .bind(n(0))
-    .bind(n(1))
-    .bind(n(2))
-    .bind(n(3))
-    .bind(n(4))
-    .execute(&mut **tx)
-    .await?;
+    let rows = rollup.into_rows();
+    if !rows.is_empty() {
+        let sql = add_counts_sql(
+            "rating_aggregates",
+            &[("scope", "text"), ("scope_id", "text"), ("width", "text"), ("bucket_start", "timestamptz")],
+        );
+        let q = sqlx::query(&sql)
+            .bind(rows.iter().map(|(k, _)| k.scope.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(k, _)| k.scope_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(k, _)| k.width.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(k, _)| k.bucket_start).collect::<Vec<_>>());
+        bind_counts(q, &rows).execute(&mut **tx).await?;
+    }
     Ok(rows.len())
 }
 
-async fn upsert_splits(tx: &mut Transaction<'_, Postgres>, rows: Vec<(SplitKey, GradeCounts)>) -> Result<(), Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let reaches: Vec<&str> = rows.iter().map(|(k, _)| k.reach.as_str()).collect();
-    let days: Vec<DateTime<Utc>> = rows.iter().map(|(k, _)| k.day_start).collect();
-    let dims: Vec<&str> = rows.iter().map(|(k, _)| k.dim.as_str()).collect();
-    let values: Vec<&str> = rows.iter().map(|(k, _)| k.value.as_str()).collect();
-    let n = |i: usize| rows.iter().map(|(_, c)| c.0[i]).collect::<Vec<i64>>();
-    sqlx::query(
-        "INSERT INTO rating_splits AS a (reach, day_start, dimension, value, n1, n2, n3, n4, n5)
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[],
-                              $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
-         ON CONFLICT (reach, dimension, day_start, value) DO UPDATE
+/// `INSERT … SELECT * FROM UNNEST(…) ON CONFLICT (keys) DO UPDATE` adding the five grade counts
+/// to a rollup table whose primary key is exactly `keys` (name, SQL type): the key arrays are
+/// `$1…$k`, the counts the five after them ([`bind_counts`]).
+fn add_counts_sql(table: &str, keys: &[(&str, &str)]) -> String {
+    let names: Vec<&str> = keys.iter().map(|(n, _)| *n).collect();
+    let arrays: Vec<String> = keys
+        .iter()
+        .map(|(_, t)| *t)
+        .chain(["int8"; 5])
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", i + 1))
+        .collect();
+    let names = names.join(", ");
+    format!(
+        "INSERT INTO {table} AS a ({names}, n1, n2, n3, n4, n5) SELECT * FROM UNNEST({})
+         ON CONFLICT ({names}) DO UPDATE
             SET n1 = a.n1 + EXCLUDED.n1, n2 = a.n2 + EXCLUDED.n2, n3 = a.n3 + EXCLUDED.n3,
                 n4 = a.n4 + EXCLUDED.n4, n5 = a.n5 + EXCLUDED.n5, updated_at = now()",
+        arrays.join(", ")
     )
-    .bind(reaches)
-    .bind(days)
-    .bind(dims)
-    .bind(values)
-    .bind(n(0))
-    .bind(n(1))
-    .bind(n(2))
-    .bind(n(3))
-    .bind(n(4))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+}
+
+/// Binds the five grade-count arrays of `rows` (after the key arrays).
+fn bind_counts<'q, K>(
+    mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    rows: &[(K, GradeCounts)],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    for grade in 0..5 {
+        q = q.bind(rows.iter().map(|(_, c)| c.0[grade]).collect::<Vec<i64>>());
+    }
+    q
 }
 
 async fn insert_rejected(
