@@ -179,6 +179,10 @@ impl Store {
         let assess: Vec<i16> = keys.iter().map(|k| k.2).collect();
         let ids: Vec<Uuid> = keys.iter().map(|k| k.3).collect();
         let stale = format!("{} milliseconds", takeover_after.as_millis());
+        // One transaction: a claim inserted and then left unanswered (the database lost between
+        // two statements) must not stay behind as a pending claim of a rating never produced —
+        // a retry would get a 409 naming it (the fault-injection test caught exactly that when
+        // the two statements ran without a transaction).
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO rating_claims (service_record_no, stage, assess_number, rating_id, state)
@@ -194,13 +198,20 @@ impl Store {
         .await?;
         // Released claims (a failed produce) and stale pending ones (a producer that crashed or
         // gave up) are resumed under their first rating id: the earlier attempt may still reach
-        // the broker, and then both copies carry the id the client is told.
-        let resumed: Vec<(String, String, i16)> = sqlx::query_as(
-            "UPDATE rating_claims c SET state = 'pending', claimed_at = now()
-               FROM UNNEST($1::text[], $2::text[], $3::int2[]) AS t(rec, stage, assess)
-              WHERE c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
-                AND (c.state = 'released' OR (c.state = 'pending' AND c.claimed_at < now() - $4::interval))
-             RETURNING c.service_record_no, c.stage, c.assess_number",
+        // the broker, and then both copies carry the id the client is told. The holders are read
+        // in the same statement (the update never changes a holder): four round trips in all.
+        let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+            "WITH t AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS t(rec, stage, assess, n)),
+                  res AS (
+                 UPDATE rating_claims c SET state = 'pending', claimed_at = now()
+                   FROM t
+                  WHERE c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
+                    AND (c.state = 'released' OR (c.state = 'pending' AND c.claimed_at < now() - $4::interval))
+                 RETURNING c.service_record_no, c.stage, c.assess_number)
+             SELECT c.rating_id, EXISTS (SELECT 1 FROM res WHERE res.service_record_no = t.rec AND res.stage = t.stage
+                                                             AND res.assess_number = t.assess)
+               FROM t JOIN rating_claims c ON c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
+              ORDER BY t.n",
         )
         .bind(&recs)
         .bind(&stages)
@@ -208,25 +219,16 @@ impl Store {
         .bind(&stale)
         .fetch_all(&mut *tx)
         .await?;
-        let holders: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT c.rating_id FROM UNNEST($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS t(rec, stage, assess, n)
-               JOIN rating_claims c ON c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
-              ORDER BY t.n",
-        )
-        .bind(&recs)
-        .bind(&stages)
-        .bind(&assess)
-        .fetch_all(&mut *tx)
-        .await?;
         tx.commit().await?;
+        let holders = rows;
         if holders.len() != keys.len() {
             return Err(Error::Protocol(format!("{} claim holders for {} keys", holders.len(), keys.len())));
         }
         let mut out = vec![Claim::Claimed; keys.len()];
-        for ((h, (rec, stage, assess, id)), i) in holders.into_iter().zip(keys).zip(order) {
-            out[i] = if h == *id {
+        for (((h, resumed), key), i) in holders.into_iter().zip(keys).zip(order) {
+            out[i] = if h == key.3 {
                 Claim::Claimed
-            } else if resumed.iter().any(|(r, s, a)| r == rec && s == stage && a == assess) {
+            } else if resumed {
                 Claim::Resumed(h)
             } else {
                 Claim::Existing(h)
