@@ -364,14 +364,11 @@ struct Work {
     integrity: IntegrityPolicy,
 }
 
-/// The flags of the batch's presses that look gamed, judged with the stored history of the same
-/// devices and staff members that can change a verdict (one query per batch, see
+/// Flags the batch's presses that look gamed, judged with the stored history of the same devices
+/// and staff members that can change a verdict (one query per batch, see
 /// [`Store::recent_presses`]).
-async fn check_integrity(
-    store: &Store,
-    policy: &IntegrityPolicy,
-    batch: &Batch,
-) -> Result<std::collections::HashMap<uuid::Uuid, Vec<integrity::IntegrityFlag>>, sqlx::Error> {
+async fn check_integrity(store: &Store, policy: &IntegrityPolicy, batch: &mut Batch) -> Result<(), sqlx::Error> {
+    batch.exclude_flagged = policy.exclude_flagged;
     let presses: Vec<Press> = batch
         .ratings
         .iter()
@@ -386,7 +383,11 @@ async fn check_integrity(
         })
         .collect();
     let history = store.recent_presses(&integrity::probes(policy, &presses), policy).await?;
-    Ok(integrity::check(policy, &history, &presses))
+    let flags = integrity::check(policy, &history, &presses);
+    for r in &mut batch.ratings {
+        r.integrity_flags = flags.get(&r.event.rating_id).cloned().unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// Why one attempt at a batch failed.
@@ -451,25 +452,15 @@ impl Work {
         let started = Instant::now();
         let snap = self.cache.fresh(&self.handle)?;
         attribute_batch(batch, &snap, &self.stats);
-        // Which ratings the write will find new, known before it starts (index probes), so their
-        // events are published while PostgreSQL writes instead of after; looked up while the
-        // anti-gaming history is read.
-        let (flags, expected_ids) = self.handle.block_on(async {
-            tokio::join!(
-                check_integrity(&self.store, &self.integrity, batch),
-                self.store.expected_new_ids(&batch.ratings)
-            )
-        });
-        let (flags, expected_ids) = (flags?, expected_ids?);
-        batch.exclude_flagged = self.integrity.exclude_flagged;
-        for r in &mut batch.ratings {
-            r.integrity_flags = flags.get(&r.event.rating_id).cloned().unwrap_or_default();
-        }
+        self.handle.block_on(check_integrity(&self.store, &self.integrity, batch))?;
         let attributed = started.elapsed();
         let (store, producer, topic, dlq) = (&self.store, &self.producer, &self.attributed_topic, &self.dlq_topic);
         let batch = &*batch;
         self.handle.block_on(async {
             let now = chrono::Utc::now();
+            // Which ratings the write will find new, known before it starts (index probes), so
+            // their events are published while PostgreSQL writes instead of after.
+            let expected_ids = store.expected_new_ids(&batch.ratings).await?;
             // Once per id: a record the topic holds twice is one rating.
             let mut picked = HashSet::new();
             let expected: Vec<&StoredRating> = batch
