@@ -451,7 +451,9 @@ impl Work {
     fn attempt(&mut self, batch: &mut Batch) -> Result<hcp_store::BatchOutcome, AttemptError> {
         let started = Instant::now();
         let snap = self.cache.fresh(&self.handle)?;
+        let snapshot_checked = started.elapsed();
         attribute_batch(batch, &snap, &self.stats);
+        let integrity_started = started.elapsed();
         self.handle.block_on(check_integrity(&self.store, &self.integrity, batch))?;
         let attributed = started.elapsed();
         let (store, producer, topic, dlq) = (&self.store, &self.producer, &self.attributed_topic, &self.dlq_topic);
@@ -502,6 +504,8 @@ impl Work {
             tracing::debug!(
                 records = batch.ratings.len(),
                 attribute_ms = attributed.as_secs_f64() * 1e3,
+                snapshot_ms = snapshot_checked.as_secs_f64() * 1e3,
+                integrity_ms = (attributed - integrity_started).as_secs_f64() * 1e3,
                 write_ms = (written - attributed).as_secs_f64() * 1e3,
                 publish_ms = (published - attributed).as_secs_f64() * 1e3,
                 commit_ms = (started.elapsed() - before_commit).as_secs_f64() * 1e3,
