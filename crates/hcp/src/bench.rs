@@ -232,6 +232,10 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
 
     // 5. hcp aggregator in its own process: pre-filled topic → attributed against the demo
     //    directory → committed ratings + aggregates + work orders + positions, events published.
+    //    Its log (RUST_LOG as given to the bench) goes to a file, so batch timings can be read.
+    let agg_log_path = std::env::temp_dir().join(format!("hcp-bench-aggregator-{run_id}.log"));
+    let agg_log = std::fs::File::create(&agg_log_path).context("creating the aggregator's log file")?;
+    eprintln!("aggregator log: {}", agg_log_path.display());
     let mut agg = std::process::Command::new(std::env::current_exe()?)
         .args(["serve", "--components", "aggregator"])
         .env("DATABASE_URL", &db_url)
@@ -239,7 +243,7 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
         .env("HCP_AGGREGATOR_GROUP", &cfg.aggregator_group)
         .env("HCP_HTTP_ADDR", "127.0.0.1:0")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(agg_log)
         .spawn()
         .context("starting the aggregator process")?;
     let t = Instant::now();
