@@ -57,6 +57,10 @@ pub struct BenchOptions {
     /// Older ratings inserted before timing the board query (e.g. 10000000).
     #[arg(long, default_value_t = 0)]
     pub history: u64,
+    /// Stop after the aggregator (its ceilings, the naive design and the aggregator only): the
+    /// quick loop for work on the consume → store path.
+    #[arg(long)]
+    pub aggregator_only: bool,
 }
 
 /// One line of the result table.
@@ -281,6 +285,9 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
         "target ≥ ×10",
         Compare::Baseline(naive_row),
     ));
+    if opts.aggregator_only {
+        return Ok(rows);
+    }
 
     // 6. Bare axum JSON endpoint under the same load generator (HTTP ceiling), load from its
     //    own process.
