@@ -501,3 +501,60 @@ async fn duplicates_on_the_topic_are_stored_and_published_once() {
     assert_eq!(keys, expected, "one attributed event per stored rating, none for the duplicates");
     app.stop_aggregator().await;
 }
+
+/// The aggregator prepares a batch while the previous one is still being written: which ratings
+/// it will find new must count that pending batch as stored (its ids and its slots), whether it
+/// has committed yet or not, as well as what is stored and what comes earlier in the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ratings_expected_new_count_the_pending_batch_as_stored() {
+    let app = TestApp::start().await;
+    let event = |record: &str| {
+        hcp_domain::RatingInput {
+            channel: Some("app".into()),
+            stage: Some("online".into()),
+            service_record_no: Some(record.into()),
+            grade: Some(3),
+            ..Default::default()
+        }
+        .validate(uuid::Uuid::now_v7(), Utc::now())
+        .unwrap()
+    };
+    let stored_rating = |event: &hcp_domain::RatingSubmitted, offset: i64| hcp_store::StoredRating {
+        event: event.clone(),
+        attribution: Default::default(),
+        partition: 0,
+        offset,
+        integrity_flags: Vec::new(),
+    };
+    let batch = |ratings: Vec<hcp_store::StoredRating>| hcp_store::Batch {
+        group_id: "expected-test".into(),
+        topic: "expected-test".into(),
+        ratings,
+        ..Default::default()
+    };
+    let stored = event("EXP-STORED");
+    app.store.apply_batch(&batch(vec![stored_rating(&stored, 0)])).await.unwrap();
+    let pending = event("EXP-PENDING");
+    let pending_batch = vec![stored_rating(&pending, 1)];
+    let (same_slot_as_pending, fresh) = (event("EXP-PENDING"), event("EXP-FRESH"));
+    let fresh_again_other_id = event("EXP-FRESH");
+    let next = vec![
+        stored_rating(&stored, 2),
+        stored_rating(&pending, 3),
+        stored_rating(&same_slot_as_pending, 4),
+        stored_rating(&fresh, 5),
+        stored_rating(&fresh_again_other_id, 6),
+    ];
+
+    let expected = app.store.expected_new_ids(&next, &pending_batch).await.unwrap();
+    assert_eq!(expected, [fresh.rating_id].into(), "only the rating neither stored, pending nor earlier in the batch");
+    // Nothing pending: the pending batch's ratings are new again.
+    let expected = app.store.expected_new_ids(&next, &[]).await.unwrap();
+    assert_eq!(expected, [pending.rating_id, fresh.rating_id].into());
+    // The pending batch committed meanwhile: the same answer as while it was pending.
+    app.store.apply_batch(&batch(pending_batch.clone())).await.unwrap();
+    let expected = app.store.expected_new_ids(&next, &pending_batch).await.unwrap();
+    assert_eq!(expected, [fresh.rating_id].into());
+    let expected = app.store.expected_new_ids(&next, &[]).await.unwrap();
+    assert_eq!(expected, [fresh.rating_id].into());
+}

@@ -1,7 +1,7 @@
 //! The consume → store loop and the rebalance hook that seeks to positions kept in PostgreSQL.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::directory::{attribute_batch, AggregatorStats, SnapshotCache};
 use crate::metrics;
@@ -88,6 +90,11 @@ struct PositionContext {
     revoked: Mutex<HashSet<i32>>,
     /// Partitions currently assigned.
     assigned: AtomicUsize,
+    /// The batch being written while the next one is polled and prepared.
+    in_flight: Mutex<Option<InFlight>>,
+    /// Set when a batch in flight ended without committing (shutdown interrupted its retries, or
+    /// its task panicked): no later batch may be written, or its positions would skip it.
+    writer_failed: AtomicBool,
 }
 
 impl ClientContext for PositionContext {
@@ -130,6 +137,9 @@ impl ConsumerContext for PositionContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions revoked");
+                // The next owner starts from the positions in PostgreSQL: let the batch being
+                // written commit first, so it does not read those records again.
+                self.finish_in_flight(consumer);
                 self.revoked.lock().expect("revoked lock").extend(partitions);
                 metrics::ASSIGNED.set(0);
                 self.assigned.store(0, Ordering::Relaxed);
@@ -146,6 +156,29 @@ impl ConsumerContext for PositionContext {
 }
 
 impl PositionContext {
+    /// Waits until the batch in flight (if any) is committed and mirrors its positions to Kafka.
+    /// Returns false when no further batch may be written ([`PositionContext::writer_failed`]).
+    fn finish_in_flight(&self, consumer: &BaseConsumer<Self>) -> bool {
+        let in_flight = self.in_flight.lock().expect("in-flight lock").take();
+        if let Some(f) = in_flight {
+            match self.handle.block_on(f.task) {
+                Ok(true) => commit_to_kafka(consumer, &self.topic, &f.batch.positions),
+                Ok(false) => self.writer_failed.store(true, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::error!(error = %e, "batch writer task failed");
+                    self.writer_failed.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        !self.writer_failed.load(Ordering::Relaxed)
+    }
+
+    /// The batch in flight, which the next batch's preparation must treat as stored although it
+    /// may not be committed yet.
+    fn pending_batch(&self) -> Option<Arc<Batch>> {
+        self.in_flight.lock().expect("in-flight lock").as_ref().map(|f| f.batch.clone())
+    }
+
     /// Loads the stored positions, retrying while PostgreSQL is away; `None` on shutdown.
     fn load_positions(&self, partitions: &[i32]) -> Option<std::collections::HashMap<i32, i64>> {
         let mut backoff = Duration::from_millis(100);
@@ -174,6 +207,9 @@ struct Polled {
     payload: Option<Vec<u8>>,
 }
 
+/// The consumer's prefetch budget (KiB): about two batches of 5 000 ratings.
+const PREFETCH_KIB: usize = 4096;
+
 /// How long a consumer may hold no partition before it re-joins the group with a fresh
 /// member (doubling up to [`MAX_IDLE_REJOIN`] while it keeps getting none).
 const IDLE_REJOIN: Duration = Duration::from_secs(15);
@@ -187,15 +223,20 @@ fn consume(
     shutdown: CancellationToken,
 ) -> Result<(), AggregatorError> {
     let mut idle_limit = IDLE_REJOIN;
-    let mut work = Work {
+    let writer = Arc::new(Writer {
         store: store.clone(),
-        handle: handle.clone(),
-        cache: SnapshotCache::new(store.clone(), config.stats.clone()),
         producer: RatingProducer::new(&config.kafka, &config.topics)?,
         attributed_topic: config.topics.rating_attributed.clone(),
         dlq_topic: config.topics.rating_dlq.clone(),
         stats: config.stats.clone(),
+    });
+    writer.producer.warm_up(&[&writer.attributed_topic, &writer.dlq_topic], Duration::from_secs(5));
+    let mut work = Work {
+        store: store.clone(),
+        handle: handle.clone(),
+        cache: SnapshotCache::new(store.clone(), config.stats.clone()),
         integrity: config.integrity,
+        writer,
     };
     while !shutdown.is_cancelled() {
         match consume_as_member(&config, &mut work, &shutdown, idle_limit)? {
@@ -235,33 +276,45 @@ fn consume_as_member(
         shutdown: shutdown.clone(),
         revoked: Mutex::new(HashSet::new()),
         assigned: AtomicUsize::new(0),
+        in_flight: Mutex::new(None),
+        writer_failed: AtomicBool::new(false),
     };
     let consumer: BaseConsumer<PositionContext> = config
         .kafka
         .consumer(&config.group_id)
         // Feeds the consumer-lag gauge (`PositionContext::stats`).
         .set("statistics.interval.ms", "5000")
+        // Prefetch about two batches, not librdkafka's 64 MiB: a lagging aggregator then fetches
+        // while it writes instead of pulling the whole backlog at once (which competes with the
+        // publish of the first batches on the broker, and holds the backlog in memory).
+        .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
         .create_with_context(context)?;
     consumer.subscribe(&[&topic])?;
     tracing::info!(%topic, group = %config.group_id, "aggregator consuming");
     let mut idle_since = Instant::now();
     let mut ever_assigned = false;
 
+    let context = consumer.context();
+    let mut stopped = false;
     while !shutdown.is_cancelled() {
-        if consumer.context().assigned.load(Ordering::Relaxed) > 0 {
+        if context.assigned.load(Ordering::Relaxed) > 0 {
             idle_since = Instant::now();
             ever_assigned = true;
         } else if idle_since.elapsed() > idle_limit {
             tracing::warn!(idle_secs = idle_limit.as_secs(), "no partitions assigned; re-joining as a new member");
-            consumer.unsubscribe();
-            return Ok(if ever_assigned { Membership::WorkedThenIdle } else { Membership::NeverAssigned });
+            break;
         }
-        consumer.context().revoked.lock().expect("revoked lock").clear();
+        context.revoked.lock().expect("revoked lock").clear();
         let polled = poll_batch(&consumer, config);
+        let finished = context.in_flight.lock().expect("in-flight lock").as_ref().is_some_and(|f| f.task.is_finished());
+        if finished && !context.finish_in_flight(&consumer) {
+            stopped = true;
+            break;
+        }
         if polled.is_empty() {
             continue;
         }
-        let revoked = std::mem::take(&mut *consumer.context().revoked.lock().expect("revoked lock"));
+        let revoked = std::mem::take(&mut *context.revoked.lock().expect("revoked lock"));
         let polled: Vec<Polled> = polled.into_iter().filter(|p| !revoked.contains(&p.partition)).collect();
         if polled.is_empty() {
             continue;
@@ -272,15 +325,42 @@ fn consume_as_member(
             records = batch.ratings.len() + batch.rejected.len(),
             partitions = batch.positions.len()
         );
-        let _guard = span.enter();
-        if !work.store_batch(&mut batch, shutdown) {
+        // Prepared while the previous batch is still being written ...
+        let pending = context.pending_batch();
+        let Some(expected) = span.in_scope(|| work.prepare(&mut batch, pending.as_deref(), shutdown)) else {
+            stopped = true;
+            break;
+        };
+        // ... and written only once that one committed, so positions only move forward.
+        if !context.finish_in_flight(&consumer) {
+            stopped = true;
             break;
         }
-        commit_to_kafka(&consumer, &topic, &batch.positions);
+        let batch = Arc::new(batch);
+        let task =
+            work.handle.spawn(work.writer.clone().store(batch.clone(), expected, shutdown.clone()).instrument(span));
+        *context.in_flight.lock().expect("in-flight lock") = Some(InFlight { task, batch });
     }
-    tracing::info!("aggregator stopping");
+    // The batch in flight is finished (committed, or abandoned by shutdown) before leaving.
+    context.finish_in_flight(&consumer);
+    if context.writer_failed.load(Ordering::Relaxed) && !shutdown.is_cancelled() {
+        return Err(AggregatorError::Thread("a batch writer task failed".into()));
+    }
     consumer.unsubscribe();
-    Ok(Membership::Stopped)
+    if stopped || shutdown.is_cancelled() {
+        tracing::info!("aggregator stopping");
+        return Ok(Membership::Stopped);
+    }
+    Ok(if ever_assigned { Membership::WorkedThenIdle } else { Membership::NeverAssigned })
+}
+
+/// A batch handed to its writer task, and what the next batch needs of it meanwhile.
+struct InFlight {
+    /// The writer task: true once committed, false when shutdown interrupted its retries.
+    task: tokio::task::JoinHandle<bool>,
+    /// The batch: its positions are mirrored to Kafka once committed; the next batch is
+    /// prepared as if it were stored.
+    batch: Arc<Batch>,
 }
 
 /// Polls until `max_batch` records or `max_wait` after the first one; empty after an idle 100 ms.
@@ -352,24 +432,18 @@ fn build_batch(group: &str, topic: &str, polled: Vec<Polled>) -> Batch {
     batch
 }
 
-/// What storing a batch needs, kept across group memberships.
+/// What preparing and storing batches needs, kept across group memberships.
 struct Work {
     store: Store,
     handle: Handle,
     cache: SnapshotCache,
-    producer: RatingProducer,
-    attributed_topic: String,
-    dlq_topic: String,
-    stats: Arc<AggregatorStats>,
     integrity: IntegrityPolicy,
+    writer: Arc<Writer>,
 }
 
-/// Flags the batch's presses that look gamed, judged with the stored history of the same devices
-/// and staff members that can change a verdict (one query per batch, see
-/// [`Store::recent_presses`]).
-async fn check_integrity(store: &Store, policy: &IntegrityPolicy, batch: &mut Batch) -> Result<(), sqlx::Error> {
-    batch.exclude_flagged = policy.exclude_flagged;
-    let presses: Vec<Press> = batch
+/// The presses of a batch as the anti-gaming checks see them.
+fn presses_of(batch: &Batch) -> Vec<Press> {
+    batch
         .ratings
         .iter()
         .map(|r| Press {
@@ -381,8 +455,27 @@ async fn check_integrity(store: &Store, policy: &IntegrityPolicy, batch: &mut Ba
             rated_at: r.event.rated_at,
             rater_staff: r.event.rater.as_ref().map(|x| x.staff_ids.clone()).unwrap_or_default(),
         })
-        .collect();
-    let history = store.recent_presses(&integrity::probes(policy, &presses), policy).await?;
+        .collect()
+}
+
+/// Flags the batch's presses that look gamed, judged with the stored history of the same devices
+/// and staff members that can change a verdict (one query per batch, see
+/// [`Store::recent_presses`]) and with the presses of `pending`, the batch still being written.
+async fn check_integrity(
+    store: &Store,
+    policy: &IntegrityPolicy,
+    batch: &mut Batch,
+    pending: Option<&Batch>,
+) -> Result<(), sqlx::Error> {
+    batch.exclude_flagged = policy.exclude_flagged;
+    let presses = presses_of(batch);
+    let mut history = store.recent_presses(&integrity::probes(policy, &presses), policy).await?;
+    if let Some(pending) = pending {
+        // It may have committed meanwhile: each press once. More history than the probes return
+        // cannot change a verdict (they return all that can).
+        let stored: HashSet<Uuid> = history.iter().map(|p| p.rating_id).collect();
+        history.extend(presses_of(pending).into_iter().filter(|p| !stored.contains(&p.rating_id)));
+    }
     let flags = integrity::check(policy, &history, &presses);
     for r in &mut batch.ratings {
         r.integrity_flags = flags.get(&r.event.rating_id).cloned().unwrap_or_default();
@@ -399,15 +492,84 @@ enum AttemptError {
     Publish(#[from] hcp_bus::PublishError),
 }
 
+/// Waits out a retry's backoff (doubling up to 5 s); false when shutdown was asked for.
+fn backoff_or_stop(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
+    if shutdown.is_cancelled() {
+        return false;
+    }
+    std::thread::sleep(*backoff);
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    true
+}
+
 impl Work {
-    /// Stores the batch, retrying while PostgreSQL or the broker fails. Returns false when
-    /// shutdown interrupted the retries (nothing of the batch was committed; it is read again
-    /// on the next start).
-    fn store_batch(&mut self, batch: &mut Batch, shutdown: &CancellationToken) -> bool {
+    /// Attributes the batch in memory (refreshing the snapshot if the directory moved), flags
+    /// gamed presses and finds which of its ratings are new, all as if `pending` (the batch still
+    /// being written) were stored; retries while PostgreSQL fails. Returns the ids of the new
+    /// ratings, or `None` when shutdown interrupted the retries (nothing of the batch was written).
+    fn prepare(
+        &mut self,
+        batch: &mut Batch,
+        pending: Option<&Batch>,
+        shutdown: &CancellationToken,
+    ) -> Option<HashSet<Uuid>> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            match self.attempt(batch) {
+            let attempt = self.cache.fresh(&self.handle).and_then(|snap| {
+                let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
+                attribute_batch(batch, &snap, &self.writer.stats);
+                let integrity_started = Instant::now();
+                self.handle.block_on(check_integrity(&self.store, &self.integrity, batch, pending))?;
+                let integrity_ms = integrity_started.elapsed().as_secs_f64() * 1e3;
+                let lookup_started = Instant::now();
+                // Known before the write starts, so their events are published while PostgreSQL
+                // writes instead of after.
+                let pending_ratings = pending.map(|p| p.ratings.as_slice()).unwrap_or_default();
+                let expected = self.handle.block_on(self.store.expected_new_ids(&batch.ratings, pending_ratings))?;
+                tracing::debug!(
+                    records = batch.ratings.len(),
+                    snapshot_ms,
+                    integrity_ms,
+                    lookup_ms = lookup_started.elapsed().as_secs_f64() * 1e3,
+                    prepare_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "batch prepared"
+                );
+                Ok(expected)
+            });
+            match attempt {
+                Ok(expected) => return Some(expected),
+                Err(e) => {
+                    metrics::BATCH_FAILURES.inc();
+                    tracing::warn!(error = %e, "batch preparation failed; retrying");
+                    if !backoff_or_stop(&mut backoff, shutdown) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes prepared batches, one task per batch; a batch's task is spawned only after the
+/// previous one committed.
+struct Writer {
+    store: Store,
+    producer: RatingProducer,
+    attributed_topic: String,
+    dlq_topic: String,
+    stats: Arc<AggregatorStats>,
+}
+
+impl Writer {
+    /// Stores the batch, retrying while PostgreSQL or the broker fails. Returns false when
+    /// shutdown interrupted the retries (nothing of the batch was committed; it is read again
+    /// on the next start).
+    async fn store(self: Arc<Self>, batch: Arc<Batch>, expected: HashSet<Uuid>, shutdown: CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            match self.attempt(&batch, &expected).await {
                 Ok(o) => {
                     self.stats.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     metrics::BATCHES.inc();
@@ -436,97 +598,86 @@ impl Work {
                     if shutdown.is_cancelled() {
                         return false;
                     }
-                    std::thread::sleep(backoff);
+                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
     }
 
-    /// One attempt: refresh the snapshot if the directory moved, attribute in memory, then write
-    /// the transaction and, at the same time, publish the attributed events of the ratings not
-    /// stored before and the dead letters; commit only once both are done. A crash after
-    /// publishing and before the commit publishes them again on the re-read (consumers keep the
-    /// latest per rating id); a commit never happens without the publish.
-    fn attempt(&mut self, batch: &mut Batch) -> Result<hcp_store::BatchOutcome, AttemptError> {
+    /// One attempt: write the transaction and, at the same time, publish the attributed events
+    /// of the ratings expected new (`expected_ids`, see [`Work::prepare`]) and the dead letters;
+    /// commit only once both are done. A crash after publishing and before the commit publishes
+    /// them again on the re-read (consumers keep the latest per rating id); a commit never
+    /// happens without the publish.
+    async fn attempt(
+        &self,
+        batch: &Batch,
+        expected_ids: &HashSet<Uuid>,
+    ) -> Result<hcp_store::BatchOutcome, AttemptError> {
         let started = Instant::now();
-        let snap = self.cache.fresh(&self.handle)?;
-        let snapshot_checked = started.elapsed();
-        attribute_batch(batch, &snap, &self.stats);
-        let integrity_started = started.elapsed();
-        self.handle.block_on(check_integrity(&self.store, &self.integrity, batch))?;
-        let attributed = started.elapsed();
         let (store, producer, topic, dlq) = (&self.store, &self.producer, &self.attributed_topic, &self.dlq_topic);
-        let batch = &*batch;
-        self.handle.block_on(async {
-            let now = chrono::Utc::now();
-            // Which ratings the write will find new, known before it starts (index probes), so
-            // their events are published while PostgreSQL writes instead of after.
-            let expected_ids = store.expected_new_ids(&batch.ratings).await?;
-            // Once per id: a record the topic holds twice is one rating.
-            let mut picked = HashSet::new();
-            let expected: Vec<&StoredRating> = batch
-                .ratings
-                .iter()
-                .filter(|r| expected_ids.contains(&r.event.rating_id) && picked.insert(r.event.rating_id))
-                .collect();
-            let write = async {
-                let pending = store.begin_batch(batch).await;
-                (pending, started.elapsed())
-            };
-            let publish = async {
-                publish_attributed(producer, topic, &expected, now).await?;
-                publish_dead_letters(producer, dlq, batch, now).await?;
-                Ok::<_, hcp_bus::PublishError>(started.elapsed())
-            };
-            let ((pending, written), published) = tokio::join!(write, publish);
-            let (mut pending, published) = (pending?, published?);
-            // Only a concurrent writer of the same ratings (a partition changing hands mid-batch)
-            // makes the write differ: a rating it stored first was published anyway (that writer
-            // publishes it too; consumers keep the latest), and one stored new here that was not
-            // expected is published now, still before the commit.
-            let late: Vec<&StoredRating> = batch
-                .ratings
-                .iter()
-                .filter(|r| {
-                    let id = r.event.rating_id;
-                    pending.new_ids.contains(&id) && !expected_ids.contains(&id) && picked.insert(id)
-                })
-                .collect();
-            let early = expected_ids.iter().filter(|id| !pending.new_ids.contains(id)).count();
-            if early > 0 || !late.is_empty() {
-                tracing::warn!(early, late = late.len(), "another writer stored ratings of this batch concurrently");
+        let now = chrono::Utc::now();
+        // Once per id: a record the topic holds twice is one rating.
+        let mut picked = HashSet::new();
+        let expected: Vec<&StoredRating> = batch
+            .ratings
+            .iter()
+            .filter(|r| expected_ids.contains(&r.event.rating_id) && picked.insert(r.event.rating_id))
+            .collect();
+        let write = async {
+            let pending = store.begin_batch(batch).await;
+            (pending, started.elapsed())
+        };
+        let publish = async {
+            publish_attributed(producer, topic, &expected, now).await?;
+            publish_dead_letters(producer, dlq, batch, now).await?;
+            Ok::<_, hcp_bus::PublishError>(started.elapsed())
+        };
+        let ((pending, written), published) = tokio::join!(write, publish);
+        let (mut pending, published) = (pending?, published?);
+        // Only a concurrent writer of the same ratings (a partition changing hands mid-batch)
+        // makes the write differ: a rating it stored first was published anyway (that writer
+        // publishes it too; consumers keep the latest), and one stored new here that was not
+        // expected is published now, still before the commit.
+        let late: Vec<&StoredRating> = batch
+            .ratings
+            .iter()
+            .filter(|r| {
+                let id = r.event.rating_id;
+                pending.new_ids.contains(&id) && !expected_ids.contains(&id) && picked.insert(id)
+            })
+            .collect();
+        let early = expected_ids.iter().filter(|id| !pending.new_ids.contains(id)).count();
+        if early > 0 || !late.is_empty() {
+            tracing::warn!(early, late = late.len(), "another writer stored ratings of this batch concurrently");
+        }
+        publish_attributed(producer, topic, &late, now).await?;
+        let mut new_ids = std::mem::take(&mut pending.new_ids);
+        let before_commit = started.elapsed();
+        let outcome = pending.commit().await?;
+        tracing::debug!(
+            records = batch.ratings.len(),
+            write_ms = written.as_secs_f64() * 1e3,
+            publish_ms = published.as_secs_f64() * 1e3,
+            commit_ms = (started.elapsed() - before_commit).as_secs_f64() * 1e3,
+            "batch timings"
+        );
+        // Once per id (`remove`), as above.
+        let new = batch.ratings.iter().filter(|r| new_ids.remove(&r.event.rating_id));
+        metrics::PUBLISHED.inc_by((expected.len() + late.len()) as u64);
+        metrics::ORDERS_OPENED.inc_by(outcome.orders_opened as u64);
+        for r in new {
+            for f in &r.integrity_flags {
+                metrics::INTEGRITY_FLAGS.with_label_values(&[f.as_str()]).inc();
             }
-            publish_attributed(producer, topic, &late, now).await?;
-            let mut new_ids = std::mem::take(&mut pending.new_ids);
-            let before_commit = started.elapsed();
-            let outcome = pending.commit().await?;
-            tracing::debug!(
-                records = batch.ratings.len(),
-                attribute_ms = attributed.as_secs_f64() * 1e3,
-                snapshot_ms = snapshot_checked.as_secs_f64() * 1e3,
-                integrity_ms = (attributed - integrity_started).as_secs_f64() * 1e3,
-                write_ms = (written - attributed).as_secs_f64() * 1e3,
-                publish_ms = (published - attributed).as_secs_f64() * 1e3,
-                commit_ms = (started.elapsed() - before_commit).as_secs_f64() * 1e3,
-                "batch timings"
-            );
-            // Once per id (`remove`), as above.
-            let new = batch.ratings.iter().filter(|r| new_ids.remove(&r.event.rating_id));
-            metrics::PUBLISHED.inc_by((expected.len() + late.len()) as u64);
-            metrics::ORDERS_OPENED.inc_by(outcome.orders_opened as u64);
-            for r in new {
-                for f in &r.integrity_flags {
-                    metrics::INTEGRITY_FLAGS.with_label_values(&[f.as_str()]).inc();
-                }
-                let result = if r.attribution.is_flagged() { "flagged" } else { "complete" };
-                metrics::ATTRIBUTIONS.with_label_values(&[result]).inc();
-                for f in &r.attribution.flags {
-                    metrics::FLAGS.with_label_values(&[f.as_str()]).inc();
-                }
+            let result = if r.attribution.is_flagged() { "flagged" } else { "complete" };
+            metrics::ATTRIBUTIONS.with_label_values(&[result]).inc();
+            for f in &r.attribution.flags {
+                metrics::FLAGS.with_label_values(&[f.as_str()]).inc();
             }
-            Ok(outcome)
-        })
+        }
+        Ok(outcome)
     }
 }
 

@@ -208,11 +208,16 @@ impl Store {
             .collect()
     }
 
-    /// The ids of `ratings` that [`Store::begin_batch`] would store for the first time, as of
-    /// now: neither the id nor the (service record, stage, assess number) slot is stored, and no
+    /// The ids of `ratings` that [`Store::begin_batch`] would store for the first time once
+    /// `pending` (a batch being written, committed or not) is stored: neither the id nor the
+    /// (service record, stage, assess number) slot is stored now or taken in `pending`, and no
     /// earlier rating of the batch takes either (two index probes per rating). Only a concurrent
     /// writer of the same ratings can make the write differ.
-    pub async fn expected_new_ids(&self, ratings: &[StoredRating]) -> Result<HashSet<Uuid>, Error> {
+    pub async fn expected_new_ids(
+        &self,
+        ratings: &[StoredRating],
+        pending: &[StoredRating],
+    ) -> Result<HashSet<Uuid>, Error> {
         if ratings.is_empty() {
             return Ok(HashSet::new());
         }
@@ -232,6 +237,10 @@ impl Store {
         .collect();
         let mut ids = HashSet::new();
         let mut slots = HashSet::new();
+        for e in pending.iter().map(|r| &r.event) {
+            ids.insert(e.rating_id);
+            slots.insert((e.service_record_no.as_str(), e.stage.as_str(), e.assess_number.value()));
+        }
         let mut expected = HashSet::new();
         for r in ratings {
             let e = &r.event;
@@ -358,39 +367,43 @@ async fn insert_ratings(
     if ratings.is_empty() {
         return Ok(HashSet::new());
     }
-    let col = |f: fn(&StoredRating) -> Option<String>| ratings.iter().map(f).collect::<Vec<_>>();
+    // Columns borrow from the batch; only joined lists and JSON documents are built here.
+    let col = |f: fn(&StoredRating) -> Option<&str>| ratings.iter().map(f).collect::<Vec<_>>();
+    let joined = |f: fn(&StoredRating) -> String| ratings.iter().map(f).collect::<Vec<_>>();
     let ids: Vec<Uuid> = ratings.iter().map(|r| r.event.rating_id).collect();
-    let records = col(|r| Some(r.event.service_record_no.clone()));
-    let stages = col(|r| Some(r.event.stage.as_str().to_owned()));
+    let records = col(|r| Some(&r.event.service_record_no));
+    let stages = col(|r| Some(r.event.stage.as_str()));
     let assess: Vec<i16> = ratings.iter().map(|r| i16::from(r.event.assess_number.value())).collect();
-    let channels = col(|r| Some(r.event.channel.as_str().to_owned()));
-    let items = col(|r| r.event.service_item_code.clone());
-    let depts = col(|r| r.event.department_id.clone());
-    let halls = col(|r| r.event.hall_id.clone());
-    let windows = col(|r| r.event.window_id.clone());
-    let staff = col(|r| r.event.staff_id.clone());
-    let devices = col(|r| r.event.device_id.clone());
+    let channels = col(|r| Some(r.event.channel.as_str()));
+    let items = col(|r| r.event.service_item_code.as_deref());
+    let depts = col(|r| r.event.department_id.as_deref());
+    let halls = col(|r| r.event.hall_id.as_deref());
+    let windows = col(|r| r.event.window_id.as_deref());
+    let staff = col(|r| r.event.staff_id.as_deref());
+    let devices = col(|r| r.event.device_id.as_deref());
     let grades: Vec<i16> = ratings.iter().map(|r| i16::from(r.event.grade.value())).collect();
     // Tag codes are validated to [A-Za-z0-9_.-], so a comma join is unambiguous.
-    let tags = col(|r| Some(r.event.tags.join(",")));
-    let comments = col(|r| r.event.comment.clone());
+    let tags = joined(|r| r.event.tags.join(","));
+    let comments = col(|r| r.event.comment.as_deref());
     let rated: Vec<DateTime<Utc>> = ratings.iter().map(|r| r.event.rated_at).collect();
     let received: Vec<DateTime<Utc>> = ratings.iter().map(|r| r.event.received_at).collect();
     let partitions: Vec<i32> = ratings.iter().map(|r| r.partition).collect();
     let offsets: Vec<i64> = ratings.iter().map(|r| r.offset).collect();
-    let a_dept = col(|r| r.attribution.department_id.clone());
-    let a_hall = col(|r| r.attribution.hall_id.clone());
-    let a_window = col(|r| r.attribution.window_id.clone());
-    let a_staff = col(|r| r.attribution.staff_id.clone());
-    let a_json: Vec<serde_json::Value> =
-        ratings.iter().map(|r| serde_json::to_value(&r.attribution).unwrap_or_default()).collect();
+    let a_dept = col(|r| r.attribution.department_id.as_deref());
+    let a_hall = col(|r| r.attribution.hall_id.as_deref());
+    let a_window = col(|r| r.attribution.window_id.as_deref());
+    let a_staff = col(|r| r.attribution.staff_id.as_deref());
+    // JSON documents as text (cast in the statement): no `serde_json::Value` tree per rating.
+    let a_json = joined(|r| serde_json::to_string(&r.attribution).expect("attributions serialize"));
     // Flag names and scope keys never contain the unit separator (ids exclude control characters).
-    let a_flags = col(|r| Some(r.attribution.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\u{1f}")));
-    let a_scopes = col(|r| Some(r.attribution.scope_keys().join("\u{1f}")));
+    let a_flags = joined(|r| r.attribution.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\u{1f}"));
+    let a_scopes = joined(|r| r.attribution.scope_keys().join("\u{1f}"));
     let a_version: Vec<i64> = ratings.iter().map(|r| r.attribution.directory_version).collect();
-    let integrity = col(|r| Some(r.integrity_flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")));
-    let raters: Vec<Option<serde_json::Value>> =
-        ratings.iter().map(|r| r.event.rater.as_ref().and_then(|x| serde_json::to_value(x).ok())).collect();
+    let integrity = joined(|r| r.integrity_flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(","));
+    let raters: Vec<Option<String>> = ratings
+        .iter()
+        .map(|r| r.event.rater.as_ref().map(|x| serde_json::to_string(x).expect("raters serialize")))
+        .collect();
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel,
                               service_item_code, department_id, hall_id, window_id, staff_id, device_id,
@@ -401,14 +414,14 @@ async fn insert_ratings(
                               rater, integrity_flags)
          SELECT id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                 string_to_array(tags, ','), comment, rated, received, $19, part, off,
-                a_dept, a_hall, a_win, a_staff, a_json, string_to_array(a_flags, E'\\x1f'),
-                string_to_array(a_scopes, E'\\x1f'), a_version, now(), rater,
+                a_dept, a_hall, a_win, a_staff, a_json::jsonb, string_to_array(a_flags, E'\\x1f'),
+                string_to_array(a_scopes, E'\\x1f'), a_version, now(), rater::jsonb,
                 COALESCE(string_to_array(NULLIF(integrity, ''), ','), '{}')
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[],
                        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
                        $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[],
                        $17::int4[], $18::int8[], $20::text[], $21::text[], $22::text[], $23::text[],
-                       $24::jsonb[], $25::text[], $26::text[], $27::int8[], $28::jsonb[], $29::text[])
+                       $24::text[], $25::text[], $26::text[], $27::int8[], $28::text[], $29::text[])
                 AS t(id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                      tags, comment, rated, received, part, off, a_dept, a_hall, a_win, a_staff,
                      a_json, a_flags, a_scopes, a_version, rater, integrity)
