@@ -207,9 +207,6 @@ struct Polled {
     payload: Option<Vec<u8>>,
 }
 
-/// The consumer's prefetch budget (KiB): about two batches of 5 000 ratings.
-const PREFETCH_KIB: usize = 4096;
-
 /// How long a consumer may hold no partition before it re-joins the group with a fresh
 /// member (doubling up to [`MAX_IDLE_REJOIN`] while it keeps getting none).
 const IDLE_REJOIN: Duration = Duration::from_secs(15);
@@ -284,10 +281,6 @@ fn consume_as_member(
         .consumer(&config.group_id)
         // Feeds the consumer-lag gauge (`PositionContext::stats`).
         .set("statistics.interval.ms", "5000")
-        // Prefetch about two batches, not librdkafka's 64 MiB: a lagging aggregator then fetches
-        // while it writes instead of pulling the whole backlog at once (which competes with the
-        // publish of the first batches on the broker, and holds the backlog in memory).
-        .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
         .create_with_context(context)?;
     consumer.subscribe(&[&topic])?;
     tracing::info!(%topic, group = %config.group_id, "aggregator consuming");
