@@ -299,8 +299,10 @@ fn consume_as_member(
         }
         context.revoked.lock().expect("revoked lock").clear();
         let polled = poll_batch(&consumer, config);
+        // Reap a finished batch now (its Kafka mirror); a failure, also one found by a revoke
+        // during the poll, stops the loop.
         let finished = context.in_flight.lock().expect("in-flight lock").as_ref().is_some_and(|f| f.task.is_finished());
-        if finished && !context.finish_in_flight(&consumer) {
+        if (finished && !context.finish_in_flight(&consumer)) || context.writer_failed.load(Ordering::Relaxed) {
             stopped = true;
             break;
         }
