@@ -558,3 +558,65 @@ async fn ratings_expected_new_count_the_pending_batch_as_stored() {
     let expected = app.store.expected_new_ids(&next, &[]).await.unwrap();
     assert_eq!(expected, [fresh.rating_id].into());
 }
+
+/// The write inserts the ratings expected new without conflict checks; when another writer stored
+/// one of them (or took its slot) in between, it falls back to skipping conflicts and stores
+/// exactly the ratings not stored before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rating_stored_meanwhile_makes_the_expected_insert_fall_back() {
+    let app = TestApp::start().await;
+    let event = |record: &str, grade: i64| {
+        hcp_domain::RatingInput {
+            channel: Some("app".into()),
+            stage: Some("online".into()),
+            service_record_no: Some(record.into()),
+            grade: Some(grade),
+            comment: (grade <= 2).then(|| "办理太慢".into()),
+            ..Default::default()
+        }
+        .validate(uuid::Uuid::now_v7(), Utc::now())
+        .unwrap()
+    };
+    let batch = |events: &[&hcp_domain::RatingSubmitted]| hcp_store::Batch {
+        group_id: "fallback-test".into(),
+        topic: "fallback-test".into(),
+        ratings: events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| hcp_store::StoredRating {
+                event: (*e).clone(),
+                attribution: Default::default(),
+                partition: 0,
+                offset: i as i64,
+                integrity_flags: Vec::new(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    // Nothing in between: the expected ratings are stored as they are.
+    let (d, e) = (event("FB-D", 4), event("FB-E", 5));
+    let quiet = batch(&[&d, &e]);
+    let expected = app.store.expected_new_ids(&quiet.ratings, &[]).await.unwrap();
+    let pending = app.store.begin_batch(&quiet, Some(&expected)).await.unwrap();
+    assert_eq!(pending.new_ids, [d.rating_id, e.rating_id].into());
+    let outcome = pending.commit().await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (2, 0));
+
+    // Another writer stores `b` and takes `c`'s slot after the look-up.
+    let (a, b, c) = (event("FB-A", 1), event("FB-B", 2), event("FB-C", 3));
+    let next = batch(&[&a, &b, &c]);
+    let expected = app.store.expected_new_ids(&next.ratings, &[]).await.unwrap();
+    assert_eq!(expected, [a.rating_id, b.rating_id, c.rating_id].into());
+    let c_elsewhere = event("FB-C", 5);
+    app.store.apply_batch(&batch(&[&b, &c_elsewhere])).await.unwrap();
+    let pending = app.store.begin_batch(&next, Some(&expected)).await.unwrap();
+    assert_eq!(pending.new_ids, [a.rating_id].into(), "only the rating nobody stored in between");
+    let outcome = pending.commit().await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (1, 2));
+    assert_eq!(app.store.count_ratings().await.unwrap(), 5);
+    let holder: uuid::Uuid = sqlx::query_scalar("SELECT rating_id FROM ratings WHERE service_record_no = 'FB-C'")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(holder, c_elsewhere.rating_id, "the slot stays with the rating stored first");
+}

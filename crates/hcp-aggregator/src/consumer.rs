@@ -621,7 +621,7 @@ impl Writer {
             .filter(|r| expected_ids.contains(&r.event.rating_id) && picked.insert(r.event.rating_id))
             .collect();
         let write = async {
-            let pending = store.begin_batch(batch).await;
+            let pending = store.begin_batch(batch, Some(expected_ids)).await;
             (pending, started.elapsed())
         };
         let publish = async {

@@ -255,17 +255,33 @@ impl Store {
 
     /// Stores a batch in one transaction (see [`Store::begin_batch`]) and commits it.
     pub async fn apply_batch(&self, batch: &Batch) -> Result<BatchOutcome, Error> {
-        self.begin_batch(batch).await?.commit().await
+        self.begin_batch(batch, None).await?.commit().await
     }
 
     /// Writes a batch inside one open transaction: new ratings with their attribution,
     /// follow-up replacement, aggregate deltas computed from the newly inserted rows only,
     /// work orders for new bad ratings, rejected records, and the consumer positions. Either all of it commits or none of it
     /// does, so a crash anywhere neither loses nor double-counts a rating.
-    pub async fn begin_batch(&self, batch: &Batch) -> Result<PendingBatch, Error> {
+    ///
+    /// `expected_new` (from [`Store::expected_new_ids`]) lets the insert skip the conflict checks:
+    /// only those ratings are inserted, plainly, under a savepoint; should one of them be stored
+    /// meanwhile (a concurrent writer), the savepoint is rolled back and the whole batch inserted
+    /// with `ON CONFLICT DO NOTHING`, the path taken without `expected_new`. Either way the
+    /// ratings stored are the ones not stored before.
+    pub async fn begin_batch(
+        &self,
+        batch: &Batch,
+        expected_new: Option<&HashSet<Uuid>>,
+    ) -> Result<PendingBatch, Error> {
         let mut tx = self.pool.begin().await?;
         let mut outcome = BatchOutcome::default();
-        let new_ids = insert_ratings(&mut tx, &batch.topic, &batch.ratings).await?;
+        let new_ids = match expected_new {
+            Some(expected) => insert_expected(&mut tx, &batch.topic, &batch.ratings, expected).await?,
+            None => {
+                insert_ratings(&mut tx, &batch.topic, &batch.ratings.iter().collect::<Vec<_>>(), Conflicts::Skip)
+                    .await?
+            }
+        };
         outcome.inserted = new_ids.len();
         outcome.duplicates = batch.ratings.len() - new_ids.len();
 
@@ -359,17 +375,53 @@ impl Store {
     }
 }
 
-async fn insert_ratings(
+/// How an insert treats a rating whose id or slot is already stored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Conflicts {
+    /// `ON CONFLICT DO NOTHING`: it is skipped.
+    Skip,
+    /// None expected: the statement fails with a unique violation (cheaper when there are none).
+    Fail,
+}
+
+/// Inserts the ratings of `expected` (once each, in batch order) without conflict checks under a
+/// savepoint; on a unique violation rolls back to it and inserts the whole batch skipping
+/// conflicts. Returns the ids stored.
+async fn insert_expected(
     tx: &mut Transaction<'_, Postgres>,
     topic: &str,
     ratings: &[StoredRating],
+    expected: &HashSet<Uuid>,
+) -> Result<HashSet<Uuid>, Error> {
+    let mut once = HashSet::new();
+    let rows: Vec<&StoredRating> =
+        ratings.iter().filter(|r| expected.contains(&r.event.rating_id) && once.insert(r.event.rating_id)).collect();
+    let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
+    match insert_ratings(&mut savepoint, topic, &rows, Conflicts::Fail).await {
+        Ok(ids) => {
+            savepoint.commit().await?;
+            Ok(ids)
+        }
+        Err(Error::Database(e)) if e.is_unique_violation() => {
+            savepoint.rollback().await?;
+            insert_ratings(tx, topic, &ratings.iter().collect::<Vec<_>>(), Conflicts::Skip).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn insert_ratings(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    ratings: &[&StoredRating],
+    conflicts: Conflicts,
 ) -> Result<HashSet<Uuid>, Error> {
     if ratings.is_empty() {
         return Ok(HashSet::new());
     }
     // Columns borrow from the batch; only joined lists and JSON documents are built here.
-    let col = |f: fn(&StoredRating) -> Option<&str>| ratings.iter().map(f).collect::<Vec<_>>();
-    let joined = |f: fn(&StoredRating) -> String| ratings.iter().map(f).collect::<Vec<_>>();
+    let col = |f: fn(&StoredRating) -> Option<&str>| ratings.iter().copied().map(f).collect::<Vec<_>>();
+    let joined = |f: fn(&StoredRating) -> String| ratings.iter().copied().map(f).collect::<Vec<_>>();
     let ids: Vec<Uuid> = ratings.iter().map(|r| r.event.rating_id).collect();
     let records = col(|r| Some(&r.event.service_record_no));
     let stages = col(|r| Some(r.event.stage.as_str()));
@@ -404,7 +456,8 @@ async fn insert_ratings(
         .iter()
         .map(|r| r.event.rater.as_ref().map(|x| serde_json::to_string(x).expect("raters serialize")))
         .collect();
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
+    let on_conflict = if conflicts == Conflicts::Skip { "ON CONFLICT DO NOTHING" } else { "" };
+    let sql = format!(
         "INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel,
                               service_item_code, department_id, hall_id, window_id, staff_id, device_id,
                               grade, tags, comment, rated_at, received_at,
@@ -416,7 +469,7 @@ async fn insert_ratings(
                 string_to_array(tags, ','), comment, rated, received, $19, part, off,
                 a_dept, a_hall, a_win, a_staff, a_json::jsonb, string_to_array(a_flags, E'\\x1f'),
                 string_to_array(a_scopes, E'\\x1f'), a_version, now(), rater::jsonb,
-                COALESCE(string_to_array(NULLIF(integrity, ''), ','), '{}')
+                COALESCE(string_to_array(NULLIF(integrity, ''), ','), '{{}}')
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[],
                        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
                        $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[],
@@ -425,40 +478,41 @@ async fn insert_ratings(
                 AS t(id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                      tags, comment, rated, received, part, off, a_dept, a_hall, a_win, a_staff,
                      a_json, a_flags, a_scopes, a_version, rater, integrity)
-         ON CONFLICT DO NOTHING
-         RETURNING rating_id",
-    )
-    .bind(ids)
-    .bind(records)
-    .bind(stages)
-    .bind(assess)
-    .bind(channels)
-    .bind(items)
-    .bind(depts)
-    .bind(halls)
-    .bind(windows)
-    .bind(staff)
-    .bind(devices)
-    .bind(grades)
-    .bind(tags)
-    .bind(comments)
-    .bind(rated)
-    .bind(received)
-    .bind(partitions)
-    .bind(offsets)
-    .bind(topic)
-    .bind(a_dept)
-    .bind(a_hall)
-    .bind(a_window)
-    .bind(a_staff)
-    .bind(a_json)
-    .bind(a_flags)
-    .bind(a_scopes)
-    .bind(a_version)
-    .bind(raters)
-    .bind(integrity)
-    .fetch_all(&mut **tx)
-    .await?;
+         {on_conflict}
+         RETURNING rating_id"
+    );
+    let inserted: Vec<Uuid> = sqlx::query_scalar(&sql)
+        .bind(ids)
+        .bind(records)
+        .bind(stages)
+        .bind(assess)
+        .bind(channels)
+        .bind(items)
+        .bind(depts)
+        .bind(halls)
+        .bind(windows)
+        .bind(staff)
+        .bind(devices)
+        .bind(grades)
+        .bind(tags)
+        .bind(comments)
+        .bind(rated)
+        .bind(received)
+        .bind(partitions)
+        .bind(offsets)
+        .bind(topic)
+        .bind(a_dept)
+        .bind(a_hall)
+        .bind(a_window)
+        .bind(a_staff)
+        .bind(a_json)
+        .bind(a_flags)
+        .bind(a_scopes)
+        .bind(a_version)
+        .bind(raters)
+        .bind(integrity)
+        .fetch_all(&mut **tx)
+        .await?;
     Ok(inserted.into_iter().collect())
 }
 
