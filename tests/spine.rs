@@ -508,43 +508,14 @@ async fn duplicates_on_the_topic_are_stored_and_published_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ratings_expected_new_count_the_pending_batch_as_stored() {
     let app = TestApp::start().await;
-    let event = |record: &str| {
-        hcp_domain::RatingInput {
-            channel: Some("app".into()),
-            stage: Some("online".into()),
-            service_record_no: Some(record.into()),
-            grade: Some(3),
-            ..Default::default()
-        }
-        .validate(uuid::Uuid::now_v7(), Utc::now())
-        .unwrap()
-    };
-    let stored_rating = |event: &hcp_domain::RatingSubmitted, offset: i64| hcp_store::StoredRating {
-        event: event.clone(),
-        attribution: Default::default(),
-        partition: 0,
-        offset,
-        integrity_flags: Vec::new(),
-    };
-    let batch = |ratings: Vec<hcp_store::StoredRating>| hcp_store::Batch {
-        group_id: "expected-test".into(),
-        topic: "expected-test".into(),
-        ratings,
-        ..Default::default()
-    };
+    let event = |record: &str| online_rating(record, 3);
     let stored = event("EXP-STORED");
-    app.store.apply_batch(&batch(vec![stored_rating(&stored, 0)])).await.unwrap();
+    app.store.apply_batch(&unattributed_batch(&[&stored])).await.unwrap();
     let pending = event("EXP-PENDING");
-    let pending_batch = vec![stored_rating(&pending, 1)];
+    let pending_batch = unattributed_batch(&[&pending]).ratings;
     let (same_slot_as_pending, fresh) = (event("EXP-PENDING"), event("EXP-FRESH"));
     let fresh_again_other_id = event("EXP-FRESH");
-    let next = vec![
-        stored_rating(&stored, 2),
-        stored_rating(&pending, 3),
-        stored_rating(&same_slot_as_pending, 4),
-        stored_rating(&fresh, 5),
-        stored_rating(&fresh_again_other_id, 6),
-    ];
+    let next = unattributed_batch(&[&stored, &pending, &same_slot_as_pending, &fresh, &fresh_again_other_id]).ratings;
 
     let expected = app.store.expected_new_ids(&next, &pending_batch).await.unwrap();
     assert_eq!(expected, [fresh.rating_id].into(), "only the rating neither stored, pending nor earlier in the batch");
@@ -552,7 +523,7 @@ async fn ratings_expected_new_count_the_pending_batch_as_stored() {
     let expected = app.store.expected_new_ids(&next, &[]).await.unwrap();
     assert_eq!(expected, [pending.rating_id, fresh.rating_id].into());
     // The pending batch committed meanwhile: the same answer as while it was pending.
-    app.store.apply_batch(&batch(pending_batch.clone())).await.unwrap();
+    app.store.apply_batch(&unattributed_batch(&[&pending])).await.unwrap();
     let expected = app.store.expected_new_ids(&next, &pending_batch).await.unwrap();
     assert_eq!(expected, [fresh.rating_id].into());
     let expected = app.store.expected_new_ids(&next, &[]).await.unwrap();
@@ -565,21 +536,53 @@ async fn ratings_expected_new_count_the_pending_batch_as_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rating_stored_meanwhile_makes_the_expected_insert_fall_back() {
     let app = TestApp::start().await;
-    let event = |record: &str, grade: i64| {
-        hcp_domain::RatingInput {
-            channel: Some("app".into()),
-            stage: Some("online".into()),
-            service_record_no: Some(record.into()),
-            grade: Some(grade),
-            comment: (grade <= 2).then(|| "办理太慢".into()),
-            ..Default::default()
-        }
-        .validate(uuid::Uuid::now_v7(), Utc::now())
-        .unwrap()
-    };
-    let batch = |events: &[&hcp_domain::RatingSubmitted]| hcp_store::Batch {
-        group_id: "fallback-test".into(),
-        topic: "fallback-test".into(),
+    // Nothing in between: the expected ratings are stored as they are.
+    let (d, e) = (online_rating("FB-D", 4), online_rating("FB-E", 5));
+    let quiet = unattributed_batch(&[&d, &e]);
+    let expected = app.store.expected_new_ids(&quiet.ratings, &[]).await.unwrap();
+    let pending = app.store.begin_batch(&quiet, Some(&expected)).await.unwrap();
+    assert_eq!(pending.new_ids, [d.rating_id, e.rating_id].into());
+    let outcome = pending.commit().await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (2, 0));
+
+    // Another writer stores `b` and takes `c`'s slot after the look-up.
+    let (a, b, c) = (online_rating("FB-A", 1), online_rating("FB-B", 2), online_rating("FB-C", 3));
+    let next = unattributed_batch(&[&a, &b, &c]);
+    let expected = app.store.expected_new_ids(&next.ratings, &[]).await.unwrap();
+    assert_eq!(expected, [a.rating_id, b.rating_id, c.rating_id].into());
+    let c_elsewhere = online_rating("FB-C", 5);
+    app.store.apply_batch(&unattributed_batch(&[&b, &c_elsewhere])).await.unwrap();
+    let pending = app.store.begin_batch(&next, Some(&expected)).await.unwrap();
+    assert_eq!(pending.new_ids, [a.rating_id].into(), "only the rating nobody stored in between");
+    let outcome = pending.commit().await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (1, 2));
+    assert_eq!(app.store.count_ratings().await.unwrap(), 5);
+    let holder: uuid::Uuid = sqlx::query_scalar("SELECT rating_id FROM ratings WHERE service_record_no = 'FB-C'")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(holder, c_elsewhere.rating_id, "the slot stays with the rating stored first");
+}
+
+/// A valid online rating of `record` (a bad one with the comment it needs).
+fn online_rating(record: &str, grade: i64) -> hcp_domain::RatingSubmitted {
+    hcp_domain::RatingInput {
+        channel: Some("app".into()),
+        stage: Some("online".into()),
+        service_record_no: Some(record.into()),
+        grade: Some(grade),
+        comment: (grade <= 2).then(|| "办理太慢".into()),
+        ..Default::default()
+    }
+    .validate(uuid::Uuid::now_v7(), Utc::now())
+    .unwrap()
+}
+
+/// A batch of `events` as the store takes it, read from partition 0 in order, not attributed.
+fn unattributed_batch(events: &[&hcp_domain::RatingSubmitted]) -> hcp_store::Batch {
+    hcp_store::Batch {
+        group_id: "store-test".into(),
+        topic: "store-test".into(),
         ratings: events
             .iter()
             .enumerate()
@@ -592,31 +595,5 @@ async fn a_rating_stored_meanwhile_makes_the_expected_insert_fall_back() {
             })
             .collect(),
         ..Default::default()
-    };
-    // Nothing in between: the expected ratings are stored as they are.
-    let (d, e) = (event("FB-D", 4), event("FB-E", 5));
-    let quiet = batch(&[&d, &e]);
-    let expected = app.store.expected_new_ids(&quiet.ratings, &[]).await.unwrap();
-    let pending = app.store.begin_batch(&quiet, Some(&expected)).await.unwrap();
-    assert_eq!(pending.new_ids, [d.rating_id, e.rating_id].into());
-    let outcome = pending.commit().await.unwrap();
-    assert_eq!((outcome.inserted, outcome.duplicates), (2, 0));
-
-    // Another writer stores `b` and takes `c`'s slot after the look-up.
-    let (a, b, c) = (event("FB-A", 1), event("FB-B", 2), event("FB-C", 3));
-    let next = batch(&[&a, &b, &c]);
-    let expected = app.store.expected_new_ids(&next.ratings, &[]).await.unwrap();
-    assert_eq!(expected, [a.rating_id, b.rating_id, c.rating_id].into());
-    let c_elsewhere = event("FB-C", 5);
-    app.store.apply_batch(&batch(&[&b, &c_elsewhere])).await.unwrap();
-    let pending = app.store.begin_batch(&next, Some(&expected)).await.unwrap();
-    assert_eq!(pending.new_ids, [a.rating_id].into(), "only the rating nobody stored in between");
-    let outcome = pending.commit().await.unwrap();
-    assert_eq!((outcome.inserted, outcome.duplicates), (1, 2));
-    assert_eq!(app.store.count_ratings().await.unwrap(), 5);
-    let holder: uuid::Uuid = sqlx::query_scalar("SELECT rating_id FROM ratings WHERE service_record_no = 'FB-C'")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
-    assert_eq!(holder, c_elsewhere.rating_id, "the slot stays with the rating stored first");
+    }
 }
