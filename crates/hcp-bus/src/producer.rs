@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
+use rdkafka::util::{AsyncRuntime, Timeout, TokioRuntime};
 use rdkafka::ClientContext;
 
 use hcp_domain::{RatingSubmitted, RATING_SUBMITTED_SCHEMA};
@@ -156,6 +156,72 @@ impl RatingProducer {
                 continue;
             }
             return Err(classify(error));
+        }
+    }
+
+    /// Publishes many records (`(key, body)`, schema id `schema`) to `topic`, all in flight at
+    /// once, with the session rules of [`RatingProducer::publish_to`]. Each record is handed to
+    /// librdkafka (which keeps its own copy) as soon as the iterator yields it and only its
+    /// acknowledgement is awaited, so a large batch holds no second copy of its bodies. Ok once
+    /// every record is acknowledged; on a failure the session is replaced and the first error
+    /// returned after the others settled: the caller publishes them all again (a record sent
+    /// twice is harmless to consumers that keep the latest per key).
+    pub async fn publish_all<K, B>(
+        &self,
+        topic: &str,
+        schema: &str,
+        records: impl IntoIterator<Item = (K, B)>,
+    ) -> Result<(), PublishError>
+    where
+        K: AsRef<str>,
+        B: AsRef<[u8]>,
+    {
+        let generation = self.generation();
+        let mut deliveries = Vec::new();
+        let mut error = None;
+        'records: for (key, body) in records {
+            let headers = OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(schema) });
+            let mut record = FutureRecord::to(topic).key(key.as_ref()).payload(body.as_ref()).headers(headers);
+            let queued_since = Instant::now();
+            loop {
+                match generation.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    // librdkafka's queue is full: wait for acknowledgements to make room.
+                    Err((e, back))
+                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+                            && queued_since.elapsed() < self.config.produce_timeout =>
+                    {
+                        record = back;
+                        <TokioRuntime as AsyncRuntime>::delay_for(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) => {
+                        error = Some(e);
+                        break 'records;
+                    }
+                }
+            }
+        }
+        // All are in flight already: awaiting them in order takes as long as the slowest.
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    error.get_or_insert(e);
+                }
+                Err(_) => {
+                    error.get_or_insert(KafkaError::Canceled);
+                }
+            }
+        }
+        match error {
+            None => Ok(()),
+            Some(e) => {
+                self.replace(generation.number, &e.to_string());
+                Err(classify(e))
+            }
         }
     }
 
