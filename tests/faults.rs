@@ -262,10 +262,28 @@ async fn broker_aggregator_and_postgres_restarts_lose_and_duplicate_nothing() {
     if aggregator.0.try_wait().unwrap().is_some() {
         aggregator = app.spawn_aggregator_process_logging(&agg_log);
     }
+    // A batch's positions are saved only after its rows committed and its events were
+    // acknowledged: caught up means stored, counted and published.
     app.wait_caught_up(Duration::from_secs(600)).await;
-    // The last batch's work orders are in the same transaction as its ratings and position.
     let outcome = std::mem::take(&mut *outcome.lock().unwrap());
     aggregator.kill();
+    let attributed_topic = app.config.topics().rating_attributed;
+    let kafka = app.kafka();
+    let published_records: i64 = {
+        let topic = attributed_topic.clone();
+        tokio::task::spawn_blocking(move || hcp_bus::fetch_high_watermarks(&kafka, &topic, Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .unwrap()
+            .values()
+            .sum()
+    };
+    let published: BTreeSet<String> = app
+        .read_records(attributed_topic, published_records as usize)
+        .await
+        .into_iter()
+        .map(|(key, _)| String::from_utf8(key).unwrap())
+        .collect();
 
     // Reconcile.
     let pool = app.store.pool();
@@ -313,6 +331,11 @@ async fn broker_aggregator_and_postgres_restarts_lose_and_duplicate_nothing() {
         outcome.duplicates,
         outcome.retried
     );
+    let unpublished = stored.iter().filter(|(_, id, _)| !published.contains(&id.to_string())).count();
+    println!(
+        "faults: {published_records} attributed events for {} ratings, {unpublished} stored ratings without one",
+        published.len()
+    );
     println!(
         "faults: stored {} ratings, counted {counted} (per grade {counted_grades:?}, expected {expected_grades:?}); {orders} work orders for {bad_acked} bad ratings, {bad_without_order} bad without an order; {other_id} acknowledged under another id than stored",
         stored.len()
@@ -331,6 +354,8 @@ async fn broker_aggregator_and_postgres_restarts_lose_and_duplicate_nothing() {
     assert_eq!(counted_grades, expected_grades.to_vec());
     assert_eq!(orders as usize, bad_acked, "one work order per bad rating");
     assert_eq!(bad_without_order, 0);
+    assert_eq!(unpublished, 0, "every stored rating has its attributed event");
+    assert_eq!(published.len(), total, "attributed events only for stored ratings");
     drop(app);
     drop(broker);
     drop(pg);

@@ -1,15 +1,14 @@
 //! The consume → store loop and the rebalance hook that seeks to positions kept in PostgreSQL.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use hcp_bus::{DeadLetter, KafkaConfig, RatingProducer, Topics, RATING_DLQ_SCHEMA};
 use hcp_domain::integrity::{self, IntegrityPolicy, Press};
 use hcp_domain::{RatingAttributed, RatingSubmitted, RATING_ATTRIBUTED_SCHEMA};
-use hcp_store::{Batch, Position, Rejected, Store, StoredRating};
+use hcp_store::{Batch, Expected, Position, Rejected, Store, StoredRating};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
@@ -17,6 +16,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -90,10 +90,11 @@ struct PositionContext {
     revoked: Mutex<HashSet<i32>>,
     /// Partitions currently assigned.
     assigned: AtomicUsize,
-    /// The batch being written while the next one is polled and prepared.
-    in_flight: Mutex<Option<InFlight>>,
-    /// Set when a batch in flight ended without committing (shutdown interrupted its retries, or
-    /// its task panicked): no later batch may be written, or its positions would skip it.
+    /// The batches handed to writer tasks whose positions are not known to be saved yet, oldest
+    /// first (at most [`MAX_IN_FLIGHT`]); only the newest may still be writing its rows.
+    in_flight: Mutex<VecDeque<InFlight>>,
+    /// Set when a batch in flight ended without saving its positions (shutdown interrupted its
+    /// retries, or its task panicked): no later batch may be written.
     writer_failed: AtomicBool,
 }
 
@@ -156,27 +157,77 @@ impl ConsumerContext for PositionContext {
 }
 
 impl PositionContext {
-    /// Waits until the batch in flight (if any) is committed and mirrors its positions to Kafka.
-    /// Returns false when no further batch may be written ([`PositionContext::writer_failed`]).
+    /// Waits until every batch in flight has saved its positions, mirroring them to Kafka in
+    /// order. Returns false when no further batch may be written ([`PositionContext::writer_failed`]).
     fn finish_in_flight(&self, consumer: &BaseConsumer<Self>) -> bool {
-        let in_flight = self.in_flight.lock().expect("in-flight lock").take();
-        if let Some(f) = in_flight {
-            match self.handle.block_on(f.task) {
-                Ok(true) => commit_to_kafka(consumer, &self.topic, &f.batch.positions),
-                Ok(false) => self.writer_failed.store(true, Ordering::Relaxed),
-                Err(e) => {
-                    tracing::error!(error = %e, "batch writer task failed");
-                    self.writer_failed.store(true, Ordering::Relaxed);
-                }
-            }
-        }
+        while self.settle_oldest(consumer, 0) {}
         !self.writer_failed.load(Ordering::Relaxed)
     }
 
-    /// The batch in flight, which the next batch's preparation must treat as stored although it
-    /// may not be committed yet.
+    /// Settles the oldest batch in flight if more than `keep` are, or if it has finished:
+    /// waits for its task and mirrors its positions to Kafka (or records the failure). True
+    /// when one was settled.
+    fn settle_oldest(&self, consumer: &BaseConsumer<Self>, keep: usize) -> bool {
+        let oldest = {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            let due = in_flight.len() > keep || in_flight.front().is_some_and(|f| f.task.is_finished());
+            if !due {
+                return false;
+            }
+            match in_flight.pop_front() {
+                Some(f) => f,
+                None => return false,
+            }
+        };
+        match self.handle.block_on(oldest.task) {
+            Ok(true) => commit_to_kafka(consumer, &self.topic, &oldest.batch.positions),
+            Ok(false) => self.writer_failed.store(true, Ordering::Relaxed),
+            Err(e) => {
+                tracing::error!(error = %e, "batch writer task failed");
+                self.writer_failed.store(true, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+
+    /// Makes way for the next batch: waits until the newest batch's rows are committed (rows
+    /// are written in order) and fewer than [`MAX_IN_FLIGHT`] batches are in flight. Returns
+    /// false when no further batch may be written.
+    fn make_way(&self, consumer: &BaseConsumer<Self>) -> bool {
+        let written = self.in_flight.lock().expect("in-flight lock").back_mut().and_then(|f| f.written.take());
+        if let Some(written) = written {
+            if !self.handle.block_on(written).unwrap_or(false) {
+                self.writer_failed.store(true, Ordering::Relaxed);
+            }
+        }
+        while self.settle_oldest(consumer, MAX_IN_FLIGHT - 1) {}
+        !self.writer_failed.load(Ordering::Relaxed)
+    }
+
+    /// The newest batch in flight, which the next batch's preparation must treat as stored
+    /// although its rows may not be committed yet.
     fn pending_batch(&self) -> Option<Arc<Batch>> {
-        self.in_flight.lock().expect("in-flight lock").as_ref().map(|f| f.batch.clone())
+        self.in_flight.lock().expect("in-flight lock").back().map(|f| f.batch.clone())
+    }
+
+    /// Hands a prepared batch to a writer task, after the batches in flight.
+    fn hand_over(
+        &self,
+        work: &Work,
+        batch: Batch,
+        expected: Expected,
+        span: tracing::Span,
+        shutdown: &CancellationToken,
+    ) {
+        let batch = Arc::new(batch);
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        let (written_tx, written) = oneshot::channel();
+        let (saved_tx, saved) = oneshot::channel();
+        let order =
+            Order { written: written_tx, before: in_flight.back_mut().and_then(|f| f.saved.take()), saved: saved_tx };
+        let task = work.writer.clone().store(batch.clone(), expected, order, shutdown.clone()).instrument(span);
+        let task = work.handle.spawn(task);
+        in_flight.push_back(InFlight { task, batch, written: Some(written), saved: Some(saved) });
     }
 
     /// Loads the stored positions, retrying while PostgreSQL is away; `None` on shutdown.
@@ -273,7 +324,7 @@ fn consume_as_member(
         shutdown: shutdown.clone(),
         revoked: Mutex::new(HashSet::new()),
         assigned: AtomicUsize::new(0),
-        in_flight: Mutex::new(None),
+        in_flight: Mutex::new(VecDeque::new()),
         writer_failed: AtomicBool::new(false),
     };
     let consumer: BaseConsumer<PositionContext> = config
@@ -299,10 +350,10 @@ fn consume_as_member(
         }
         context.revoked.lock().expect("revoked lock").clear();
         let polled = poll_batch(&consumer, config);
-        // Reap a finished batch now (its Kafka mirror); a failure, also one found by a revoke
-        // during the poll, stops the loop.
-        let finished = context.in_flight.lock().expect("in-flight lock").as_ref().is_some_and(|f| f.task.is_finished());
-        if (finished && !context.finish_in_flight(&consumer)) || context.writer_failed.load(Ordering::Relaxed) {
+        // Settle finished batches now (their Kafka mirror); a failure, also one found by a
+        // revoke during the poll, stops the loop.
+        while context.settle_oldest(&consumer, usize::MAX) {}
+        if context.writer_failed.load(Ordering::Relaxed) {
             stopped = true;
             break;
         }
@@ -326,17 +377,14 @@ fn consume_as_member(
             stopped = true;
             break;
         };
-        // ... and written only once that one committed, so positions only move forward.
-        if !context.finish_in_flight(&consumer) {
+        // ... and written only once its rows committed, so rows and positions only move forward.
+        if !context.make_way(&consumer) {
             stopped = true;
             break;
         }
-        let batch = Arc::new(batch);
-        let task =
-            work.handle.spawn(work.writer.clone().store(batch.clone(), expected, shutdown.clone()).instrument(span));
-        *context.in_flight.lock().expect("in-flight lock") = Some(InFlight { task, batch });
+        context.hand_over(work, batch, expected, span, shutdown);
     }
-    // The batch in flight is finished (committed, or abandoned by shutdown) before leaving.
+    // The batches in flight are finished (positions saved, or abandoned by shutdown) before leaving.
     context.finish_in_flight(&consumer);
     if context.writer_failed.load(Ordering::Relaxed) && !shutdown.is_cancelled() {
         return Err(AggregatorError::Thread("a batch writer task failed".into()));
@@ -349,13 +397,35 @@ fn consume_as_member(
     Ok(if ever_assigned { Membership::WorkedThenIdle } else { Membership::NeverAssigned })
 }
 
+/// Most batches handed to writer tasks whose positions are not saved yet. Rows are written one
+/// batch at a time, in order, but a batch's positions wait for its events: while the broker is
+/// slow to acknowledge them (Tansu serves a produce only between fetches), the next batches'
+/// rows are written meanwhile instead of waiting.
+const MAX_IN_FLIGHT: usize = 4;
+
 /// A batch handed to its writer task, and what the next batch needs of it meanwhile.
 struct InFlight {
-    /// The writer task: true once committed, false when shutdown interrupted its retries.
+    /// The writer task: true once the batch's positions are saved, false when shutdown
+    /// interrupted its retries (or an earlier batch's).
     task: tokio::task::JoinHandle<bool>,
-    /// The batch: its positions are mirrored to Kafka once committed; the next batch is
-    /// prepared as if it were stored.
+    /// The batch: its positions are mirrored to Kafka once saved; the next batch is prepared as
+    /// if it were stored.
     batch: Arc<Batch>,
+    /// Whether its rows committed; taken by the next batch, which is written only after.
+    written: Option<oneshot::Receiver<bool>>,
+    /// Whether its positions were saved; taken by the next batch's task, which saves its own only
+    /// after.
+    saved: Option<oneshot::Receiver<bool>>,
+}
+
+/// Where a writer task stands among the others.
+struct Order {
+    /// Told whether the batch's rows committed.
+    written: oneshot::Sender<bool>,
+    /// Whether the previous batch saved its positions (`None`: nothing before it in flight).
+    before: Option<oneshot::Receiver<bool>>,
+    /// Told whether this batch saved its positions.
+    saved: oneshot::Sender<bool>,
 }
 
 /// Polls until `max_batch` records or `max_wait` after the first one; empty after an idle 100 ms.
@@ -478,15 +548,6 @@ async fn check_integrity(
     Ok(())
 }
 
-/// Why one attempt at a batch failed.
-#[derive(Debug, thiserror::Error)]
-enum AttemptError {
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("publishing attributed events: {0}")]
-    Publish(#[from] hcp_bus::PublishError),
-}
-
 /// Waits out a retry's backoff (doubling up to 5 s); false when shutdown was asked for.
 fn backoff_or_stop(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
     if shutdown.is_cancelled() {
@@ -499,15 +560,16 @@ fn backoff_or_stop(backoff: &mut Duration, shutdown: &CancellationToken) -> bool
 
 impl Work {
     /// Attributes the batch in memory (refreshing the snapshot if the directory moved), flags
-    /// gamed presses and finds which of its ratings are new, all as if `pending` (the batch still
-    /// being written) were stored; retries while PostgreSQL fails. Returns the ids of the new
-    /// ratings, or `None` when shutdown interrupted the retries (nothing of the batch was written).
+    /// gamed presses and finds which of its ratings are new (or stored by an earlier read of the
+    /// same records, to publish again), all as if `pending` (the batch still being written) were
+    /// stored; retries while PostgreSQL fails. `None` when shutdown interrupted the retries
+    /// (nothing of the batch was written).
     fn prepare(
         &mut self,
         batch: &mut Batch,
         pending: Option<&Batch>,
         shutdown: &CancellationToken,
-    ) -> Option<HashSet<Uuid>> {
+    ) -> Option<Expected> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
@@ -521,7 +583,8 @@ impl Work {
                 // Known before the write starts, so their events are published while PostgreSQL
                 // writes instead of after.
                 let pending_ratings = pending.map(|p| p.ratings.as_slice()).unwrap_or_default();
-                let expected = self.handle.block_on(self.store.expected_new_ids(&batch.ratings, pending_ratings))?;
+                let expected =
+                    self.handle.block_on(self.store.expected(&batch.topic, &batch.ratings, pending_ratings))?;
                 tracing::debug!(
                     records = batch.ratings.len(),
                     snapshot_ms,
@@ -547,7 +610,7 @@ impl Work {
 }
 
 /// Writes prepared batches, one task per batch; a batch's task is spawned only after the
-/// previous one committed.
+/// previous one's rows committed.
 struct Writer {
     store: Store,
     producer: RatingProducer,
@@ -557,112 +620,145 @@ struct Writer {
 }
 
 impl Writer {
-    /// Stores the batch, retrying while PostgreSQL or the broker fails. Returns false when
-    /// shutdown interrupted the retries (nothing of the batch was committed; it is read again
-    /// on the next start).
-    async fn store(self: Arc<Self>, batch: Arc<Batch>, expected: HashSet<Uuid>, shutdown: CancellationToken) -> bool {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let started = Instant::now();
-            match self.attempt(&batch, &expected).await {
-                Ok(o) => {
-                    self.stats.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    metrics::BATCHES.inc();
-                    metrics::BATCH_SECONDS.observe(started.elapsed().as_secs_f64());
-                    metrics::BATCH_RECORDS.observe((batch.ratings.len() + batch.rejected.len()) as f64);
-                    for (outcome, n) in [
-                        ("inserted", o.inserted),
-                        ("duplicate", o.duplicates),
-                        ("replaced", o.replaced),
-                        ("rejected", o.rejected),
-                    ] {
-                        metrics::RECORDS.with_label_values(&[outcome]).inc_by(n as u64);
-                    }
-                    tracing::debug!(
-                        inserted = o.inserted,
-                        duplicates = o.duplicates,
-                        flagged = o.flagged,
-                        rows = o.aggregate_rows,
-                        "batch committed"
-                    );
-                    return true;
-                }
-                Err(e) => {
-                    metrics::BATCH_FAILURES.inc();
-                    tracing::warn!(error = %e, "batch failed; retrying");
-                    if shutdown.is_cancelled() {
-                        return false;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+    /// Stores one batch: commits its rows and, at the same time, publishes the attributed events
+    /// of the ratings expected new or stored again ([`Expected`], see [`Work::prepare`]) and the
+    /// dead letters; then, once every earlier batch saved its positions (`order.before`), saves
+    /// its own. Each step is retried while PostgreSQL or the broker fails. Returns false when
+    /// shutdown interrupted it: the positions were not saved, so the batch is read again on the
+    /// next start, and its ratings stored meanwhile are then published again (never counted
+    /// twice). Positions therefore never pass an event that was not published.
+    async fn store(
+        self: Arc<Self>,
+        batch: Arc<Batch>,
+        expected: Expected,
+        order: Order,
+        shutdown: CancellationToken,
+    ) -> bool {
+        let Order { written, before, saved } = order;
+        let done = self.store_in_order(&batch, &expected, written, before, &shutdown).await;
+        let _ = saved.send(done);
+        done
     }
 
-    /// One attempt: write the transaction and, at the same time, publish the attributed events
-    /// of the ratings expected new (`expected_ids`, see [`Work::prepare`]) and the dead letters;
-    /// commit only once both are done. A crash after publishing and before the commit publishes
-    /// them again on the re-read (consumers keep the latest per rating id); a commit never
-    /// happens without the publish.
-    async fn attempt(
+    /// [`Writer::store`], short of telling the next batch's task whether the positions were saved.
+    async fn store_in_order(
         &self,
         batch: &Batch,
-        expected_ids: &HashSet<Uuid>,
-    ) -> Result<hcp_store::BatchOutcome, AttemptError> {
+        expected: &Expected,
+        written: oneshot::Sender<bool>,
+        before: Option<oneshot::Receiver<bool>>,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let started = Instant::now();
-        let (store, producer, topic, dlq) = (&self.store, &self.producer, &self.attributed_topic, &self.dlq_topic);
         let now = chrono::Utc::now();
         // Once per id: a record the topic holds twice is one rating.
         let mut picked = HashSet::new();
-        let expected: Vec<&StoredRating> = batch
+        let first: Vec<&StoredRating> = batch
             .ratings
             .iter()
-            .filter(|r| expected_ids.contains(&r.event.rating_id) && picked.insert(r.event.rating_id))
+            .filter(|r| {
+                let id = r.event.rating_id;
+                (expected.new.contains(&id) || expected.again.contains(&id)) && picked.insert(id)
+            })
             .collect();
-        let write = async {
-            let pending = store.begin_batch(batch, Some(expected_ids)).await;
-            (pending, started.elapsed())
+        let rows = async {
+            let rows = retry("batch write", shutdown, || async {
+                let mut pending = self.store.begin_rows(batch, Some(&expected.new)).await?;
+                let new_ids = std::mem::take(&mut pending.new_ids);
+                Ok::<_, hcp_store::Error>((pending.commit().await?, new_ids))
+            })
+            .await;
+            let _ = written.send(rows.is_some());
+            (rows, started.elapsed())
         };
         let publish = async {
-            publish_attributed(producer, topic, &expected, now).await?;
-            publish_dead_letters(producer, dlq, batch, now).await?;
-            Ok::<_, hcp_bus::PublishError>(started.elapsed())
+            let published = retry("batch publish", shutdown, || async {
+                publish_attributed(&self.producer, &self.attributed_topic, &first, now).await?;
+                publish_dead_letters(&self.producer, &self.dlq_topic, batch, now).await
+            })
+            .await;
+            (published, started.elapsed())
         };
-        let ((pending, written), published) = tokio::join!(write, publish);
-        let (mut pending, published) = (pending?, published?);
+        let ((rows, written_after), (published, published_after)) = tokio::join!(rows, publish);
+        let (Some((outcome, new_ids)), Some(())) = (rows, published) else { return false };
         // Only a concurrent writer of the same ratings (a partition changing hands mid-batch)
         // makes the write differ: a rating it stored first was published anyway (that writer
         // publishes it too; consumers keep the latest), and one stored new here that was not
-        // expected is published now, still before the commit.
+        // expected is published now, still before the positions move.
         let late: Vec<&StoredRating> = batch
             .ratings
             .iter()
             .filter(|r| {
                 let id = r.event.rating_id;
-                pending.new_ids.contains(&id) && !expected_ids.contains(&id) && picked.insert(id)
+                new_ids.contains(&id) && !expected.new.contains(&id) && picked.insert(id)
             })
             .collect();
-        let early = expected_ids.iter().filter(|id| !pending.new_ids.contains(id)).count();
+        let early = expected.new.iter().filter(|id| !new_ids.contains(id)).count();
         if early > 0 || !late.is_empty() {
             tracing::warn!(early, late = late.len(), "another writer stored ratings of this batch concurrently");
         }
-        publish_attributed(producer, topic, &late, now).await?;
-        let mut new_ids = std::mem::take(&mut pending.new_ids);
-        let before_commit = started.elapsed();
-        let outcome = pending.commit().await?;
+        if !late.is_empty()
+            && retry("late publish", shutdown, || {
+                publish_attributed(&self.producer, &self.attributed_topic, &late, now)
+            })
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        // Positions move in batch order, each only past published events.
+        if let Some(before) = before {
+            if !before.await.unwrap_or(false) {
+                return false;
+            }
+        }
+        let positions_from = started.elapsed();
+        let saved = retry("saving positions", shutdown, || {
+            self.store.save_positions(&batch.group_id, &batch.topic, &batch.positions)
+        })
+        .await;
+        if saved.is_none() {
+            return false;
+        }
+        self.record(batch, &outcome, &new_ids, first.len() + late.len(), started.elapsed());
         tracing::debug!(
             records = batch.ratings.len(),
-            write_ms = written.as_secs_f64() * 1e3,
-            publish_ms = published.as_secs_f64() * 1e3,
-            commit_ms = (started.elapsed() - before_commit).as_secs_f64() * 1e3,
-            "batch timings"
+            write_ms = written_after.as_secs_f64() * 1e3,
+            publish_ms = published_after.as_secs_f64() * 1e3,
+            positions_wait_ms = (positions_from - written_after.max(published_after)).as_secs_f64() * 1e3,
+            positions_ms = (started.elapsed() - positions_from).as_secs_f64() * 1e3,
+            inserted = outcome.inserted,
+            duplicates = outcome.duplicates,
+            flagged = outcome.flagged,
+            rows = outcome.aggregate_rows,
+            "batch stored"
         );
-        // Once per id (`remove`), as above.
-        let new = batch.ratings.iter().filter(|r| new_ids.remove(&r.event.rating_id));
-        metrics::PUBLISHED.inc_by((expected.len() + late.len()) as u64);
-        metrics::ORDERS_OPENED.inc_by(outcome.orders_opened as u64);
-        for r in new {
+        true
+    }
+
+    /// Counts a stored batch in the metrics.
+    fn record(
+        &self,
+        batch: &Batch,
+        o: &hcp_store::BatchOutcome,
+        new_ids: &HashSet<Uuid>,
+        published: usize,
+        took: Duration,
+    ) {
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::BATCHES.inc();
+        metrics::BATCH_SECONDS.observe(took.as_secs_f64());
+        metrics::BATCH_RECORDS.observe((batch.ratings.len() + batch.rejected.len()) as f64);
+        for (outcome, n) in
+            [("inserted", o.inserted), ("duplicate", o.duplicates), ("replaced", o.replaced), ("rejected", o.rejected)]
+        {
+            metrics::RECORDS.with_label_values(&[outcome]).inc_by(n as u64);
+        }
+        metrics::PUBLISHED.inc_by(published as u64);
+        metrics::ORDERS_OPENED.inc_by(o.orders_opened as u64);
+        // Once per id, as above.
+        let mut new_ids = new_ids.clone();
+        for r in batch.ratings.iter().filter(|r| new_ids.remove(&r.event.rating_id)) {
             for f in &r.integrity_flags {
                 metrics::INTEGRITY_FLAGS.with_label_values(&[f.as_str()]).inc();
             }
@@ -672,7 +768,31 @@ impl Writer {
                 metrics::FLAGS.with_label_values(&[f.as_str()]).inc();
             }
         }
-        Ok(outcome)
+    }
+}
+
+/// Runs `attempt` until it succeeds, backing off (doubling up to 5 s) after each failure; `None`
+/// when shutdown was asked for after a failure.
+async fn retry<T, E, F, Fut>(what: &str, shutdown: &CancellationToken, mut attempt: F) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                metrics::BATCH_FAILURES.inc();
+                tracing::warn!(error = %e, "{what} failed; retrying");
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
@@ -683,22 +803,22 @@ async fn publish_attributed(
     ratings: &[&StoredRating],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), hcp_bus::PublishError> {
-    let sends = ratings.iter().map(|r| {
+    let events = ratings.iter().map(|r| {
         let event = RatingAttributed {
             rating: r.event.clone(),
             attribution: r.attribution.clone(),
             attributed_at: now,
             reattributed: false,
         };
-        let body = serde_json::to_vec(&event).expect("events always serialize");
-        let key = r.event.rating_id.to_string();
-        async move { producer.publish_to(topic, RATING_ATTRIBUTED_SCHEMA, &key, &body).await }
+        (r.event.rating_id.to_string(), serde_json::to_vec(&event).expect("events always serialize"))
     });
-    join_all(sends).await.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(())
+    // Encoded up front (an iterator borrowing the batch cannot be held across the awaits of a
+    // spawned task); each body is freed as soon as librdkafka has its copy.
+    let events: Vec<(String, Vec<u8>)> = events.collect();
+    producer.publish_all(topic, RATING_ATTRIBUTED_SCHEMA, events).await
 }
 
-/// Publishes the batch's refused records to the dead-letter topic, before the batch commits (at
+/// Publishes the batch's refused records to the dead-letter topic before its positions move (at
 /// least once), so the partition moves on and nothing is lost.
 async fn publish_dead_letters(
     producer: &RatingProducer,
@@ -706,7 +826,7 @@ async fn publish_dead_letters(
     batch: &Batch,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), hcp_bus::PublishError> {
-    let dead = batch.rejected.iter().map(|r| {
+    let letters = batch.rejected.iter().map(|r| {
         let (payload, payload_base64) = match r.payload.as_deref().map(std::str::from_utf8) {
             Some(Ok(text)) => (Some(text.to_owned()), None),
             Some(Err(_)) => {
@@ -724,12 +844,11 @@ async fn publish_dead_letters(
             payload_base64,
             rejected_at: now,
         };
-        let body = serde_json::to_vec(&letter).expect("dead letters serialize");
         let key = r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-        async move { producer.publish_to(dlq, RATING_DLQ_SCHEMA, &key, &body).await }
+        (key, serde_json::to_vec(&letter).expect("dead letters serialize"))
     });
-    join_all(dead).await.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(())
+    let letters: Vec<(String, Vec<u8>)> = letters.collect();
+    producer.publish_all(dlq, RATING_DLQ_SCHEMA, letters).await
 }
 
 /// Mirrors the committed positions to Kafka, for lag tooling only (PostgreSQL is the truth).

@@ -1,4 +1,5 @@
-//! The aggregator's unit of work: one consumed batch, one transaction.
+//! The aggregator's unit of work: one consumed batch, its rows in one transaction, its positions
+//! saved once its events are published.
 
 use std::collections::{HashMap, HashSet};
 
@@ -117,8 +118,17 @@ fn facts_of(r: &StoredRating) -> AggFacts {
     }
 }
 
-/// A batch written but not yet committed: the caller may publish what it derived from the new
-/// ratings first (so a crash can repeat a publish but never lose one), then commits.
+/// What the write of a batch will find (see [`Store::expected`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// Ratings the write stores for the first time.
+    pub new: HashSet<Uuid>,
+    /// Ratings already stored from these very records by an earlier read whose positions were
+    /// not saved: their events are published again.
+    pub again: HashSet<Uuid>,
+}
+
+/// A batch's rows written but not yet committed.
 pub struct PendingBatch {
     tx: Transaction<'static, Postgres>,
     /// What the batch does once committed.
@@ -208,21 +218,28 @@ impl Store {
             .collect()
     }
 
-    /// The ids of `ratings` that [`Store::begin_batch`] would store for the first time once
-    /// `pending` (a batch being written, committed or not) is stored: neither the id nor the
-    /// (service record, stage, assess number) slot is stored now or taken in `pending`, and no
-    /// earlier rating of the batch takes either (two index probes per rating). Only a concurrent
-    /// writer of the same ratings can make the write differ.
-    pub async fn expected_new_ids(
+    /// What the write of `ratings` (read from `topic`) will find, once `pending` (a batch being
+    /// written, committed or not) is stored: [`Expected::new`], the ratings it stores for the first
+    /// time (neither the id nor the (service record, stage, assess number) slot is stored now or
+    /// taken in `pending`, and no earlier rating of the batch takes either; two index probes per
+    /// rating), and [`Expected::again`], those already stored from these very records (same topic,
+    /// partition and offset: an earlier read whose rows committed but whose positions were not
+    /// saved, so its events may not have been published). Only a concurrent writer of the same
+    /// ratings can make the write differ.
+    pub async fn expected(
         &self,
+        topic: &str,
         ratings: &[StoredRating],
         pending: &[StoredRating],
-    ) -> Result<HashSet<Uuid>, Error> {
+    ) -> Result<Expected, Error> {
         if ratings.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(Expected::default());
         }
-        let taken: HashSet<Uuid> = sqlx::query_scalar::<_, Uuid>(
-            "SELECT t.id FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[]) AS t(id, rec, stage, assess)
+        let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+            "SELECT t.id, EXISTS (SELECT 1 FROM ratings r WHERE r.rating_id = t.id AND r.source_topic = $7
+                                     AND r.source_partition = t.part AND r.source_offset = t.off)
+               FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::int4[], $6::int8[])
+                    AS t(id, rec, stage, assess, part, off)
               WHERE EXISTS (SELECT 1 FROM ratings r WHERE r.rating_id = t.id)
                  OR EXISTS (SELECT 1 FROM ratings r WHERE r.service_record_no = t.rec AND r.stage = t.stage
                                                      AND r.assess_number = t.assess)",
@@ -231,48 +248,52 @@ impl Store {
         .bind(ratings.iter().map(|r| r.event.service_record_no.as_str()).collect::<Vec<_>>())
         .bind(ratings.iter().map(|r| r.event.stage.as_str()).collect::<Vec<_>>())
         .bind(ratings.iter().map(|r| r.event.assess_number.value() as i16).collect::<Vec<_>>())
+        .bind(ratings.iter().map(|r| r.partition).collect::<Vec<_>>())
+        .bind(ratings.iter().map(|r| r.offset).collect::<Vec<_>>())
+        .bind(topic)
         .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .collect();
+        .await?;
+        let taken: HashSet<Uuid> = rows.iter().map(|(id, _)| *id).collect();
+        let again: HashSet<Uuid> = rows.iter().filter(|(_, same_record)| *same_record).map(|(id, _)| *id).collect();
         let mut ids = HashSet::new();
         let mut slots = HashSet::new();
         for e in pending.iter().map(|r| &r.event) {
             ids.insert(e.rating_id);
             slots.insert((e.service_record_no.as_str(), e.stage.as_str(), e.assess_number.value()));
         }
-        let mut expected = HashSet::new();
+        let mut new = HashSet::new();
         for r in ratings {
             let e = &r.event;
             let first_id = ids.insert(e.rating_id);
             let first_slot = slots.insert((e.service_record_no.as_str(), e.stage.as_str(), e.assess_number.value()));
             if first_id && first_slot && !taken.contains(&e.rating_id) {
-                expected.insert(e.rating_id);
+                new.insert(e.rating_id);
             }
         }
-        Ok(expected)
+        Ok(Expected { new, again })
     }
 
-    /// Stores a batch in one transaction (see [`Store::begin_batch`]) and commits it.
+    /// Stores a batch and its positions in one transaction (see [`Store::begin_rows`]) and
+    /// commits it.
     pub async fn apply_batch(&self, batch: &Batch) -> Result<BatchOutcome, Error> {
-        self.begin_batch(batch, None).await?.commit().await
+        let mut pending = self.begin_rows(batch, None).await?;
+        save_positions(&mut pending.tx, &batch.group_id, &batch.topic, &batch.positions).await?;
+        pending.commit().await
     }
 
-    /// Writes a batch inside one open transaction: new ratings with their attribution,
-    /// follow-up replacement, aggregate deltas computed from the newly inserted rows only,
-    /// work orders for new bad ratings, rejected records, and the consumer positions. Either all of it commits or none of it
-    /// does, so a crash anywhere neither loses nor double-counts a rating.
+    /// Writes a batch's rows inside one open transaction: new ratings with their attribution,
+    /// follow-up replacement, aggregate deltas computed from the newly inserted rows only, work
+    /// orders for new bad ratings and rejected records. Either all of it commits or none of it
+    /// does, and a rating already stored changes nothing, so a crash anywhere neither loses nor
+    /// double-counts a rating. The consumer positions are not part of it: the aggregator saves
+    /// them ([`Store::save_positions`]) once the batch's events are published.
     ///
-    /// `expected_new` (from [`Store::expected_new_ids`]) lets the insert skip the conflict checks:
-    /// only those ratings are inserted, plainly, under a savepoint; should one of them be stored
-    /// meanwhile (a concurrent writer), the savepoint is rolled back and the whole batch inserted
-    /// with `ON CONFLICT DO NOTHING`, the path taken without `expected_new`. Either way the
-    /// ratings stored are the ones not stored before.
-    pub async fn begin_batch(
-        &self,
-        batch: &Batch,
-        expected_new: Option<&HashSet<Uuid>>,
-    ) -> Result<PendingBatch, Error> {
+    /// `expected_new` ([`Expected::new`]) lets the insert skip the conflict checks: only those
+    /// ratings are inserted, plainly, under a savepoint; should one of them be stored meanwhile
+    /// (a concurrent writer), the savepoint is rolled back and the whole batch inserted with
+    /// `ON CONFLICT DO NOTHING`, the path taken without `expected_new`. Either way the ratings
+    /// stored are the ones not stored before.
+    pub async fn begin_rows(&self, batch: &Batch, expected_new: Option<&HashSet<Uuid>>) -> Result<PendingBatch, Error> {
         let mut tx = self.pool.begin().await?;
         let mut outcome = BatchOutcome::default();
         let new_ids = match expected_new {
@@ -351,8 +372,15 @@ impl Store {
         outcome.orders_opened = open_orders(&mut tx, &new_orders).await?;
         outcome.aggregate_rows = upsert_aggregates(&mut tx, rollup).await?;
         outcome.rejected = insert_rejected(&mut tx, &batch.topic, &batch.rejected).await?;
-        save_positions(&mut tx, &batch.group_id, &batch.topic, &batch.positions).await?;
         Ok(PendingBatch { tx, outcome, new_ids })
+    }
+
+    /// Saves a batch's consumer positions (never moving one backwards).
+    pub async fn save_positions(&self, group: &str, topic: &str, positions: &[Position]) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        save_positions(&mut tx, group, topic, positions).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The stored positions of `group` for `partitions` of `topic` (absent when never stored).

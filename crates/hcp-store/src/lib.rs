@@ -1,8 +1,8 @@
 //! # hcp-store: everything hcp keeps in PostgreSQL
 //!
 //! Owns the schema (the embedded `migrations/`), the aggregator's batch write — ratings with
-//! their attribution snapshot, aggregate deltas, rejected records and consumer positions in
-//! **one transaction** — the directory tables (snapshot loads, imports, the roster),
+//! their attribution snapshot, aggregate deltas and rejected records in **one transaction**, the
+//! consumer positions once the batch's events are published — the directory tables (snapshot loads, imports, the roster),
 //! re-attribution of flagged ratings, the working-day calendar, bad-review work orders (opened in
 //! the batch transaction; actions, audit log and event outbox, appeal exclusions, the overdue sweep,
 //! callback invitations, notifications, deadline policies), operator accounts, and the aggregate
@@ -35,7 +35,7 @@ use sqlx::PgPool;
 pub use accounts::Account;
 pub use alerts::{Alert, Firing};
 pub use attribution::{FlaggedRating, PendingReattribution, Reattributed};
-pub use batch::{Batch, BatchOutcome, PendingBatch, Position, Rejected, StoredRating};
+pub use batch::{Batch, BatchOutcome, Expected, PendingBatch, Position, Rejected, StoredRating};
 pub use board::{reach_key, OrderTimeliness, Splits, BOARD_CHANNEL};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
 pub use export::ExportCursor;
