@@ -57,16 +57,23 @@ pub static RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
-/// `hcp_aggregator_batches_total`: committed batches.
+/// `hcp_aggregator_batches_total`: stored batches (rows committed, events acknowledged, positions saved).
 pub static BATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("hcp_aggregator_batches_total", "Batches committed to PostgreSQL")
-        .expect("metric registers once")
+    register_int_counter!(
+        "hcp_aggregator_batches_total",
+        "Batches stored: rows committed, events published, positions saved"
+    )
+    .expect("metric registers once")
 });
 
-/// `hcp_aggregator_batch_failures_total`: transactions that failed and were retried.
+/// `hcp_aggregator_batch_failures_total`: batch steps (preparation, write, publish, positions) that
+/// failed and were retried.
 pub static BATCH_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("hcp_aggregator_batch_failures_total", "Batch transactions that failed and were retried")
-        .expect("metric registers once")
+    register_int_counter!(
+        "hcp_aggregator_batch_failures_total",
+        "Batch steps (preparation, write, publish, positions) that failed and were retried"
+    )
+    .expect("metric registers once")
 });
 
 /// `hcp_aggregator_batch_seconds`: time to store one batch.
