@@ -138,8 +138,8 @@ impl ConsumerContext for PositionContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions revoked");
-                // The next owner starts from the positions in PostgreSQL: let the batch being
-                // written commit first, so it does not read those records again.
+                // The next owner starts from the positions in PostgreSQL: let every batch in
+                // flight save its positions first, so it does not read those records again.
                 self.finish_in_flight(consumer);
                 self.revoked.lock().expect("revoked lock").extend(partitions);
                 metrics::ASSIGNED.set(0);
