@@ -720,7 +720,7 @@ impl Writer {
         if saved.is_none() {
             return false;
         }
-        self.record(batch, &outcome, &new_ids, first.len() + late.len(), started.elapsed());
+        self.record(batch, &outcome, new_ids, first.len() + late.len(), started.elapsed());
         tracing::debug!(
             records = batch.ratings.len(),
             write_ms = written_after.as_secs_f64() * 1e3,
@@ -741,7 +741,7 @@ impl Writer {
         &self,
         batch: &Batch,
         o: &hcp_store::BatchOutcome,
-        new_ids: &HashSet<Uuid>,
+        mut new_ids: HashSet<Uuid>,
         published: usize,
         took: Duration,
     ) {
@@ -757,7 +757,6 @@ impl Writer {
         metrics::PUBLISHED.inc_by(published as u64);
         metrics::ORDERS_OPENED.inc_by(o.orders_opened as u64);
         // Once per id, as above.
-        let mut new_ids = new_ids.clone();
         for r in batch.ratings.iter().filter(|r| new_ids.remove(&r.event.rating_id)) {
             for f in &r.integrity_flags {
                 metrics::INTEGRITY_FLAGS.with_label_values(&[f.as_str()]).inc();

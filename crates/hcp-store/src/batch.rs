@@ -277,7 +277,7 @@ impl Store {
     /// commits it.
     pub async fn apply_batch(&self, batch: &Batch) -> Result<BatchOutcome, Error> {
         let mut pending = self.begin_rows(batch, None).await?;
-        save_positions(&mut pending.tx, &batch.group_id, &batch.topic, &batch.positions).await?;
+        save_positions(&mut *pending.tx, &batch.group_id, &batch.topic, &batch.positions).await?;
         pending.commit().await
     }
 
@@ -377,10 +377,7 @@ impl Store {
 
     /// Saves a batch's consumer positions (never moving one backwards).
     pub async fn save_positions(&self, group: &str, topic: &str, positions: &[Position]) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
-        save_positions(&mut tx, group, topic, positions).await?;
-        tx.commit().await?;
-        Ok(())
+        save_positions(&self.pool, group, topic, positions).await
     }
 
     /// The stored positions of `group` for `partitions` of `topic` (absent when never stored).
@@ -631,8 +628,8 @@ async fn insert_rejected(
     Ok(rejected.len())
 }
 
-async fn save_positions(
-    tx: &mut Transaction<'_, Postgres>,
+async fn save_positions<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     group: &str,
     topic: &str,
     positions: &[Position],
@@ -651,7 +648,7 @@ async fn save_positions(
     .bind(topic)
     .bind(positions.iter().map(|p| p.partition).collect::<Vec<_>>())
     .bind(positions.iter().map(|p| p.next_offset).collect::<Vec<_>>())
-    .execute(&mut **tx)
+    .execute(executor)
     .await?;
     Ok(())
 }
