@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 
 ensure_build_tools
 ensure_postgres
-ensure_tansu
+ensure_kafka
 ensure_local_secrets
 log "building hcp (release)"
 cargo build --release --locked -p hcp --manifest-path "$HCP_ROOT/Cargo.toml" >&2
@@ -37,7 +37,7 @@ cat >&2 <<TXT
     post a rating      curl -XPOST http://$HCP_HTTP_ADDR/api/v1/ratings -H 'content-type: application/json' \\
                          -H 'Authorization: Bearer $APP_KEY' \\
                          -d '{"stage":"online","service_record_no":"MY-1","grade":5}'
-  Stop with Ctrl-C; deploy/local/stop.sh stops PostgreSQL and Tansu.
+  Stop with Ctrl-C; deploy/local/stop.sh stops PostgreSQL and Kafka.
 
 TXT
 exec "$HCP" serve

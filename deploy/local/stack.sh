@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sourced by run.sh and test.sh: installs (when missing) and starts the local stack, idempotently.
 #   PostgreSQL: Debian's package, our own cluster in $HCP_LOCAL/pg, port $HCP_PG_PORT (5439).
-#   Kafka protocol: Tansu (Apache-2.0) built once into $HCP_CACHE/tansu, SQLite storage in
-#   $HCP_LOCAL/tansu, port $HCP_KAFKA_PORT (9092). Never its memory engine (it skips records
-#   when a consumer resumes inside a stored batch).
+#   Apache Kafka: one KRaft node (broker + controller) from Maven Central jars on the JDK
+#   (deploy/kafka/kafka.sh), data and logs in $HCP_LOCAL/kafka, port $HCP_KAFKA_PORT (9092),
+#   controller on the next port.
 # Everything lives under one project-local directory, $HCP_LOCAL (default <repo>/.hcp-local).
 set -euo pipefail
 
@@ -12,21 +12,23 @@ HCP_LOCAL="${HCP_LOCAL:-$HCP_ROOT/.hcp-local}"
 HCP_CACHE="${HCP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hcp}"
 HCP_PG_PORT="${HCP_PG_PORT:-5439}"
 HCP_KAFKA_PORT="${HCP_KAFKA_PORT:-9092}"
-TANSU_VERSION="0.6.0"
-TANSU_BIN="$HCP_CACHE/tansu-$TANSU_VERSION/bin/tansu"
+KAFKA_SH="$HCP_ROOT/deploy/kafka/kafka.sh"
 SCHEMATHESIS_VERSION="4.32.5"
 HCP_VENV="$HCP_CACHE/venv"
-export HCP_ROOT HCP_LOCAL HCP_CACHE TANSU_BIN HCP_VENV
+export HCP_ROOT HCP_LOCAL HCP_CACHE HCP_VENV
 
 log() { printf '\033[1;34m[hcp]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[hcp]\033[0m %s\n' "$*" >&2; exit 1; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Installs Debian packages, or stops with one line naming them and how to install them.
 apt_install() {
   log "installing Debian packages: $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  mkdir -p "$HCP_LOCAL"
+  { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; } >"$HCP_LOCAL/apt.log" 2>&1 \
+    || die "could not install $* (log: $HCP_LOCAL/apt.log); install them as root: apt-get install $*"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&- 3<&-; }
@@ -83,56 +85,39 @@ start_postgres() {
   fi
 }
 
-ensure_tansu_binary() {
-  [ -x "$TANSU_BIN" ] && return 0
-  log "building Tansu $TANSU_VERSION once into $HCP_CACHE (about 12 minutes on 2 cores)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features libsql --root "$HCP_CACHE/tansu-$TANSU_VERSION" >&2
-}
-
-ensure_tansu() {
-  ensure_tansu_binary
-  local dir="$HCP_LOCAL/tansu"
-  mkdir -p "$dir"
-  if ! port_open "$HCP_KAFKA_PORT"; then
-    log "starting Tansu (Kafka protocol) on 127.0.0.1:$HCP_KAFKA_PORT, storage $dir/tansu.db"
-    # Tansu resolves a sqlite:// path against its working directory, so start it in its data dir.
-    (cd "$dir" && nohup "$TANSU_BIN" broker \
-      --storage-engine "sqlite://tansu.db" \
-      --listener-url "tcp://127.0.0.1:$HCP_KAFKA_PORT" \
-      --advertised-listener-url "tcp://127.0.0.1:$HCP_KAFKA_PORT" \
-      >"$dir/tansu.log" 2>&1 &
-      echo $! >"$dir/tansu.pid")
-    wait_port "$HCP_KAFKA_PORT" 60 "Tansu"
+# Java 17+ and Maven from Debian when missing, the pinned Kafka jars once, the node formatted
+# once, and started unless this checkout's node already runs. A port held by anything else is
+# reported, never reused.
+ensure_kafka() {
+  local missing=()
+  "$KAFKA_SH" java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || "$KAFKA_SH" fetched >/dev/null 2>&1 || missing+=(maven)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+  local dir="$HCP_LOCAL/kafka" controller=$((HCP_KAFKA_PORT + 1))
+  if ! "$KAFKA_SH" pid "$dir" 1 >/dev/null 2>&1; then
+    for port in "$HCP_KAFKA_PORT" "$controller"; do
+      port_open "$port" && die "port $port is held by $(port_holder "$port"), not this checkout's Kafka: stop it, or set HCP_KAFKA_PORT to a free pair of ports"
+    done
+    "$KAFKA_SH" init "$dir" "$HCP_KAFKA_PORT:$controller"
+    log "starting Apache Kafka $("$KAFKA_SH" version) on 127.0.0.1:$HCP_KAFKA_PORT (logs: $dir/node-1/logs)"
+    "$KAFKA_SH" start "$dir"
   fi
-  tansu_indexes "$dir/tansu.db"
   export KAFKA_BROKERS="127.0.0.1:$HCP_KAFKA_PORT"
-  # Tansu 0.6's SQLite storage panics when an idempotent producer bumps its epoch (after a timed
-  # out record or a broker restart) and then refuses every request until restarted. Counting never
-  # relied on producer idempotence (the store counts a rating once), so the local stack turns it off.
-  export HCP_KAFKA_IDEMPOTENCE="${HCP_KAFKA_IDEMPOTENCE:-false}"
 }
 
-# API fuzzing: schemathesis (PyPI, pinned) in a virtualenv cached beside Tansu, outside the repo.
+# Who listens on a local TCP port, as well as we can tell.
+port_holder() {
+  local who
+  who="$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -oE 'users:\(\("[^"]+",pid=[0-9]+' | head -n 1 | sed -E 's/users:\(\("([^"]+)",pid=([0-9]+)/pid \2 (\1)/')"
+  echo "${who:-another process}"
+}
+
+# API fuzzing: schemathesis (PyPI, pinned) in a virtualenv in the cache, outside the repo.
 ensure_fuzzer() {
   "$HCP_VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION" && return 0
   log "installing schemathesis $SCHEMATHESIS_VERSION into $HCP_VENV"
   python3 -m venv "$HCP_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$HCP_VENV"; }
   "$HCP_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
-}
-
-# Adds the indexes Tansu's SQLite storage lacks (deploy/local/tansu-indexes.sql) to a running
-# broker's database file.
-tansu_indexes() {
-  command -v python3 >/dev/null || apt_install python3
-  # A fresh broker creates its tables just after it opens the port: wait for them (30 s at most).
-  python3 -c 'import sqlite3, sys, time
-c = sqlite3.connect(sys.argv[1], timeout=30)
-for _ in range(300):
-    if c.execute("SELECT 1 FROM sqlite_master WHERE name = ?", ("header",)).fetchone():
-        break
-    time.sleep(0.1)
-c.executescript(open(sys.argv[2]).read())
-c.close()' "$1" "$HCP_ROOT/deploy/local/tansu-indexes.sql"
 }
 
 ensure_build_tools() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test against the real stack, installing and starting what is missing:
-# format and lint gates, unit tests, integration tests (real Tansu broker, real PostgreSQL,
+# format and lint gates, unit tests, integration tests (real Apache Kafka, real PostgreSQL,
 # a fresh database per test), and a smoke run of the `hcp serve` binary.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
@@ -8,7 +8,7 @@ cd "$HCP_ROOT"
 
 ensure_build_tools
 ensure_postgres
-ensure_tansu
+ensure_kafka
 ensure_browser
 ensure_fuzzer
 ensure_local_secrets
@@ -24,7 +24,6 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 log "building hcp"
 cargo build --locked -p hcp
 export HCP_BIN="$CARGO_TARGET_DIR/debug/hcp"
-export HCP_TANSU_BIN="$TANSU_BIN"
 
 log "cargo test (unit + integration; KAFKA_BROKERS=$KAFKA_BROKERS DATABASE_URL=$DATABASE_URL)"
 cargo test --locked --workspace -- --test-threads "${HCP_TEST_THREADS:-4}" 2>&1 | tee "$HCP_LOCAL/cargo-test.log"
