@@ -1,7 +1,7 @@
 //! The consume → store loop and the rebalance hook that seeks to positions kept in PostgreSQL.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,8 +88,6 @@ struct PositionContext {
     /// Partitions revoked since the current batch began: their records are dropped from it,
     /// the new owner reads them again from the stored positions.
     revoked: Mutex<HashSet<i32>>,
-    /// Partitions currently assigned.
-    assigned: AtomicUsize,
     /// The batches handed to writer tasks whose positions are not known to be saved yet, oldest
     /// first (at most [`MAX_IN_FLIGHT`]); only the newest may still be writing its rows.
     in_flight: Mutex<VecDeque<InFlight>>,
@@ -130,7 +128,6 @@ impl ConsumerContext for PositionContext {
                 }
                 tracing::info!(?partitions, ?stored, "partitions assigned");
                 metrics::ASSIGNED.set(partitions.len() as i64);
-                self.assigned.store(partitions.len(), Ordering::Relaxed);
                 if let Err(e) = consumer.assign(&assignment) {
                     tracing::error!(error = %e, "assign failed");
                 }
@@ -143,7 +140,6 @@ impl ConsumerContext for PositionContext {
                 self.finish_in_flight(consumer);
                 self.revoked.lock().expect("revoked lock").extend(partitions);
                 metrics::ASSIGNED.set(0);
-                self.assigned.store(0, Ordering::Relaxed);
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "unassign failed");
                 }
@@ -258,19 +254,13 @@ struct Polled {
     payload: Option<Vec<u8>>,
 }
 
-/// How long a consumer may hold no partition before it re-joins the group with a fresh
-/// member (doubling up to [`MAX_IDLE_REJOIN`] while it keeps getting none).
-const IDLE_REJOIN: Duration = Duration::from_secs(15);
-/// Upper bound of the re-join interval of an instance that never gets a partition.
-const MAX_IDLE_REJOIN: Duration = Duration::from_secs(300);
-
+/// The consumer thread: one group member until shutdown (or until a batch writer failed).
 fn consume(
     config: AggregatorConfig,
     store: Store,
     handle: Handle,
     shutdown: CancellationToken,
 ) -> Result<(), AggregatorError> {
-    let mut idle_limit = IDLE_REJOIN;
     let writer = Arc::new(Writer {
         store: store.clone(),
         producer: RatingProducer::new(&config.kafka, &config.topics)?,
@@ -286,35 +276,6 @@ fn consume(
         integrity: config.integrity,
         writer,
     };
-    while !shutdown.is_cancelled() {
-        match consume_as_member(&config, &mut work, &shutdown, idle_limit)? {
-            Membership::Stopped => break,
-            Membership::WorkedThenIdle => idle_limit = IDLE_REJOIN,
-            Membership::NeverAssigned => idle_limit = (idle_limit * 2).min(MAX_IDLE_REJOIN),
-        }
-    }
-    Ok(())
-}
-
-/// How one group membership ended.
-enum Membership {
-    /// Shutdown was asked for.
-    Stopped,
-    /// It held partitions, then held none for too long.
-    WorkedThenIdle,
-    /// It never got a partition.
-    NeverAssigned,
-}
-
-/// Consumes as one group member until shutdown, or until it has held no partition for
-/// `idle_limit`: a coordinator that lost track of a rebalance (seen with Tansu 0.6 after a member
-/// was killed) is then asked again by a fresh member instead of leaving the topic unread.
-fn consume_as_member(
-    config: &AggregatorConfig,
-    work: &mut Work,
-    shutdown: &CancellationToken,
-    idle_limit: Duration,
-) -> Result<Membership, AggregatorError> {
     let topic = config.topics.rating_submitted.clone();
     let context = PositionContext {
         store: work.store.clone(),
@@ -323,7 +284,6 @@ fn consume_as_member(
         topic: topic.clone(),
         shutdown: shutdown.clone(),
         revoked: Mutex::new(HashSet::new()),
-        assigned: AtomicUsize::new(0),
         in_flight: Mutex::new(VecDeque::new()),
         writer_failed: AtomicBool::new(false),
     };
@@ -335,26 +295,15 @@ fn consume_as_member(
         .create_with_context(context)?;
     consumer.subscribe(&[&topic])?;
     tracing::info!(%topic, group = %config.group_id, "aggregator consuming");
-    let mut idle_since = Instant::now();
-    let mut ever_assigned = false;
 
     let context = consumer.context();
-    let mut stopped = false;
     while !shutdown.is_cancelled() {
-        if context.assigned.load(Ordering::Relaxed) > 0 {
-            idle_since = Instant::now();
-            ever_assigned = true;
-        } else if idle_since.elapsed() > idle_limit {
-            tracing::warn!(idle_secs = idle_limit.as_secs(), "no partitions assigned; re-joining as a new member");
-            break;
-        }
         context.revoked.lock().expect("revoked lock").clear();
-        let polled = poll_batch(&consumer, config);
+        let polled = poll_batch(&consumer, &config);
         // Settle finished batches now (their Kafka mirror); a failure, also one found by a
         // revoke during the poll, stops the loop.
         while context.settle_oldest(&consumer, usize::MAX) {}
         if context.writer_failed.load(Ordering::Relaxed) {
-            stopped = true;
             break;
         }
         if polled.is_empty() {
@@ -373,16 +322,14 @@ fn consume_as_member(
         );
         // Prepared while the previous batch is still being written ...
         let pending = context.pending_batch();
-        let Some(expected) = span.in_scope(|| work.prepare(&mut batch, pending.as_deref(), shutdown)) else {
-            stopped = true;
+        let Some(expected) = span.in_scope(|| work.prepare(&mut batch, pending.as_deref(), &shutdown)) else {
             break;
         };
         // ... and written only once its rows committed, so rows and positions only move forward.
         if !context.make_way(&consumer) {
-            stopped = true;
             break;
         }
-        context.hand_over(work, batch, expected, span, shutdown);
+        context.hand_over(&work, batch, expected, span, &shutdown);
     }
     // The batches in flight are finished (positions saved, or abandoned by shutdown) before leaving.
     context.finish_in_flight(&consumer);
@@ -390,17 +337,13 @@ fn consume_as_member(
         return Err(AggregatorError::Thread("a batch writer task failed".into()));
     }
     consumer.unsubscribe();
-    if stopped || shutdown.is_cancelled() {
-        tracing::info!("aggregator stopping");
-        return Ok(Membership::Stopped);
-    }
-    Ok(if ever_assigned { Membership::WorkedThenIdle } else { Membership::NeverAssigned })
+    tracing::info!("aggregator stopping");
+    Ok(())
 }
 
 /// Most batches handed to writer tasks whose positions are not saved yet. Rows are written one
 /// batch at a time, in order, but a batch's positions wait for its events: while the broker is
-/// slow to acknowledge them (Tansu serves a produce only between fetches), the next batches'
-/// rows are written meanwhile instead of waiting.
+/// slow to acknowledge them, the next batches' rows are written meanwhile instead of waiting.
 const MAX_IN_FLIGHT: usize = 4;
 
 /// A batch handed to its writer task, and what the next batch needs of it meanwhile.

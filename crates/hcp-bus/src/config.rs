@@ -15,10 +15,6 @@ pub struct KafkaConfig {
     pub linger: Duration,
     /// `compression.type`.
     pub compression: String,
-    /// `enable.idempotence`. On by default. Counting never depends on it (the store counts a
-    /// rating once however often it is delivered); the local Tansu 0.6 stack turns it off because
-    /// that broker's storage panics on a producer epoch bump and then refuses every request.
-    pub idempotence: bool,
     /// librdkafka `debug` contexts (e.g. `cgrp,fetch`), logged at debug level; `None` in normal runs.
     pub debug: Option<String>,
 }
@@ -31,7 +27,6 @@ impl KafkaConfig {
             produce_timeout: Duration::from_secs(5),
             linger: Duration::from_millis(2),
             compression: "none".into(),
-            idempotence: true,
             debug: None,
         }
     }
@@ -51,11 +46,11 @@ impl KafkaConfig {
         c
     }
 
-    /// Producer settings: `acks=all`, idempotent unless disabled, bounded delivery time. A message that cannot be
+    /// Producer settings: `acks=all`, idempotent, bounded delivery time. A message that cannot be
     /// acknowledged within `produce_timeout` fails, so ingest never answers 2xx for it.
     pub fn producer(&self) -> ClientConfig {
         let mut c = self.base();
-        c.set("enable.idempotence", if self.idempotence { "true" } else { "false" })
+        c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", self.produce_timeout.as_millis().to_string())
             .set("request.timeout.ms", self.produce_timeout.as_millis().min(30_000).to_string())
@@ -75,8 +70,11 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            // Also the rebalance timeout: a join phase never waits longer than this for a member
-            // that is gone (librdkafka's default is 5 minutes).
+            // Also the rebalance timeout of the classic group protocol: in a rebalance the
+            // coordinator waits this long for every live member to re-join, and an aggregator
+            // busy with a batch (PostgreSQL down) would hold up the whole group for librdkafka's
+            // default 5 minutes. A member that does not poll for this long leaves the group and
+            // re-joins at its next poll.
             .set("max.poll.interval.ms", "30000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "50")

@@ -5,7 +5,7 @@
 //! "acks=all, idempotent" and "no auto-commit" are decided in one place.
 //!
 //! It must not know about HTTP or SQL, and it never decides what a rating means: that is
-//! `hcp-domain`. It speaks only the Kafka protocol, so Apache Kafka and Tansu both work.
+//! `hcp-domain`. It speaks only the Kafka protocol (Apache Kafka 4.x here and in production).
 
 mod admin;
 mod config;

@@ -1,6 +1,5 @@
 //! The rating producer: one record per rating, acknowledged by the broker before we say yes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,53 +29,44 @@ pub enum PublishError {
 
 /// Publishes [`RatingSubmitted`] events to `hcp.rating.submitted.v1`.
 ///
-/// An idempotent producer session (one producer id and its sequence numbers) must not outlive
-/// what the broker remembers of it. A session is therefore replaced by a fresh one (a new producer
-/// id) after any failed produce, and before the next produce once librdkafka reported that every
-/// broker connection was lost. A broker-side rejection is retried once on the fresh session; a
-/// record sent twice this way is harmless, as the aggregator counts a rating at most once.
+/// One idempotent producer (`acks=all`): librdkafka keeps its producer id and sequence numbers
+/// across broker restarts, leader changes and timed-out requests (it bumps the epoch itself), and
+/// the broker drops the duplicates its retries would otherwise write. Only a *fatal* error (the
+/// broker and the producer disagree on the sequence beyond repair, e.g. records it acknowledged
+/// were lost by an unclean leader election) leaves the producer unusable: it is then replaced by a
+/// fresh one (a new producer id) and the record retried once on it. A record sent twice that way
+/// is harmless, as the aggregator counts a rating at most once.
 #[derive(Clone)]
 pub struct RatingProducer {
-    current: Arc<RwLock<Generation>>,
+    current: Arc<RwLock<Session>>,
     topic: String,
     config: KafkaConfig,
 }
 
-/// One producer session and its sequence number, so concurrent failures replace it only once.
+/// One producer and its sequence number, so concurrent failures replace it only once.
 #[derive(Clone)]
-struct Generation {
+struct Session {
     number: u64,
-    producer: FutureProducer<SessionContext>,
-    /// Set when librdkafka reports that every broker connection was lost.
-    stale: Arc<AtomicBool>,
-    /// When the session was created; a stale session is replaced at most once a second.
-    created: Instant,
+    producer: FutureProducer<LogContext>,
 }
 
-/// Marks its session stale when the connection to the brokers is lost, so that an idempotent
-/// session never spans a broker outage: a restarted broker may have lost the session's
-/// per-partition sequence state (Tansu 0.6 then fails every produce until it is restarted).
-struct SessionContext {
-    stale: Arc<AtomicBool>,
-}
+/// Routes librdkafka's error callbacks to `tracing`.
+struct LogContext;
 
-impl ClientContext for SessionContext {
+impl ClientContext for LogContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
-        ) {
-            self.stale.store(true, Ordering::Relaxed);
-        }
         tracing::warn!(%error, reason, "kafka producer");
     }
 }
 
-impl Generation {
+impl Session {
     fn create(config: &KafkaConfig, number: u64) -> Result<Self, KafkaError> {
-        let stale = Arc::new(AtomicBool::new(false));
-        let producer = config.producer().create_with_context(SessionContext { stale: stale.clone() })?;
-        Ok(Generation { number, producer, stale, created: Instant::now() })
+        Ok(Session { number, producer: config.producer().create_with_context(LogContext)? })
+    }
+
+    /// Whether librdkafka declared this producer unusable.
+    fn is_fatal(&self) -> bool {
+        self.producer.client().fatal_error().is_some()
     }
 }
 
@@ -84,32 +74,28 @@ impl RatingProducer {
     /// Creates the producer; connecting is lazy, so this succeeds while the broker is down.
     pub fn new(config: &KafkaConfig, topics: &Topics) -> Result<Self, KafkaError> {
         Ok(RatingProducer {
-            current: Arc::new(RwLock::new(Generation::create(config, 0)?)),
+            current: Arc::new(RwLock::new(Session::create(config, 0)?)),
             topic: topics.rating_submitted.clone(),
             config: config.clone(),
         })
     }
 
-    /// The current session, replaced first when it saw the brokers go away.
-    fn generation(&self) -> Generation {
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        // While the brokers stay away every new session goes stale at once too: pace the churn.
-        if current.stale.load(Ordering::Relaxed) && current.created.elapsed() >= Duration::from_secs(1) {
-            self.replace(current.number, "broker connections were lost");
-            return self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        }
-        current
+    /// The current producer.
+    fn session(&self) -> Session {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the session of generation `failed` (unless another task already did).
-    fn replace(&self, failed: u64, cause: &str) {
+    /// Replaces the producer of session `failed` after a fatal error (unless another task
+    /// already did).
+    fn replace(&self, failed: &Session) {
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-        if current.number != failed {
+        if current.number != failed.number {
             return;
         }
-        match Generation::create(&self.config, failed + 1) {
+        let cause = failed.producer.client().fatal_error().map(|(_, reason)| reason).unwrap_or_default();
+        match Session::create(&self.config, failed.number + 1) {
             Ok(next) => {
-                tracing::info!(cause, generation = failed + 1, "new Kafka producer session");
+                tracing::warn!(cause, session = failed.number + 1, "Kafka producer failed fatally; replaced");
                 *current = next;
             }
             Err(e) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
@@ -139,33 +125,31 @@ impl RatingProducer {
     ) -> Result<(i32, i64), PublishError> {
         let mut retried = false;
         loop {
-            let generation = self.generation();
+            let session = self.session();
             let headers = OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(schema) });
             let record = FutureRecord::to(topic).key(key).payload(body).headers(headers);
-            let error = match generation.producer.send(record, Timeout::After(self.config.produce_timeout)).await {
+            let error = match session.producer.send(record, Timeout::After(self.config.produce_timeout)).await {
                 Ok(d) => return Ok((d.partition, d.offset)),
                 Err((e, _)) => e,
             };
-            // Any failure retires the session. A broker-side rejection is retried once at once on
-            // the new session; a timeout is not (the answer must stay within the produce timeout).
-            self.replace(generation.number, &error.to_string());
-            let rejected =
-                generation.producer.client().fatal_error().is_some() || matches!(classify_ref(&error), Kind::Failed);
-            if rejected && !retried {
-                retried = true;
-                continue;
+            if session.is_fatal() {
+                self.replace(&session);
+                if !retried {
+                    retried = true;
+                    continue;
+                }
             }
             return Err(classify(error));
         }
     }
 
     /// Publishes many records (`(key, body)`, schema id `schema`) to `topic`, all in flight at
-    /// once, with the session rules of [`RatingProducer::publish_to`]. Each record is handed to
-    /// librdkafka (which keeps its own copy) as soon as the iterator yields it and only its
-    /// acknowledgement is awaited, so a large batch holds no second copy of its bodies. Ok once
-    /// every record is acknowledged; on a failure the session is replaced and the first error
-    /// returned after the others settled: the caller publishes them all again (a record sent
-    /// twice is harmless to consumers that keep the latest per key).
+    /// once. Each record is handed to librdkafka (which keeps its own copy) as soon as the
+    /// iterator yields it and only its acknowledgement is awaited, so a large batch holds no
+    /// second copy of its bodies. Ok once every record is acknowledged; on a failure the first
+    /// error is returned after the others settled (and a fatally failed producer replaced): the
+    /// caller publishes them all again (a record sent twice is harmless to consumers that keep
+    /// the latest per key).
     pub async fn publish_all<K, B>(
         &self,
         topic: &str,
@@ -176,7 +160,7 @@ impl RatingProducer {
         K: AsRef<str>,
         B: AsRef<[u8]>,
     {
-        let generation = self.generation();
+        let session = self.session();
         let mut deliveries = Vec::new();
         let mut error = None;
         'records: for (key, body) in records {
@@ -184,7 +168,7 @@ impl RatingProducer {
             let mut record = FutureRecord::to(topic).key(key.as_ref()).payload(body.as_ref()).headers(headers);
             let queued_since = Instant::now();
             loop {
-                match generation.producer.send_result(record) {
+                match session.producer.send_result(record) {
                     Ok(delivery) => {
                         deliveries.push(delivery);
                         break;
@@ -219,7 +203,9 @@ impl RatingProducer {
         match error {
             None => Ok(()),
             Some(e) => {
-                self.replace(generation.number, &e.to_string());
+                if session.is_fatal() {
+                    self.replace(&session);
+                }
                 Err(classify(e))
             }
         }
@@ -228,7 +214,7 @@ impl RatingProducer {
     /// Asks the broker for the topic's metadata: the readiness probe.
     /// Blocking; call it from a blocking context.
     pub fn check_broker(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let md = self.generation().producer.client().fetch_metadata(Some(&self.topic), timeout)?;
+        let md = self.session().producer.client().fetch_metadata(Some(&self.topic), timeout)?;
         match md.topics().first().and_then(|t| t.error()) {
             Some(e) => Err(KafkaError::MetadataFetch(e.into())),
             None => Ok(()),
@@ -240,9 +226,9 @@ impl RatingProducer {
     /// records to a topic took twice as long as the next ones without it). A failure is only
     /// logged: records wait for the metadata anyway. Blocking; call it from a blocking context.
     pub fn warm_up(&self, topics: &[&str], timeout: Duration) {
-        let generation = self.generation();
+        let session = self.session();
         for topic in topics {
-            if let Err(e) = generation.producer.client().fetch_metadata(Some(topic), timeout) {
+            if let Err(e) = session.producer.client().fetch_metadata(Some(topic), timeout) {
                 tracing::warn!(topic, error = %e, "cannot fetch topic metadata ahead of the first record");
             }
         }
@@ -250,7 +236,7 @@ impl RatingProducer {
 
     /// Waits up to `timeout` for queued records to be acknowledged (graceful shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.generation().producer.flush(timeout)
+        self.session().producer.flush(timeout)
     }
 
     /// The topic this producer writes.
@@ -259,20 +245,8 @@ impl RatingProducer {
     }
 }
 
-/// Whether an error means "try later" or "this session is refused".
-enum Kind {
-    Unavailable,
-    Failed,
-}
-
+/// Whether an error means "try later" ([`PublishError::Unavailable`]) or a refusal.
 fn classify(e: KafkaError) -> PublishError {
-    match classify_ref(&e) {
-        Kind::Unavailable => PublishError::Unavailable(e),
-        Kind::Failed => PublishError::Failed(e),
-    }
-}
-
-fn classify_ref(e: &KafkaError) -> Kind {
     let unavailable = matches!(
         e.rdkafka_error_code(),
         Some(
@@ -289,8 +263,8 @@ fn classify_ref(e: &KafkaError) -> Kind {
         )
     );
     if unavailable {
-        Kind::Unavailable
+        PublishError::Unavailable(e)
     } else {
-        Kind::Failed
+        PublishError::Failed(e)
     }
 }

@@ -26,8 +26,6 @@ pub struct Config {
     pub request_timeout: Duration,
     /// `HCP_AGGREGATOR_GROUP` (default `hcp-aggregator`).
     pub aggregator_group: String,
-    /// `HCP_KAFKA_IDEMPOTENCE` (default `true`): the producer's `enable.idempotence`.
-    pub kafka_idempotence: bool,
     /// `HCP_KAFKA_DEBUG` (e.g. `cgrp,fetch`): librdkafka's debug contexts, for diagnosing a broker.
     pub kafka_debug: Option<String>,
     /// `HCP_DB_POOL` (default 16).
@@ -108,7 +106,6 @@ impl Config {
                     .unwrap_or(30),
             ),
             aggregator_group: var("HCP_AGGREGATOR_GROUP").unwrap_or_else(|| "hcp-aggregator".into()),
-            kafka_idempotence: var("HCP_KAFKA_IDEMPOTENCE").is_none_or(|v| v != "false" && v != "0"),
             kafka_debug: var("HCP_KAFKA_DEBUG").filter(|v| !v.is_empty()),
             db_pool: var("HCP_DB_POOL").map(|v| v.parse()).transpose().context("HCP_DB_POOL")?.unwrap_or(16),
             three_is_neutral: var("HCP_THREE_IS_NEUTRAL").is_some_and(|v| v == "1" || v == "true"),
@@ -210,7 +207,6 @@ impl Config {
     pub fn kafka(&self) -> KafkaConfig {
         let mut k = KafkaConfig::new(&self.kafka_brokers);
         k.produce_timeout = self.produce_timeout;
-        k.idempotence = self.kafka_idempotence;
         k.debug = self.kafka_debug.clone();
         k
     }
