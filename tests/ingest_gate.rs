@@ -162,6 +162,57 @@ async fn every_channel_sends_with_its_own_key_and_a_revoked_key_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_of_an_attempt_cut_off_mid_flight_waits_then_completes_under_its_first_id() {
+    let (app, admin) = start().await;
+    let (key, _) = issue(&app, &admin, json!({"kind": "integration", "channel": "app", "name": "app"})).await;
+    // An ingest claimed the stage and died before producing (or answering): the claim is pending.
+    let cut_off = uuid::Uuid::now_v7();
+    let claim = ("P-1".to_string(), "online".to_string(), 1i16, cut_off);
+    let claimed = app.store.claim_ratings(&[claim], Duration::from_secs(30)).await.unwrap();
+    assert_eq!(claimed, vec![hcp_store::Claim::Claimed]);
+
+    // The client's retry is told to come back later, with nothing recorded; not a duplicate.
+    let body = json!({"stage": "online", "service_record_no": "P-1", "grade": 1, "tags": ["slow_process"]});
+    let r = app
+        .client
+        .post(format!("{}/api/v1/ratings", app.url))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "p-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let retry_after: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "/problems/rating-in-progress", "{p}");
+    assert!(p.get("existing_rating_id").is_none(), "no rating is named: none may ever be stored");
+    assert_eq!(retry_after, app.config.produce_timeout.as_secs() * 2 + 5, "Retry-After is the takeover age");
+    let (s, b) = post(&app, Some(&key), None, "/api/v1/ratings/batch", &json!({ "ratings": [body.clone()] })).await;
+    assert_eq!((s, b["items"][0]["status"].as_u64()), (200, Some(409)));
+    assert_eq!(b["items"][0]["problem"]["type"], "/problems/rating-in-progress");
+
+    // Once the claim is older than the takeover age, the retry produces it under the first id.
+    sqlx::query("UPDATE rating_claims SET claimed_at = now() - interval '1 hour' WHERE service_record_no = 'P-1'")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let (s, a) = post(&app, Some(&key), Some("p-1"), "/api/v1/ratings", &body).await;
+    assert_eq!(s, 202, "{a}");
+    assert_eq!(a["rating_id"], cut_off.to_string(), "the id of the attempt that was cut off");
+    let (s, p) = post(&app, Some(&key), None, "/api/v1/ratings", &body).await;
+    assert_eq!((s, p["existing_rating_id"].as_str()), (409, Some(cut_off.to_string().as_str())));
+    stored(&app, 1).await;
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM work_orders WHERE rating_id = $1")
+        .bind(cut_off)
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(orders, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_first_rating_is_409_and_idempotent_retries_get_the_first_answer() {
     let (app, admin) = start().await;
     let (key, _) = issue(&app, &admin, json!({"kind": "integration", "channel": "app", "name": "app"})).await;
@@ -550,8 +601,9 @@ async fn concurrent_claims_are_grouped_and_each_slot_goes_to_exactly_one_rating(
         }
     }
     assert_eq!(holder.len(), 150, "every slot claimed once");
+    // The other claim of each slot finds the holder still producing: in progress, not a duplicate.
     for (k, o) in keys.iter().zip(&outcomes) {
-        let expected = if holder[k.0.as_str()] == k.3 { Claim::Claimed } else { Claim::Existing(holder[k.0.as_str()]) };
+        let expected = if holder[k.0.as_str()] == k.3 { Claim::Claimed } else { Claim::InProgress(holder[k.0.as_str()]) };
         assert_eq!(o.as_ref().unwrap()[..], [expected], "{}", k.0);
     }
     let stats = queue.stats();
@@ -569,4 +621,8 @@ async fn concurrent_claims_are_grouped_and_each_slot_goes_to_exactly_one_rating(
             .await
             .unwrap();
     assert_eq!(states, vec![("accepted".to_string(), 150)]);
+    // Once accepted, a further claim of a slot is a duplicate naming its holder.
+    let (slot, id) = holder.iter().next().unwrap();
+    let again = queue.claim(vec![(slot.to_string(), "acceptance".into(), 1, uuid::Uuid::now_v7())]).await.unwrap();
+    assert_eq!(again, vec![Claim::Existing(*id)]);
 }

@@ -107,6 +107,13 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         help_zh: "一次服务的每个环节只能首评一次(existing_rating_id 为已有评价);如需追评请提交 assess_number = 2。",
     },
     ProblemType {
+        slug: "rating-in-progress",
+        status: 409,
+        title: "This stage of the service record is being rated by another request",
+        title_zh: "该办件的该环节正在提交评价",
+        help_zh: "同一环节的另一次提交尚未完成(例如连接中断的上一次请求);评价尚未记录。请按 Retry-After 等待后重试(单条评价带上相同的 Idempotency-Key):上一次若未送达,重试会以同一评价编号完成。",
+    },
+    ProblemType {
         slug: "idempotency-key-reused",
         status: 422,
         title: "Idempotency-Key reused with a different body",
@@ -227,6 +234,9 @@ pub enum ApiError {
         /// The rating that holds the stage.
         existing_rating_id: String,
     },
+    /// Another attempt holds the stage and has not finished producing (409); retry after this
+    /// many seconds.
+    RatingInProgress(u64),
     /// Over a per-key or per-address rate limit (429); retry after this many seconds.
     RateLimited(u64),
     /// An Idempotency-Key came back with another body (422).
@@ -290,6 +300,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::CredentialInvalid(_) => "credential-invalid",
             ApiError::DuplicateRating { .. } => "duplicate-rating",
+            ApiError::RatingInProgress(_) => "rating-in-progress",
             ApiError::IdempotencyKeyReused => "idempotency-key-reused",
             ApiError::RateLimited(_) => "rate-limited",
             ApiError::Forbidden(_) => "forbidden",
@@ -303,6 +314,13 @@ impl ApiError {
             ApiError::RequestTimeout => "request-timeout",
             ApiError::Internal(_) => "internal-error",
         })
+    }
+
+    /// Whether the same request may succeed later unchanged (a dependency down, a time or rate
+    /// limit, a concurrent attempt at the same stage): such answers carry `Retry-After` and are
+    /// never kept as an Idempotency-Key's answer.
+    pub fn is_retryable(&self) -> bool {
+        self.problem_type().status >= 500 || matches!(self, ApiError::RatingInProgress(_) | ApiError::RateLimited(_))
     }
 
     /// One invalid field, as a validation error.
@@ -427,7 +445,7 @@ impl IntoResponse for ApiError {
         if retry {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
-        if let ApiError::RateLimited(secs) = &self {
+        if let ApiError::RateLimited(secs) | ApiError::RatingInProgress(secs) = &self {
             if let Ok(v) = HeaderValue::from_str(&secs.max(&1).to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -493,6 +511,7 @@ mod tests {
             ApiError::Unauthenticated,
             ApiError::CredentialInvalid(String::new()),
             ApiError::DuplicateRating { existing_rating_id: String::new() },
+            ApiError::RatingInProgress(6),
             ApiError::IdempotencyKeyReused,
             ApiError::RateLimited(1),
             ApiError::Forbidden(String::new()),

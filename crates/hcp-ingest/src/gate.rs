@@ -44,6 +44,13 @@ impl Gate {
     }
 }
 
+/// The answer to a rating whose stage another attempt holds and has not finished producing (a
+/// client's earlier request cut off mid-flight, or a concurrent one): retry once that attempt
+/// is done or, should it have died, once its claim may be taken over.
+pub fn in_progress(gate: &Gate) -> ApiError {
+    ApiError::RatingInProgress(gate.takeover_after.as_secs_f64().ceil() as u64)
+}
+
 /// For each event: `None`, or why its follow-up is refused (no first rating, or too late).
 pub async fn check_follow_ups(
     gate: &Gate,
@@ -226,8 +233,9 @@ pub async fn replay(gate: &Gate, scope: &str, key: &str, body: &[u8]) -> Result<
     }
 }
 
-/// Stores the answer of a request made with an Idempotency-Key (5xx answers are not stored,
-/// so the retry can still succeed).
+/// Stores the answer of a request made with an Idempotency-Key (retryable answers are never
+/// given here: see [`ApiError::is_retryable`]; a 5xx is not stored either way, so the retry can
+/// still succeed).
 pub async fn remember(gate: &Gate, scope: &str, key: &str, body: &[u8], status: u16, response: serde_json::Value) {
     if status >= 500 {
         return;

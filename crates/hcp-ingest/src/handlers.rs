@@ -43,7 +43,7 @@ pub struct Accepted {
         (status = 202, description = "Durably accepted", body = Accepted),
         (status = 400, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Channel key missing, unknown or revoked", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "This stage of the service record is already rated (names the rating)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "This stage of the service record is already rated (duplicate-rating, names the rating), or another attempt at it has not finished (rating-in-progress: retry after Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid, or the Idempotency-Key was used for another body", body = Problem, content_type = "application/problem+json"),
@@ -69,6 +69,8 @@ pub async fn submit_rating(
     }
     let (status, body) = match accept_one(&state, cred.as_ref(), input, Uuid::now_v7()).await {
         Ok((status, Json(a))) => (status.as_u16(), serde_json::to_value(a).expect("serializes")),
+        // "Not now" is not the answer to keep: a retry with this key is processed again.
+        Err(e) if e.is_retryable() => return Err(e),
         Err(e) => {
             let p = e.to_problem();
             (p.status, serde_json::to_value(&p).expect("serializes"))
@@ -132,6 +134,10 @@ pub(crate) async fn accept_one(
             Some(Claim::Existing(id)) => {
                 metrics::REFUSED.with_label_values(&["duplicate"]).inc();
                 return Err(ApiError::DuplicateRating { existing_rating_id: id.to_string() });
+            }
+            Some(Claim::InProgress(_)) => {
+                metrics::REFUSED.with_label_values(&["in_progress"]).inc();
+                return Err(gate::in_progress(gate));
             }
             None => return Err(ApiError::Internal("claim returned nothing".into())),
         }
@@ -347,14 +353,21 @@ async fn accept_batch(
         }
         None => vec![Claim::Claimed; valid.len()],
     };
+    // A stage rated twice within this batch: the later item is a duplicate of the earlier one,
+    // whose claim is still pending because it is produced with this very request.
+    let own: std::collections::HashSet<Uuid> = valid.iter().map(|(_, e)| e.rating_id).collect();
     let mut to_send = Vec::new();
     for ((index, event), claim) in valid.into_iter().zip(claims) {
         match claim {
             Claim::Claimed => to_send.push((index, event)),
             Claim::Resumed(id) => to_send.push((index, RatingSubmitted { rating_id: id, ..event })),
-            Claim::Existing(id) => {
-                let p = ApiError::DuplicateRating { existing_rating_id: id.to_string() }.to_problem();
-                results[index] = Some(ItemResult { index, status: 409, rating_id: None, problem: Some(p) });
+            Claim::Existing(id) | Claim::InProgress(id) => {
+                let refusal = match (claim, &state.gate) {
+                    (Claim::InProgress(_), Some(gate)) if !own.contains(&id) => gate::in_progress(gate),
+                    _ => ApiError::DuplicateRating { existing_rating_id: id.to_string() },
+                };
+                let p = refusal.to_problem();
+                results[index] = Some(ItemResult { index, status: p.status, rating_id: None, problem: Some(p) });
             }
         }
     }

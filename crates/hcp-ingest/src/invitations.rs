@@ -568,7 +568,7 @@ pub struct CitizenRating {
     responses(
         (status = 202, description = "Durably accepted", body = crate::Accepted),
         (status = 404, description = "Forged or unknown (invitation-invalid)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Used (invitation-used), or this stage was already rated elsewhere (duplicate-rating)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Used (invitation-used), or this stage was already rated elsewhere (duplicate-rating), or is being rated (rating-in-progress)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired (invitation-expired)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Grade missing, or a bad review without a tag or text", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Broker unavailable; nothing was recorded", body = Problem, content_type = "application/problem+json"),

@@ -40,8 +40,11 @@ pub struct Credential {
 pub enum Claim {
     /// Ours: produce the rating, then accept or release the claim.
     Claimed,
-    /// Another rating holds it (accepted, or pending and recent).
+    /// Another rating holds it: accepted.
     Existing(Uuid),
+    /// Another attempt holds it and has not finished producing (pending, younger than the
+    /// takeover age): it may still succeed, or be resumed once stale. The caller retries later.
+    InProgress(Uuid),
     /// Ours again: an earlier attempt under this id failed to produce (it may still reach the
     /// broker late), so the rating must be produced under this id.
     Resumed(Uuid),
@@ -158,7 +161,8 @@ impl Store {
 
     /// Claims each (service record, stage, assess number) for its rating id, in input order. A
     /// released claim, or a pending one older than `takeover_after` (its producer crashed or gave
-    /// up), is resumed under its own rating id ([`Claim::Resumed`]). Of two equal keys the earlier
+    /// up), is resumed under its own rating id ([`Claim::Resumed`]); a younger pending one is
+    /// [`Claim::InProgress`]. Of two equal keys the earlier
     /// claims first. Keys are written in sorted order, so concurrent claims of overlapping keys
     /// wait for each other instead of deadlocking.
     pub async fn claim_ratings(
@@ -200,7 +204,7 @@ impl Store {
         // gave up) are resumed under their first rating id: the earlier attempt may still reach
         // the broker, and then both copies carry the id the client is told. The holders are read
         // in the same statement (the update never changes a holder): four round trips in all.
-        let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+        let rows: Vec<(Uuid, bool, bool)> = sqlx::query_as(
             "WITH t AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS t(rec, stage, assess, n)),
                   res AS (
                  UPDATE rating_claims c SET state = 'pending', claimed_at = now()
@@ -209,7 +213,8 @@ impl Store {
                     AND (c.state = 'released' OR (c.state = 'pending' AND c.claimed_at < now() - $4::interval))
                  RETURNING c.service_record_no, c.stage, c.assess_number)
              SELECT c.rating_id, EXISTS (SELECT 1 FROM res WHERE res.service_record_no = t.rec AND res.stage = t.stage
-                                                             AND res.assess_number = t.assess)
+                                                             AND res.assess_number = t.assess),
+                    c.state = 'pending'
                FROM t JOIN rating_claims c ON c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
               ORDER BY t.n",
         )
@@ -225,11 +230,13 @@ impl Store {
             return Err(Error::Protocol(format!("{} claim holders for {} keys", holders.len(), keys.len())));
         }
         let mut out = vec![Claim::Claimed; keys.len()];
-        for (((h, resumed), key), i) in holders.into_iter().zip(keys).zip(order) {
+        for (((h, resumed, pending), key), i) in holders.into_iter().zip(keys).zip(order) {
             out[i] = if h == key.3 {
                 Claim::Claimed
             } else if resumed {
                 Claim::Resumed(h)
+            } else if pending {
+                Claim::InProgress(h)
             } else {
                 Claim::Existing(h)
             };
