@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DurationRound, Utc};
 use futures::stream::{self, StreamExt};
 use hcp_bus::RatingProducer;
-use hcp_tests::{wait_until, PrivateBroker, TestApp};
+use hcp_tests::{wait_until, KafkaCluster, TestApp};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -240,7 +240,7 @@ async fn aggregator_killed_and_restarted_mid_stream_with_redelivery_counts_exact
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_stopped_means_503_within_10s_and_nothing_counted() {
-    let mut broker = PrivateBroker::start().await;
+    let mut broker = KafkaCluster::single().await;
     let mut app = TestApp::start_on(&broker.addr).await;
     app.import_directory(&spine_directory()).await;
     app.start_aggregator();
@@ -248,7 +248,7 @@ async fn broker_stopped_means_503_within_10s_and_nothing_counted() {
     post_all(&app, &bodies).await;
     wait_total(&app, 5, Duration::from_secs(60)).await;
 
-    broker.stop();
+    broker.kill(1);
     let (later, _) = ratings(3, 4);
     let started = Instant::now();
     let answers: Vec<(u16, String, Value)> = stream::iter(&later)
@@ -271,7 +271,7 @@ async fn broker_stopped_means_503_within_10s_and_nothing_counted() {
     assert_eq!(ready.status(), 503);
 
     // Back up: the aggregator drains the topic and the refused ratings never appear.
-    broker.resume().await;
+    broker.restart(1).await;
     app.wait_caught_up(Duration::from_secs(90)).await;
     assert_eq!(app.store.count_ratings().await.unwrap(), 5);
     assert_eq!(app.summary(&format!("scope=all&{}", range())).await["total"], 5);

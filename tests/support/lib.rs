@@ -3,7 +3,7 @@
 //! Each [`TestApp`] gets a fresh PostgreSQL database (migrated), its own topic prefix and
 //! consumer group on the shared broker, and an in-process server on a random port, so tests run
 //! in parallel without seeing each other. The stack comes from `deploy/local/test.sh`:
-//! `DATABASE_URL` (any database on the test server), `KAFKA_BROKERS`, `HCP_BIN`, `HCP_TANSU_BIN`.
+//! `DATABASE_URL` (any database on the test server), `KAFKA_BROKERS`, `HCP_BIN`.
 
 use std::future::Future;
 use std::net::TcpListener as StdListener;
@@ -95,19 +95,22 @@ impl TestApp {
         Self::build(brokers, None, |_| {}).await
     }
 
-    /// A fresh deployment on the broker at `brokers` and the PostgreSQL server of `admin_url`
-    /// (e.g. a [`PrivatePostgres`]), with the production produce timeout.
-    pub async fn start_on_stack(brokers: &str, admin_url: &str) -> TestApp {
-        Self::build_on(brokers, admin_url, None, |_| {}).await
+    /// A fresh deployment on a private `cluster` and the PostgreSQL server of `admin_url` (e.g. a
+    /// [`PrivatePostgres`]), with the production produce timeout; its topics have `partitions`
+    /// partitions, replicated on up to three nodes.
+    pub async fn start_on_cluster(cluster: &KafkaCluster, admin_url: &str, partitions: i32) -> TestApp {
+        let replication = cluster.node_ids().len().min(3) as i32;
+        Self::build_on(&cluster.addr, admin_url, (partitions, replication), None, |_| {}).await
     }
 
     async fn build(brokers: &str, produce_timeout: Option<Duration>, adjust: impl FnOnce(&mut Config)) -> TestApp {
-        Self::build_on(brokers, &required_env("DATABASE_URL"), produce_timeout, adjust).await
+        Self::build_on(brokers, &required_env("DATABASE_URL"), (PARTITIONS, 1), produce_timeout, adjust).await
     }
 
     async fn build_on(
         brokers: &str,
         admin_url: &str,
+        (partitions, replication): (i32, i32),
         produce_timeout: Option<Duration>,
         adjust: impl FnOnce(&mut Config),
     ) -> TestApp {
@@ -138,7 +141,7 @@ impl TestApp {
         // Every test client is 127.0.0.1: the per-address limit is tested on its own.
         config.rate_limit_per_ip = 10_000;
         adjust(&mut config);
-        hcp_bus::create_topics(&config.kafka(), &config.topics().all(), PARTITIONS, 1)
+        hcp_bus::create_topics(&config.kafka(), &config.topics().all(), partitions, replication)
             .await
             .expect("create test topics");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -240,13 +243,24 @@ impl TestApp {
 
     /// [`TestApp::spawn_aggregator_process`] with its output appended to `log`.
     pub fn spawn_aggregator_process_logging(&self, log: &std::path::Path) -> ChildProcess {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("aggregator log");
+        self.spawn_serve("aggregator", None, log)
+    }
+
+    /// Starts `hcp serve --components <components>` of this deployment as a separate process
+    /// (listening on `addr` when given, a free port otherwise), its output appended to `log`.
+    /// Its ingest, if any, accepts ratings without a channel key, as the in-process server does.
+    pub fn spawn_serve(&self, components: &str, addr: Option<&str>, log: &std::path::Path) -> ChildProcess {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("process log");
         let mut cmd = Command::new(hcp_bin());
-        cmd.args(["serve", "--components", "aggregator"]).stdout(Stdio::null()).stderr(file);
+        cmd.args(["serve", "--components", components]).stdout(Stdio::null()).stderr(file);
         for (k, v) in self.child_env() {
             cmd.env(k, v);
         }
-        ChildProcess(cmd.spawn().expect("spawn hcp aggregator process"))
+        cmd.env("HCP_INGEST_AUTH", "optional");
+        if let Some(addr) = addr {
+            cmd.env("HCP_HTTP_ADDR", addr);
+        }
+        ChildProcess(cmd.spawn().unwrap_or_else(|e| panic!("spawn hcp serve --components {components}: {e}")))
     }
 
     /// Imports the bundled working-day calendar into the test database.
@@ -446,9 +460,10 @@ impl TestApp {
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer =
                 kafka.consumer(&format!("reader-{}", uuid::Uuid::now_v7())).create().expect("consumer");
+            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("topic metadata");
             let mut tpl = TopicPartitionList::new();
-            for p in 0..PARTITIONS {
-                tpl.add_partition_offset(&topic, p, Offset::Beginning).expect("tpl");
+            for p in md.topics().iter().flat_map(|t| t.partitions()) {
+                tpl.add_partition_offset(&topic, p.id(), Offset::Beginning).expect("tpl");
             }
             consumer.assign(&tpl).expect("assign");
             let mut out = Vec::new();
@@ -521,72 +536,175 @@ impl Drop for ChildProcess {
     }
 }
 
-/// A private Tansu broker (own port and storage) that a test may stop and restart.
-pub struct PrivateBroker {
-    /// `127.0.0.1:port`.
+/// `deploy/kafka/kafka.sh`: fetches, configures, formats and runs the Apache Kafka nodes of the
+/// local stack and of these tests.
+fn kafka_sh() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kafka/kafka.sh"))
+}
+
+/// A private Apache Kafka cluster (own ports and data directory; KRaft, every node a combined
+/// broker and controller, the settings of `deploy/kafka/`) that a test may kill and restart,
+/// node by node or whole. Three nodes replicate every topic three times with
+/// `min.insync.replicas=2`, so one node may be down without losing an acknowledged record.
+pub struct KafkaCluster {
+    /// Bootstrap servers: every node's `127.0.0.1:port`.
     pub addr: String,
-    port: u16,
     dir: PathBuf,
+    nodes: Vec<KafkaNode>,
+}
+
+struct KafkaNode {
+    /// `node.id` (1-based).
+    id: i32,
+    port: u16,
     child: Option<Child>,
 }
 
-impl PrivateBroker {
-    /// Starts a Tansu broker with SQLite storage in a fresh directory.
-    pub async fn start() -> PrivateBroker {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("hcp-tansu-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("broker dir");
-        let mut b = PrivateBroker { addr: format!("127.0.0.1:{port}"), port, dir, child: None };
-        b.resume().await;
-        b
+impl KafkaCluster {
+    /// One node, as the local stack runs it.
+    pub async fn single() -> KafkaCluster {
+        Self::start(1).await
     }
 
-    /// (Re)starts the broker process on the same port and storage.
-    pub async fn resume(&mut self) {
-        assert!(self.child.is_none(), "broker already running");
-        let bin = required_env("HCP_TANSU_BIN");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(bin)
-            // Tansu resolves a sqlite:// path against its working directory.
-            .current_dir(&self.dir)
-            .args(["broker", "--storage-engine", "sqlite://tansu.db"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        self.child = Some(child);
-        let addr = self.addr.clone();
-        wait_until(Duration::from_secs(30), "private broker to listen", || {
-            let addr = addr.clone();
-            async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
-        })
-        .await;
-        add_tansu_indexes(&self.dir.join("tansu.db"));
+    /// Three nodes on loopback: replication factor 3, `min.insync.replicas=2`.
+    pub async fn three() -> KafkaCluster {
+        Self::start(3).await
     }
 
-    /// Kills the broker process (SIGKILL) and waits for it to be gone.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+    async fn start(count: usize) -> KafkaCluster {
+        let dir = std::env::temp_dir().join(format!("hcp-kafka-{}", uuid::Uuid::now_v7().simple()));
+        let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
+        let spec: Vec<String> = ports.iter().map(|(p, c)| format!("{p}:{c}")).collect();
+        let out = Command::new(kafka_sh()).arg("init").arg(&dir).arg(spec.join(",")).output().expect("kafka.sh init");
+        assert!(out.status.success(), "kafka.sh init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (port, _))| KafkaNode { id: i as i32 + 1, port: *port, child: None })
+            .collect();
+        let addr = ports.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let mut cluster = KafkaCluster { addr, dir, nodes };
+        cluster.restart_all().await;
+        cluster
+    }
+
+    /// The node ids, `1..=n`.
+    pub fn node_ids(&self) -> Vec<i32> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn node(&mut self, id: i32) -> &mut KafkaNode {
+        self.nodes.iter_mut().find(|n| n.id == id).unwrap_or_else(|| panic!("no Kafka node {id}"))
+    }
+
+    /// Kills node `id` (SIGKILL: no controlled shutdown) and reaps it.
+    pub fn kill(&mut self, id: i32) {
+        if let Some(mut c) = self.node(id).child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
+
+    /// Kills every node.
+    pub fn kill_all(&mut self) {
+        for id in self.node_ids() {
+            self.kill(id);
+        }
+    }
+
+    fn spawn(&mut self, id: i32) {
+        let dir = self.dir.clone();
+        let node = self.node(id);
+        assert!(node.child.is_none(), "Kafka node {id} is already running");
+        let log = std::fs::File::create(dir.join(format!("node-{id}/logs/stdout.log"))).expect("node stdout log");
+        let child = Command::new(kafka_sh())
+            .arg("run")
+            .arg(&dir)
+            .arg(id.to_string())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start a Kafka node");
+        node.child = Some(child);
+    }
+
+    async fn wait_ready(&self, id: i32) {
+        let port = self.nodes.iter().find(|n| n.id == id).expect("node").port;
+        // The PLAINTEXT port opens only once the broker is unfenced.
+        wait_until(Duration::from_secs(120), &format!("Kafka node {id} to accept connections"), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+    }
+
+    /// (Re)starts node `id` on its port and data, and waits until it serves clients.
+    pub async fn restart(&mut self, id: i32) {
+        self.spawn(id);
+        self.wait_ready(id).await;
+    }
+
+    /// (Re)starts every stopped node together (a node serves clients only once a controller
+    /// quorum formed) and waits until all serve clients.
+    pub async fn restart_all(&mut self) {
+        let stopped: Vec<i32> = self.nodes.iter().filter(|n| n.child.is_none()).map(|n| n.id).collect();
+        for id in &stopped {
+            self.spawn(*id);
+        }
+        for id in stopped {
+            self.wait_ready(id).await;
+        }
+    }
+
+    /// Every partition's (topic, partition, leader, replicas, in-sync replicas), internal
+    /// topics included; `None` while the metadata cannot be fetched.
+    async fn partitions(&self) -> Option<Vec<(String, i32, i32, usize, usize)>> {
+        let addr = self.addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer =
+                KafkaConfig::new(&addr).consumer("hcp-tests-metadata").create().expect("metadata client");
+            let md = consumer.fetch_metadata(None, Duration::from_secs(5)).ok()?;
+            Some(
+                md.topics()
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions()
+                            .iter()
+                            .map(|p| (t.name().to_owned(), p.id(), p.leader(), p.replicas().len(), p.isr().len()))
+                    })
+                    .collect(),
+            )
+        })
+        .await
+        .expect("metadata task")
+    }
+
+    /// The node leading the most partitions of `topic` (the lowest id on a tie).
+    pub async fn leader_of_most(&self, topic: &str) -> i32 {
+        let partitions = self.partitions().await.expect("cluster metadata");
+        let mut led: std::collections::BTreeMap<i32, usize> = self.node_ids().into_iter().map(|id| (id, 0)).collect();
+        for (_, _, leader, _, _) in partitions.iter().filter(|p| p.0 == topic) {
+            if let Some(n) = led.get_mut(leader) {
+                *n += 1;
+            }
+        }
+        led.into_iter().max_by_key(|(id, n)| (*n, -id)).map(|(id, _)| id).expect("a node")
+    }
+
+    /// Waits until every partition has a leader and all its replicas in sync again (a restarted
+    /// node has caught up), so the next fault starts from a whole cluster.
+    pub async fn wait_in_sync(&self, timeout: Duration) {
+        wait_until(timeout, "every partition to have a leader and all replicas in sync", || async {
+            self.partitions().await.is_some_and(|ps| {
+                !ps.is_empty() && ps.iter().all(|(_, _, leader, replicas, isr)| *leader >= 0 && isr == replicas)
+            })
+        })
+        .await;
+    }
 }
 
-/// Adds the indexes Tansu 0.6's SQLite storage lacks (`deploy/local/tansu-indexes.sql`, as
-/// `deploy/local/stack.sh` does for the shared broker); without them a fetch slows with the
-/// table's size until consumers time out.
-fn add_tansu_indexes(db: &std::path::Path) {
-    let sql = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/tansu-indexes.sql");
-    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=30)\nc.executescript(open(sys.argv[2]).read())\nc.close()";
-    let status = Command::new("python3").args(["-c", script]).arg(db).arg(sql).status().expect("python3 (sqlite3)");
-    assert!(status.success(), "adding Tansu's indexes to {} failed", db.display());
-}
-
-impl Drop for PrivateBroker {
+impl Drop for KafkaCluster {
     fn drop(&mut self) {
-        self.stop();
+        self.kill_all();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
