@@ -61,14 +61,15 @@ fn rating(i: usize) -> Value {
 enum Answer {
     /// 202, or a 409 naming the rating that holds the stage: the rating id acknowledged.
     Acked(String),
-    /// No answer (connection refused or cut), 429, 503, or 409 `rating-in-progress`: retry.
-    Retry,
+    /// No answer (connection refused or cut), 429, 503, or 409 `rating-in-progress`: retry;
+    /// says which.
+    Retry(&'static str),
 }
 
 /// Posts ratings `items` to the ingest at `url` (one: `POST /api/v1/ratings` with an
 /// Idempotency-Key, as an evaluator does; more: a batch, as a platform does); an answer per item.
 async fn post(client: &reqwest::Client, url: &str, items: &[usize]) -> Vec<Answer> {
-    let retry_all = || items.iter().map(|_| Answer::Retry).collect();
+    let retry_all = || items.iter().map(|_| Answer::Retry("no answer")).collect();
     let sent = if let [i] = items {
         client
             .post(format!("{url}/api/v1/ratings"))
@@ -88,8 +89,11 @@ async fn post(client: &reqwest::Client, url: &str, items: &[usize]) -> Vec<Answe
         409 if v["type"] == "/problems/duplicate-rating" => {
             Answer::Acked(v["existing_rating_id"].as_str().expect("existing_rating_id").to_owned())
         }
-        409 if v["type"] == "/problems/rating-in-progress" => Answer::Retry,
-        429 | 503 => Answer::Retry,
+        409 if v["type"] == "/problems/rating-in-progress" => Answer::Retry("409 rating-in-progress"),
+        429 => Answer::Retry("429"),
+        503 if v["type"] == "/problems/broker-unavailable" => Answer::Retry("503 broker-unavailable"),
+        503 if v["type"] == "/problems/database-unavailable" => Answer::Retry("503 database-unavailable"),
+        503 => Answer::Retry("503 other"),
         s => panic!("{items:?}: unexpected {s}: {v}"),
     };
     if items.len() == 1 {
@@ -120,8 +124,8 @@ struct Outcome {
     acked: BTreeMap<String, String>,
     /// Attempts, including retries.
     attempts: usize,
-    /// Retries after no answer, 429, 503 or `rating-in-progress`.
-    retried: usize,
+    /// Retries, by what the attempt got (no answer, 429, 503, `rating-in-progress`).
+    retried: BTreeMap<&'static str, usize>,
     /// Acknowledgements per ingest (index into the ingest URLs).
     per_ingest: [usize; 2],
     /// When the last acknowledgement arrived.
@@ -178,8 +182,8 @@ impl Load {
                                         o.last_ack = Some(Instant::now());
                                         acked.fetch_add(1, Ordering::Relaxed);
                                     }
-                                    Answer::Retry => {
-                                        o.retried += 1;
+                                    Answer::Retry(why) => {
+                                        *o.retried.entry(why).or_default() += 1;
                                         retry.push(*i);
                                     }
                                 }
@@ -310,7 +314,7 @@ async fn reconcile(app: &TestApp, outcome: &Outcome, total: usize, since: DateTi
     let unpublished = stored.iter().filter(|(_, id, _)| !published.contains(&id.to_string())).count();
 
     println!(
-        "  sent {} attempts for {total} ratings; acknowledged {} ({} through ingest 1, {} through ingest 2; {} retried after no answer, 429, 503 or rating-in-progress)",
+        "  sent {} attempts for {total} ratings; acknowledged {} ({} through ingest 1, {} through ingest 2); retried {:?}",
         outcome.attempts,
         outcome.acked.len(),
         outcome.per_ingest[0],
@@ -347,7 +351,7 @@ enum Fault {
     Cluster,
     /// SIGKILL of the aggregator process, restarted.
     Aggregator,
-    /// PostgreSQL crashed (`pg_ctl stop -m immediate`), restarted (recovery).
+    /// SIGKILL of PostgreSQL (postmaster and backends), restarted (recovery from the WAL).
     Postgres,
     /// SIGKILL of one ingest process (its clients fail over to the other), restarted.
     Ingest,
@@ -423,16 +427,26 @@ async fn kafka_nodes_cluster_aggregators_postgres_and_ingest_killed_under_load()
                 let node = cluster.leader_of_most(&topic).await;
                 cluster.kill(node);
                 tokio::time::sleep(down).await;
+                let restarted = Instant::now();
                 cluster.restart(node).await;
+                let serving = restarted.elapsed().as_secs_f64();
                 cluster.wait_in_sync(Duration::from_secs(180)).await;
-                format!("Kafka node {node} (leading the most partitions of the rating topic) SIGKILLed")
+                format!(
+                    "Kafka node {node} (leading the most partitions of the rating topic) SIGKILLed; serving {serving:.1}s and in sync {:.1}s after its restart",
+                    restarted.elapsed().as_secs_f64()
+                )
             }
             Fault::Cluster => {
                 cluster.kill_all();
                 tokio::time::sleep(down).await;
+                let restarted = Instant::now();
                 cluster.restart_all().await;
+                let serving = restarted.elapsed().as_secs_f64();
                 cluster.wait_in_sync(Duration::from_secs(180)).await;
-                "all three Kafka nodes SIGKILLed".to_owned()
+                format!(
+                    "all three Kafka nodes SIGKILLed; serving {serving:.1}s and in sync {:.1}s after their restart",
+                    restarted.elapsed().as_secs_f64()
+                )
             }
             Fault::Aggregator => {
                 aggregator.kill();
@@ -441,10 +455,10 @@ async fn kafka_nodes_cluster_aggregators_postgres_and_ingest_killed_under_load()
                 "the aggregator process SIGKILLed".to_owned()
             }
             Fault::Postgres => {
-                pg.crash();
+                pg.kill();
                 tokio::time::sleep(down).await;
                 pg.resume();
-                "PostgreSQL crashed (immediate stop)".to_owned()
+                "PostgreSQL SIGKILLed (postmaster and backends)".to_owned()
             }
             Fault::Ingest => {
                 let which = rng.gen_range(0..2);

@@ -603,7 +603,8 @@ async fn concurrent_claims_are_grouped_and_each_slot_goes_to_exactly_one_rating(
     assert_eq!(holder.len(), 150, "every slot claimed once");
     // The other claim of each slot finds the holder still producing: in progress, not a duplicate.
     for (k, o) in keys.iter().zip(&outcomes) {
-        let expected = if holder[k.0.as_str()] == k.3 { Claim::Claimed } else { Claim::InProgress(holder[k.0.as_str()]) };
+        let expected =
+            if holder[k.0.as_str()] == k.3 { Claim::Claimed } else { Claim::InProgress(holder[k.0.as_str()]) };
         assert_eq!(o.as_ref().unwrap()[..], [expected], "{}", k.0);
     }
     let stats = queue.stats();

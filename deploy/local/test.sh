@@ -17,6 +17,13 @@ log "dropping databases left by earlier test runs"
 "$HCP_PG_BIN/psql" -d postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'hcp\_t\_%' OR datname LIKE 'hcp\_bench\_%'" \
   | while read -r db; do [ -n "$db" ] && "$HCP_PG_BIN/psql" -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
 
+log "deploy: docker-compose.yml runs the Kafka version deploy/kafka/pom.xml pins, with deploy/kafka/server.properties"
+kafka_version="$("$KAFKA_SH" version)"
+grep -q "image: apache/kafka:$kafka_version\$" docker-compose.yml \
+  || die "docker-compose.yml does not run apache/kafka:$kafka_version (deploy/kafka/pom.xml): keep the two together"
+grep -q '\./deploy/kafka/server.properties:/mnt/shared/config/server.properties' docker-compose.yml \
+  || die "docker-compose.yml does not give Kafka deploy/kafka/server.properties"
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
@@ -133,9 +140,9 @@ kill -TERM $pid
 wait $pid || die "smoke: hcp serve did not shut down cleanly"
 trap - EXIT
 
-log "faults: ${HCP_FAULTS_RATINGS:-100000} ratings while the broker, the aggregator process and PostgreSQL are killed and restarted (tests/faults.rs)"
-cargo test --locked -p hcp-tests --test faults -- --ignored --nocapture 2>&1 | tee "$HCP_LOCAL/faults.log"
-grep -aq '^test result: ok\. 1 passed' "$HCP_LOCAL/faults.log" || die "faults: the fault-injection run failed (log: $HCP_LOCAL/faults.log)"
+log "faults: on a three-node Kafka cluster, ${HCP_FAULTS_RATINGS:-100000} ratings through two ingest processes while Kafka nodes, the whole cluster, the aggregator, PostgreSQL and an ingest are killed; then a province on one machine (2 ingests, 3 aggregators, a rebalance each way) (tests/faults.rs)"
+cargo test --locked -p hcp-tests --test faults -- --ignored --nocapture --test-threads 1 2>&1 | tee "$HCP_LOCAL/faults.log"
+grep -aq '^test result: ok\. 2 passed' "$HCP_LOCAL/faults.log" || die "faults: the fault-injection or province run failed (log: $HCP_LOCAL/faults.log)"
 
 log "all tests passed (screenshots in $HCP_LOCAL/screenshots)"
-echo "total: $((cargo_passed + 13 + browser_passed + 2 + 1)) passed, 0 failed"
+echo "total: $((cargo_passed + 2 + 13 + browser_passed + 2 + 2)) passed, 0 failed"

@@ -806,9 +806,28 @@ impl PrivatePostgres {
         }
     }
 
-    /// Crashes the server (`pg_ctl stop -m immediate`: no shutdown checkpoint, recovery at the
-    /// next start), as a killed process would.
-    pub fn crash(&self) {
+    /// Kills the server: SIGKILL to the postmaster and every backend and helper it started, so
+    /// nothing shuts down cleanly and the next start recovers from the WAL.
+    pub fn kill(&self) {
+        let Ok(pid_file) = std::fs::read_to_string(self.dir.join("data/postmaster.pid")) else { return };
+        let Some(postmaster) = pid_file.lines().next().map(str::trim).filter(|p| !p.is_empty()) else { return };
+        // Its children first (listed while it lives), then the postmaster itself.
+        let children = Command::new("pgrep").args(["-P", postmaster]).output().expect("pgrep");
+        let mut pids: Vec<String> =
+            String::from_utf8_lossy(&children.stdout).split_whitespace().map(String::from).collect();
+        pids.push(postmaster.to_owned());
+        let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+        for pid in &pids {
+            let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while proc_dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`).
+    fn stop(&self) {
         let _ = self
             .command("pg_ctl")
             .arg("-D")
@@ -821,7 +840,7 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        self.crash();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
