@@ -816,7 +816,8 @@ impl PrivatePostgres {
         let mut pids: Vec<String> =
             String::from_utf8_lossy(&children.stdout).split_whitespace().map(String::from).collect();
         pids.push(postmaster.to_owned());
-        let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+        // A helper may have exited since it was listed: `kill` then reports it, and kills the rest.
+        let _ = Command::new("kill").arg("-KILL").args(&pids).stderr(Stdio::null()).status();
         for pid in &pids {
             let proc_dir = PathBuf::from(format!("/proc/{pid}"));
             let deadline = Instant::now() + Duration::from_secs(10);

@@ -222,9 +222,9 @@ impl RatingProducer {
     }
 
     /// Fetches the metadata of `topics` now, so the first records to them go out at once instead
-    /// of waiting for a leader lookup behind a full batch (measured on Tansu: the first 5 000
-    /// records to a topic took twice as long as the next ones without it). A failure is only
-    /// logged: records wait for the metadata anyway. Blocking; call it from a blocking context.
+    /// of waiting for a leader lookup behind a full batch (the aggregator's first batch publishes
+    /// thousands at once). A failure is only logged: records wait for the metadata anyway.
+    /// Blocking; call it from a blocking context.
     pub fn warm_up(&self, topics: &[&str], timeout: Duration) {
         let session = self.session();
         for topic in topics {

@@ -9,7 +9,7 @@
 //! It must not do I/O, spawn tasks or depend on tokio, Kafka, SQL or HTTP crates: every other
 //! crate depends on this one, never the other way round, and everything here is a pure function
 //! that a unit test can drive with plain values. The rules and their sources are in
-//! `shared/domain.md`; where a rule is a policy, the policy is a value passed in.
+//! `docs/domain.md`; where a rule is a policy, the policy is a value passed in.
 
 pub mod aggregate;
 pub mod alert;
