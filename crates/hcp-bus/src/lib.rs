@@ -13,11 +13,11 @@ mod dlq;
 mod producer;
 mod topics;
 
-pub use admin::{create_topics, fetch_high_watermarks};
+pub use admin::{create_topics, delete_topics, fetch_high_watermarks, list_topics};
 pub use config::KafkaConfig;
 pub use dlq::{commit_through, read_dead_letters, DeadLetterRecord};
 pub use producer::{PublishError, RatingProducer, SCHEMA_HEADER};
-pub use topics::Topics;
+pub use topics::{retention, topic_settings, Topics};
 
 /// Schema id of [`DeadLetter`].
 pub const RATING_DLQ_SCHEMA: &str = "hcp.rating.dlq.v1";

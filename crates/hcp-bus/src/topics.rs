@@ -1,4 +1,26 @@
-//! Topic names. A prefix lets tests and tenants share one broker without sharing topics.
+//! Topic names and settings. A prefix lets tests and tenants share one broker without sharing
+//! topics.
+
+use std::time::Duration;
+
+/// How long a topic keeps its records (`retention.ms`), whatever the broker's default: the
+/// rating, attributed and work-order topics a month (a consumer may be rebuilt or replayed from
+/// them after an incident; PostgreSQL keeps everything for good), dead letters a quarter (they
+/// wait for a fix and `hcp dlq replay`).
+pub fn retention(topic: &str) -> Duration {
+    const DAY: u64 = 24 * 3600;
+    Duration::from_secs(if topic.ends_with("hcp.rating.dlq.v1") { 90 * DAY } else { 30 * DAY })
+}
+
+/// The settings every hcp topic is created with, for a replication factor: its retention,
+/// and `acks=all` needs two in-sync copies when there are three or more (one on a single node).
+pub fn topic_settings(topic: &str, replication: i32) -> Vec<(&'static str, String)> {
+    vec![
+        ("retention.ms", retention(topic).as_millis().to_string()),
+        ("min.insync.replicas", replication.clamp(1, 2).to_string()),
+        ("cleanup.policy", "delete".into()),
+    ]
+}
 
 /// The topics of one hcp deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,5 +58,23 @@ impl Topics {
 impl Default for Topics {
     fn default() -> Self {
         Self::with_prefix("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_keep_a_month_dead_letters_a_quarter_and_acks_need_two_copies_from_three_replicas() {
+        let topics = Topics::with_prefix("t.");
+        let setting = |topic: &str, replication, key: &str| {
+            topic_settings(topic, replication).into_iter().find(|(k, _)| *k == key).map(|(_, v)| v).unwrap()
+        };
+        assert_eq!(setting(&topics.rating_submitted, 3, "retention.ms"), "2592000000");
+        assert_eq!(setting(&topics.rating_dlq, 3, "retention.ms"), "7776000000");
+        assert_eq!(setting(&topics.rating_attributed, 1, "min.insync.replicas"), "1");
+        assert_eq!(setting(&topics.rating_attributed, 3, "min.insync.replicas"), "2");
+        assert_eq!(setting(&topics.workorder_event, 5, "min.insync.replicas"), "2");
     }
 }

@@ -124,6 +124,18 @@ enum TopicsCommand {
         #[arg(long, env = "HCP_REPLICATION", default_value_t = 1)]
         replication: i32,
     },
+    /// List the topics on the cluster whose name starts with `--prefix` (default: every topic).
+    List {
+        /// Name prefix, e.g. a tenant's `HCP_TOPIC_PREFIX`.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Delete the named topics and every record in them (missing ones are skipped).
+    Delete {
+        /// Topic names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -312,6 +324,22 @@ async fn main() -> anyhow::Result<()> {
             for t in topics.all() {
                 println!("{t}: {}", if created.iter().any(|c| c == t) { "created" } else { "exists" });
             }
+            Ok(())
+        }
+        Command::Topics { command: TopicsCommand::List { prefix } } => {
+            let kafka = config.kafka();
+            let names =
+                tokio::task::spawn_blocking(move || hcp_bus::list_topics(&kafka, &prefix, Duration::from_secs(10)))
+                    .await??;
+            for name in names {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        Command::Topics { command: TopicsCommand::Delete { names } } => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let deleted = hcp_bus::delete_topics(&config.kafka(), &names).await?;
+            eprintln!("deleted {} of {} topics", deleted.len(), names.len());
             Ok(())
         }
         Command::Directory { command: DirectoryCommand::Import { file, kind } } => {
