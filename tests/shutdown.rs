@@ -107,3 +107,36 @@ async fn sigterm_finishes_in_flight_ratings_and_commits_the_aggregators_position
         ids.len()
     );
 }
+
+/// The configuration as an operator meets it: an empty variable counts as unset, a bad one
+/// stops the process at once (exit 2) with a message naming the variable (and never printing a
+/// key), before it connects to anything.
+#[test]
+fn an_empty_variable_counts_as_unset_and_a_bad_one_is_named() {
+    let run = |name: &str, value: &str| {
+        Command::new(hcp_bin())
+            .args(["topics", "list", "--prefix", "no-such-prefix."])
+            .env(name, value)
+            .output()
+            .expect("run hcp topics list")
+    };
+    for name in [
+        "HCP_DB_POOL",
+        "HCP_PRODUCE_TIMEOUT_MS",
+        "HCP_INGEST_AUTH",
+        "HCP_THREE_IS_NEUTRAL",
+        "HCP_PII_KEY",
+        "HCP_SESSION_KEY",
+        "HCP_INVITATION_KEY",
+    ] {
+        let out = run(name, "");
+        assert!(out.status.success(), "{name}= : {}", String::from_utf8_lossy(&out.stderr));
+        let out = run(name, " not a value ");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}=bad: {stderr}");
+        assert!(stderr.contains(&format!("<{name}>")), "{name}=bad names the variable: {stderr}");
+        if name.ends_with("_KEY") {
+            assert!(!stderr.contains("not a value"), "a key's value is never printed: {stderr}");
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hcp::server::{self, RunningServer};
-use hcp::{Components, Config};
+use hcp::{ComponentName, Components, Config};
 use hcp_bus::KafkaConfig;
 use hcp_store::Store;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -145,13 +145,9 @@ impl TestApp {
             .await
             .expect("create test topics");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = server::spawn(
-            config.clone(),
-            Components { ingest: true, aggregator: false, board: true, directory: true, workorders: true },
-            listener,
-        )
-        .await
-        .expect("server starts");
+        let server = server::spawn(config.clone(), Components::all_but(&[ComponentName::Aggregator]), listener)
+            .await
+            .expect("server starts");
         let url = server.url();
         let mut app = TestApp {
             config,

@@ -13,7 +13,9 @@ mod evaluate;
 mod handlers;
 
 use hcp_domain::{Role, SatisfactionPolicy};
-use hcp_http::{Access, Routes};
+use std::time::Duration;
+
+use hcp_http::{Access, Component, Routes};
 use hcp_store::Store;
 
 pub use evaluate::{evaluate_once, run_evaluator, EvaluationOutcome};
@@ -28,8 +30,15 @@ pub struct AlertState {
     pub policy: SatisfactionPolicy,
 }
 
+/// The `alerts` component: the alert routes, and the `evaluator` task that evaluates every rule
+/// each `interval`.
+pub fn component(state: AlertState, interval: Duration) -> Component {
+    let (store, policy) = (state.store.clone(), state.policy);
+    Component::new("alerts", routes(state)).task("evaluator", move |stop| run_evaluator(store, policy, interval, stop))
+}
+
 /// The alert routes with their access.
-pub fn router(state: AlertState) -> Routes {
+fn routes(state: AlertState) -> Routes {
     const READERS: &[Role] = &[Role::Admin, Role::Auditor];
     Routes::new()
         .get("/api/v1/alerts", Access::operators(READERS), handlers::list_alerts)

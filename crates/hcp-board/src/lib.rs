@@ -7,7 +7,7 @@
 //! changed aggregates, work orders or alerts ([`live`]). And the statistics API over the aggregates the aggregator maintains:
 //! `GET /api/v1/stats/summary` (count per grade, total, 好评率, 差评 count for a scope and a
 //! time range) and `GET /api/v1/stats/ranking` (units of a scope ranked by 好评率, with a
-//! minimum number of ratings), and the public disclosure (`/public`, `GET
+//! minimum number of ratings), and one rating's stored record (`GET /api/v1/ratings/{id}`), and the public disclosure (`/public`, `GET
 //! /api/v1/public/satisfaction`: per-department results of the last full and the current month,
 //! no login, nothing below a department), and the national export (`GET /api/v1/export/ratings`,
 //! JSON lines or CSV with the national field names), and the monthly performance report
@@ -24,10 +24,11 @@ pub mod export;
 mod handlers;
 pub mod live;
 pub mod public;
+pub mod ratings;
 pub mod report;
 
 use hcp_domain::{Role, SatisfactionPolicy};
-use hcp_http::{Access, Routes};
+use hcp_http::{Access, Component, Routes};
 use std::sync::Arc;
 
 use hcp_store::Store;
@@ -54,14 +55,25 @@ pub struct BoardState {
 /// Roles that read statistics (each within its reach).
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Auditor, Role::Handler];
 
+/// Roles that read one rating's record (a supervisor its region's).
+const RATING_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::Supervisor, Role::Callback];
+
 /// Roles that export ratings for the provincial / national platform (the whole system).
 const EXPORTERS: &[Role] = &[Role::Admin, Role::Auditor];
 
+/// The `board` component: the read routes, and the `live-listener` task that turns
+/// PostgreSQL's `hcp_board` notifications into pushes to open boards.
+pub fn component(state: BoardState) -> Component {
+    let (store, live) = (state.store.clone(), state.live.clone());
+    Component::new("board", routes(state)).task("live-listener", move |stop| live::run_listener(store, live, stop))
+}
+
 /// The read routes with their access.
-pub fn router(state: BoardState) -> Routes {
+fn routes(state: BoardState) -> Routes {
     Routes::new()
         .get("/api/v1/stats/summary", Access::scoped(READERS), handlers::summary)
         .get("/api/v1/stats/ranking", Access::scoped(READERS), handlers::ranking)
+        .get("/api/v1/ratings/{rating_id}", Access::scoped(RATING_READERS), ratings::rating_record)
         .get("/api/v1/public/satisfaction", Access::Public, public::satisfaction)
         .get("/api/v1/export/ratings", Access::operators(EXPORTERS), export::ratings)
         .get("/api/v1/reports/monthly", Access::scoped(READERS), report::monthly)

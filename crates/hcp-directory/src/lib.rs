@@ -5,7 +5,8 @@
 //! (CSV or JSON; every row checked, all or nothing, a report naming each bad row and line —
 //! also behind `hcp directory import` and the demo seed), the window sign-in roster
 //! (sign in, sign out, who was on duty), and the operators' view of ratings whose attribution is
-//! incomplete, with re-attribution once the directory is fixed; and the working-day calendar's
+//! incomplete, with re-attribution once the directory is fixed, and the ratings the anti-gaming
+//! checks flagged (`/api/v1/integrity/flagged`); and the working-day calendar's
 //! admin endpoints (covered years, add a year, compute a deadline); and the channel credentials
 //! (device and integration keys: issue, list, revoke).
 //!
@@ -17,10 +18,11 @@ pub mod calendar;
 pub mod credentials;
 mod handlers;
 pub mod import;
+pub mod integrity;
 
 use hcp_bus::{RatingProducer, Topics};
 use hcp_domain::Role;
-use hcp_http::{Access, Routes};
+use hcp_http::{Access, Component, Routes};
 use hcp_store::Store;
 
 pub use handlers::*;
@@ -41,8 +43,15 @@ pub struct DirectoryState {
 /// Roles that read the directory, the roster and flagged attributions.
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Auditor];
 
-/// The directory, roster, attribution, calendar and credential routes with their access.
-pub fn router(state: DirectoryState) -> Routes {
+/// The `directory` component: the directory, roster, attribution, anti-gaming review, calendar
+/// and credential routes (no background task).
+pub fn component(state: DirectoryState) -> Component {
+    Component::new("directory", routes(state))
+}
+
+/// The directory, roster, attribution, anti-gaming review, calendar and credential routes with
+/// their access.
+fn routes(state: DirectoryState) -> Routes {
     let admin = Access::operators(&[Role::Admin]);
     let readers = Access::operators(READERS);
     let operators = Access::operators(hcp_http::ANY_OPERATOR);
@@ -57,6 +66,8 @@ pub fn router(state: DirectoryState) -> Routes {
         .get("/api/v1/roster/on-duty", readers, handlers::on_duty)
         .get("/api/v1/attribution/flagged", readers, handlers::flagged)
         .post("/api/v1/attribution/reattribute", admin, handlers::reattribute)
+        // Anti-gaming flags: a supervisor sees its region's.
+        .get("/api/v1/integrity/flagged", Access::scoped(READERS), integrity::integrity_flagged)
         .get("/api/v1/calendar/years", operators, calendar::years)
         .put("/api/v1/calendar/years/{year}", admin, calendar::put_year)
         .get("/api/v1/calendar/add-working-days", operators, calendar::add_working_days)

@@ -113,6 +113,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     }
 }
 
+/// A list page's `(limit, offset)` from its query: limit 1–500 (default 50), offset not
+/// negative (default 0); anything else is a 400 `invalid-query`.
+pub fn page_bounds(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let (limit, offset) = (limit.unwrap_or(50), offset.unwrap_or(0));
+    if !(1..=500).contains(&limit) || offset < 0 {
+        return Err(ApiError::InvalidQuery("limit 须为 1–500,offset 不能为负".into()));
+    }
+    Ok((limit, offset))
+}
+
 /// Parses `bytes` as `T`, mapping syntax errors to `malformed-json` and shape errors to a
 /// field-level `validation-failed`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -63,6 +63,12 @@ pub async fn time_limit(
     }
 }
 
+/// `hcp_logins_total{result}`: console/API logins, `ok` or `refused`.
+pub static LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("hcp_logins_total", "Operator logins by result", &["result"])
+        .expect("metric registers once")
+});
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use hcp_domain::{Channel, RatingInput};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{handlers, IngestState};
@@ -18,6 +19,24 @@ pub struct DefaultsRun {
     pub produced: usize,
     /// Stages rated meanwhile (the claim was taken).
     pub already_rated: usize,
+}
+
+/// The `default-ratings` task: every `interval` until `stop`, produces the default ratings due
+/// (up to 1 000 a run) and lets the rate limiter forget idle keys and addresses.
+pub async fn run(state: IngestState, interval: std::time::Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(e) = run_once(&state, Utc::now(), 1000).await {
+                    tracing::warn!(error = %e, "default-rating run failed; retried at the next tick");
+                }
+                state.limits.shrink();
+            }
+        }
+    }
 }
 
 /// Produces the default ratings due at `now` (up to `limit` stages). The rating's time is the

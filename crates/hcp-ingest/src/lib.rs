@@ -24,8 +24,10 @@ pub mod invitations;
 pub mod limits;
 mod metrics;
 
+use std::time::Duration;
+
 use hcp_bus::RatingProducer;
-use hcp_http::{Access, Routes};
+use hcp_http::{Access, Component, Routes};
 
 pub use gate::{AuthMode, Gate};
 pub use handlers::{
@@ -49,8 +51,18 @@ pub struct IngestState {
     pub limits: limits::Limits,
 }
 
-/// The ingest routes with their access, ready to be merged into the server's router.
-pub fn router(state: IngestState) -> Routes {
+/// The `ingest` component: the intake and citizen routes, and (with a database) the
+/// `default-ratings` task, run every `default_rating_interval`.
+pub fn component(state: IngestState, default_rating_interval: Duration) -> Component {
+    let component = Component::new("ingest", routes(state.clone()));
+    if state.gate.is_none() {
+        return component;
+    }
+    component.task("default-ratings", move |stop| defaults::run(state, default_rating_interval, stop))
+}
+
+/// The ingest routes with their access.
+fn routes(state: IngestState) -> Routes {
     Routes::new()
         .post("/api/v1/ratings", Access::Channel, handlers::submit_rating)
         .post("/api/v1/ratings/batch", Access::Channel, handlers::submit_batch)

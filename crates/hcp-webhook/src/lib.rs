@@ -16,7 +16,7 @@ mod metrics;
 mod sender;
 
 use hcp_domain::Role;
-use hcp_http::{Access, Routes};
+use hcp_http::{Access, Component, Routes};
 use hcp_store::Store;
 
 pub use handlers::{
@@ -31,8 +31,15 @@ pub struct WebhookState {
     pub store: Store,
 }
 
+/// The `webhooks` component: the webhook routes, and the `sender` task that delivers what the
+/// store enqueued.
+pub fn component(state: WebhookState, sender: SenderConfig) -> Component {
+    let store = state.store.clone();
+    Component::new("webhooks", routes(state)).task("sender", move |stop| run_sender(store, sender, stop))
+}
+
 /// The webhook routes with their access.
-pub fn router(state: WebhookState) -> Routes {
+fn routes(state: WebhookState) -> Routes {
     const READERS: &[Role] = &[Role::Admin, Role::Auditor];
     Routes::new()
         .post("/api/v1/webhooks", Access::operators(&[Role::Admin]), handlers::create)

@@ -6,10 +6,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use hcp_domain::{Action, DeadlinePolicy, Grade, RaterIdentity, Role};
-use hcp_http::{ApiError, ApiJson, ApiPath, ApiQuery, Caller, OptionalJson, Problem};
+use hcp_http::{page_bounds, ApiError, ApiJson, ApiPath, ApiQuery, Caller, OptionalJson, Problem};
 use hcp_store::{
-    ActError, ActRequest, Actor, Notification, OrderDetail, OrderQuery, OrderScope, PolicyRow, RatingRecord,
-    SweepOutcome, WorkOrder,
+    ActError, ActRequest, Actor, Notification, OrderDetail, OrderQuery, OrderScope, PolicyRow, SweepOutcome, WorkOrder,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -37,15 +36,6 @@ pub(crate) fn act_error(e: ActError) -> ApiError {
         },
         ActError::Database(e) => e.into(),
     }
-}
-
-/// A page's (limit, offset): limit 1–500 (default 50), offset not negative (default 0).
-fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
-    let (limit, offset) = (limit.unwrap_or(50), offset.unwrap_or(0));
-    if !(1..=500).contains(&limit) || offset < 0 {
-        return Err(ApiError::InvalidQuery("limit 须为 1–500,offset 不能为负".into()));
-    }
-    Ok((limit, offset))
 }
 
 /// List filters.
@@ -124,7 +114,7 @@ pub async fn list(
         Some("opened") => true,
         Some(_) => return Err(ApiError::InvalidQuery("sort 取值须为 deadline 或 opened".into())),
     };
-    let (limit, offset) = page(p.limit, p.offset)?;
+    let (limit, offset) = page_bounds(p.limit, p.offset)?;
     let q = OrderQuery {
         state: p.state,
         due_status: p.due_status,
@@ -464,78 +454,6 @@ pub async fn notifications(
         _ => None,
     };
     Ok(Json(state.store.operator_notifications(1000, region.as_deref()).await?))
-}
-
-/// A stored rating's record: attribution, whether it counts, an appeal exclusion with its
-/// reason, the rater masked.
-#[utoipa::path(
-    get,
-    path = "/api/v1/ratings/{rating_id}",
-    tag = "workorders",
-    params(("rating_id" = String, Path, description = "Rating id")),
-    responses(
-        (status = 200, description = "The rating", body = RatingRecord),
-        (status = 404, description = "Not stored (yet), or outside a supervisor's region", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn rating_record(
-    State(state): State<WorkOrderState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<String>,
-) -> Result<Json<RatingRecord>, ApiError> {
-    state.store.rating_record_within(&caller.reach()?, order_id(&id)?).await?.map(Json).ok_or(ApiError::NotFound)
-}
-
-/// Filters of the anti-gaming review list.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct IntegrityParams {
-    /// Only `device_too_fast`, `device_burst`, `staff_burst`, `rater_is_rated_staff` or `rater_is_staff`.
-    pub flag: Option<String>,
-    /// Page size, 1–500 (default 50).
-    pub limit: Option<i64>,
-    /// Offset.
-    pub offset: Option<i64>,
-}
-
-/// A page of ratings flagged by the anti-gaming checks.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = IntegrityFlaggedPage)]
-pub struct FlaggedPage {
-    /// Flagged ratings matching.
-    pub total: i64,
-    /// This page, newest first.
-    pub items: Vec<RatingRecord>,
-}
-
-/// Ratings with anti-gaming flags, for supervisors to review (flagged ratings are counted unless
-/// `HCP_EXCLUDE_FLAGGED_PRESSES` says otherwise).
-#[utoipa::path(
-    get,
-    path = "/api/v1/integrity/flagged",
-    tag = "workorders",
-    params(IntegrityParams),
-    responses(
-        (status = 200, description = "Flagged ratings", body = FlaggedPage),
-        (status = 400, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a supervisor, admin or auditor", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn integrity_flagged(
-    State(state): State<WorkOrderState>,
-    caller: Caller,
-    ApiQuery(p): ApiQuery<IntegrityParams>,
-) -> Result<Json<FlaggedPage>, ApiError> {
-    if let Some(f) = &p.flag {
-        const FLAGS: [&str; 5] =
-            ["device_too_fast", "device_burst", "staff_burst", "rater_is_rated_staff", "rater_is_staff"];
-        if !FLAGS.contains(&f.as_str()) {
-            return Err(ApiError::InvalidQuery(format!("flag 取值须为 {}", FLAGS.join("、"))));
-        }
-    }
-    let (limit, offset) = page(p.limit, p.offset)?;
-    let (items, total) = state.store.integrity_flagged(&caller.reach()?, p.flag.as_deref(), limit, offset).await?;
-    Ok(Json(FlaggedPage { total, items }))
 }
 
 /// Documentation of the action endpoints (they share [`act`]; the route names the action).

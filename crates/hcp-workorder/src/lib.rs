@@ -1,7 +1,7 @@
 //! # hcp-workorder: bad-review work orders (差评工单) after they are opened
 //!
 //! The aggregator opens an order for every bad rating inside its batch transaction; this crate
-//! owns everything after that: operator sessions (`/api/v1/auth/*`), the work-order API
+//! owns everything after that: the work-order API
 //! (list / filter / sort by deadline within the caller's scope, detail with the audit log, one
 //! endpoint per action, the audited view of a rater's full identity), callback invitations and
 //! the rater's answer (`/api/v1/callback/{token}`), the deadline policies' admin endpoints, the
@@ -13,19 +13,18 @@
 //! `hcp-store`'s appeal exclusion, and never shows a rater's identity unmasked except to the
 //! callback role, with each such view in the audit log.
 
-pub mod auth;
 mod background;
 pub mod callback;
 mod console;
 mod handlers;
 mod metrics;
 
+use hcp_bus::RatingProducer;
 use hcp_domain::PiiCipher;
 use hcp_domain::Role;
-use hcp_http::{Access, Routes, SessionKey};
+use hcp_http::{Access, Component, Routes};
 use hcp_store::Store;
 
-pub use auth::{LoginRequest, LoginResponse};
 pub use background::{run_background, sweep_once, BackgroundConfig};
 pub use callback::{CallbackAnswer, CallbackInvitation};
 pub use handlers::*;
@@ -35,8 +34,6 @@ pub use handlers::*;
 pub struct WorkOrderState {
     /// The database.
     pub store: Store,
-    /// Signs and checks operator sessions.
-    pub session_key: SessionKey,
     /// Opens sealed rater identities for the callback role (`HCP_PII_KEY`).
     pub pii: Option<PiiCipher>,
     /// The public base URL of callback links, e.g. `https://hcp.example.gov.cn`.
@@ -49,18 +46,22 @@ const OPERATORS: &[Role] = hcp_http::ANY_OPERATOR;
 const ORDER_READERS: &[Role] = OPERATORS;
 /// Roles that send a rater the callback link.
 const CALLBACK_INVITERS: &[Role] = &[Role::Admin, Role::Handler, Role::Callback];
-/// Roles that read notifications and flagged presses (a supervisor its region's).
+/// Roles that read notifications (a supervisor its region's).
 const OVERSEERS: &[Role] = &[Role::Admin, Role::Auditor, Role::Supervisor];
-/// Roles that read a single rating's record (a supervisor its region's).
-const RATING_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::Supervisor, Role::Callback];
 
-/// The routes with their access: sessions, work orders, callback invitations, policies, the console.
-pub fn router(state: WorkOrderState) -> Routes {
+/// The `workorders` component: work orders, callback invitations, policies, notifications and
+/// the console, and the `relay-and-sweep` task (the audit log to Kafka through `producer`, the
+/// overdue sweep).
+pub fn component(state: WorkOrderState, producer: RatingProducer, background: BackgroundConfig) -> Component {
+    let store = state.store.clone();
+    Component::new("workorders", routes(state))
+        .task("relay-and-sweep", move |stop| run_background(store, producer, background, stop))
+}
+
+/// The routes with their access: work orders, callback invitations, policies, the console.
+fn routes(state: WorkOrderState) -> Routes {
     let admin = Access::operators(&[Role::Admin]);
     let mut r = Routes::new()
-        .post("/api/v1/auth/login", Access::Public, auth::login)
-        .post("/api/v1/auth/logout", Access::Public, auth::logout)
-        .get("/api/v1/auth/me", Access::operators(OPERATORS), auth::me)
         .get("/api/v1/work-orders", Access::scoped(ORDER_READERS), handlers::list)
         .post("/api/v1/work-orders/sweep", admin, handlers::sweep)
         .get("/api/v1/work-orders/{order_id}", Access::scoped(ORDER_READERS), handlers::detail)
@@ -73,8 +74,6 @@ pub fn router(state: WorkOrderState) -> Routes {
         .put("/api/v1/workorder-policies/{region_code}", admin, handlers::put_policy)
         .delete("/api/v1/workorder-policies/{region_code}", admin, handlers::delete_policy)
         .get("/api/v1/notifications", Access::scoped(OVERSEERS), handlers::notifications)
-        .get("/api/v1/ratings/{rating_id}", Access::scoped(RATING_READERS), handlers::rating_record)
-        .get("/api/v1/integrity/flagged", Access::scoped(OVERSEERS), handlers::integrity_flagged)
         .get("/console", Access::Public, console::page);
     for (path, _, roles) in handlers::ACTION_ROUTES {
         r = r.post(path, Access::scoped(roles), handlers::act);

@@ -54,9 +54,3 @@ pub static CALLBACK_INVITATIONS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("hcp_callback_invitations_total", "Callback re-rating invitations queued")
         .expect("metric registers once")
 });
-
-/// `hcp_logins_total{result}`: console/API logins, `ok` or `refused`.
-pub static LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("hcp_logins_total", "Operator logins by result", &["result"])
-        .expect("metric registers once")
-});

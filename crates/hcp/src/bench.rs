@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::loadgen::LoadReport;
-use crate::{demo, server, Components, Config};
+use crate::{demo, server, ComponentName, Components, Config};
 
 /// Sizes of one bench run (the `hcp bench` options).
 #[derive(Debug, Clone, clap::Args)]
@@ -328,7 +328,7 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
 
     // 7. hcp ingest: validate, claim the stage, publish with acks=all, answer 202 — single and batch.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let ingest_only = Components { ingest: true, aggregator: false, board: false, directory: false, workorders: false };
+    let ingest_only = Components::only(&[ComponentName::Ingest]);
     let mut ingest_cfg = cfg.clone();
     ingest_cfg.database_url = db_url.clone();
     let srv = server::spawn(ingest_cfg, ingest_only, listener).await?;
@@ -662,7 +662,7 @@ async fn end_to_end(
     let mut full = cfg.clone();
     full.database_url = db_url.to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let srv = server::spawn(full, Components::ALL, listener).await?;
+    let srv = server::spawn(full, Components::all(), listener).await?;
     let result = probe(cfg, store, &srv.url(), opts, run_id).await;
     srv.stop().await?;
     result
@@ -875,7 +875,8 @@ async fn board_query(cfg: &Config, store: &hcp_store::Store, db_url: &str) -> an
     let mut board_cfg = cfg.clone();
     board_cfg.database_url = db_url.to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let board_only = Components { ingest: false, aggregator: false, board: true, directory: false, workorders: true };
+    // The board, and the sessions for its login.
+    let board_only = Components::only(&[ComponentName::Sessions, ComponentName::Board]);
     let srv = server::spawn(board_cfg, board_only, listener).await?;
     let token = admin_session(store, &srv.url()).await?;
     let client = reqwest::Client::new();

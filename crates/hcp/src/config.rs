@@ -1,213 +1,216 @@
-//! Configuration, read from the environment (12-factor) with defaults for a local run.
+//! Configuration: one `clap` argument per setting, each read from its environment variable
+//! (12-factor) with the default a local run needs. `hcp --help` (and `hcp serve --help`) lists
+//! every variable with its default, grouped by the component that reads it; README's table is
+//! kept equal to that list by a test. Values derived from settings are methods, not fields.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
+use clap::builder::{BoolishValueParser, TypedValueParser};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 use hcp_bus::{KafkaConfig, Topics};
-use hcp_domain::PiiCipher;
+use hcp_domain::{PiiCipher, SatisfactionPolicy};
 use hcp_http::SessionKey;
+use hcp_ingest::invitations::InvitationKeys;
 
-/// Everything a process needs to know, from `DATABASE_URL`, `KAFKA_BROKERS`, `HCP_*`.
-#[derive(Debug, Clone)]
+/// The `--help` heading of the settings every component shares.
+const SHARED: &str = "Shared settings";
+
+/// Everything a process needs to know, from `DATABASE_URL`, `KAFKA_BROKERS` and `HCP_*`.
+///
+/// Every setting is also a global command-line option (`--http-addr …`), which wins over its
+/// variable. An empty variable counts as unset (see [`Config::from_env`]).
+#[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// `DATABASE_URL`.
+    /// PostgreSQL connection URL.
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = "postgres://hcp@127.0.0.1:5439/hcp",
+          hide_env_values = true, help_heading = SHARED)]
     pub database_url: String,
-    /// `KAFKA_BROKERS` (default `127.0.0.1:9092`).
-    pub kafka_brokers: String,
-    /// `HCP_HTTP_ADDR` (default `127.0.0.1:8080`).
-    pub http_addr: SocketAddr,
-    /// `HCP_TOPIC_PREFIX` (default empty): namespaces topics on a shared broker.
-    pub topic_prefix: String,
-    /// `HCP_PRODUCE_TIMEOUT_MS` (default 5000): the longest ingest waits for the broker.
-    pub produce_timeout: Duration,
-    /// `HCP_REQUEST_TIMEOUT_SECS` (default 30): the longest any request may take (503
-    /// `request-timeout` after it); never less than the produce timeout + 5 s.
-    pub request_timeout: Duration,
-    /// `HCP_AGGREGATOR_GROUP` (default `hcp-aggregator`).
-    pub aggregator_group: String,
-    /// `HCP_KAFKA_DEBUG` (e.g. `cgrp,fetch`): librdkafka's debug contexts, for diagnosing a broker.
-    pub kafka_debug: Option<String>,
-    /// `HCP_DB_POOL` (default 16).
+    /// PostgreSQL connections per process.
+    #[arg(long, global = true, env = "HCP_DB_POOL", default_value_t = 16, help_heading = SHARED)]
     pub db_pool: u32,
-    /// `HCP_THREE_IS_NEUTRAL` = `1` counts 基本满意 as neutral instead of good.
-    pub three_is_neutral: bool,
-    /// `HCP_STAFF_MIN_RATINGS` (default 5): fewest ratings for a staff member to be ranked.
-    pub staff_min_ratings: i64,
-    /// `HCP_PII_KEY` = `id:base64(32 bytes)[,older…]`: seals raters' identities (AES-256-GCM).
-    /// Without it, ratings carrying an identity are refused (503) and nobody can view one.
+    /// Kafka bootstrap servers.
+    #[arg(long, global = true, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", help_heading = SHARED)]
+    pub kafka_brokers: String,
+    /// Namespaces topics on a shared broker (tests, tenants).
+    #[arg(long, global = true, env = "HCP_TOPIC_PREFIX", default_value = "", help_heading = SHARED)]
+    pub topic_prefix: String,
+    /// librdkafka debug contexts (e.g. `cgrp,fetch`), for diagnosing a broker.
+    #[arg(long, global = true, env = "HCP_KAFKA_DEBUG", help_heading = SHARED)]
+    pub kafka_debug: Option<String>,
+    /// Listen address of the HTTP server.
+    #[arg(long, global = true, env = "HCP_HTTP_ADDR", default_value = "127.0.0.1:8080", help_heading = SHARED)]
+    pub http_addr: SocketAddr,
+    /// Base of the links sent to raters (invitations, callbacks); default `http://` + the listen address.
+    #[arg(long, global = true, env = "HCP_PUBLIC_URL", help_heading = SHARED)]
+    pub public_url: Option<String>,
+    /// Milliseconds ingest (and every producer) waits for the broker's acknowledgement before a 503.
+    #[arg(long = "produce-timeout-ms", global = true, env = "HCP_PRODUCE_TIMEOUT_MS", default_value = "5000",
+          value_parser = millis(1), help_heading = SHARED)]
+    pub produce_timeout: Duration,
+    /// Seconds any request may take before a 503 `request-timeout` (never below the produce timeout + 5 s).
+    #[arg(long = "request-timeout-secs", global = true, env = "HCP_REQUEST_TIMEOUT_SECS", default_value = "30",
+          value_parser = secs(0), help_heading = SHARED)]
+    pub request_timeout: Duration,
+    /// `id:base64(32 bytes)[,older-id:key…]`: seals raters' identities (AES-256-GCM; the first seals,
+    /// all open). Without it a rating carrying an identity is refused (503) and nobody can view one.
+    #[arg(long, global = true, env = "HCP_PII_KEY", hide_env_values = true,
+          value_parser = Secret(PiiCipher::from_spec), help_heading = SHARED)]
     pub pii: Option<PiiCipher>,
-    /// `HCP_SESSION_KEY` (base64, ≥ 32 bytes): signs operator sessions. Without it a random key
-    /// is used: sessions end with the process and do not cross replicas.
+    /// base64 (≥ 32 bytes) key that signs operator sessions. Without it a random key is used:
+    /// sessions end with the process and do not cross replicas.
+    #[arg(long, global = true, env = "HCP_SESSION_KEY", hide_env_values = true,
+          value_parser = Secret(SessionKey::from_base64), help_heading = SHARED)]
     pub session_key: Option<SessionKey>,
-    /// `HCP_PUBLIC_URL` (default `http://` + `HCP_HTTP_ADDR`): base of the links sent to raters.
-    pub public_url: String,
-    /// `HCP_SWEEP_INTERVAL_SECS` (default 60): how often overdue work orders are swept.
-    pub sweep_interval: Duration,
-    /// `HCP_RELAY_INTERVAL_MS` (default 500): how often work-order events are relayed to Kafka.
-    pub relay_interval: Duration,
-    /// `HCP_WEBHOOK_RETRY_BASE_MS` (default 10000): the first webhook retry's delay (then 4×
-    /// longer each time, at most an hour, 12 attempts).
-    pub webhook_retry_base: Duration,
-    /// `HCP_ALERT_INTERVAL_SECS` (default 30): how often alert rules are evaluated.
-    pub alert_interval: Duration,
-    /// `HCP_INGEST_AUTH` = `required` (default) or `optional`: whether every rating needs a
-    /// channel key. `optional` (local demos, load tests) still refuses unknown or revoked keys.
+    /// Count 基本满意 (grade 3) as neutral instead of good.
+    #[arg(long, global = true, env = "HCP_THREE_IS_NEUTRAL", default_value = "false", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new(), help_heading = SHARED)]
+    pub three_is_neutral: bool,
+
+    /// `required`: every rating needs a channel key; `optional` (local demos, load tests) still
+    /// refuses unknown or revoked keys.
+    #[arg(long = "ingest-auth", global = true, env = "HCP_INGEST_AUTH", default_value = "required",
+          action = ArgAction::Set, value_parser = required_or_optional,
+          help_heading = "Component ingest")]
     pub ingest_auth_required: bool,
-    /// `HCP_INVITATION_KEY`: `id:base64[,id:base64…]` (or one bare base64 key), each ≥ 32 bytes;
-    /// the first signs invitation links, all verify (rotation). Without it a random key is used
-    /// (links die with the process).
-    pub invitation_key: Option<hcp_ingest::invitations::InvitationKeys>,
-    /// `HCP_INVITATION_DAYS` (default 7): how long an invitation link stays valid.
-    pub invitation_days: u32,
-    /// `HCP_SMS_ON_EVENTS` (default `true`): send an SMS invitation when the platform reports an
-    /// acceptance or pickup with the applicant's phone.
-    pub sms_on_events: bool,
-    /// `HCP_DEFAULT_RATING_INTERVAL_SECS` (default 600): how often due default ratings are made.
-    pub default_rating_interval: Duration,
-    /// `HCP_EXCLUDE_FLAGGED_PRESSES` = `1`: leave ratings with anti-gaming flags out of the
-    /// statistics (default: counted and listed for review).
-    pub exclude_flagged_presses: bool,
-    /// `HCP_RATE_LIMIT_PER_KEY` (default 100): requests a second per channel key.
+    /// Requests a second per channel key (429 `rate-limited` beyond).
+    #[arg(
+        long,
+        global = true,
+        env = "HCP_RATE_LIMIT_PER_KEY",
+        default_value_t = 100,
+        help_heading = "Component ingest"
+    )]
     pub rate_limit_per_key: u32,
-    /// `HCP_RATE_LIMIT_PER_IP` (default 5): requests a second per address on `/api/v1/r/*`.
+    /// Requests a second per address on the citizen's `/api/v1/r/*`.
+    #[arg(long, global = true, env = "HCP_RATE_LIMIT_PER_IP", default_value_t = 5, help_heading = "Component ingest")]
     pub rate_limit_per_ip: u32,
-    /// `HCP_FOLLOW_UP_DAYS` (default 15): a follow-up (追评) is accepted this long after the first.
+    /// Days after the first rating that a follow-up (追评) is accepted (1–365).
+    #[arg(long, global = true, env = "HCP_FOLLOW_UP_DAYS", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..=365), help_heading = "Component ingest")]
     pub follow_up_days: u32,
+    /// `id:base64[,id:base64…]` (or one bare base64 key), each ≥ 32 bytes: the first signs
+    /// invitation links, all verify (rotation). Without it a random key is used (links die with the process).
+    #[arg(long, global = true, env = "HCP_INVITATION_KEY", hide_env_values = true,
+          value_parser = Secret(InvitationKeys::parse), help_heading = "Component ingest")]
+    pub invitation_key: Option<InvitationKeys>,
+    /// Days an invitation link stays valid (1–90).
+    #[arg(long, global = true, env = "HCP_INVITATION_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=90), help_heading = "Component ingest")]
+    pub invitation_days: u32,
+    /// Send an SMS invitation when the platform reports an acceptance or pickup with the applicant's phone.
+    #[arg(long, global = true, env = "HCP_SMS_ON_EVENTS", default_value = "true", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new(), help_heading = "Component ingest")]
+    pub sms_on_events: bool,
+    /// Seconds between runs that give unrated stages past their region's days the default 基本满意.
+    #[arg(long = "default-rating-interval-secs", global = true, env = "HCP_DEFAULT_RATING_INTERVAL_SECS",
+          default_value = "600", value_parser = secs(1), help_heading = "Component ingest")]
+    pub default_rating_interval: Duration,
+
+    /// Consumer group (and key of the stored positions).
+    #[arg(
+        long,
+        global = true,
+        env = "HCP_AGGREGATOR_GROUP",
+        default_value = "hcp-aggregator",
+        help_heading = "Component aggregator"
+    )]
+    pub aggregator_group: String,
+    /// Leave ratings with anti-gaming flags out of the statistics (default: counted and listed for review).
+    #[arg(long, global = true, env = "HCP_EXCLUDE_FLAGGED_PRESSES", default_value = "false", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new(), help_heading = "Component aggregator")]
+    pub exclude_flagged_presses: bool,
+
+    /// Fewest ratings for a staff member to be ranked.
+    #[arg(long, global = true, env = "HCP_STAFF_MIN_RATINGS", default_value_t = 5, help_heading = "Component board")]
+    pub staff_min_ratings: i64,
+
+    /// Seconds between evaluations of the alert rules.
+    #[arg(long = "alert-interval-secs", global = true, env = "HCP_ALERT_INTERVAL_SECS", default_value = "30",
+          value_parser = secs(1), help_heading = "Component alerts")]
+    pub alert_interval: Duration,
+
+    /// Seconds between sweeps of overdue work orders.
+    #[arg(long = "sweep-interval-secs", global = true, env = "HCP_SWEEP_INTERVAL_SECS", default_value = "60",
+          value_parser = secs(1), help_heading = "Component workorders")]
+    pub sweep_interval: Duration,
+    /// Milliseconds between relays of work-order events to Kafka.
+    #[arg(long = "relay-interval-ms", global = true, env = "HCP_RELAY_INTERVAL_MS", default_value = "500",
+          value_parser = millis(10), help_heading = "Component workorders")]
+    pub relay_interval: Duration,
+
+    /// Milliseconds before the first webhook retry (then 4× longer each time, at most an hour, 12 attempts).
+    #[arg(long = "webhook-retry-base-ms", global = true, env = "HCP_WEBHOOK_RETRY_BASE_MS", default_value = "10000",
+          value_parser = millis(10), help_heading = "Component webhooks")]
+    pub webhook_retry_base: Duration,
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// `HCP_INGEST_AUTH`: `required` is true.
+fn required_or_optional(value: &str) -> Result<bool, String> {
+    match value {
+        "required" => Ok(true),
+        "optional" => Ok(false),
+        _ => Err("`required` or `optional`".into()),
+    }
+}
+
+/// Parses a number of milliseconds into a [`Duration`] of at least `min` ms.
+fn millis(min: u64) -> impl TypedValueParser<Value = Duration> {
+    clap::value_parser!(u64).map(move |v| Duration::from_millis(v.max(min)))
+}
+
+/// Parses a number of seconds into a [`Duration`] of at least `min` s.
+fn secs(min: u64) -> impl TypedValueParser<Value = Duration> {
+    clap::value_parser!(u64).map(move |v| Duration::from_secs(v.max(min)))
+}
+
+/// Parses a key with `0`; a value it refuses is never echoed (clap's own message would print
+/// it, and a malformed key is still mostly a key).
+#[derive(Clone)]
+struct Secret<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Secret<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name =
+            arg.map(|a| a.get_env().map_or_else(|| a.get_id().to_string(), |e| e.to_string_lossy().into_owned()));
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for <{}> (not shown): {why}\n", name.as_deref().unwrap_or("key")),
+            )
+            .with_cmd(cmd)
+        };
+        (self.0)(value.to_str().ok_or_else(|| refuse("not UTF-8".into()))?).map_err(refuse)
+    }
+}
+
+/// A command that holds only [`Config`], for reading it outside the CLI (tests, tools).
+#[derive(Parser)]
+#[command(name = "hcp", no_binary_name = true)]
+struct ConfigOnly {
+    #[command(flatten)]
+    config: Config,
 }
 
 impl Config {
-    /// Reads the environment.
+    /// Reads the environment (and nothing from the command line).
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Config {
-            database_url: var("DATABASE_URL").unwrap_or_else(|| "postgres://hcp@127.0.0.1:5439/hcp".into()),
-            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-            http_addr: var("HCP_HTTP_ADDR")
-                .unwrap_or_else(|| "127.0.0.1:8080".into())
-                .parse()
-                .context("HCP_HTTP_ADDR must be host:port")?,
-            topic_prefix: var("HCP_TOPIC_PREFIX").unwrap_or_default(),
-            produce_timeout: Duration::from_millis(
-                var("HCP_PRODUCE_TIMEOUT_MS")
-                    .map(|v| v.parse())
-                    .transpose()
-                    .context("HCP_PRODUCE_TIMEOUT_MS")?
-                    .unwrap_or(5000),
-            ),
-            request_timeout: Duration::from_secs(
-                var("HCP_REQUEST_TIMEOUT_SECS")
-                    .map(|v| v.parse())
-                    .transpose()
-                    .context("HCP_REQUEST_TIMEOUT_SECS")?
-                    .unwrap_or(30),
-            ),
-            aggregator_group: var("HCP_AGGREGATOR_GROUP").unwrap_or_else(|| "hcp-aggregator".into()),
-            kafka_debug: var("HCP_KAFKA_DEBUG").filter(|v| !v.is_empty()),
-            db_pool: var("HCP_DB_POOL").map(|v| v.parse()).transpose().context("HCP_DB_POOL")?.unwrap_or(16),
-            three_is_neutral: var("HCP_THREE_IS_NEUTRAL").is_some_and(|v| v == "1" || v == "true"),
-            staff_min_ratings: var("HCP_STAFF_MIN_RATINGS")
-                .map(|v| v.parse())
-                .transpose()
-                .context("HCP_STAFF_MIN_RATINGS")?
-                .unwrap_or(5),
-            pii: var("HCP_PII_KEY")
-                .map(|v| PiiCipher::from_spec(&v))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("HCP_PII_KEY: {e}"))?,
-            session_key: var("HCP_SESSION_KEY")
-                .map(|v| SessionKey::from_base64(&v))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("HCP_SESSION_KEY: {e}"))?,
-            public_url: var("HCP_PUBLIC_URL").unwrap_or_else(|| {
-                format!("http://{}", var("HCP_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()))
-            }),
-            sweep_interval: Duration::from_secs(
-                var("HCP_SWEEP_INTERVAL_SECS")
-                    .map(|v| v.parse())
-                    .transpose()
-                    .context("HCP_SWEEP_INTERVAL_SECS")?
-                    .unwrap_or(60)
-                    .max(1),
-            ),
-            alert_interval: Duration::from_secs(
-                var("HCP_ALERT_INTERVAL_SECS")
-                    .map(|v| v.parse())
-                    .transpose()
-                    .context("HCP_ALERT_INTERVAL_SECS")?
-                    .unwrap_or(30)
-                    .max(1),
-            ),
-            webhook_retry_base: Duration::from_millis(
-                var("HCP_WEBHOOK_RETRY_BASE_MS")
-                    .map(|v| v.parse())
-                    .transpose()
-                    .context("HCP_WEBHOOK_RETRY_BASE_MS")?
-                    .unwrap_or(10_000)
-                    .max(10),
-            ),
-            relay_interval: Duration::from_millis(
-                var("HCP_RELAY_INTERVAL_MS")
-                    .map(|v| v.parse())
-                    .transpose()
-                    .context("HCP_RELAY_INTERVAL_MS")?
-                    .unwrap_or(500)
-                    .max(10),
-            ),
-            invitation_key: var("HCP_INVITATION_KEY")
-                .map(|v| {
-                    hcp_ingest::invitations::InvitationKeys::parse(&v)
-                        .map_err(|e| anyhow::anyhow!("HCP_INVITATION_KEY: {e}"))
-                })
-                .transpose()?,
-            invitation_days: var("HCP_INVITATION_DAYS")
-                .map(|v| v.parse())
-                .transpose()
-                .context("HCP_INVITATION_DAYS")?
-                .unwrap_or(7)
-                .clamp(1, 90),
-            rate_limit_per_key: var("HCP_RATE_LIMIT_PER_KEY")
-                .map(|v| v.parse())
-                .transpose()
-                .context("HCP_RATE_LIMIT_PER_KEY")?
-                .unwrap_or(100),
-            rate_limit_per_ip: var("HCP_RATE_LIMIT_PER_IP")
-                .map(|v| v.parse())
-                .transpose()
-                .context("HCP_RATE_LIMIT_PER_IP")?
-                .unwrap_or(5),
-            follow_up_days: var("HCP_FOLLOW_UP_DAYS")
-                .map(|v| v.parse())
-                .transpose()
-                .context("HCP_FOLLOW_UP_DAYS")?
-                .unwrap_or(15)
-                .clamp(1, 365),
-            exclude_flagged_presses: var("HCP_EXCLUDE_FLAGGED_PRESSES").is_some_and(|v| v == "1" || v == "true"),
-            sms_on_events: var("HCP_SMS_ON_EVENTS").is_none_or(|v| v != "false" && v != "0"),
-            default_rating_interval: Duration::from_secs(
-                var("HCP_DEFAULT_RATING_INTERVAL_SECS")
-                    .map(|v| v.parse())
-                    .transpose()
-                    .context("HCP_DEFAULT_RATING_INTERVAL_SECS")?
-                    .unwrap_or(600)
-                    .max(1),
-            ),
-            ingest_auth_required: match var("HCP_INGEST_AUTH").as_deref() {
-                None | Some("required") => true,
-                Some("optional") => false,
-                Some(other) => anyhow::bail!("HCP_INGEST_AUTH must be required or optional, got {other:?}"),
-            },
-        })
+        let matches = command_line(ConfigOnly::command()).try_get_matches_from(std::iter::empty::<String>())?;
+        Ok(ConfigOnly::from_arg_matches(&matches)?.config)
     }
 
     /// The Kafka client settings.
     pub fn kafka(&self) -> KafkaConfig {
         let mut k = KafkaConfig::new(&self.kafka_brokers);
         k.produce_timeout = self.produce_timeout;
-        k.debug = self.kafka_debug.clone();
+        k.debug = self.kafka_debug.clone().filter(|d| !d.is_empty());
         k
     }
 
@@ -215,44 +218,132 @@ impl Config {
     pub fn topics(&self) -> Topics {
         Topics::with_prefix(&self.topic_prefix)
     }
+
+    /// Base of the links sent to raters.
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.http_addr))
+    }
+
+    /// Whether grade 3 counts as good or neutral.
+    pub fn policy(&self) -> SatisfactionPolicy {
+        if self.three_is_neutral {
+            SatisfactionPolicy::ThreeIsNeutral
+        } else {
+            SatisfactionPolicy::ThreeIsGood
+        }
+    }
+
+    /// The longest any request may take: `HCP_REQUEST_TIMEOUT_SECS`, but never less than a
+    /// produce's wait plus 5 s (a rating's 503 comes from the producer, not from this limit).
+    pub fn request_limit(&self) -> Duration {
+        self.request_timeout.max(self.produce_timeout + Duration::from_secs(5))
+    }
+
+    /// How long a stage's claim stays pending before another attempt may take it over: longer
+    /// than the claiming request can still be producing (two produce waits and a margin).
+    pub fn claim_takeover(&self) -> Duration {
+        self.produce_timeout * 2 + Duration::from_secs(5)
+    }
+
+    /// How long after the first rating a follow-up is accepted.
+    pub fn follow_up_window(&self) -> Duration {
+        Duration::from_secs(u64::from(self.follow_up_days) * 86_400)
+    }
+
+    /// How long an invitation link stays valid.
+    pub fn invitation_ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.invitation_days) * 86_400)
+    }
 }
 
-/// Which parts of the pipeline a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Components {
-    /// `POST /api/v1/ratings`.
-    pub ingest: bool,
-    /// The Kafka → PostgreSQL consumer.
-    pub aggregator: bool,
-    /// `GET /api/v1/stats/*`.
-    pub board: bool,
-    /// The directory admin API, roster and flagged ratings.
-    pub directory: bool,
-    /// Work orders: sessions, API, console, callback, sweeper, event relay.
-    pub workorders: bool,
+/// `command` as the process parses it: each setting's value is named by its variable (so an
+/// error reads `invalid value 'x' for '--db-pool <HCP_DB_POOL>'`), and a variable that is set but
+/// empty counts as unset (its default applies), as deployment tools often write `NAME=` for
+/// "not given".
+pub fn command_line(mut command: clap::Command) -> clap::Command {
+    let settings: Vec<(clap::Id, String, bool)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let env = arg.get_env()?;
+            let empty = std::env::var_os(env).is_some_and(|v| v.to_string_lossy().trim().is_empty());
+            Some((arg.get_id().clone(), env.to_string_lossy().into_owned(), empty))
+        })
+        .collect();
+    for (id, env, empty) in settings {
+        command = command.mut_arg(id, |arg| {
+            let arg = arg.value_name(env);
+            if empty {
+                arg.env(None)
+            } else {
+                arg
+            }
+        });
+    }
+    command
 }
+
+/// A part of the pipeline `hcp serve` can run, named as its crate and the code map name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum ComponentName {
+    /// `hcp-http`'s sessions: operator login, logout and the caller's account.
+    Sessions,
+    /// `hcp-ingest`: ratings, service records, invitations, the citizen's page; default ratings.
+    Ingest,
+    /// `hcp-aggregator`: the Kafka → PostgreSQL consumer.
+    Aggregator,
+    /// `hcp-board`: the board, statistics, rating records, public page, export and reports; the live pushes.
+    Board,
+    /// `hcp-alert`: alert rules and alerts; their evaluator.
+    Alerts,
+    /// `hcp-directory`: the directory, roster, attribution, anti-gaming review, calendar and credentials API.
+    Directory,
+    /// `hcp-workorder`: work orders, callbacks, policies, notifications, the console; event relay and sweep.
+    Workorders,
+    /// `hcp-webhook`: webhook endpoints and their sender.
+    Webhooks,
+}
+
+impl ComponentName {
+    /// Every component, in the order the server composes them.
+    pub const ALL: [ComponentName; 8] = [
+        ComponentName::Sessions,
+        ComponentName::Ingest,
+        ComponentName::Aggregator,
+        ComponentName::Board,
+        ComponentName::Alerts,
+        ComponentName::Directory,
+        ComponentName::Workorders,
+        ComponentName::Webhooks,
+    ];
+}
+
+/// Which components a process runs (at least one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Components(std::collections::BTreeSet<ComponentName>);
 
 impl Components {
     /// Everything in one process.
-    pub const ALL: Components =
-        Components { ingest: true, aggregator: true, board: true, directory: true, workorders: true };
+    pub fn all() -> Self {
+        Components(ComponentName::ALL.into_iter().collect())
+    }
 
-    /// Parses `ingest,aggregator,board,directory,workorders` (any subset).
-    pub fn parse(list: &str) -> anyhow::Result<Self> {
-        let mut c = Components { ingest: false, aggregator: false, board: false, directory: false, workorders: false };
-        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part {
-                "ingest" => c.ingest = true,
-                "aggregator" => c.aggregator = true,
-                "board" => c.board = true,
-                "directory" => c.directory = true,
-                "workorders" => c.workorders = true,
-                other => anyhow::bail!(
-                    "unknown component {other:?} (expected ingest, aggregator, board, directory, workorders)"
-                ),
-            }
-        }
-        anyhow::ensure!(c.ingest || c.aggregator || c.board || c.directory || c.workorders, "no component selected");
-        Ok(c)
+    /// Exactly these.
+    pub fn only(names: &[ComponentName]) -> Self {
+        Components(names.iter().copied().collect())
+    }
+
+    /// Everything but these.
+    pub fn all_but(names: &[ComponentName]) -> Self {
+        Components(ComponentName::ALL.into_iter().filter(|n| !names.contains(n)).collect())
+    }
+
+    /// Whether `name` is selected.
+    pub fn contains(&self, name: ComponentName) -> bool {
+        self.0.contains(&name)
+    }
+
+    /// The selected components, in the order the server composes them.
+    pub fn iter(&self) -> impl Iterator<Item = ComponentName> + '_ {
+        self.0.iter().copied()
     }
 }

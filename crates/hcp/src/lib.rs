@@ -17,4 +17,4 @@ mod pages;
 pub mod server;
 pub mod telemetry;
 
-pub use config::{Components, Config};
+pub use config::{ComponentName, Components, Config};

@@ -1,34 +1,48 @@
 //! `hcp`: one binary, subcommands for every role. Configuration comes from the environment
-//! (`DATABASE_URL`, `KAFKA_BROKERS`, `HCP_HTTP_ADDR`, …; see `hcp::Config`).
+//! (`DATABASE_URL`, `KAFKA_BROKERS`, `HCP_HTTP_ADDR`, …) or the matching global options; see
+//! `hcp::Config` and `hcp serve --help`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use futures::stream::{self, StreamExt};
-use hcp::{bench, demo, loadgen, server, telemetry, Components, Config};
+use hcp::{bench, demo, loadgen, server, telemetry, ComponentName, Components, Config};
 use hcp_bus::RatingProducer;
 use hcp_directory::import::{self, Format};
 use hcp_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The logging variables, read before the configuration (`hcp::telemetry`).
+const LOGGING: &str =
+    "Logging: HCP_LOG_FORMAT=json for structured logs (default text); RUST_LOG filters them (default info).";
+
 #[derive(Parser)]
-#[command(name = "hcp", version, about = "政务服务好差评 event pipeline")]
+#[command(
+    name = "hcp",
+    version,
+    about = "政务服务好差评 event pipeline",
+    after_help = LOGGING
+)]
 struct Cli {
+    #[command(flatten)]
+    config: Config,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API and run the aggregator (all components, or the ones named).
+    /// Serve the HTTP API and run the background tasks (all components, or the ones named).
+    #[command(after_help = LOGGING)]
     Serve {
-        /// Comma-separated subset of ingest,aggregator,board,directory,workorders.
-        #[arg(long, env = "HCP_COMPONENTS", default_value = "ingest,aggregator,board,directory,workorders")]
-        components: String,
+        /// The components to run, comma-separated (default: all of them).
+        #[arg(long, env = "HCP_COMPONENTS", value_delimiter = ',', num_args = 1..,
+              default_value = "sessions,ingest,aggregator,board,alerts,directory,workorders,webhooks")]
+        components: Vec<ComponentName>,
     },
     /// Apply the database migrations.
     Migrate,
@@ -296,11 +310,11 @@ enum SeedCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
-    let cli = Cli::parse();
-    let config = Config::from_env()?;
+    let cli = Cli::from_arg_matches(&hcp::config::command_line(Cli::command()).get_matches())?;
+    let config = cli.config;
     match cli.command {
         Command::Serve { components } => {
-            let components = Components::parse(&components)?;
+            let components = Components::only(&components);
             let listener =
                 TcpListener::bind(config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
             let shutdown = CancellationToken::new();
@@ -690,11 +704,7 @@ async fn report_monthly(
     use hcp_domain::report::ReportLevel;
     let month = hcp_domain::time::Month::parse(month).with_context(|| format!("month {month:?} is not YYYY-MM"))?;
     let level = ReportLevel::parse(level).with_context(|| format!("level {level:?} (department, hall or staff)"))?;
-    let policy = if config.three_is_neutral {
-        hcp_domain::SatisfactionPolicy::ThreeIsNeutral
-    } else {
-        hcp_domain::SatisfactionPolicy::ThreeIsGood
-    };
+    let policy = config.policy();
     let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
     let report = hcp_board::report::build(&store, policy, month, Utc::now()).await?;
     let bytes = match format {
@@ -715,4 +725,72 @@ async fn report_monthly(
         eprintln!("wrote {} ({})", path.display(), sizes.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// README's table of variables is `hcp serve --help`'s list: the same variables, in the same
+    /// order, with the same defaults (`(empty)` for an empty one, `—` for none).
+    #[test]
+    fn readme_lists_every_variable_of_hcp_serve_with_its_default() {
+        let mut cli = Cli::command();
+        cli.build();
+        let serve = cli.find_subcommand("serve").expect("hcp serve");
+        let help: Vec<(String, String)> = serve
+            .get_arguments()
+            .filter_map(|arg| {
+                let env = arg.get_env()?.to_string_lossy().into_owned();
+                let defaults: Vec<_> = arg.get_default_values().iter().map(|v| v.to_string_lossy()).collect();
+                let default = match defaults.join(",").as_str() {
+                    _ if defaults.is_empty() => "—".to_string(),
+                    "" => "(empty)".to_string(),
+                    d => format!("`{d}`"),
+                };
+                Some((env, default))
+            })
+            .collect();
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## The binary").expect("README has 'The binary'")..];
+        let table: Vec<(String, String)> = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| variable | default |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                (cells[0].trim_start_matches("| ").trim_matches('`').to_string(), cells[1].to_string())
+            })
+            .collect();
+        assert_eq!(table, help);
+        assert!(help.len() >= 28, "every setting has its variable: {help:?}");
+    }
+
+    #[test]
+    fn options_win_and_a_bad_value_is_refused_with_its_name() {
+        let command = || {
+            let mut command = Cli::command();
+            command.build();
+            command
+        };
+        // Parsed from explicit sources only (the test's own environment is left alone): an
+        // option wins, a bad value is an error naming the option.
+        let parsed = |args: &[&str]| {
+            Cli::from_arg_matches(&command().try_get_matches_from(args).expect("parses")).expect("builds")
+        };
+        let cli = parsed(&["hcp", "--produce-timeout-ms", "250", "serve", "--components", "ingest,board"]);
+        assert_eq!(cli.config.produce_timeout, Duration::from_millis(250));
+        assert_eq!(cli.config.request_limit(), Duration::from_millis(5250).max(cli.config.request_timeout));
+        let Command::Serve { components } = cli.command else { panic!("serve") };
+        assert_eq!(components, [ComponentName::Ingest, ComponentName::Board]);
+        let refused = command().try_get_matches_from(["hcp", "--ingest-auth", "sometimes", "migrate"]).unwrap_err();
+        assert!(refused.to_string().contains("--ingest-auth"), "{refused}");
+        assert!(command().try_get_matches_from(["hcp", "serve", "--components", "ingest,reports"]).is_err());
+    }
 }

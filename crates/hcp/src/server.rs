@@ -1,6 +1,9 @@
-//! The composed server: stage routers, operational endpoints, the aggregator task, and a
-//! graceful shutdown that finishes in-flight requests and the aggregator's current batch.
+//! The composed server: the selected components' routes behind the one access layer, the
+//! operational endpoints, the components' background tasks as one named set, and a graceful
+//! shutdown that finishes in-flight requests, then every task (the aggregator's batches).
 
+use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,8 +17,9 @@ use hcp_board::BoardState;
 use hcp_bus::RatingProducer;
 use hcp_directory::DirectoryState;
 use hcp_domain::Role;
-use hcp_domain::SatisfactionPolicy;
-use hcp_http::{time_limit, track_requests, Access, AccessTable, ApiError, RouteRule, Routes, SessionKey};
+use hcp_http::{
+    time_limit, track_requests, Access, AccessTable, ApiError, Component, RouteRule, Routes, SessionKey, Task,
+};
 use hcp_ingest::invitations::{InvitationConfig, OutboxSms};
 use hcp_ingest::limits::Limits;
 use hcp_ingest::{AuthMode, Gate, IngestState};
@@ -23,13 +27,13 @@ use hcp_store::Store;
 use hcp_workorder::{BackgroundConfig, WorkOrderState};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::{openapi, pages, Components, Config};
+use crate::{openapi, pages, ComponentName, Components, Config};
 
 /// A server started with [`spawn`].
 pub struct RunningServer {
@@ -65,37 +69,204 @@ pub async fn spawn(config: Config, components: Components, listener: TcpListener
 /// State of the operational endpoints.
 #[derive(Clone)]
 pub(crate) struct OpsState {
-    store: Option<Store>,
-    producer: Option<RatingProducer>,
+    store: Store,
+    producer: RatingProducer,
 }
 
-/// Serves `components` on `listener` until `shutdown` is cancelled.
+/// Serves `components` on `listener` until `shutdown` is cancelled, or until a component's
+/// background task ends on its own (a failure: the server then stops and returns it).
+///
+/// Stop order: the listener stops accepting and open requests finish (board streams end at
+/// once); then every task is told to stop and awaited (the aggregator finishes its batches);
+/// then the producer flushes what it still holds.
 pub async fn run(
     config: Config,
     components: Components,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let needs_db =
-        components.ingest || components.aggregator || components.board || components.directory || components.workorders;
-    let store = if needs_db {
-        Some(
-            Store::connect(&config.database_url, config.db_pool)
-                .await
-                .context("connecting to PostgreSQL (DATABASE_URL)")?,
-        )
-    } else {
-        None
-    };
+    let store = Store::connect(&config.database_url, config.db_pool)
+        .await
+        .context("connecting to PostgreSQL (DATABASE_URL)")?;
     let producer = RatingProducer::new(&config.kafka(), &config.topics()).context("creating Kafka producer")?;
     let session_key = config.session_key.clone().unwrap_or_else(|| {
         tracing::warn!("HCP_SESSION_KEY is not set: a random session key is used (sessions end with this process)");
         SessionKey::random()
     });
-    let policy =
-        if config.three_is_neutral { SatisfactionPolicy::ThreeIsNeutral } else { SatisfactionPolicy::ThreeIsGood };
+    let shared =
+        Shared { config: &config, store: &store, producer: &producer, session_key: &session_key, shutdown: &shutdown };
 
-    let mut app = Routes::new()
+    let mut app = ops_routes(OpsState { store: store.clone(), producer: producer.clone() });
+    let mut tasks = Vec::new();
+    for name in components.iter() {
+        let component = shared.component(name);
+        app = app.merge(component.routes);
+        tasks.extend(component.tasks.into_iter().map(|task| (component.name, task)));
+    }
+    let app = with_layers(app, &config, session_key);
+    tracing::info!(addr = %listener.local_addr()?, ?components, "hcp serving");
+    let served = serve(app, tasks, listener, shutdown).await;
+    let flush = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+    if let Ok(Err(e)) = flush {
+        tracing::warn!(error = %e, "producer flush at shutdown incomplete");
+    }
+    tracing::info!("hcp stopped");
+    served
+}
+
+/// Serves `app` on `listener` while `tasks` (each with its component's name) run, until
+/// `shutdown` is cancelled or a task ends on its own. Then the listener drains, and only then
+/// are the tasks told to stop (requests in flight still find them) and awaited. A task that
+/// ended on its own is the error returned.
+async fn serve(
+    app: axum::Router,
+    tasks: Vec<(&'static str, Task)>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let stop_tasks = CancellationToken::new();
+    let mut running = JoinSet::new();
+    let mut names = HashMap::new();
+    for (component, task) in tasks {
+        let name = task.name;
+        let handle = running.spawn(task.start(stop_tasks.clone()));
+        names.insert(handle.id(), (component, name));
+    }
+    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(serve);
+    let mut failure = None;
+    let served = loop {
+        tokio::select! {
+            served = &mut serve => break served,
+            Some(ended) = running.join_next_with_id(), if failure.is_none() => {
+                let (component, task, outcome) = task_outcome(&names, ended);
+                let reason = outcome.err().unwrap_or_else(|| "ended before shutdown".into());
+                tracing::error!(component, task, %reason, "a background task ended; stopping the server");
+                failure = Some(anyhow::anyhow!("{component} task {task} ended: {reason}"));
+                shutdown.cancel();
+            }
+        }
+    };
+    stop_tasks.cancel();
+    while let Some(ended) = running.join_next_with_id().await {
+        let (component, task, outcome) = task_outcome(&names, ended);
+        match outcome {
+            Ok(()) => tracing::debug!(component, task, "task stopped"),
+            Err(reason) => tracing::error!(component, task, %reason, "task failed while stopping"),
+        }
+    }
+    served.context("http server")?;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Which component and task ended, and how: `Err` with the reason when it failed or panicked.
+fn task_outcome(
+    names: &HashMap<tokio::task::Id, (&'static str, &'static str)>,
+    ended: Result<(tokio::task::Id, Result<(), String>), tokio::task::JoinError>,
+) -> (&'static str, &'static str, Result<(), String>) {
+    let (id, outcome) = match ended {
+        Ok((id, outcome)) => (id, outcome),
+        Err(e) => (e.id(), Err(if e.is_panic() { "panicked".to_string() } else { e.to_string() })),
+    };
+    let (component, task) = names.get(&id).copied().unwrap_or(("?", "?"));
+    (component, task, outcome)
+}
+
+/// What every component is built from.
+struct Shared<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    producer: &'a RatingProducer,
+    session_key: &'a SessionKey,
+    /// The server's own stop: open board streams end with it, so draining does not wait on them.
+    shutdown: &'a CancellationToken,
+}
+
+impl Shared<'_> {
+    /// Component `name`, built by its crate's constructor from the configuration.
+    fn component(&self, name: ComponentName) -> Component {
+        let Shared { config, store, producer, .. } = *self;
+        let store = store.clone();
+        match name {
+            ComponentName::Sessions => hcp_http::sessions::component(hcp_http::sessions::SessionsState {
+                store,
+                session_key: self.session_key.clone(),
+            }),
+            ComponentName::Ingest => hcp_ingest::component(self.ingest_state(), config.default_rating_interval),
+            ComponentName::Aggregator => {
+                let mut cfg = AggregatorConfig::new(config.kafka(), config.topics());
+                cfg.group_id = config.aggregator_group.clone();
+                cfg.integrity.exclude_flagged = config.exclude_flagged_presses;
+                // The aggregator serves no route (it must not know HTTP): its constructor is `run`.
+                Component::new("aggregator", Routes::new())
+                    .task("consumer", move |stop| hcp_aggregator::run(cfg, store, stop))
+            }
+            ComponentName::Board => hcp_board::component(BoardState {
+                store,
+                policy: config.policy(),
+                staff_min_ratings: config.staff_min_ratings,
+                live: hcp_board::live::Live::new(self.shutdown.clone()),
+            }),
+            ComponentName::Alerts => {
+                hcp_alert::component(hcp_alert::AlertState { store, policy: config.policy() }, config.alert_interval)
+            }
+            ComponentName::Directory => hcp_directory::component(DirectoryState {
+                store,
+                producer: producer.clone(),
+                topics: config.topics(),
+                pii: config.pii.clone(),
+            }),
+            ComponentName::Workorders => hcp_workorder::component(
+                WorkOrderState { store, pii: config.pii.clone(), public_url: config.public_url() },
+                producer.clone(),
+                BackgroundConfig {
+                    topic: config.topics().workorder_event,
+                    relay_interval: config.relay_interval,
+                    sweep_interval: config.sweep_interval,
+                },
+            ),
+            ComponentName::Webhooks => hcp_webhook::component(
+                hcp_webhook::WebhookState { store },
+                hcp_webhook::SenderConfig { retry_base: config.webhook_retry_base, ..Default::default() },
+            ),
+        }
+    }
+
+    /// Ingest's state: the producer, the gate, invitations and limits.
+    fn ingest_state(&self) -> IngestState {
+        let config = self.config;
+        if config.pii.is_none() {
+            tracing::warn!("HCP_PII_KEY is not set: ratings carrying a rater identity will be refused (503)");
+        }
+        let auth = if config.ingest_auth_required { AuthMode::Required } else { AuthMode::Optional };
+        let gate = Gate::new(self.store.clone(), auth, config.claim_takeover(), config.follow_up_window());
+        let invitations = InvitationConfig {
+            keys: config.invitation_key.clone().unwrap_or_else(|| {
+                tracing::warn!(
+                    "HCP_INVITATION_KEY is not set: a random key signs invitation links (they die with this process)"
+                );
+                hcp_ingest::invitations::InvitationKeys::random()
+            }),
+            public_url: config.public_url(),
+            ttl: config.invitation_ttl(),
+            sms_on_events: config.sms_on_events,
+            sms: std::sync::Arc::new(OutboxSms(self.store.clone())),
+        };
+        IngestState {
+            producer: self.producer.clone(),
+            pii: config.pii.clone(),
+            gate: Some(gate),
+            invitations: Some(invitations),
+            limits: Limits::new(config.rate_limit_per_key, config.rate_limit_per_ip),
+        }
+    }
+}
+
+/// The operational endpoints every process serves, whatever its components.
+fn ops_routes(state: OpsState) -> Routes {
+    Routes::new()
         .get("/healthz", Access::Public, healthz)
         .get("/readyz", Access::Public, readyz)
         .get("/metrics", Access::Public, metrics)
@@ -107,110 +278,16 @@ pub async fn run(
         .get("/problems/{slug}", Access::Public, pages::problem)
         .get("/", Access::Public, pages::index)
         .get("/api/v1/access", Access::operators(&[Role::Admin, Role::Auditor]), access_table)
-        .with_state(OpsState { store: store.clone(), producer: Some(producer.clone()) });
-    let default_ratings_token = shutdown.child_token();
-    let mut default_ratings = None;
-    if components.ingest {
-        if config.pii.is_none() {
-            tracing::warn!("HCP_PII_KEY is not set: ratings carrying a rater identity will be refused (503)");
-        }
-        let gate = store.clone().map(|store| {
-            Gate::new(
-                store,
-                if config.ingest_auth_required { AuthMode::Required } else { AuthMode::Optional },
-                config.produce_timeout * 2 + Duration::from_secs(5),
-                Duration::from_secs(u64::from(config.follow_up_days) * 86_400),
-            )
-        });
-        let invitations = gate.as_ref().map(|g| InvitationConfig {
-            keys: config.invitation_key.clone().unwrap_or_else(|| {
-                tracing::warn!(
-                    "HCP_INVITATION_KEY is not set: a random key signs invitation links (they die with this process)"
-                );
-                hcp_ingest::invitations::InvitationKeys::random()
-            }),
-            public_url: config.public_url.clone(),
-            ttl: Duration::from_secs(u64::from(config.invitation_days) * 86_400),
-            sms_on_events: config.sms_on_events,
-            sms: std::sync::Arc::new(OutboxSms(g.store.clone())),
-        });
-        let limits = Limits::new(config.rate_limit_per_key, config.rate_limit_per_ip);
-        let ingest = IngestState { producer: producer.clone(), pii: config.pii.clone(), gate, invitations, limits };
-        if ingest.gate.is_some() {
-            default_ratings = Some(tokio::spawn(run_default_ratings(
-                ingest.clone(),
-                config.default_rating_interval,
-                default_ratings_token.clone(),
-            )));
-        }
-        app = app.merge(hcp_ingest::router(ingest));
-    }
-    let alerts_token = shutdown.child_token();
-    let mut alerts = None;
-    let mut board_listener = None;
-    if let (true, Some(store)) = (components.board, &store) {
-        // Open boards' streams end with `shutdown` itself, so a graceful stop does not wait on them.
-        let live = hcp_board::live::Live::new(shutdown.clone());
-        board_listener =
-            Some(tokio::spawn(hcp_board::live::run_listener(store.clone(), live.clone(), alerts_token.clone())));
-        app = app.merge(hcp_board::router(BoardState {
-            store: store.clone(),
-            policy,
-            staff_min_ratings: config.staff_min_ratings,
-            live,
-        }));
-    }
-    if let (true, Some(store)) = (components.board, &store) {
-        app = app.merge(hcp_alert::router(hcp_alert::AlertState { store: store.clone(), policy }));
-        alerts = Some(tokio::spawn(hcp_alert::run_evaluator(
-            store.clone(),
-            policy,
-            config.alert_interval,
-            alerts_token.clone(),
-        )));
-    }
-    if let (true, Some(store)) = (components.directory, &store) {
-        app = app.merge(hcp_directory::router(DirectoryState {
-            store: store.clone(),
-            producer: producer.clone(),
-            topics: config.topics(),
-            pii: config.pii.clone(),
-        }));
-    }
-    let background_token = shutdown.child_token();
-    let mut background = None;
-    let mut webhook_sender = None;
-    if let (true, Some(store)) = (components.workorders, &store) {
-        app = app.merge(hcp_workorder::router(WorkOrderState {
-            store: store.clone(),
-            session_key: session_key.clone(),
-            pii: config.pii.clone(),
-            public_url: config.public_url.clone(),
-        }));
-        let bg = BackgroundConfig {
-            topic: config.topics().workorder_event,
-            relay_interval: config.relay_interval,
-            sweep_interval: config.sweep_interval,
-        };
-        app = app.merge(hcp_webhook::router(hcp_webhook::WebhookState { store: store.clone() }));
-        let sender = hcp_webhook::SenderConfig { retry_base: config.webhook_retry_base, ..Default::default() };
-        webhook_sender = Some(tokio::spawn(hcp_webhook::run_sender(store.clone(), sender, background_token.clone())));
-        background = Some(tokio::spawn(hcp_workorder::run_background(
-            store.clone(),
-            producer.clone(),
-            bg,
-            background_token.clone(),
-        )));
-    }
-    let (app, table) = app.enforce(session_key);
-    let app = app
-        .layer(Extension(table))
+        .with_state(state)
+}
+
+/// The access layer over every route, then the time limit, panic catching, metrics and tracing.
+fn with_layers(routes: Routes, config: &Config, session_key: SessionKey) -> axum::Router {
+    let (app, table) = routes.enforce(session_key);
+    app.layer(Extension(table))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(
-            config.request_timeout.max(config.produce_timeout + Duration::from_secs(5)),
-            time_limit,
-        ))
+        .layer(middleware::from_fn_with_state(config.request_limit(), time_limit))
         // A bug that panics in a handler still answers: 500 problem+json, logged, the process lives.
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             tracing::error!("a request handler panicked");
@@ -221,74 +298,7 @@ pub async fn run(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-        );
-
-    let aggregator_token = shutdown.child_token();
-    let aggregator = match (components.aggregator, &store) {
-        (true, Some(store)) => {
-            let mut cfg = AggregatorConfig::new(config.kafka(), config.topics());
-            cfg.group_id = config.aggregator_group.clone();
-            cfg.integrity.exclude_flagged = config.exclude_flagged_presses;
-            Some(tokio::spawn(hcp_aggregator::run(cfg, store.clone(), aggregator_token.clone())))
-        }
-        _ => None,
-    };
-
-    tracing::info!(addr = %listener.local_addr()?, ?components, "hcp serving");
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
-    aggregator_token.cancel();
-    background_token.cancel();
-    default_ratings_token.cancel();
-    if let Some(job) = default_ratings {
-        let _ = job.await;
-    }
-    alerts_token.cancel();
-    for job in [alerts, board_listener].into_iter().flatten() {
-        let _ = job.await;
-    }
-    if let Some(sender) = webhook_sender {
-        if let Err(e) = sender.await {
-            tracing::error!(error = %e, "webhook sender task failed");
-        }
-    }
-    if let Some(bg) = background {
-        match bg.await {
-            Err(e) if e.is_panic() => tracing::error!(error = %e, "work-order background task panicked"),
-            _ => {}
-        }
-    }
-    if let Some(agg) = aggregator {
-        match agg.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "aggregator ended with an error"),
-            Err(e) => tracing::error!(error = %e, "aggregator task failed"),
-        }
-    }
-    let flush = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
-    if let Ok(Err(e)) = flush {
-        tracing::warn!(error = %e, "producer flush at shutdown incomplete");
-    }
-    tracing::info!("hcp stopped");
-    served.context("http server")
-}
-
-/// Produces due default ratings every `interval` until `shutdown`.
-async fn run_default_ratings(state: IngestState, interval: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {
-                if let Err(e) = hcp_ingest::defaults::run_once(&state, chrono::Utc::now(), 1000).await {
-                    tracing::warn!(error = %e, "default-rating run failed; retried at the next tick");
-                }
-                state.limits.shrink();
-            }
-        }
-    }
+        )
 }
 
 /// Every endpoint and who may call it: the table the access layer enforces.
@@ -328,26 +338,19 @@ struct Readiness {
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down")))]
 pub(crate) async fn readyz(State(ops): State<OpsState>) -> Response {
     let timeout = Duration::from_secs(2);
-    let mut checks = std::collections::BTreeMap::new();
-    let mut ready = true;
-    if let Some(store) = &ops.store {
-        let r = match tokio::time::timeout(timeout, store.ping()).await {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => format!("error: {e}"),
-            Err(_) => "error: timed out".to_string(),
-        };
-        ready &= r == "ok";
-        checks.insert("database", r);
-    }
-    if let Some(producer) = ops.producer.clone() {
-        let r = match tokio::task::spawn_blocking(move || producer.check_broker(timeout)).await {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => format!("error: {e}"),
-            Err(e) => format!("error: {e}"),
-        };
-        ready &= r == "ok";
-        checks.insert("broker", r);
-    }
+    let database = match tokio::time::timeout(timeout, ops.store.ping()).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => format!("error: {e}"),
+        Err(_) => "error: timed out".to_string(),
+    };
+    let producer = ops.producer;
+    let broker = match tokio::task::spawn_blocking(move || producer.check_broker(timeout)).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => format!("error: {e}"),
+        Err(e) => format!("error: {e}"),
+    };
+    let ready = database == "ok" && broker == "ok";
+    let checks = std::collections::BTreeMap::from([("database", database), ("broker", broker)]);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Readiness { status: if ready { "ready" } else { "not_ready" }, checks })).into_response()
 }
@@ -358,5 +361,51 @@ pub(crate) async fn metrics() -> Response {
     match prometheus::TextEncoder::new().encode_to_string(&prometheus::gather()) {
         Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response(),
         Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A task that runs until stopped, noting that it was.
+    fn waits(stopped: Arc<AtomicBool>) -> (&'static str, Task) {
+        let component =
+            Component::new("steady", Routes::new()).task("waits", move |stop: CancellationToken| async move {
+                stop.cancelled().await;
+                stopped.store(true, Ordering::SeqCst);
+            });
+        ("steady", component.tasks.into_iter().next().expect("a task"))
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_on_its_own_stops_the_server_and_every_other_task() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let failing = Component::new("flaky", Routes::new()).task("fails", |_| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err::<(), _>("the database went away")
+        });
+        let tasks = vec![waits(stopped.clone()), ("flaky", failing.tasks.into_iter().next().unwrap())];
+        let shutdown = CancellationToken::new();
+        let ended = serve(axum::Router::new(), tasks, listener, shutdown.clone()).await.unwrap_err();
+        assert_eq!(ended.to_string(), "flaky task fails ended: the database went away");
+        assert!(shutdown.is_cancelled() && stopped.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_stops_every_task_once_the_listener_has_drained() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(serve(axum::Router::new(), vec![waits(stopped.clone())], listener, shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!stopped.load(Ordering::SeqCst) && !run.is_finished(), "runs until shutdown");
+        shutdown.cancel();
+        run.await.unwrap().unwrap();
+        assert!(stopped.load(Ordering::SeqCst));
     }
 }

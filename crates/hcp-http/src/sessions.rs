@@ -1,4 +1,5 @@
-//! Operator login, logout and "who am I".
+//! The `sessions` component: operator login, logout and "who am I" (`/api/v1/auth/*`), beside
+//! the [`Caller`] extractor and [`SessionKey`] that check the sessions it issues.
 
 use axum::extract::State;
 use axum::http::header;
@@ -6,11 +7,30 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use hcp_domain::Role;
-use hcp_http::auth::{clear_session_cookie, session_cookie, session_expiry, verify_password};
-use hcp_http::{ApiError, ApiJson, Caller, Claims, Problem};
+use hcp_store::Store;
 use serde::{Deserialize, Serialize};
 
-use crate::{metrics, WorkOrderState};
+use crate::auth::{clear_session_cookie, session_cookie, session_expiry, verify_password};
+use crate::{metrics, Access, ApiError, ApiJson, Caller, Claims, Component, Problem, Routes, SessionKey, ANY_OPERATOR};
+
+/// What the session endpoints share.
+#[derive(Clone)]
+pub struct SessionsState {
+    /// The accounts.
+    pub store: Store,
+    /// Signs the sessions issued.
+    pub session_key: SessionKey,
+}
+
+/// The `sessions` component: login, logout and the caller's account (no background task).
+pub fn component(state: SessionsState) -> Component {
+    let routes = Routes::new()
+        .post("/api/v1/auth/login", Access::Public, login)
+        .post("/api/v1/auth/logout", Access::Public, logout)
+        .get("/api/v1/auth/me", Access::operators(ANY_OPERATOR), me)
+        .with_state(state);
+    Component::new("sessions", routes)
+}
 
 /// Credentials.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -36,7 +56,7 @@ pub struct LoginResponse {
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
-    tag = "workorders",
+    tag = "sessions",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
@@ -45,7 +65,7 @@ pub struct LoginResponse {
     )
 )]
 pub async fn login(
-    State(state): State<WorkOrderState>,
+    State(state): State<SessionsState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let (Some(username), Some(password)) = (req.username.filter(|u| !u.is_empty()), req.password) else {
@@ -74,7 +94,7 @@ pub async fn login(
 }
 
 /// Log out: clears the session cookie.
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "workorders", responses((status = 204, description = "Cookie cleared")))]
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "sessions", responses((status = 204, description = "Cookie cleared")))]
 pub async fn logout() -> Response {
     (axum::http::StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_session_cookie())]).into_response()
 }
@@ -83,7 +103,7 @@ pub async fn logout() -> Response {
 #[utoipa::path(
     get,
     path = "/api/v1/auth/me",
-    tag = "workorders",
+    tag = "sessions",
     responses(
         (status = 200, description = "The session's account", body = Claims),
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
