@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
-use futures::stream::{self, StreamExt};
 use hcp_aggregator::AggregatorStats;
 use hcp_tests::TestApp;
 use serde_json::{json, Value};
@@ -31,15 +30,6 @@ impl Expected {
     fn ids(&self, scope: &str) -> BTreeSet<String> {
         self.0.keys().filter(|(s, _)| s == scope).map(|(_, id)| id.clone()).collect()
     }
-}
-
-async fn post_all(app: &TestApp, bodies: &[Value]) {
-    let statuses: Vec<u16> = stream::iter(bodies)
-        .map(|b| async move { app.post_rating(b).await.status().as_u16() })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
 }
 
 async fn counts(app: &TestApp, scope: &str, id: &str, range: &str) -> [i64; 5] {
@@ -189,7 +179,7 @@ async fn ratings_land_on_whoever_was_responsible_and_history_survives_directory_
             expected.add(scope, id, 5);
         }
     }
-    post_all(&app, &bodies).await;
+    app.post_all_accepted(&bodies).await;
     app.wait_caught_up(Duration::from_secs(90)).await;
 
     let from = t0.duration_trunc(chrono::Duration::hours(1)).unwrap() - chrono::Duration::hours(1);
@@ -217,7 +207,7 @@ async fn ratings_land_on_whoever_was_responsible_and_history_survives_directory_
     let later: Vec<Value> = (0..5)
         .map(|i| json!({"channel": "hotline", "stage": "hotline", "service_record_no": format!("HL2-{i}"), "staff_id": "A1", "grade": 4}))
         .collect();
-    post_all(&app, &later).await;
+    app.post_all_accepted(&later).await;
     app.wait_caught_up(Duration::from_secs(60)).await;
     assert_eq!(counts(&app, "department", "D-HL2", &range).await, [0, 0, 0, 5, 0]);
     assert_eq!(counts(&app, "department", "D-HL", &range).await, expected.0[&("department".into(), "D-HL".into())]);

@@ -5,19 +5,13 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, Utc};
-use hcp_tests::{wait_until, TestApp};
+use chrono::{DateTime, Utc};
+use hcp_tests::{around_now, wait_until, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Row;
 
 const CITY: &str = include_str!("fixtures/attribution-city.json");
-
-fn range() -> String {
-    let from = Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap() - chrono::Duration::hours(1);
-    let to = from + chrono::Duration::hours(4);
-    format!("from={}&to={}", from.format("%Y-%m-%dT%H:%M:%SZ"), to.format("%Y-%m-%dT%H:%M:%SZ"))
-}
 
 async fn start() -> (TestApp, String) {
     let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
@@ -265,7 +259,7 @@ async fn a_second_first_rating_is_409_and_idempotent_retries_get_the_first_answe
     stored(&app, 4).await;
     app.wait_caught_up(Duration::from_secs(30)).await;
     assert_eq!(app.store.count_ratings().await.unwrap(), 4);
-    let s = app.summary(&format!("scope=all&{}", range())).await;
+    let s = app.summary(&format!("scope=all&{}", around_now())).await;
     // D-1's follow-up (4) replaced its first (2); D-2 is 5; D-9 is 2.
     assert_eq!((s["total"].as_i64(), s["bad_review_count"].as_i64()), (Some(3), Some(1)));
 }
@@ -307,7 +301,7 @@ async fn replaying_a_batch_twice_leaves_the_counts_unchanged() {
     assert_eq!(r["items"][40]["problem"]["errors"][0]["field"], "grade");
     assert_eq!(r["items"][41]["problem"]["existing_rating_id"], r["items"][0]["rating_id"]);
     stored(&app, 40).await;
-    let before = app.summary(&format!("scope=all&{}", range())).await;
+    let before = app.summary(&format!("scope=all&{}", around_now())).await;
     let expected: Vec<i64> = (1..=5).map(|g| (0..40).filter(|i| 1 + (i % 5) == g).count() as i64).collect();
     let counts: Vec<i64> = (1..=5).map(|g| before["counts"][g.to_string()].as_i64().unwrap()).collect();
     assert_eq!(counts, expected);
@@ -320,7 +314,7 @@ async fn replaying_a_batch_twice_leaves_the_counts_unchanged() {
     }
     app.wait_caught_up(Duration::from_secs(30)).await;
     assert_eq!(app.store.count_ratings().await.unwrap(), 40);
-    assert_eq!(app.summary(&format!("scope=all&{}", range())).await["counts"], before["counts"]);
+    assert_eq!(app.summary(&format!("scope=all&{}", around_now())).await["counts"], before["counts"]);
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM work_orders").fetch_one(app.store.pool()).await.unwrap();
     assert_eq!(orders, expected[0] + expected[1]);
     // Every stored rating has the terminal's channel and device.
@@ -381,7 +375,7 @@ async fn presses_that_look_gamed_are_flagged_not_dropped_and_excluded_only_by_po
         let handler = app.account("li", "handler", Some("D-A"), None).await;
         assert_eq!(app.call(Method::GET, "/api/v1/integrity/flagged", &handler, None).await.0, 403);
         // Counted by default; left out only under the explicit policy.
-        let s = app.summary(&format!("scope=all&{}", range())).await;
+        let s = app.summary(&format!("scope=all&{}", around_now())).await;
         assert_eq!(s["total"].as_i64(), Some(if exclude { 1 } else { 7 }), "exclude_flagged = {exclude}");
         app.stop_aggregator().await;
     }

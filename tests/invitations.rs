@@ -32,12 +32,6 @@ async fn platform() -> (TestApp, String, String) {
     (app, admin, key)
 }
 
-async fn post(app: &TestApp, key: &str, path: &str, body: &Value) -> (u16, Value) {
-    let r = app.client.post(format!("{}{path}", app.url)).bearer_auth(key).json(body).send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
 /// The path part (`/r/…`) of a link.
 fn path_of(url: &str) -> String {
     url[url.find("/r/").expect("a /r/ link")..].to_owned()
@@ -60,39 +54,40 @@ async fn invitations_are_single_use_signed_links_and_ratings_are_attributed_from
     let (mut app, _, key) = platform().await;
 
     // The platform reports acceptance at W2 by S1 (with the applicant's phone) and pickup at WP.
-    let (s, _) = post(
-        &app,
-        "hcp_nope_x",
-        "/api/v1/service-records/events",
-        &json!({"service_record_no": "R-1", "event": "accepted"}),
-    )
-    .await;
+    let (s, _) = app
+        .post_json(
+            "/api/v1/service-records/events",
+            "hcp_nope_x",
+            &json!({"service_record_no": "R-1", "event": "accepted"}),
+        )
+        .await;
     assert_eq!(s, 401);
-    let (s, ev) = post(
-        &app,
-        &key,
-        "/api/v1/service-records/events",
-        &json!({
-            "service_record_no": "R-1", "event": "accepted", "service_item_code": "I-A", "hall_id": "H1",
-            "window_id": "W2", "staff_id": "S1", "applicant_phone": PHONE
-        }),
-    )
-    .await;
+    let (s, ev) = app
+        .post_json(
+            "/api/v1/service-records/events",
+            &key,
+            &json!({
+                "service_record_no": "R-1", "event": "accepted", "service_item_code": "I-A", "hall_id": "H1",
+                "window_id": "W2", "staff_id": "S1", "applicant_phone": PHONE
+            }),
+        )
+        .await;
     assert_eq!(s, 200, "{ev}");
     assert!(ev["sms_invitation"].is_string(), "acceptance with a phone sends an SMS invitation");
     assert!(!ev.to_string().contains(PHONE));
-    let (s, _) = post(
-        &app,
-        &key,
-        "/api/v1/service-records/events",
-        &json!({
-            "service_record_no": "R-1", "event": "picked_up", "window_id": "WP", "staff_id": "S3"
-        }),
-    )
-    .await;
+    let (s, _) = app
+        .post_json(
+            "/api/v1/service-records/events",
+            &key,
+            &json!({
+                "service_record_no": "R-1", "event": "picked_up", "window_id": "WP", "staff_id": "S3"
+            }),
+        )
+        .await;
     assert_eq!(s, 200);
-    let (s, p) =
-        post(&app, &key, "/api/v1/service-records/events", &json!({"service_record_no": "R-1", "event": "lost"})).await;
+    let (s, p) = app
+        .post_json("/api/v1/service-records/events", &key, &json!({"service_record_no": "R-1", "event": "lost"}))
+        .await;
     assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("event")));
 
     // The SMS waits in the outbox for the record's (sealed) phone, with the link.
@@ -112,13 +107,13 @@ async fn invitations_are_single_use_signed_links_and_ratings_are_attributed_from
         path_of(sms[1].body.split_whitespace().find(|w| w.contains("/r/")).unwrap().split('(').next().unwrap());
 
     // A QR invitation for the acceptance stage, with its code as SVG and PNG.
-    let (s, inv) = post(
-        &app,
-        &key,
-        "/api/v1/invitations",
-        &json!({"service_record_no": "R-1", "stage": "acceptance", "channel": "qr_code"}),
-    )
-    .await;
+    let (s, inv) = app
+        .post_json(
+            "/api/v1/invitations",
+            &key,
+            &json!({"service_record_no": "R-1", "stage": "acceptance", "channel": "qr_code"}),
+        )
+        .await;
     assert_eq!(s, 201, "{inv}");
     let qr = path_of(inv["url"].as_str().unwrap());
     let qr_svg = format!("{}{}", app.url, inv["qr_svg"].as_str().unwrap());
@@ -137,13 +132,13 @@ async fn invitations_are_single_use_signed_links_and_ratings_are_attributed_from
         .await
         .unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let (s, _) = post(
-        &app,
-        &key,
-        "/api/v1/invitations",
-        &json!({"service_record_no": "NOPE", "stage": "acceptance", "channel": "qr_code"}),
-    )
-    .await;
+    let (s, _) = app
+        .post_json(
+            "/api/v1/invitations",
+            &key,
+            &json!({"service_record_no": "NOPE", "stage": "acceptance", "channel": "qr_code"}),
+        )
+        .await;
     assert_eq!(s, 404);
 
     // The page's data: open, with tags by grade.
@@ -209,26 +204,26 @@ async fn an_unrated_stage_gets_the_default_rating_after_the_regions_days_on_a_co
     let (mut app, admin, key) = platform().await;
     let accepted = chrono::Utc::now() - chrono::Duration::days(8);
     for (no, at) in [("R-D1", accepted), ("R-D2", accepted), ("R-D3", chrono::Utc::now() - chrono::Duration::days(2))] {
-        let (s, r) = post(
-            &app,
-            &key,
-            "/api/v1/service-records/events",
-            &json!({
-                "service_record_no": no, "event": "accepted", "at": at, "service_item_code": "I-A", "hall_id": "H1",
-                "window_id": "W2", "staff_id": "S1"
-            }),
-        )
-        .await;
+        let (s, r) = app
+            .post_json(
+                "/api/v1/service-records/events",
+                &key,
+                &json!({
+                    "service_record_no": no, "event": "accepted", "at": at, "service_item_code": "I-A", "hall_id": "H1",
+                    "window_id": "W2", "staff_id": "S1"
+                }),
+            )
+            .await;
         assert_eq!(s, 200, "{r}");
     }
     // R-D2's acceptance was rated by the citizen in time.
-    let (_, inv) = post(
-        &app,
-        &key,
-        "/api/v1/invitations",
-        &json!({"service_record_no": "R-D2", "stage": "acceptance", "channel": "qr_code"}),
-    )
-    .await;
+    let (_, inv) = app
+        .post_json(
+            "/api/v1/invitations",
+            &key,
+            &json!({"service_record_no": "R-D2", "stage": "acceptance", "channel": "qr_code"}),
+        )
+        .await;
     assert_eq!(rate(&app, &path_of(inv["url"].as_str().unwrap()), json!({"grade": 5})).await.0, 202);
 
     let state = hcp_ingest::IngestState {
@@ -279,15 +274,15 @@ async fn an_unrated_stage_gets_the_default_rating_after_the_regions_days_on_a_co
         )
         .await;
     assert_eq!(s, 201);
-    let (s, _) = post(
-        &app,
-        &key,
-        "/api/v1/service-records/events",
-        &json!({
-            "service_record_no": "R-D4", "event": "accepted", "at": accepted, "hall_id": "H1", "window_id": "W2"
-        }),
-    )
-    .await;
+    let (s, _) = app
+        .post_json(
+            "/api/v1/service-records/events",
+            &key,
+            &json!({
+                "service_record_no": "R-D4", "event": "accepted", "at": accepted, "hall_id": "H1", "window_id": "W2"
+            }),
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(run(due).await.produced, 0);
     app.stop_aggregator().await;

@@ -5,10 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use chrono::{DurationRound, Utc};
+use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use hcp_bus::RatingProducer;
-use hcp_tests::{wait_until, KafkaCluster, TestApp};
+use hcp_tests::{around_now, wait_until, KafkaCluster, TestApp};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -109,31 +109,8 @@ fn ratings(n: usize, seed: u64) -> (Vec<Value>, Expected) {
     (bodies, expected)
 }
 
-/// Posts every body (32 in flight) and asserts each got 202 with a UUIDv7 rating id.
-async fn post_all(app: &TestApp, bodies: &[Value]) {
-    let statuses: Vec<(u16, Value)> = stream::iter(bodies)
-        .map(|b| async move {
-            let r = app.post_rating(b).await;
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    for (status, body) in &statuses {
-        assert_eq!(*status, 202, "{body}");
-        let id: uuid::Uuid = body["rating_id"].as_str().expect("rating_id").parse().expect("uuid");
-        assert_eq!(id.get_version_num(), 7);
-    }
-}
-
-fn range() -> String {
-    let from = Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap() - chrono::Duration::hours(1);
-    let to = from + chrono::Duration::hours(4);
-    format!("from={}&to={}", from.format("%Y-%m-%dT%H:%M:%SZ"), to.format("%Y-%m-%dT%H:%M:%SZ"))
-}
-
 async fn assert_counts(app: &TestApp, expected: &Expected) {
-    let range = range();
+    let range = around_now();
     let mut checked = 0;
     for ((scope, id), counts) in expected {
         let s = app.summary(&format!("scope={scope}&id={id}&{range}")).await;
@@ -151,7 +128,7 @@ async fn assert_counts(app: &TestApp, expected: &Expected) {
 }
 
 async fn wait_total(app: &TestApp, total: i64, timeout: Duration) {
-    let range = range();
+    let range = around_now();
     wait_until(timeout, &format!("{total} ratings counted"), || async {
         app.summary(&format!("scope=all&{range}")).await["total"].as_i64() == Some(total)
     })
@@ -164,7 +141,7 @@ async fn thousand_ratings_are_counted_exactly_per_scope_and_grade() {
     app.import_directory(&spine_directory()).await;
     app.start_aggregator();
     let (bodies, expected) = ratings(1000, 1);
-    post_all(&app, &bodies).await;
+    app.post_all_accepted(&bodies).await;
     wait_total(&app, 1000, Duration::from_secs(60)).await;
     assert_counts(&app, &expected).await;
     assert_eq!(app.store.count_ratings().await.unwrap(), 1000);
@@ -245,7 +222,7 @@ async fn broker_stopped_means_503_within_10s_and_nothing_counted() {
     app.import_directory(&spine_directory()).await;
     app.start_aggregator();
     let (bodies, _) = ratings(5, 3);
-    post_all(&app, &bodies).await;
+    app.post_all_accepted(&bodies).await;
     wait_total(&app, 5, Duration::from_secs(60)).await;
 
     broker.kill(1);
@@ -274,7 +251,7 @@ async fn broker_stopped_means_503_within_10s_and_nothing_counted() {
     broker.restart(1).await;
     app.wait_caught_up(Duration::from_secs(90)).await;
     assert_eq!(app.store.count_ratings().await.unwrap(), 5);
-    assert_eq!(app.summary(&format!("scope=all&{}", range())).await["total"], 5);
+    assert_eq!(app.summary(&format!("scope=all&{}", around_now())).await["total"], 5);
 
     // Ingest recovers without a restart: the next rating is accepted and counted.
     let (again, _) = ratings(1, 5);
@@ -368,7 +345,7 @@ async fn malformed_bodies_get_problem_json_4xx_and_count_nothing() {
     // Only the one valid rating is ever counted.
     assert_eq!(app.post_rating(&valid).await.status(), 202);
     app.wait_caught_up(Duration::from_secs(60)).await;
-    assert_eq!(app.summary(&format!("scope=all&{}", range())).await["total"], 1);
+    assert_eq!(app.summary(&format!("scope=all&{}", around_now())).await["total"], 1);
     assert_eq!(app.store.count_ratings().await.unwrap(), 1);
     app.stop_aggregator().await;
 }
@@ -391,7 +368,7 @@ async fn follow_up_replaces_the_first_grade_and_both_stay_in_history() {
     let other_stage = json!({"channel": "window_evaluator", "stage": "acceptance", "service_record_no": "F-1", "grade": 5, "window_id": "W9", "department_id": "D9"});
     assert_eq!(app.post_rating(&other_stage).await.status(), 202);
     app.wait_caught_up(Duration::from_secs(60)).await;
-    let s = app.summary(&format!("scope=window&id=W9&{}", range())).await;
+    let s = app.summary(&format!("scope=window&id=W9&{}", around_now())).await;
     assert_eq!(s["counts"], json!({"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}), "{s}");
     assert_eq!(s["bad_review_count"], 0);
     assert_eq!(app.store.count_ratings().await.unwrap(), 3, "first, follow-up and the other stage are all kept");
@@ -619,12 +596,12 @@ async fn rows_committed_without_positions_are_published_on_the_next_read() {
         });
     }
     app.store.begin_rows(&batch, None).await.unwrap().commit().await.unwrap();
-    assert_eq!(app.summary(&format!("scope=all&{}", range())).await["total"], 3);
+    assert_eq!(app.summary(&format!("scope=all&{}", around_now())).await["total"], 3);
 
     app.start_aggregator();
     app.wait_caught_up(Duration::from_secs(60)).await;
     assert_eq!(app.store.count_ratings().await.unwrap(), 3);
-    assert_eq!(app.summary(&format!("scope=all&{}", range())).await["total"], 3, "counted once");
+    assert_eq!(app.summary(&format!("scope=all&{}", around_now())).await["total"], 3, "counted once");
     let records = app.read_records_settled(app.config.topics().rating_attributed, 3, Duration::from_millis(1500)).await;
     let mut keys: Vec<String> = records.iter().map(|(k, _)| String::from_utf8(k.clone()).unwrap()).collect();
     keys.sort();

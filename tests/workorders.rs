@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::{DateTime, Utc};
 use hcp_bus::RatingProducer;
 use hcp_domain::WorkCalendar;
-use hcp_tests::{wait_until, TestApp};
+use hcp_tests::{around_now, wait_until, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -17,12 +17,6 @@ use sqlx::Row;
 const CITY: &str = include_str!("fixtures/attribution-city.json");
 const PHONE: &str = "13812341234";
 const ID_NUMBER: &str = "11010519491231002X";
-
-fn range() -> String {
-    let from = Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap() - chrono::Duration::hours(1);
-    let to = from + chrono::Duration::hours(4);
-    format!("from={}&to={}", from.format("%Y-%m-%dT%H:%M:%SZ"), to.format("%Y-%m-%dT%H:%M:%SZ"))
-}
 
 /// A rating at window W2 (staff S1 signed in by the evaluator's report). Bad ones are either a
 /// conduct complaint (`rude`: the staff member's department D-ZW, window W2, staff S1) or a
@@ -163,7 +157,7 @@ async fn every_bad_rating_opens_exactly_one_order_through_kafka_even_when_redeli
 async fn handlers_act_in_their_department_and_an_upheld_appeal_lowers_the_bad_count_exactly() {
     let grades = [2, 1, 5, 4, 3, 5, 4, 1, 5, 2];
     let (app, ids) = setup(&grades).await;
-    let (range, total) = (range(), grades.len() as i64);
+    let (range, total) = (around_now(), grades.len() as i64);
     let bad = grades.iter().filter(|&&g| g <= 2).count() as i64;
     let good = grades.iter().filter(|&&g| g >= 3).count() as i64;
     let before = app.summary(&format!("scope=all&{range}")).await;

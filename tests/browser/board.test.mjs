@@ -8,7 +8,7 @@
 //   HCP_URL, HCP_DEMO_PASSWORD, HCP_RATING_KEY (a window_evaluator device key for W-SMZX-01),
 //   HCP_SCREENSHOTS (directory).
 import { readFileSync } from "node:fs";
-import { api, apiLogin, base, check, done, launch, password, shots } from "./support.mjs";
+import { api, apiLogin, base, check, done, launch, shots, uiLogin } from "./support.mjs";
 
 const ratingKey = process.env.HCP_RATING_KEY;
 if (!ratingKey) throw new Error("HCP_RATING_KEY is required");
@@ -28,9 +28,7 @@ try {
   let loads = 0;
   page.on("load", () => { loads += 1; });
   await page.goto(base + "/board");
-  await page.getByLabel("账号").fill("dc");
-  await page.getByLabel("密码").fill(password);
-  await page.getByRole("button", { name: "登录" }).click();
+  await uiLogin(page, "dc");
   await page.waitForFunction(() => Number(document.body.dataset.version || 0) >= 1);
   check((await page.locator("#scope-name").textContent()).includes(before.scope.name), `the supervisor's board covers their region (${before.scope.name})`);
   check(asNumber(await kpi(page, "kpi-month-total")) === before.this_month.total, `the month's ratings match the API (${before.this_month.total})`);
@@ -106,9 +104,7 @@ try {
   const hp = await handlerContext.newPage();
   hp.setDefaultTimeout(20000);
   await hp.goto(base + "/board");
-  await hp.getByLabel("账号").fill("sj");
-  await hp.getByLabel("密码").fill(password);
-  await hp.getByRole("button", { name: "登录" }).click();
+  await uiLogin(hp, "sj");
   await hp.waitForFunction(() => Number(document.body.dataset.version || 0) >= 1);
   const handler = await apiLogin("sj");
   const mine = await api(handler, "/api/v1/board");

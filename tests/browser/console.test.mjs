@@ -3,7 +3,7 @@
 // most urgent one, records contact, verification (属实) and rectification, and the audit log
 // shows each step. Run by deploy/local/test.sh against a seeded `hcp serve`:
 //   HCP_URL, HCP_DEMO_PASSWORD, HCP_SCREENSHOTS (directory), optional HCP_HANDLER / HCP_HANDLER_DEPT.
-import { api, apiLogin, base, check, done, launch, password, shots } from "./support.mjs";
+import { api, apiLogin, base, check, done, launch, shots, uiLogin } from "./support.mjs";
 
 const handler = process.env.HCP_HANDLER || "sj";
 const dept = process.env.HCP_HANDLER_DEPT || "D-SJ";
@@ -21,13 +21,10 @@ try {
   const page = await browser.newPage({ viewport: { width: 1366, height: 768 }, locale: "zh-CN", timezoneId: "Asia/Shanghai" });
   page.setDefaultTimeout(15000);
   await page.goto(base + "/console");
-  await page.getByLabel("账号").fill(handler);
-  await page.getByLabel("密码").fill("wrong-password");
-  await page.getByRole("button", { name: "登录" }).click();
+  await uiLogin(page, handler, "wrong-password");
   await page.getByRole("alert").filter({ hasText: "账号或密码错误" }).waitFor();
   check(true, "a wrong password is refused with a message");
-  await page.getByLabel("密码").fill(password);
-  await page.getByRole("button", { name: "登录" }).click();
+  await uiLogin(page, handler);
   await page.locator("#orders tr").first().waitFor();
   await page.waitForFunction((n) => document.querySelectorAll("#orders tr").length === n, expected.length);
 

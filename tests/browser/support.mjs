@@ -33,6 +33,13 @@ export async function apiLogin(username) {
   return (await r.json()).token;
 }
 
+/** Logs `username` in through a page's login form (账号, 密码, 登录). */
+export async function uiLogin(page, username, pass = password) {
+  await page.getByLabel("账号").fill(username);
+  await page.getByLabel("密码").fill(pass);
+  await page.getByRole("button", { name: "登录" }).click();
+}
+
 /** Calls the API with a bearer token; anything but 200 throws. */
 export async function api(token, path, method = "GET", body) {
   const r = await fetch(base + path, {

@@ -21,6 +21,16 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The statistics range tests count in (`from=…&to=…`): from the start of the hour before now to
+/// four hours later, so ratings made now fall inside whatever the clock does during a test.
+pub fn around_now() -> String {
+    use chrono::DurationRound;
+    let from = chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).expect("an hour rounds")
+        - chrono::Duration::hours(1);
+    let to = from + chrono::Duration::hours(4);
+    format!("from={}&to={}", from.format("%Y-%m-%dT%H:%M:%SZ"), to.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
 /// Partitions of every test topic.
 pub const PARTITIONS: i32 = 3;
 
@@ -309,6 +319,34 @@ impl TestApp {
         let status = r.status().as_u16();
         let text = r.text().await.expect("body");
         (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// POSTs `body` to `path` with the bearer `token`; returns (status, JSON body).
+    pub async fn post_json(&self, path: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body.clone())).await
+    }
+
+    /// POSTs every body to `/api/v1/ratings` (32 in flight) and asserts each got 202 with a
+    /// UUIDv7 rating id; returns the answers.
+    pub async fn post_all_accepted(&self, bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
+        use futures::stream::{self, StreamExt};
+        let answers: Vec<(u16, serde_json::Value)> = stream::iter(bodies)
+            .map(|b| async move {
+                let r = self.post_rating(b).await;
+                (r.status().as_u16(), r.json().await.unwrap_or(serde_json::Value::Null))
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        answers
+            .into_iter()
+            .map(|(status, body)| {
+                assert_eq!(status, 202, "{body}");
+                let id: uuid::Uuid = body["rating_id"].as_str().expect("rating_id").parse().expect("a uuid");
+                assert_eq!(id.get_version_num(), 7, "{body}");
+                body
+            })
+            .collect()
     }
 
     /// POSTs `body` to `/api/v1/ratings`.
