@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hcp::server::{self, RunningServer};
-use hcp::{ComponentName, Components, Config};
 use hcp_bus::KafkaConfig;
+use hcp_server::server::{self, RunningServer};
+use hcp_server::{ComponentName, Components, Config};
 use hcp_store::Store;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -125,7 +125,7 @@ impl TestApp {
         adjust: impl FnOnce(&mut Config),
     ) -> TestApp {
         if std::env::var_os("RUST_LOG").is_some() {
-            hcp::telemetry::init();
+            hcp_server::telemetry::init();
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let db_name = format!("hcp_t_{}", &id[id.len() - 16..]);

@@ -1,22 +1,28 @@
 //! `hcp`: one binary, subcommands for every role. Configuration comes from the environment
 //! (`DATABASE_URL`, `KAFKA_BROKERS`, `HCP_HTTP_ADDR`, …) or the matching global options; see
-//! `hcp::Config` and `hcp serve --help`.
+//! `hcp_server::Config` and `hcp serve --help`.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod accounts;
+mod calendar;
+mod credentials;
+mod directory;
+mod dlq;
+mod export;
+mod report;
+mod seed;
+mod topics;
+mod workorders;
 
 use anyhow::Context;
 use chrono::Utc;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use futures::stream::{self, StreamExt};
-use hcp::{bench, demo, loadgen, server, telemetry, ComponentName, Components, Config};
-use hcp_bus::RatingProducer;
-use hcp_directory::import::{self, Format};
+use hcp_server::{server, telemetry, ComponentName, Components, Config};
 use hcp_store::Store;
+use hcp_tools::{bench, loadgen};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The logging variables, read before the configuration (`hcp::telemetry`).
+/// The logging variables, read before the configuration (`hcp_server::telemetry`).
 const LOGGING: &str =
     "Logging: HCP_LOG_FORMAT=json for structured logs (default text); RUST_LOG filters them (default info).";
 
@@ -25,6 +31,8 @@ const LOGGING: &str =
     name = "hcp",
     version,
     about = "政务服务好差评 event pipeline",
+    // (not the flattened configuration's own doc comment)
+    long_about = None,
     after_help = LOGGING
 )]
 struct Cli {
@@ -49,52 +57,52 @@ enum Command {
     /// Kafka topic administration.
     Topics {
         #[command(subcommand)]
-        command: TopicsCommand,
+        command: topics::TopicsCommand,
     },
     /// The directory: departments, halls, windows, staff, items, roster, tags.
     Directory {
         #[command(subcommand)]
-        command: DirectoryCommand,
+        command: directory::DirectoryCommand,
     },
     /// The official working-day calendar.
     Calendar {
         #[command(subcommand)]
-        command: CalendarCommand,
+        command: calendar::CalendarCommand,
     },
     /// Operator accounts (console and API logins).
     Account {
         #[command(subcommand)]
-        command: AccountCommand,
+        command: accounts::AccountCommand,
     },
     /// Channel keys (device and integration credentials).
     Credential {
         #[command(subcommand)]
-        command: CredentialCommand,
+        command: credentials::CredentialCommand,
     },
     /// The dead-letter topic of ratings the aggregator refused.
     Dlq {
         #[command(subcommand)]
-        command: DlqCommand,
+        command: dlq::DlqCommand,
     },
     /// Bad-review work orders.
     Workorders {
         #[command(subcommand)]
-        command: WorkordersCommand,
+        command: workorders::WorkordersCommand,
     },
     /// Exports for the provincial / national platform.
     Export {
         #[command(subcommand)]
-        command: ExportCommand,
+        command: export::ExportCommand,
     },
     /// Performance reports.
     Report {
         #[command(subcommand)]
-        command: ReportCommand,
+        command: report::ReportCommand,
     },
     /// Load data.
     Seed {
         #[command(subcommand)]
-        command: SeedCommand,
+        command: seed::SeedCommand,
     },
     /// Post realistic ratings over HTTP and report throughput and latency.
     Loadgen {
@@ -127,190 +135,10 @@ enum Command {
     Bench(bench::BenchOptions),
 }
 
-#[derive(Subcommand)]
-enum TopicsCommand {
-    /// Create the topics (existing ones are left alone).
-    Create {
-        /// Partitions per topic.
-        #[arg(long, env = "HCP_PARTITIONS", default_value_t = 6)]
-        partitions: i32,
-        /// Replication factor (1 for a single local broker).
-        #[arg(long, env = "HCP_REPLICATION", default_value_t = 1)]
-        replication: i32,
-    },
-    /// List the topics on the cluster whose name starts with `--prefix` (default: every topic).
-    List {
-        /// Name prefix, e.g. a tenant's `HCP_TOPIC_PREFIX`.
-        #[arg(long, default_value = "")]
-        prefix: String,
-    },
-    /// Delete the named topics and every record in them (missing ones are skipped).
-    Delete {
-        /// Topic names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum DirectoryCommand {
-    /// Import a directory file: a .json document, or a <kind>.csv. Every row is checked first;
-    /// one bad row means nothing from the file is imported, and each bad row is listed with its line.
-    Import {
-        /// The file.
-        file: std::path::PathBuf,
-        /// For a CSV file not named after its kind: regions, departments, halls, windows,
-        /// devices, staff, service_items, roster or tags.
-        #[arg(long)]
-        kind: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum CalendarCommand {
-    /// Import a calendar file (as `deploy/calendar/cn-workdays-2020-2026.json`): every year in it
-    /// replaces the stored one whole; other years stay.
-    Import {
-        /// The file.
-        file: std::path::PathBuf,
-    },
-    /// Print the due date of a deadline of N working days opened on DATE (the end of the Nth
-    /// working day after DATE, ISO format), so an operator can check any deadline by hand.
-    AddWorkingDays {
-        /// The opening day, YYYY-MM-DD.
-        date: chrono::NaiveDate,
-        /// Working days (at most 3650).
-        n: u32,
-        /// Use this calendar file instead of the calendar stored in the database.
-        #[arg(long)]
-        file: Option<std::path::PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum AccountCommand {
-    /// Add or replace an account; the password comes from HCP_ACCOUNT_PASSWORD (never an argument,
-    /// so it stays out of shell history and process lists).
-    Add {
-        /// Login name.
-        username: String,
-        /// admin, supervisor, handler, callback or auditor.
-        #[arg(long)]
-        role: String,
-        /// Shown name (default: the login name).
-        #[arg(long)]
-        name: Option<String>,
-        /// A handler's department id.
-        #[arg(long)]
-        department: Option<String>,
-        /// A supervisor's region code.
-        #[arg(long)]
-        region: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum CredentialCommand {
-    /// Issue a key and print its token (shown once; only its hash is stored).
-    Add {
-        /// `device` or `integration`.
-        #[arg(long)]
-        kind: String,
-        /// The channel of its ratings (window_evaluator, self_service_terminal, hotline, app, web, mini_program).
-        #[arg(long)]
-        channel: String,
-        /// A device key's device id.
-        #[arg(long)]
-        device: Option<String>,
-        /// What it is for.
-        #[arg(long)]
-        name: String,
-    },
-    /// Revoke a key.
-    Revoke {
-        /// Key id.
-        key_id: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum DlqCommand {
-    /// List every dead letter, a line each: `partition:offset`, key, origin (topic/partition/offset),
-    /// reason, the start of its body.
-    List,
-    /// Send dead letters back to the rating topic after a fix: the ones named `P:O` (partition and
-    /// offset on the dead-letter topic), or with `--all` every one not replayed by `--all` before.
-    Replay {
-        /// `partition:offset` of the dead letters to replay.
-        records: Vec<String>,
-        /// Every dead letter not replayed by an earlier `--all`.
-        #[arg(long)]
-        all: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum WorkordersCommand {
-    /// Run the overdue sweep once now and print what it did.
-    Sweep,
-}
-
-#[derive(Subcommand)]
-enum ExportCommand {
-    /// Ratings of a date range with the national field names (docs/export.md); 12345 hotline
-    /// ratings, which have no national channel code, are left out.
-    Ratings {
-        /// First day (Beijing date, YYYY-MM-DD), inclusive.
-        #[arg(long)]
-        from: chrono::NaiveDate,
-        /// Last day, inclusive.
-        #[arg(long)]
-        to: chrono::NaiveDate,
-        /// jsonl or csv.
-        #[arg(long, default_value = "jsonl")]
-        format: String,
-        /// Write here instead of standard output.
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum ReportCommand {
-    /// The monthly performance report (绩效考核) of departments, halls and staff.
-    Monthly {
-        /// YYYY-MM (Beijing time).
-        #[arg(long)]
-        month: String,
-        /// xlsx (a sheet per level) or csv (one level).
-        #[arg(long, default_value = "xlsx")]
-        format: String,
-        /// With csv: department, hall or staff.
-        #[arg(long, default_value = "department")]
-        level: String,
-        /// Where to write (default hcp-report-<month>.<format>; `-` for standard output, csv only).
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum SeedCommand {
-    /// Publish a day of ratings of the demo city (示范市) through Kafka.
-    Demo {
-        /// How many ratings.
-        #[arg(long, default_value_t = 3000)]
-        ratings: usize,
-        /// Random seed.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
-    let cli = Cli::from_arg_matches(&hcp::config::command_line(Cli::command()).get_matches())?;
+    let cli = Cli::from_arg_matches(&hcp_server::config::command_line(Cli::command()).get_matches())?;
     let config = cli.config;
     match cli.command {
         Command::Serve { components } => {
@@ -332,110 +160,16 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Topics { command: TopicsCommand::Create { partitions, replication } } => {
-            let topics = config.topics();
-            let created = hcp_bus::create_topics(&config.kafka(), &topics.all(), partitions, replication).await?;
-            for t in topics.all() {
-                println!("{t}: {}", if created.iter().any(|c| c == t) { "created" } else { "exists" });
-            }
-            Ok(())
-        }
-        Command::Topics { command: TopicsCommand::List { prefix } } => {
-            let kafka = config.kafka();
-            let names =
-                tokio::task::spawn_blocking(move || hcp_bus::list_topics(&kafka, &prefix, Duration::from_secs(10)))
-                    .await??;
-            for name in names {
-                println!("{name}");
-            }
-            Ok(())
-        }
-        Command::Topics { command: TopicsCommand::Delete { names } } => {
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let deleted = hcp_bus::delete_topics(&config.kafka(), &names).await?;
-            eprintln!("deleted {} of {} topics", deleted.len(), names.len());
-            Ok(())
-        }
-        Command::Directory { command: DirectoryCommand::Import { file, kind } } => {
-            import_directory_file(&config, &file, kind.as_deref()).await
-        }
-        Command::Calendar { command: CalendarCommand::Import { file } } => import_calendar(&config, &file).await,
-        Command::Calendar { command: CalendarCommand::AddWorkingDays { date, n, file } } => {
-            add_working_days(&config, date, n, file.as_deref()).await
-        }
-        Command::Seed { command: SeedCommand::Demo { ratings, seed } } => seed_demo(&config, ratings, seed).await,
-        Command::Account { command: AccountCommand::Add { username, role, name, department, region } } => {
-            let password = std::env::var("HCP_ACCOUNT_PASSWORD")
-                .ok()
-                .filter(|p| p.len() >= 8)
-                .context("set HCP_ACCOUNT_PASSWORD to the password (at least 8 characters)")?;
-            let role = hcp_domain::Role::parse(&role)
-                .with_context(|| format!("unknown role {role:?} (admin, supervisor, handler, callback, auditor)"))?;
-            anyhow::ensure!(role != hcp_domain::Role::Handler || department.is_some(), "a handler needs --department");
-            anyhow::ensure!(role != hcp_domain::Role::Supervisor || region.is_some(), "a supervisor needs --region");
-            let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-            store
-                .upsert_account(&hcp_store::Account {
-                    display_name: name.unwrap_or_else(|| username.clone()),
-                    username: username.clone(),
-                    role: role.as_str().into(),
-                    department_id: department,
-                    region_code: region,
-                    disabled: false,
-                    password_hash: hcp_http::auth::hash_password(&password),
-                })
-                .await?;
-            println!("account {username} ({}) saved", role.as_str());
-            Ok(())
-        }
-        Command::Credential { command: CredentialCommand::Add { kind, channel, device, name } } => {
-            let ch = hcp_domain::Channel::parse(&channel).with_context(|| format!("unknown channel {channel:?}"))?;
-            anyhow::ensure!(
-                ch.credential_kind() == Some(kind.as_str()),
-                "channel {channel} takes a {:?} key",
-                ch.credential_kind()
-            );
-            anyhow::ensure!(
-                ch.device_kind().is_some() == device.is_some(),
-                "a device key needs --device; an integration key has none"
-            );
-            let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-            let (key_id, token, secret_sha256) = hcp_http::auth::new_channel_key();
-            store
-                .create_credential(&hcp_store::Credential {
-                    key_id,
-                    kind,
-                    channel,
-                    device_id: device,
-                    name,
-                    created_at: Utc::now(),
-                    revoked_at: None,
-                    last_used_at: None,
-                    secret_sha256,
-                })
-                .await?;
-            println!("{token}");
-            Ok(())
-        }
-        Command::Credential { command: CredentialCommand::Revoke { key_id } } => {
-            let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-            anyhow::ensure!(store.revoke_credential(&key_id).await?, "no key {key_id}");
-            println!("key {key_id} revoked");
-            Ok(())
-        }
-        Command::Dlq { command } => dlq(&config, command).await,
-        Command::Report { command: ReportCommand::Monthly { month, format, level, out } } => {
-            report_monthly(&config, &month, &format, &level, out).await
-        }
-        Command::Export { command: ExportCommand::Ratings { from, to, format, out } } => {
-            export_ratings(&config, from, to, &format, out).await
-        }
-        Command::Workorders { command: WorkordersCommand::Sweep } => {
-            let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-            let out = hcp_workorder::sweep_once(&store, Utc::now()).await?;
-            println!("{}", serde_json::to_string(&out)?);
-            Ok(())
-        }
+        Command::Topics { command } => topics::run(&config, command).await,
+        Command::Directory { command } => directory::run(&config, command).await,
+        Command::Calendar { command } => calendar::run(&config, command).await,
+        Command::Seed { command } => seed::run(&config, command).await,
+        Command::Account { command } => accounts::run(&config, command).await,
+        Command::Credential { command } => credentials::run(&config, command).await,
+        Command::Dlq { command } => dlq::run(&config, command).await,
+        Command::Report { command } => report::run(&config, command).await,
+        Command::Export { command } => export::run(&config, command).await,
+        Command::Workorders { command } => workorders::run(&config, command).await,
         Command::Loadgen { url, requests, concurrency, rate, path, batch, prefix, json } => {
             let opts = loadgen::LoadOptions {
                 url: format!("{}{path}", url.trim_end_matches('/')),
@@ -462,196 +196,6 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn import_directory_file(config: &Config, file: &std::path::Path, kind: Option<&str>) -> anyhow::Result<()> {
-    let kind = kind
-        .map(|k| hcp_domain::directory::EntityKind::parse(k).with_context(|| format!("unknown kind {k:?}")))
-        .transpose()?;
-    let format = Format::for_path(file, kind).map_err(anyhow::Error::msg)?;
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-    let report = import::import(&store, &text, format, &mut |line| eprintln!("{line}")).await?;
-    for bad in &report.bad_rows {
-        for e in &bad.errors {
-            let field = if e.field.is_empty() { String::new() } else { format!(" {}", e.field) };
-            eprintln!(
-                "{}:{}: {}[{}] {}{field}: {} ({})",
-                file.display(),
-                bad.line,
-                bad.kind.as_str(),
-                bad.index,
-                bad.id,
-                e.message,
-                e.message_en
-            );
-        }
-    }
-    anyhow::ensure!(
-        report.imported,
-        "{}: {} bad row(s); nothing was imported / 有 {} 行错误,未导入任何数据",
-        file.display(),
-        report.bad_rows.len(),
-        report.bad_rows.len()
-    );
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
-}
-
-/// Reads and checks a calendar file.
-fn read_calendar(file: &std::path::Path) -> anyhow::Result<(hcp_domain::WorkCalendar, BTreeMap<i32, String>)> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let calendar = hcp_domain::WorkCalendar::from_json(&text).map_err(|errors| {
-        anyhow::anyhow!("{} is invalid; nothing imported:\n  {}", file.display(), errors.join("\n  "))
-    })?;
-    let parsed: hcp_domain::calendar::CalendarFile = serde_json::from_str(&text)?;
-    let sources = parsed.years.into_iter().filter_map(|(y, c)| Some((y.parse().ok()?, c.source))).collect();
-    Ok((calendar, sources))
-}
-
-async fn import_calendar(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
-    let (calendar, sources) = read_calendar(file)?;
-    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-    store.import_calendar(&calendar, &sources).await?;
-    let years: Vec<String> = calendar.years().iter().map(i32::to_string).collect();
-    println!("calendar years imported: {}", years.join(", "));
-    Ok(())
-}
-
-async fn add_working_days(
-    config: &Config,
-    date: chrono::NaiveDate,
-    n: u32,
-    file: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(n <= 3650, "n must be at most 3650 working days");
-    let calendar = match file {
-        Some(f) => read_calendar(f)?.0,
-        None => {
-            let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-            store.load_calendar().await?
-        }
-    };
-    let deadline = calendar.add_working_days(date, n).context("date out of range")?;
-    println!("{}", deadline.date);
-    if deadline.provisional {
-        let years: Vec<String> = deadline.missing_years.iter().map(i32::to_string).collect();
-        eprintln!(
-            "provisional: the calendar needs year {}; Monday-Friday assumed there (日历缺少 {} 年数据,按周一至周五推算)",
-            years.join(", "),
-            years.join("、")
-        );
-    }
-    Ok(())
-}
-
-async fn seed_demo(config: &Config, n: usize, seed: u64) -> anyhow::Result<()> {
-    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-    let mut progress = |line: String| eprintln!("{line}");
-    let report = import::import(&store, demo::DIRECTORY_JSON, Format::Json, &mut progress).await?;
-    anyhow::ensure!(report.imported, "the demo directory did not import: {:?}", report.bad_rows);
-    let now = Utc::now();
-    let roster = hcp_domain::DirectoryData {
-        roster: [demo::roster_for_day(now - chrono::Duration::days(1)), demo::roster_for_day(now)].concat(),
-        ..Default::default()
-    };
-    let report = import::import(&store, &serde_json::to_string(&roster)?, Format::Json, &mut progress).await?;
-    anyhow::ensure!(report.imported, "the demo roster did not import: {:?}", report.bad_rows);
-    let password =
-        std::env::var("HCP_DEMO_PASSWORD").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "hcp-demo-2026".into());
-    let hash = hcp_http::auth::hash_password(&password);
-    for a in demo::ACCOUNTS {
-        store
-            .upsert_account(&hcp_store::Account {
-                username: a.username.into(),
-                display_name: a.name.into(),
-                role: a.role.into(),
-                department_id: a.department.map(Into::into),
-                region_code: a.region.map(Into::into),
-                disabled: false,
-                password_hash: hash.clone(),
-            })
-            .await?;
-    }
-    let producer = RatingProducer::new(&config.kafka(), &config.topics())?;
-    let events = demo::day_of_ratings(n, now, seed);
-    let results: Vec<_> =
-        stream::iter(events.iter()).map(|e| producer.publish(e)).buffer_unordered(256).collect().await;
-    let failed = results.iter().filter(|r| r.is_err()).count();
-    tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
-    let d = &*demo::DIRECTORY;
-    println!(
-        "demo city 示范市: {} departments, {} halls, {} windows, {} staff, {} service items; published {} ratings ({} failed)",
-        d.departments.len(),
-        d.halls.len(),
-        d.windows.len(),
-        d.staff.len(),
-        d.service_items.len(),
-        results.len() - failed,
-        failed
-    );
-    let names: Vec<&str> = demo::ACCOUNTS.iter().map(|a| a.username).collect();
-    println!("demo accounts (password from HCP_DEMO_PASSWORD, default hcp-demo-2026): {}", names.join(", "));
-    anyhow::ensure!(failed == 0, "{failed} ratings could not be published");
-    Ok(())
-}
-
-async fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
-    let (kafka, topics) = (config.kafka(), config.topics());
-    let replay_group = format!("{}-dlq-replay", config.aggregator_group);
-    let (selected, all) = match &command {
-        DlqCommand::List => (Vec::new(), false),
-        DlqCommand::Replay { records, all } => {
-            let parsed = records
-                .iter()
-                .map(|r| {
-                    let (p, o) = r.split_once(':').with_context(|| format!("{r:?} is not partition:offset"))?;
-                    Ok::<_, anyhow::Error>((p.parse::<i32>()?, o.parse::<i64>()?))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            anyhow::ensure!(*all || !parsed.is_empty(), "name dead letters as partition:offset, or use --all");
-            (parsed, *all)
-        }
-    };
-    let group = if all { Some(replay_group.clone()) } else { None };
-    let topic = topics.rating_dlq.clone();
-    let read_kafka = kafka.clone();
-    let (records, consumer) = tokio::task::spawn_blocking(move || {
-        hcp_bus::read_dead_letters(&read_kafka, &topic, group.as_deref(), Duration::from_secs(10))
-    })
-    .await??;
-    if matches!(command, DlqCommand::List) {
-        for r in &records {
-            let (reason, source, body) = match &r.letter {
-                Some(l) => (
-                    l.reason.clone(),
-                    format!("{}/{}/{}", l.source_topic, l.source_partition, l.source_offset),
-                    String::from_utf8_lossy(&l.body()).chars().take(80).collect::<String>(),
-                ),
-                None => ("(not a dead-letter envelope)".into(), "-".into(), String::new()),
-            };
-            println!("{}:{}\t{}\t{source}\t{reason}\t{body}", r.partition, r.offset, r.key);
-        }
-        eprintln!("{} dead letter(s)", records.len());
-        return Ok(());
-    }
-    let chosen: Vec<&hcp_bus::DeadLetterRecord> =
-        records.iter().filter(|r| all || selected.contains(&(r.partition, r.offset))).collect();
-    anyhow::ensure!(all || chosen.len() == selected.len(), "some named dead letters do not exist");
-    let producer = RatingProducer::new(&kafka, &topics)?;
-    let mut replayed = 0;
-    for r in &chosen {
-        let Some(letter) = &r.letter else { continue };
-        producer.publish_raw(&r.key, &letter.body()).await?;
-        replayed += 1;
-    }
-    if all {
-        let done: Vec<hcp_bus::DeadLetterRecord> = chosen.iter().map(|r| (*r).clone()).collect();
-        let topic = topics.rating_dlq.clone();
-        tokio::task::spawn_blocking(move || hcp_bus::commit_through(&consumer, &topic, &done)).await??;
-    }
-    println!("replayed {replayed}");
-    Ok(())
-}
-
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -664,71 +208,10 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-/// `hcp export ratings`: streams the export to a file or standard output.
-async fn export_ratings(
-    config: &Config,
-    from: chrono::NaiveDate,
-    to: chrono::NaiveDate,
-    format: &str,
-    out: Option<std::path::PathBuf>,
-) -> anyhow::Result<()> {
-    use futures::StreamExt;
-    use std::io::Write;
-    let format = hcp_board::export::ExportFormat::parse(format)
-        .with_context(|| format!("unknown format {format:?} (jsonl or csv)"))?;
-    let (start, end) =
-        hcp_board::export::date_range(from, to).map_err(|e| anyhow::anyhow!("{}", e.to_problem().detail))?;
-    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-    let mut sink: Box<dyn Write> = match &out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    let mut chunks = std::pin::pin!(hcp_board::export::export_stream(store, start, end, format));
-    while let Some(chunk) = chunks.next().await {
-        sink.write_all(chunk?.as_bytes())?;
-    }
-    sink.flush()?;
-    Ok(())
-}
-
-/// `hcp report monthly`: builds the report and writes it.
-async fn report_monthly(
-    config: &Config,
-    month: &str,
-    format: &str,
-    level: &str,
-    out: Option<std::path::PathBuf>,
-) -> anyhow::Result<()> {
-    use hcp_domain::report::ReportLevel;
-    let month = hcp_domain::time::Month::parse(month).with_context(|| format!("month {month:?} is not YYYY-MM"))?;
-    let level = ReportLevel::parse(level).with_context(|| format!("level {level:?} (department, hall or staff)"))?;
-    let policy = config.policy();
-    let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-    let report = hcp_board::report::build(&store, policy, month, Utc::now()).await?;
-    let bytes = match format {
-        "xlsx" => hcp_board::report::xlsx(month, &report)?,
-        "csv" => {
-            let rows = report.iter().find(|(l, _)| *l == level).map(|(_, r)| r.as_slice()).unwrap_or_default();
-            format!("\u{feff}{}", hcp_domain::report::csv(rows)).into_bytes()
-        }
-        other => anyhow::bail!("format {other:?} (xlsx or csv)"),
-    };
-    let path = out.unwrap_or_else(|| format!("hcp-report-{month}.{format}").into());
-    if path.as_os_str() == "-" {
-        anyhow::ensure!(format == "csv", "an xlsx report needs a file (--out)");
-        std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)?;
-    } else {
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-        let sizes: Vec<String> = report.iter().map(|(l, r)| format!("{} {}", l.title_zh(), r.len())).collect();
-        eprintln!("wrote {} ({})", path.display(), sizes.join(", "));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

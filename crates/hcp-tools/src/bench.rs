@@ -25,7 +25,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::loadgen::LoadReport;
-use crate::{demo, server, ComponentName, Components, Config};
+use hcp_server::{server, ComponentName, Components, Config};
+
+use crate::demo;
 
 /// Sizes of one bench run (the `hcp bench` options).
 #[derive(Debug, Clone, clap::Args)]
