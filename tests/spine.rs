@@ -494,16 +494,16 @@ async fn ratings_expected_new_count_the_pending_batch_as_stored() {
     let fresh_again_other_id = event("EXP-FRESH");
     let next = unattributed_batch(&[&stored, &pending, &same_slot_as_pending, &fresh, &fresh_again_other_id]).ratings;
 
-    let expected = app.store.expected("store-test", &next, &pending_batch).await.unwrap().new;
+    let expected = app.store.publishable("store-test", &next, &pending_batch).await.unwrap().new;
     assert_eq!(expected, [fresh.rating_id].into(), "only the rating neither stored, pending nor earlier in the batch");
     // Nothing pending: the pending batch's ratings are new again.
-    let expected = app.store.expected("store-test", &next, &[]).await.unwrap().new;
+    let expected = app.store.publishable("store-test", &next, &[]).await.unwrap().new;
     assert_eq!(expected, [pending.rating_id, fresh.rating_id].into());
     // The pending batch committed meanwhile: the same answer as while it was pending.
     app.store.apply_batch(&unattributed_batch(&[&pending])).await.unwrap();
-    let expected = app.store.expected("store-test", &next, &pending_batch).await.unwrap().new;
+    let expected = app.store.publishable("store-test", &next, &pending_batch).await.unwrap().new;
     assert_eq!(expected, [fresh.rating_id].into());
-    let expected = app.store.expected("store-test", &next, &[]).await.unwrap().new;
+    let expected = app.store.publishable("store-test", &next, &[]).await.unwrap().new;
     assert_eq!(expected, [fresh.rating_id].into());
 }
 
@@ -516,8 +516,8 @@ async fn a_rating_stored_meanwhile_makes_the_expected_insert_fall_back() {
     // Nothing in between: the expected ratings are stored as they are.
     let (d, e) = (online_rating("FB-D", 4), online_rating("FB-E", 5));
     let quiet = unattributed_batch(&[&d, &e]);
-    let expected = app.store.expected("store-test", &quiet.ratings, &[]).await.unwrap().new;
-    let pending = app.store.begin_rows(&quiet, Some(&expected)).await.unwrap();
+    let expected = app.store.publishable("store-test", &quiet.ratings, &[]).await.unwrap().new;
+    let pending = app.store.write_rows(&quiet, Some(&expected)).await.unwrap();
     assert_eq!(pending.new_ids, [d.rating_id, e.rating_id].into());
     let outcome = pending.commit().await.unwrap();
     assert_eq!((outcome.inserted, outcome.duplicates), (2, 0));
@@ -525,11 +525,11 @@ async fn a_rating_stored_meanwhile_makes_the_expected_insert_fall_back() {
     // Another writer stores `b` and takes `c`'s slot after the look-up.
     let (a, b, c) = (online_rating("FB-A", 1), online_rating("FB-B", 2), online_rating("FB-C", 3));
     let next = unattributed_batch(&[&a, &b, &c]);
-    let expected = app.store.expected("store-test", &next.ratings, &[]).await.unwrap().new;
+    let expected = app.store.publishable("store-test", &next.ratings, &[]).await.unwrap().new;
     assert_eq!(expected, [a.rating_id, b.rating_id, c.rating_id].into());
     let c_elsewhere = online_rating("FB-C", 5);
     app.store.apply_batch(&unattributed_batch(&[&b, &c_elsewhere])).await.unwrap();
-    let pending = app.store.begin_rows(&next, Some(&expected)).await.unwrap();
+    let pending = app.store.write_rows(&next, Some(&expected)).await.unwrap();
     assert_eq!(pending.new_ids, [a.rating_id].into(), "only the rating nobody stored in between");
     let outcome = pending.commit().await.unwrap();
     assert_eq!((outcome.inserted, outcome.duplicates), (1, 2));
@@ -550,26 +550,26 @@ async fn ratings_stored_from_the_same_records_are_published_again() {
     let app = TestApp::start().await;
     let (a, b) = (online_rating("AGAIN-A", 5), online_rating("AGAIN-B", 1));
     let first_read = unattributed_batch(&[&a, &b]);
-    let rows = app.store.begin_rows(&first_read, None).await.unwrap();
+    let rows = app.store.write_rows(&first_read, None).await.unwrap();
     rows.commit().await.unwrap();
     let positions = app.store.load_positions("store-test", "store-test", &[0]).await.unwrap();
     assert!(positions.is_empty(), "rows alone save no position");
 
-    let expected = app.store.expected("store-test", &first_read.ratings, &[]).await.unwrap();
+    let expected = app.store.publishable("store-test", &first_read.ratings, &[]).await.unwrap();
     assert_eq!(expected.new, HashSet::new());
     assert_eq!(expected.again, [a.rating_id, b.rating_id].into());
     // Read from another topic, or at other offsets (the topic holding `a` twice, a rating in
     // `b`'s slot): stored, but not from these records.
-    let elsewhere = app.store.expected("other-topic", &first_read.ratings, &[]).await.unwrap();
+    let elsewhere = app.store.publishable("other-topic", &first_read.ratings, &[]).await.unwrap();
     assert_eq!((elsewhere.new.len(), elsewhere.again.len()), (0, 0));
     let b_slot = online_rating("AGAIN-B", 4);
     let later = unattributed_batch(&[&online_rating("AGAIN-C", 3), &a, &b_slot]);
-    let expected = app.store.expected("store-test", &later.ratings, &[]).await.unwrap();
+    let expected = app.store.publishable("store-test", &later.ratings, &[]).await.unwrap();
     assert_eq!(expected.new, [later.ratings[0].event.rating_id].into());
     assert_eq!(expected.again, HashSet::new());
 
     // Written again, the read stores and counts nothing new.
-    let outcome = app.store.begin_rows(&first_read, Some(&HashSet::new())).await.unwrap().commit().await.unwrap();
+    let outcome = app.store.write_rows(&first_read, Some(&HashSet::new())).await.unwrap().commit().await.unwrap();
     assert_eq!((outcome.inserted, outcome.duplicates, outcome.orders_opened), (0, 2, 0));
     assert_eq!(app.store.count_ratings().await.unwrap(), 2);
 }
@@ -595,7 +595,7 @@ async fn rows_committed_without_positions_are_published_on_the_next_read() {
             integrity_flags: Vec::new(),
         });
     }
-    app.store.begin_rows(&batch, None).await.unwrap().commit().await.unwrap();
+    app.store.write_rows(&batch, None).await.unwrap().commit().await.unwrap();
     assert_eq!(app.summary(&format!("scope=all&{}", around_now())).await["total"], 3);
 
     app.start_aggregator();

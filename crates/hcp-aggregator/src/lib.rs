@@ -17,9 +17,13 @@
 //! It must not serve HTTP or decide domain rules; a record it cannot decode is kept as rejected
 //! (with the reason) and never stalls the partition.
 
-mod consumer;
+mod backoff;
 mod directory;
+mod membership;
 mod metrics;
+mod pipeline;
+mod preparation;
+mod writer;
 
-pub use consumer::{run, AggregatorConfig, AggregatorError};
 pub use directory::AggregatorStats;
+pub use pipeline::{run, AggregatorConfig, AggregatorError};

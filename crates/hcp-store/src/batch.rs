@@ -118,9 +118,10 @@ fn facts_of(r: &StoredRating) -> AggFacts {
     }
 }
 
-/// What the write of a batch will find (see [`Store::expected`]).
+/// The ratings of a batch whose attributed events the batch must publish, as found before its
+/// write (see [`Store::publishable`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Expected {
+pub struct Publishable {
     /// Ratings the write stores for the first time.
     pub new: HashSet<Uuid>,
     /// Ratings already stored from these very records by an earlier read whose positions were
@@ -219,21 +220,21 @@ impl Store {
     }
 
     /// What the write of `ratings` (read from `topic`) will find, once `pending` (a batch being
-    /// written, committed or not) is stored: [`Expected::new`], the ratings it stores for the first
+    /// written, committed or not) is stored: [`Publishable::new`], the ratings it stores for the first
     /// time (neither the id nor the (service record, stage, assess number) slot is stored now or
     /// taken in `pending`, and no earlier rating of the batch takes either; two index probes per
-    /// rating), and [`Expected::again`], those already stored from these very records (same topic,
+    /// rating), and [`Publishable::again`], those already stored from these very records (same topic,
     /// partition and offset: an earlier read whose rows committed but whose positions were not
     /// saved, so its events may not have been published). Only a concurrent writer of the same
     /// ratings can make the write differ.
-    pub async fn expected(
+    pub async fn publishable(
         &self,
         topic: &str,
         ratings: &[StoredRating],
         pending: &[StoredRating],
-    ) -> Result<Expected, Error> {
+    ) -> Result<Publishable, Error> {
         if ratings.is_empty() {
-            return Ok(Expected::default());
+            return Ok(Publishable::default());
         }
         let rows: Vec<(Uuid, bool)> = sqlx::query_as(
             "SELECT t.id, EXISTS (SELECT 1 FROM ratings r WHERE r.rating_id = t.id AND r.source_topic = $7
@@ -270,13 +271,13 @@ impl Store {
                 new.insert(e.rating_id);
             }
         }
-        Ok(Expected { new, again })
+        Ok(Publishable { new, again })
     }
 
-    /// Stores a batch and its positions in one transaction (see [`Store::begin_rows`]) and
+    /// Stores a batch and its positions in one transaction (see [`Store::write_rows`]) and
     /// commits it.
     pub async fn apply_batch(&self, batch: &Batch) -> Result<BatchOutcome, Error> {
-        let mut pending = self.begin_rows(batch, None).await?;
+        let mut pending = self.write_rows(batch, None).await?;
         save_positions(&mut *pending.tx, &batch.group_id, &batch.topic, &batch.positions).await?;
         pending.commit().await
     }
@@ -288,12 +289,12 @@ impl Store {
     /// double-counts a rating. The consumer positions are not part of it: the aggregator saves
     /// them ([`Store::save_positions`]) once the batch's events are published.
     ///
-    /// `expected_new` ([`Expected::new`]) lets the insert skip the conflict checks: only those
+    /// `expected_new` ([`Publishable::new`]) lets the insert skip the conflict checks: only those
     /// ratings are inserted, plainly, under a savepoint; should one of them be stored meanwhile
     /// (a concurrent writer), the savepoint is rolled back and the whole batch inserted with
     /// `ON CONFLICT DO NOTHING`, the path taken without `expected_new`. Either way the ratings
     /// stored are the ones not stored before.
-    pub async fn begin_rows(&self, batch: &Batch, expected_new: Option<&HashSet<Uuid>>) -> Result<PendingBatch, Error> {
+    pub async fn write_rows(&self, batch: &Batch, expected_new: Option<&HashSet<Uuid>>) -> Result<PendingBatch, Error> {
         let mut tx = self.pool.begin().await?;
         let mut outcome = BatchOutcome::default();
         let new_ids = match expected_new {

@@ -35,7 +35,7 @@ use sqlx::PgPool;
 pub use accounts::Account;
 pub use alerts::{Alert, Firing};
 pub use attribution::{FlaggedRating, PendingReattribution, Reattributed};
-pub use batch::{Batch, BatchOutcome, Expected, PendingBatch, Position, Rejected, StoredRating};
+pub use batch::{Batch, BatchOutcome, PendingBatch, Position, Publishable, Rejected, StoredRating};
 pub use board::{reach_key, OrderTimeliness, Splits, BOARD_CHANNEL};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
 pub use export::ExportCursor;
