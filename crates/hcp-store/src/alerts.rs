@@ -8,6 +8,7 @@ use hcp_domain::alert::{transitions, AlertKind, AlertRule};
 use hcp_domain::{GradeCounts, Scope};
 use serde::Serialize;
 
+use crate::notifications::{queue, NewNotification};
 use crate::{Error, Store};
 
 /// A unit firing a rule: observed value, ratings in the window, its region path.
@@ -242,17 +243,16 @@ async fn notify(
     region_path: &[String],
     dedupe: &str,
 ) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO notifications (kind, recipient, subject, body, region_path, dedupe_key)
-         VALUES ($1, 'role:supervisor', $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING",
-    )
-    .bind(kind)
-    .bind(subject)
-    .bind(body)
-    .bind(region_path)
-    .bind(dedupe)
-    .execute(&mut **tx)
-    .await?;
+    let notification = NewNotification {
+        kind: kind.into(),
+        recipient: "role:supervisor".into(),
+        subject: subject.into(),
+        body: body.into(),
+        region_path: region_path.to_vec(),
+        dedupe_key: Some(dedupe.into()),
+        ..Default::default()
+    };
+    queue(tx, &notification).await?;
     Ok(())
 }
 

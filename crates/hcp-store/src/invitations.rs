@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::notifications::{queue, NewNotification};
 use crate::{Error, Store};
 
 /// A service record as the platform reported it.
@@ -200,15 +201,16 @@ impl Store {
         subject: &str,
         body: &str,
     ) -> Result<i64, Error> {
-        sqlx::query_scalar(
-            "INSERT INTO notifications (kind, recipient, subject, body) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(kind)
-        .bind(recipient)
-        .bind(subject)
-        .bind(body)
-        .fetch_one(&self.pool)
-        .await
+        let notification = NewNotification {
+            kind: kind.into(),
+            recipient: recipient.into(),
+            subject: subject.into(),
+            body: body.into(),
+            ..Default::default()
+        };
+        let mut conn = self.pool.acquire().await?;
+        // Without a dedupe key it is always queued.
+        queue(&mut conn, &notification).await?.ok_or(Error::RowNotFound)
     }
 }
 

@@ -22,7 +22,10 @@ mod directory;
 mod export;
 mod gate;
 mod invitations;
+mod notifications;
+mod reach;
 mod read;
+mod records;
 mod report;
 mod webhooks;
 mod workorders;
@@ -41,11 +44,14 @@ pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
 pub use export::ExportCursor;
 pub use gate::{Claim, Credential, IdempotentAnswer};
 pub use invitations::{Invitation, ServiceRecord, UnratedStage};
+pub use notifications::Notification;
+pub use reach::OrderScope;
 pub use read::{AggregateQuery, RankingQuery};
+pub use records::RatingRecord;
 pub use webhooks::{Delivery, DueDelivery, Webhook};
 pub use workorders::{
-    ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry, NewOrder, Notification, OrderDetail,
-    OrderQuery, OrderScope, PendingEvents, PolicyRow, RatingRecord, SweepOutcome, WorkOrder,
+    ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry, NewOrder, OrderDetail, OrderQuery,
+    PendingEvents, PolicyRow, SweepOutcome, WorkOrder,
 };
 
 /// Store errors are database errors.
