@@ -129,21 +129,7 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
     // 1. Raw produce of the same records (ceiling for ingest's Kafka side).
     let producer: FutureProducer = kafka.producer().create()?;
     let t = Instant::now();
-    let mut inflight = FuturesUnordered::new();
-    for (key, body) in &bodies {
-        inflight.push(producer.send(
-            FutureRecord::to(&topics.rating_submitted).key(key).payload(body),
-            Timeout::After(Duration::from_secs(30)),
-        ));
-        if inflight.len() >= 20_000 {
-            if let Some(r) = inflight.next().await {
-                r.map_err(|(e, _)| e)?;
-            }
-        }
-    }
-    while let Some(r) = inflight.next().await {
-        r.map_err(|(e, _)| e)?;
-    }
+    raw_produce(&producer, &topics.rating_submitted, &bodies, 20_000).await?;
     let produce_row = rows.len();
     rows.push(Row::new(
         "raw rdkafka produce (acks=all, idempotent)".to_string(),
@@ -159,21 +145,8 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
     let scratch = format!("{}.ack-latency", topics.rating_submitted);
     hcp_bus::create_topics(&kafka, &[scratch.as_str()], opts.partitions, 1).await?;
     let t = Instant::now();
-    let mut inflight = FuturesUnordered::new();
     let latency_bound = &bodies[..(opts.requests as usize).min(bodies.len())];
-    for (key, body) in latency_bound {
-        inflight.push(
-            producer.send(FutureRecord::to(&scratch).key(key).payload(body), Timeout::After(Duration::from_secs(30))),
-        );
-        if inflight.len() >= opts.concurrency {
-            if let Some(r) = inflight.next().await {
-                r.map_err(|(e, _)| e)?;
-            }
-        }
-    }
-    while let Some(r) = inflight.next().await {
-        r.map_err(|(e, _)| e)?;
-    }
+    raw_produce(&producer, &scratch, latency_bound, opts.concurrency).await?;
     let acked_row = rows.len();
     rows.push(Row::new(
         format!("raw rdkafka produce, {} in flight", opts.concurrency),
@@ -578,6 +551,31 @@ fn raw_consume(
     }
     anyhow::ensure!(seen == count, "raw consume read {seen} of {count} records");
     Ok(t.elapsed())
+}
+
+/// Produces `records` to `topic` with raw rdkafka, at most `in_flight` awaiting their
+/// acknowledgement at once; fails on the first record the broker refuses.
+async fn raw_produce(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(String, Vec<u8>)],
+    in_flight: usize,
+) -> anyhow::Result<()> {
+    let mut pending = FuturesUnordered::new();
+    for (key, body) in records {
+        pending.push(
+            producer.send(FutureRecord::to(topic).key(key).payload(body), Timeout::After(Duration::from_secs(30))),
+        );
+        if pending.len() >= in_flight {
+            if let Some(r) = pending.next().await {
+                r.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r.map_err(|(e, _)| e)?;
+    }
+    Ok(())
 }
 
 /// The aggregator as its own process (`hcp serve --components aggregator`) on database `db`
