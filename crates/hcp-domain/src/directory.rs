@@ -577,122 +577,159 @@ pub struct RowError {
     pub errors: Vec<FieldError>,
 }
 
-/// Checks every row of `data`: its fields, duplicate ids within the file, and that every
-/// reference resolves to a row of `existing` or of `data` itself. All rows are checked, so a
-/// report names every bad row at once.
-pub fn check_rows(existing: &Directory, data: &DirectoryData) -> Vec<RowError> {
-    use std::collections::HashSet;
-    let set = |keys: Vec<&str>| -> HashSet<String> { keys.into_iter().map(String::from).collect() };
-    let regions: HashSet<String> =
-        existing.regions.keys().cloned().chain(set(data.regions.iter().map(|r| r.code.as_str()).collect())).collect();
-    let depts: HashSet<String> =
-        existing.departments.keys().cloned().chain(data.departments.iter().map(|d| d.id.clone())).collect();
-    let halls: HashMap<String, ()> =
-        existing.halls.keys().cloned().chain(data.halls.iter().map(|h| h.id.clone())).map(|k| (k, ())).collect();
-    let mut window_halls: HashMap<String, String> =
-        existing.windows.values().map(|w| (w.id.clone(), w.hall_id.clone())).collect();
-    window_halls.extend(data.windows.iter().map(|w| (w.id.clone(), w.hall_id.clone())));
-    let staff: HashSet<String> =
-        existing.staff.keys().cloned().chain(data.staff.iter().map(|s| s.id.clone())).collect();
+/// One row of a directory kind, as the checks see it: its kind, its key, and the checks of its
+/// fields and references. Each kind's rules live in its one implementation.
+pub trait DirectoryRow {
+    /// The section it belongs to.
+    const KIND: EntityKind;
+    /// The row's id or code as reported (a roster entry's window/staff/sign-in time).
+    fn key(&self) -> String;
+    /// Pushes what is wrong with this row to `e`; `refs` resolves references (and notices
+    /// duplicates within the file).
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>);
+}
 
-    let mut out = Vec::new();
-    let missing = |errors: &mut Vec<FieldError>, field: &str, kind: EntityKind, id: &str| {
-        errors.push(field_err(
-            field,
-            "unknown_reference",
-            format!("{field} 引用的{} “{id}” 不存在", kind.label_zh()),
-            format!("{field} refers to {} '{id}', which does not exist", kind.as_str()),
-        ));
-    };
-    let mut seen: HashSet<(EntityKind, String)> = HashSet::new();
-    let mut dup = |errors: &mut Vec<FieldError>, kind: EntityKind, field: &str, id: &str| {
-        if !seen.insert((kind, id.to_string())) {
-            errors.push(field_err(
+/// What a row's references may resolve to: the existing directory and the rows being checked
+/// with it; and the keys seen so far in the file (duplicates).
+pub struct References {
+    regions: std::collections::HashSet<String>,
+    departments: std::collections::HashSet<String>,
+    halls: std::collections::HashSet<String>,
+    window_halls: HashMap<String, String>,
+    staff: std::collections::HashSet<String>,
+    usccs: HashMap<String, String>,
+    seen: std::collections::HashSet<(EntityKind, String)>,
+}
+
+impl References {
+    /// The references of `existing` together with those `data` adds.
+    fn new(existing: &Directory, data: &DirectoryData) -> Self {
+        let mut window_halls: HashMap<String, String> =
+            existing.windows.values().map(|w| (w.id.clone(), w.hall_id.clone())).collect();
+        window_halls.extend(data.windows.iter().map(|w| (w.id.clone(), w.hall_id.clone())));
+        References {
+            regions: existing.regions.keys().cloned().chain(data.regions.iter().map(|r| r.code.clone())).collect(),
+            departments: existing
+                .departments
+                .keys()
+                .cloned()
+                .chain(data.departments.iter().map(|d| d.id.clone()))
+                .collect(),
+            halls: existing.halls.keys().cloned().chain(data.halls.iter().map(|h| h.id.clone())).collect(),
+            window_halls,
+            staff: existing.staff.keys().cloned().chain(data.staff.iter().map(|s| s.id.clone())).collect(),
+            usccs: existing.departments.values().map(|d| (d.uscc.clone(), d.id.clone())).collect(),
+            seen: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Reports `field` of a row of `kind` with key `id` when that key was seen before in the file.
+    fn duplicate(&mut self, e: &mut Vec<FieldError>, kind: EntityKind, field: &str, id: &str) {
+        if !self.seen.insert((kind, id.to_string())) {
+            e.push(field_err(
                 field,
                 "duplicate",
                 format!("{field} “{id}” 在文件中重复出现"),
                 format!("{field} '{id}' appears more than once in the file"),
             ));
         }
-    };
-    let mut push = |kind, index, id: &str, errors: Vec<FieldError>| {
-        if !errors.is_empty() {
-            out.push(RowError { kind, index, id: id.to_string(), errors });
-        }
-    };
+    }
+}
 
-    for (i, r) in data.regions.iter().enumerate() {
-        let mut e = Vec::new();
-        check_region_code(&mut e, "code", &r.code);
-        check_text(&mut e, "name", &r.name, false);
-        dup(&mut e, EntityKind::Regions, "code", &r.code);
-        if let Some(p) = &r.parent_code {
-            if p == &r.code {
-                e.push(field_err(
-                    "parent_code",
-                    "cycle",
-                    "上级区划不能是自身".into(),
-                    "a region cannot be its own parent".into(),
-                ));
-            } else if !regions.contains(p) {
-                missing(&mut e, "parent_code", EntityKind::Regions, p);
+/// Reports that `field` refers to a row of `kind` that does not exist.
+fn missing(e: &mut Vec<FieldError>, field: &str, kind: EntityKind, id: &str) {
+    e.push(field_err(
+        field,
+        "unknown_reference",
+        format!("{field} 引用的{} “{id}” 不存在", kind.label_zh()),
+        format!("{field} refers to {} '{id}', which does not exist", kind.as_str()),
+    ));
+}
+
+/// Reports a row that names itself as its own parent.
+fn own_parent(e: &mut Vec<FieldError>, field: &str, zh: &str, en: &str) {
+    e.push(field_err(field, "cycle", zh.into(), en.into()));
+}
+
+impl DirectoryRow for Region {
+    const KIND: EntityKind = EntityKind::Regions;
+    fn key(&self) -> String {
+        self.code.clone()
+    }
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        check_region_code(e, "code", &self.code);
+        check_text(e, "name", &self.name, false);
+        refs.duplicate(e, Self::KIND, "code", &self.code);
+        if let Some(p) = &self.parent_code {
+            if p == &self.code {
+                own_parent(e, "parent_code", "上级区划不能是自身", "a region cannot be its own parent");
+            } else if !refs.regions.contains(p) {
+                missing(e, "parent_code", EntityKind::Regions, p);
             }
         }
-        push(EntityKind::Regions, i, &r.code, e);
     }
-    let mut usccs: HashMap<&str, &str> =
-        existing.departments.values().map(|d| (d.uscc.as_str(), d.id.as_str())).collect();
-    for (i, d) in data.departments.iter().enumerate() {
-        let mut e = Vec::new();
-        check_text(&mut e, "id", &d.id, true);
-        check_uscc(&mut e, "uscc", &d.uscc);
-        check_text(&mut e, "name", &d.name, false);
-        dup(&mut e, EntityKind::Departments, "id", &d.id);
-        match usccs.insert(&d.uscc, &d.id) {
-            Some(other) if other != d.id => e.push(field_err(
+}
+
+impl DirectoryRow for Department {
+    const KIND: EntityKind = EntityKind::Departments;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        check_text(e, "id", &self.id, true);
+        check_uscc(e, "uscc", &self.uscc);
+        check_text(e, "name", &self.name, false);
+        refs.duplicate(e, Self::KIND, "id", &self.id);
+        match refs.usccs.insert(self.uscc.clone(), self.id.clone()) {
+            Some(other) if other != self.id => e.push(field_err(
                 "uscc",
                 "duplicate",
-                format!("统一社会信用代码 {} 已属于部门 “{other}”", d.uscc),
-                format!("uscc {} already belongs to department '{other}'", d.uscc),
+                format!("统一社会信用代码 {} 已属于部门 “{other}”", self.uscc),
+                format!("uscc {} already belongs to department '{other}'", self.uscc),
             )),
             _ => {}
         }
-        if let Some(p) = &d.parent_id {
-            if p == &d.id {
-                e.push(field_err(
-                    "parent_id",
-                    "cycle",
-                    "上级部门不能是自身".into(),
-                    "a department cannot be its own parent".into(),
-                ));
-            } else if !depts.contains(p) {
-                missing(&mut e, "parent_id", EntityKind::Departments, p);
+        if let Some(p) = &self.parent_id {
+            if p == &self.id {
+                own_parent(e, "parent_id", "上级部门不能是自身", "a department cannot be its own parent");
+            } else if !refs.departments.contains(p) {
+                missing(e, "parent_id", EntityKind::Departments, p);
             }
         }
-        if !regions.contains(&d.region_code) {
-            missing(&mut e, "region_code", EntityKind::Regions, &d.region_code);
+        if !refs.regions.contains(&self.region_code) {
+            missing(e, "region_code", EntityKind::Regions, &self.region_code);
         }
-        push(EntityKind::Departments, i, &d.id, e);
     }
-    for (i, h) in data.halls.iter().enumerate() {
-        let mut e = Vec::new();
-        check_text(&mut e, "id", &h.id, true);
-        check_text(&mut e, "name", &h.name, false);
-        dup(&mut e, EntityKind::Halls, "id", &h.id);
-        if !regions.contains(&h.region_code) {
-            missing(&mut e, "region_code", EntityKind::Regions, &h.region_code);
-        }
-        push(EntityKind::Halls, i, &h.id, e);
+}
+
+impl DirectoryRow for Hall {
+    const KIND: EntityKind = EntityKind::Halls;
+    fn key(&self) -> String {
+        self.id.clone()
     }
-    for (i, w) in data.windows.iter().enumerate() {
-        let mut e = Vec::new();
-        check_text(&mut e, "id", &w.id, true);
-        check_text(&mut e, "name", &w.name, false);
-        dup(&mut e, EntityKind::Windows, "id", &w.id);
-        if !halls.contains_key(&w.hall_id) {
-            missing(&mut e, "hall_id", EntityKind::Halls, &w.hall_id);
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        check_text(e, "id", &self.id, true);
+        check_text(e, "name", &self.name, false);
+        refs.duplicate(e, Self::KIND, "id", &self.id);
+        if !refs.regions.contains(&self.region_code) {
+            missing(e, "region_code", EntityKind::Regions, &self.region_code);
         }
-        if w.department_ids.is_empty() {
+    }
+}
+
+impl DirectoryRow for Window {
+    const KIND: EntityKind = EntityKind::Windows;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        check_text(e, "id", &self.id, true);
+        check_text(e, "name", &self.name, false);
+        refs.duplicate(e, Self::KIND, "id", &self.id);
+        if !refs.halls.contains(&self.hall_id) {
+            missing(e, "hall_id", EntityKind::Halls, &self.hall_id);
+        }
+        if self.department_ids.is_empty() {
             e.push(field_err(
                 "department_ids",
                 "required",
@@ -700,70 +737,90 @@ pub fn check_rows(existing: &Directory, data: &DirectoryData) -> Vec<RowError> {
                 "a window serves at least one department".into(),
             ));
         }
-        for (j, d) in w.department_ids.iter().enumerate() {
-            if !depts.contains(d) {
-                missing(&mut e, &format!("department_ids[{j}]"), EntityKind::Departments, d);
+        for (j, d) in self.department_ids.iter().enumerate() {
+            if !refs.departments.contains(d) {
+                missing(e, &format!("department_ids[{j}]"), EntityKind::Departments, d);
             }
         }
-        push(EntityKind::Windows, i, &w.id, e);
     }
-    for (i, d) in data.devices.iter().enumerate() {
-        let mut e = Vec::new();
-        check_text(&mut e, "id", &d.id, true);
-        dup(&mut e, EntityKind::Devices, "id", &d.id);
-        if !halls.contains_key(&d.hall_id) {
-            missing(&mut e, "hall_id", EntityKind::Halls, &d.hall_id);
+}
+
+impl DirectoryRow for Device {
+    const KIND: EntityKind = EntityKind::Devices;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        check_text(e, "id", &self.id, true);
+        refs.duplicate(e, Self::KIND, "id", &self.id);
+        if !refs.halls.contains(&self.hall_id) {
+            missing(e, "hall_id", EntityKind::Halls, &self.hall_id);
         }
-        match (&d.window_id, d.kind) {
+        match (&self.window_id, self.kind) {
             (None, DeviceKind::Evaluator) => e.push(field_err(
                 "window_id",
                 "required",
                 "窗口评价器须绑定窗口".into(),
                 "an evaluator is bound to a window".into(),
             )),
-            (Some(w), _) => match window_halls.get(w) {
-                None => missing(&mut e, "window_id", EntityKind::Windows, w),
-                Some(h) if h != &d.hall_id => e.push(field_err(
+            (Some(w), _) => match refs.window_halls.get(w) {
+                None => missing(e, "window_id", EntityKind::Windows, w),
+                Some(h) if h != &self.hall_id => e.push(field_err(
                     "window_id",
                     "hall_mismatch",
-                    format!("窗口 “{w}” 属于大厅 “{h}”,与设备所在大厅 “{}” 不一致", d.hall_id),
-                    format!("window '{w}' is in hall '{h}', not in the device's hall '{}'", d.hall_id),
+                    format!("窗口 “{w}” 属于大厅 “{h}”,与设备所在大厅 “{}” 不一致", self.hall_id),
+                    format!("window '{w}' is in hall '{h}', not in the device's hall '{}'", self.hall_id),
                 )),
                 Some(_) => {}
             },
             (None, DeviceKind::Terminal) => {}
         }
-        push(EntityKind::Devices, i, &d.id, e);
     }
-    for (i, s) in data.staff.iter().enumerate() {
-        let mut e = Vec::new();
-        check_text(&mut e, "id", &s.id, true);
-        check_text(&mut e, "name", &s.name, false);
-        dup(&mut e, EntityKind::Staff, "id", &s.id);
-        if !depts.contains(&s.department_id) {
-            missing(&mut e, "department_id", EntityKind::Departments, &s.department_id);
-        }
-        push(EntityKind::Staff, i, &s.id, e);
+}
+
+impl DirectoryRow for Staff {
+    const KIND: EntityKind = EntityKind::Staff;
+    fn key(&self) -> String {
+        self.id.clone()
     }
-    for (i, it) in data.service_items.iter().enumerate() {
-        let mut e = Vec::new();
-        check_text(&mut e, "code", &it.code, true);
-        check_text(&mut e, "name", &it.name, false);
-        dup(&mut e, EntityKind::ServiceItems, "code", &it.code);
-        if !depts.contains(&it.department_id) {
-            missing(&mut e, "department_id", EntityKind::Departments, &it.department_id);
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        check_text(e, "id", &self.id, true);
+        check_text(e, "name", &self.name, false);
+        refs.duplicate(e, Self::KIND, "id", &self.id);
+        if !refs.departments.contains(&self.department_id) {
+            missing(e, "department_id", EntityKind::Departments, &self.department_id);
         }
-        push(EntityKind::ServiceItems, i, &it.code, e);
     }
-    for (i, r) in data.roster.iter().enumerate() {
-        let mut e = Vec::new();
-        if !window_halls.contains_key(&r.window_id) {
-            missing(&mut e, "window_id", EntityKind::Windows, &r.window_id);
+}
+
+impl DirectoryRow for ServiceItem {
+    const KIND: EntityKind = EntityKind::ServiceItems;
+    fn key(&self) -> String {
+        self.code.clone()
+    }
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        check_text(e, "code", &self.code, true);
+        check_text(e, "name", &self.name, false);
+        refs.duplicate(e, Self::KIND, "code", &self.code);
+        if !refs.departments.contains(&self.department_id) {
+            missing(e, "department_id", EntityKind::Departments, &self.department_id);
         }
-        if !staff.contains(&r.staff_id) {
-            missing(&mut e, "staff_id", EntityKind::Staff, &r.staff_id);
+    }
+}
+
+impl DirectoryRow for RosterEntry {
+    const KIND: EntityKind = EntityKind::Roster;
+    fn key(&self) -> String {
+        format!("{}/{}/{}", self.window_id, self.staff_id, self.signed_in_at.to_rfc3339())
+    }
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        if !refs.window_halls.contains_key(&self.window_id) {
+            missing(e, "window_id", EntityKind::Windows, &self.window_id);
         }
-        if r.signed_out_at.is_some_and(|o| o <= r.signed_in_at) {
+        if !refs.staff.contains(&self.staff_id) {
+            missing(e, "staff_id", EntityKind::Staff, &self.staff_id);
+        }
+        if self.signed_out_at.is_some_and(|o| o <= self.signed_in_at) {
             e.push(field_err(
                 "signed_out_at",
                 "before_sign_in",
@@ -771,15 +828,19 @@ pub fn check_rows(existing: &Directory, data: &DirectoryData) -> Vec<RowError> {
                 "signed_out_at must be after signed_in_at".into(),
             ));
         }
-        let key = format!("{}/{}/{}", r.window_id, r.staff_id, r.signed_in_at.to_rfc3339());
-        dup(&mut e, EntityKind::Roster, "signed_in_at", &key);
-        push(EntityKind::Roster, i, &key, e);
+        refs.duplicate(e, Self::KIND, "signed_in_at", &self.key());
     }
-    for (i, t) in data.tags.iter().enumerate() {
-        let mut e = Vec::new();
-        let ok = !t.code.is_empty()
-            && t.code.len() <= crate::rating::MAX_TAG_CHARS
-            && t.code.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+}
+
+impl DirectoryRow for Tag {
+    const KIND: EntityKind = EntityKind::Tags;
+    fn key(&self) -> String {
+        self.code.clone()
+    }
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        let ok = !self.code.is_empty()
+            && self.code.len() <= crate::rating::MAX_TAG_CHARS
+            && self.code.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !ok {
             e.push(field_err(
                 "code",
@@ -788,10 +849,37 @@ pub fn check_rows(existing: &Directory, data: &DirectoryData) -> Vec<RowError> {
                 format!("tag codes are 1 to {} letters, digits, '_', '.' or '-'", crate::rating::MAX_TAG_CHARS),
             ));
         }
-        check_text(&mut e, "name", &t.name, false);
-        dup(&mut e, EntityKind::Tags, "code", &t.code);
-        push(EntityKind::Tags, i, &t.code, e);
+        check_text(e, "name", &self.name, false);
+        refs.duplicate(e, Self::KIND, "code", &self.code);
     }
+}
+
+/// Checks `rows` of one kind, adding a [`RowError`] for each bad one to `out`.
+fn check_kind<T: DirectoryRow>(rows: &[T], refs: &mut References, out: &mut Vec<RowError>) {
+    for (index, row) in rows.iter().enumerate() {
+        let mut errors = Vec::new();
+        row.check(refs, &mut errors);
+        if !errors.is_empty() {
+            out.push(RowError { kind: T::KIND, index, id: row.key(), errors });
+        }
+    }
+}
+
+/// Checks every row of `data`: its fields, duplicate ids within the file, and that every
+/// reference resolves to a row of `existing` or of `data` itself. All rows are checked, so a
+/// report names every bad row at once.
+pub fn check_rows(existing: &Directory, data: &DirectoryData) -> Vec<RowError> {
+    let mut refs = References::new(existing, data);
+    let mut out = Vec::new();
+    check_kind(&data.regions, &mut refs, &mut out);
+    check_kind(&data.departments, &mut refs, &mut out);
+    check_kind(&data.halls, &mut refs, &mut out);
+    check_kind(&data.windows, &mut refs, &mut out);
+    check_kind(&data.devices, &mut refs, &mut out);
+    check_kind(&data.staff, &mut refs, &mut out);
+    check_kind(&data.service_items, &mut refs, &mut out);
+    check_kind(&data.roster, &mut refs, &mut out);
+    check_kind(&data.tags, &mut refs, &mut out);
     out
 }
 

@@ -164,8 +164,8 @@ fn secs(min: u64) -> impl TypedValueParser<Value = Duration> {
     clap::value_parser!(u64).map(move |v| Duration::from_secs(v.max(min)))
 }
 
-/// Parses a key with `0`; a value it refuses is never echoed (clap's own message would print
-/// it, and a malformed key is still mostly a key).
+/// Parses a key with the function it holds; a value that function refuses is never echoed
+/// (clap's own message would print it, and a malformed key is still mostly a key).
 #[derive(Clone)]
 struct Secret<T>(fn(&str) -> Result<T, String>);
 

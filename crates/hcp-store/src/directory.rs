@@ -240,140 +240,169 @@ fn col<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
     rows.iter().map(f).collect()
 }
 
+/// A query being bound.
+type UpsertQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// How one directory kind is written: its upsert (one row per element of the bound column
+/// vectors; a row that did not change is left alone) and the columns it binds. Each kind's
+/// statement lives in its one implementation.
+trait Upsert: Sized {
+    /// The statement.
+    const SQL: &'static str;
+    /// Binds the column vectors of `rows` to `query`, in the statement's order.
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q>;
+}
+
+/// Upserts `rows` of one kind (nothing when there are none).
+async fn upsert<T: Upsert>(tx: &mut Transaction<'_, Postgres>, rows: &[T]) -> Result<(), Error> {
+    if !rows.is_empty() {
+        T::bind(sqlx::query(T::SQL), rows).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 async fn upsert_all(tx: &mut Transaction<'_, Postgres>, d: &DirectoryData) -> Result<(), Error> {
-    if !d.regions.is_empty() {
-        sqlx::query(
-            "INSERT INTO regions AS t (code, name, parent_code)
+    upsert(tx, &d.regions).await?;
+    upsert(tx, &d.departments).await?;
+    upsert(tx, &d.halls).await?;
+    upsert(tx, &d.windows).await?;
+    upsert(tx, &d.devices).await?;
+    upsert(tx, &d.staff).await?;
+    upsert(tx, &d.service_items).await?;
+    upsert(tx, &d.roster).await?;
+    upsert(tx, &d.tags).await
+}
+
+impl Upsert for Region {
+    const SQL: &'static str = "INSERT INTO regions AS t (code, name, parent_code)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
              ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, parent_code = EXCLUDED.parent_code,
                  updated_at = now()
-             WHERE (t.name, t.parent_code) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.parent_code)",
-        )
-        .bind(col(&d.regions, |r| r.code.clone()))
-        .bind(col(&d.regions, |r| r.name.clone()))
-        .bind(col(&d.regions, |r| r.parent_code.clone()))
-        .execute(&mut **tx)
-        .await?;
+             WHERE (t.name, t.parent_code) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.parent_code)";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.code.clone()))
+            .bind(col(rows, |r| r.name.clone()))
+            .bind(col(rows, |r| r.parent_code.clone()))
     }
-    if !d.departments.is_empty() {
-        sqlx::query(
-            "INSERT INTO departments AS t (id, uscc, name, parent_id, region_code)
+}
+
+impl Upsert for Department {
+    const SQL: &'static str = "INSERT INTO departments AS t (id, uscc, name, parent_id, region_code)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
              ON CONFLICT (id) DO UPDATE SET uscc = EXCLUDED.uscc, name = EXCLUDED.name,
                  parent_id = EXCLUDED.parent_id, region_code = EXCLUDED.region_code, updated_at = now()
              WHERE (t.uscc, t.name, t.parent_id, t.region_code)
-                   IS DISTINCT FROM (EXCLUDED.uscc, EXCLUDED.name, EXCLUDED.parent_id, EXCLUDED.region_code)",
-        )
-        .bind(col(&d.departments, |r| r.id.clone()))
-        .bind(col(&d.departments, |r| r.uscc.clone()))
-        .bind(col(&d.departments, |r| r.name.clone()))
-        .bind(col(&d.departments, |r| r.parent_id.clone()))
-        .bind(col(&d.departments, |r| r.region_code.clone()))
-        .execute(&mut **tx)
-        .await?;
+                   IS DISTINCT FROM (EXCLUDED.uscc, EXCLUDED.name, EXCLUDED.parent_id, EXCLUDED.region_code)";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.id.clone()))
+            .bind(col(rows, |r| r.uscc.clone()))
+            .bind(col(rows, |r| r.name.clone()))
+            .bind(col(rows, |r| r.parent_id.clone()))
+            .bind(col(rows, |r| r.region_code.clone()))
     }
-    if !d.halls.is_empty() {
-        sqlx::query(
-            "INSERT INTO halls AS t (id, name, region_code)
+}
+
+impl Upsert for Hall {
+    const SQL: &'static str = "INSERT INTO halls AS t (id, name, region_code)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
              ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, region_code = EXCLUDED.region_code, updated_at = now()
-             WHERE (t.name, t.region_code) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.region_code)",
-        )
-        .bind(col(&d.halls, |r| r.id.clone()))
-        .bind(col(&d.halls, |r| r.name.clone()))
-        .bind(col(&d.halls, |r| r.region_code.clone()))
-        .execute(&mut **tx)
-        .await?;
+             WHERE (t.name, t.region_code) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.region_code)";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.id.clone()))
+            .bind(col(rows, |r| r.name.clone()))
+            .bind(col(rows, |r| r.region_code.clone()))
     }
-    if !d.windows.is_empty() {
-        // Department lists travel as one string per window: ids never contain the unit separator.
-        sqlx::query(
-            "INSERT INTO windows AS t (id, hall_id, name, role, department_ids)
+}
+
+// Department lists travel as one string per window: ids never contain the unit separator.
+impl Upsert for Window {
+    const SQL: &'static str = "INSERT INTO windows AS t (id, hall_id, name, role, department_ids)
              SELECT id, hall, name, role, string_to_array(depts, E'\\x1f')
                FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(id, hall, name, role, depts)
              ON CONFLICT (id) DO UPDATE SET hall_id = EXCLUDED.hall_id, name = EXCLUDED.name, role = EXCLUDED.role,
                  department_ids = EXCLUDED.department_ids, updated_at = now()
              WHERE (t.hall_id, t.name, t.role, t.department_ids)
-                   IS DISTINCT FROM (EXCLUDED.hall_id, EXCLUDED.name, EXCLUDED.role, EXCLUDED.department_ids)",
-        )
-        .bind(col(&d.windows, |r| r.id.clone()))
-        .bind(col(&d.windows, |r| r.hall_id.clone()))
-        .bind(col(&d.windows, |r| r.name.clone()))
-        .bind(col(&d.windows, |r| r.role.as_str()))
-        .bind(col(&d.windows, |r| r.department_ids.join("\u{1f}")))
-        .execute(&mut **tx)
-        .await?;
+                   IS DISTINCT FROM (EXCLUDED.hall_id, EXCLUDED.name, EXCLUDED.role, EXCLUDED.department_ids)";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.id.clone()))
+            .bind(col(rows, |r| r.hall_id.clone()))
+            .bind(col(rows, |r| r.name.clone()))
+            .bind(col(rows, |r| r.role.as_str()))
+            .bind(col(rows, |r| r.department_ids.join("\u{1f}")))
     }
-    if !d.devices.is_empty() {
-        sqlx::query(
-            "INSERT INTO devices AS t (id, kind, hall_id, window_id)
+}
+
+impl Upsert for Device {
+    const SQL: &'static str = "INSERT INTO devices AS t (id, kind, hall_id, window_id)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
              ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, hall_id = EXCLUDED.hall_id,
                  window_id = EXCLUDED.window_id, updated_at = now()
-             WHERE (t.kind, t.hall_id, t.window_id) IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.hall_id, EXCLUDED.window_id)",
-        )
-        .bind(col(&d.devices, |r| r.id.clone()))
-        .bind(col(&d.devices, |r| r.kind.as_str()))
-        .bind(col(&d.devices, |r| r.hall_id.clone()))
-        .bind(col(&d.devices, |r| r.window_id.clone()))
-        .execute(&mut **tx)
-        .await?;
+             WHERE (t.kind, t.hall_id, t.window_id) IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.hall_id, EXCLUDED.window_id)";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.id.clone()))
+            .bind(col(rows, |r| r.kind.as_str()))
+            .bind(col(rows, |r| r.hall_id.clone()))
+            .bind(col(rows, |r| r.window_id.clone()))
     }
-    if !d.staff.is_empty() {
-        sqlx::query(
-            "INSERT INTO staff AS t (id, name, department_id)
+}
+
+impl Upsert for Staff {
+    const SQL: &'static str = "INSERT INTO staff AS t (id, name, department_id)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
              ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, department_id = EXCLUDED.department_id, updated_at = now()
-             WHERE (t.name, t.department_id) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.department_id)",
-        )
-        .bind(col(&d.staff, |r| r.id.clone()))
-        .bind(col(&d.staff, |r| r.name.clone()))
-        .bind(col(&d.staff, |r| r.department_id.clone()))
-        .execute(&mut **tx)
-        .await?;
+             WHERE (t.name, t.department_id) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.department_id)";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.id.clone()))
+            .bind(col(rows, |r| r.name.clone()))
+            .bind(col(rows, |r| r.department_id.clone()))
     }
-    if !d.service_items.is_empty() {
-        sqlx::query(
-            "INSERT INTO service_items AS t (code, name, department_id)
+}
+
+impl Upsert for ServiceItem {
+    const SQL: &'static str = "INSERT INTO service_items AS t (code, name, department_id)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
              ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, department_id = EXCLUDED.department_id, updated_at = now()
-             WHERE (t.name, t.department_id) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.department_id)",
-        )
-        .bind(col(&d.service_items, |r| r.code.clone()))
-        .bind(col(&d.service_items, |r| r.name.clone()))
-        .bind(col(&d.service_items, |r| r.department_id.clone()))
-        .execute(&mut **tx)
-        .await?;
+             WHERE (t.name, t.department_id) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.department_id)";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.code.clone()))
+            .bind(col(rows, |r| r.name.clone()))
+            .bind(col(rows, |r| r.department_id.clone()))
     }
-    if !d.roster.is_empty() {
-        sqlx::query(
-            "INSERT INTO roster AS t (window_id, staff_id, signed_in_at, signed_out_at)
+}
+
+impl Upsert for RosterEntry {
+    const SQL: &'static str = "INSERT INTO roster AS t (window_id, staff_id, signed_in_at, signed_out_at)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])
              ON CONFLICT (window_id, staff_id, signed_in_at) DO UPDATE SET signed_out_at = EXCLUDED.signed_out_at,
                  updated_at = now()
-             WHERE t.signed_out_at IS DISTINCT FROM EXCLUDED.signed_out_at",
-        )
-        .bind(col(&d.roster, |r| r.window_id.clone()))
-        .bind(col(&d.roster, |r| r.staff_id.clone()))
-        .bind(col(&d.roster, |r| r.signed_in_at))
-        .bind(col(&d.roster, |r| r.signed_out_at))
-        .execute(&mut **tx)
-        .await?;
+             WHERE t.signed_out_at IS DISTINCT FROM EXCLUDED.signed_out_at";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.window_id.clone()))
+            .bind(col(rows, |r| r.staff_id.clone()))
+            .bind(col(rows, |r| r.signed_in_at))
+            .bind(col(rows, |r| r.signed_out_at))
     }
-    if !d.tags.is_empty() {
-        sqlx::query(
-            "INSERT INTO tags AS t (code, name, class, negative)
+}
+
+impl Upsert for Tag {
+    const SQL: &'static str = "INSERT INTO tags AS t (code, name, class, negative)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[])
              ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, class = EXCLUDED.class,
                  negative = EXCLUDED.negative, updated_at = now()
-             WHERE (t.name, t.class, t.negative) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.class, EXCLUDED.negative)",
-        )
-        .bind(col(&d.tags, |r| r.code.clone()))
-        .bind(col(&d.tags, |r| r.name.clone()))
-        .bind(col(&d.tags, |r| r.class.as_str()))
-        .bind(col(&d.tags, |r| r.negative))
-        .execute(&mut **tx)
-        .await?;
+             WHERE (t.name, t.class, t.negative) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.class, EXCLUDED.negative)";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.code.clone()))
+            .bind(col(rows, |r| r.name.clone()))
+            .bind(col(rows, |r| r.class.as_str()))
+            .bind(col(rows, |r| r.negative))
     }
-    Ok(())
 }

@@ -12,24 +12,26 @@ use crate::{Error, Store};
 /// Where the next page starts: after this `(rated_at, rating_id)`.
 pub type ExportCursor = (DateTime<Utc>, Uuid);
 
-type Row = (
-    Uuid,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    i16,
-    Vec<String>,
-    Option<String>,
-    DateTime<Utc>,
-    i16,
-    Option<i16>,
-    Option<String>,
-    Option<String>,
-);
+/// One exported rating with the directory facts the national record names.
+#[derive(sqlx::FromRow)]
+struct ExportRow {
+    rating_id: Uuid,
+    service_record_no: String,
+    item_code: Option<String>,
+    item_name: Option<String>,
+    uscc: Option<String>,
+    department_name: Option<String>,
+    area_code: Option<String>,
+    channel: String,
+    grade: i16,
+    tags: Vec<String>,
+    comment: Option<String>,
+    rated_at: DateTime<Utc>,
+    assess_number: i16,
+    user_prop: Option<i16>,
+    name_masked: Option<String>,
+    staff_name: Option<String>,
+}
 
 impl Store {
     /// Up to `limit` ratings rated in `[from, to)` after `cursor`, oldest first, with their
@@ -44,11 +46,12 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(ExportCursor, Option<ExportFacts>)>, Error> {
         let (after_at, after_id) = cursor.unwrap_or((from - chrono::Duration::microseconds(1), Uuid::nil()));
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT r.rating_id, r.service_record_no, r.service_item_code, i.name, d.uscc, d.name,
-                    COALESCE(h.region_code, d.region_code), r.channel, r.grade, r.tags, r.comment,
-                    r.rated_at, r.assess_number, (r.rater->>'user_prop')::int2, r.rater->>'name_masked',
-                    s.name
+        let rows: Vec<ExportRow> = sqlx::query_as(
+            "SELECT r.rating_id, r.service_record_no, r.service_item_code AS item_code, i.name AS item_name,
+                    d.uscc, d.name AS department_name, COALESCE(h.region_code, d.region_code) AS area_code,
+                    r.channel, r.grade, r.tags, r.comment, r.rated_at, r.assess_number,
+                    (r.rater->>'user_prop')::int2 AS user_prop, r.rater->>'name_masked' AS name_masked,
+                    s.name AS staff_name
                FROM ratings r
                LEFT JOIN service_items i ON i.code = r.service_item_code
                LEFT JOIN departments d ON d.id = r.attr_department_id
@@ -68,43 +71,25 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(
-                    id,
-                    record,
-                    item,
-                    item_name,
-                    uscc,
-                    dept,
-                    area,
+            .map(|r| {
+                let cursor = (r.rated_at, r.rating_id);
+                let facts = Channel::parse(&r.channel).map(|channel| ExportFacts {
+                    service_record_no: r.service_record_no,
+                    service_item: r.item_code.map(|c| (c, r.item_name.unwrap_or_default())),
+                    department: r.uscc.map(|u| (u, r.department_name.unwrap_or_default())),
+                    area_code: r.area_code,
                     channel,
-                    grade,
-                    tags,
-                    comment,
-                    at,
-                    n,
-                    prop,
-                    name,
-                    staff,
-                )| {
-                    let facts = Channel::parse(&channel).map(|channel| ExportFacts {
-                        service_record_no: record,
-                        service_item: item.map(|c| (c, item_name.unwrap_or_default())),
-                        department: uscc.map(|u| (u, dept.unwrap_or_default())),
-                        area_code: area,
-                        channel,
-                        grade: grade as u8,
-                        tags,
-                        comment,
-                        rated_at: at,
-                        assess_number: n as u8,
-                        user_prop: prop.map(|p| p as u8),
-                        name_masked: name,
-                        staff_name: staff,
-                    });
-                    ((at, id), facts)
-                },
-            )
+                    grade: r.grade as u8,
+                    tags: r.tags,
+                    comment: r.comment,
+                    rated_at: r.rated_at,
+                    assess_number: r.assess_number as u8,
+                    user_prop: r.user_prop.map(|p| p as u8),
+                    name_masked: r.name_masked,
+                    staff_name: r.staff_name,
+                });
+                (cursor, facts)
+            })
             .collect())
     }
 }

@@ -7,7 +7,22 @@ use hcp_domain::{BucketWidth, GradeCounts, Scope};
 
 use crate::{Error, Store};
 
-type Row = (String, Option<String>, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+/// One unit's month: its counted ratings per grade and how its work orders went.
+#[derive(sqlx::FromRow)]
+struct UnitRow {
+    id: String,
+    name: Option<String>,
+    n1: i64,
+    n2: i64,
+    n3: i64,
+    n4: i64,
+    n5: i64,
+    orders: i64,
+    on_time: i64,
+    late: i64,
+    overdue: i64,
+    upheld: i64,
+}
 
 impl Store {
     /// Every unit of `level` with ratings or work orders in `[from, to)`, ordered by id: counted
@@ -43,15 +58,16 @@ impl Store {
                   FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {unit} IS NOT NULL
                  GROUP BY 1)
-             SELECT COALESCE(agg.id, wo.id), n.name,
-                    COALESCE(agg.n1, 0), COALESCE(agg.n2, 0), COALESCE(agg.n3, 0), COALESCE(agg.n4, 0), COALESCE(agg.n5, 0),
-                    COALESCE(wo.orders, 0), COALESCE(wo.on_time, 0), COALESCE(wo.late, 0), COALESCE(wo.overdue, 0),
-                    COALESCE(wo.upheld, 0)
+             SELECT COALESCE(agg.id, wo.id) AS id, n.name,
+                    COALESCE(agg.n1, 0) AS n1, COALESCE(agg.n2, 0) AS n2, COALESCE(agg.n3, 0) AS n3,
+                    COALESCE(agg.n4, 0) AS n4, COALESCE(agg.n5, 0) AS n5,
+                    COALESCE(wo.orders, 0) AS orders, COALESCE(wo.on_time, 0) AS on_time,
+                    COALESCE(wo.late, 0) AS late, COALESCE(wo.overdue, 0) AS overdue, COALESCE(wo.upheld, 0) AS upheld
                FROM agg FULL JOIN wo ON wo.id = agg.id
                LEFT JOIN {names} n ON n.id = COALESCE(agg.id, wo.id)
               ORDER BY 1"
         );
-        let rows: Vec<Row> = sqlx::query_as(&sql)
+        let rows: Vec<UnitRow> = sqlx::query_as(&sql)
             .bind(scope.as_str())
             .bind(BucketWidth::Day.as_str())
             .bind(from)
@@ -61,15 +77,15 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, n1, n2, n3, n4, n5, orders, on_time, late, overdue, upheld)| UnitFacts {
-                name: name.unwrap_or_else(|| id.clone()),
-                id,
-                counts: GradeCounts([n1, n2, n3, n4, n5]),
-                work_orders: orders,
-                rectified_on_time: on_time,
-                rectified_late: late,
-                overdue_open: overdue,
-                appeals_upheld: upheld,
+            .map(|r| UnitFacts {
+                name: r.name.unwrap_or_else(|| r.id.clone()),
+                id: r.id,
+                counts: GradeCounts([r.n1, r.n2, r.n3, r.n4, r.n5]),
+                work_orders: r.orders,
+                rectified_on_time: r.on_time,
+                rectified_late: r.late,
+                overdue_open: r.overdue,
+                appeals_upheld: r.upheld,
             })
             .collect())
     }
