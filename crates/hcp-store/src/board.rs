@@ -7,6 +7,7 @@ use hcp_domain::{GradeCounts, Reach};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
 
+use crate::reach::scope_condition;
 use crate::read::AggregateQuery;
 use crate::{Error, Store};
 
@@ -138,29 +139,23 @@ impl Store {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<OrderTimeliness, Error> {
-        let (department, region) = match reach {
-            Reach::All => (None, None),
-            Reach::Department(d) => (Some(d.as_str()), None),
-            Reach::Region(r) => (None, Some(r.as_str())),
-        };
-        let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
-            "WITH o AS (
-                SELECT *, state NOT IN ('closed', 'appeal_upheld') AS is_open FROM work_orders
-                 WHERE (state NOT IN ('closed', 'appeal_upheld') OR opened_at >= $3)
-                   AND ($1::text IS NULL OR department_id = $1) AND ($2::text IS NULL OR region_path @> ARRAY[$2::text]))
+        let (scope_sql, scope_arg) = scope_condition(reach, 1);
+        let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(&format!(
+            "WITH scoped AS (
+                SELECT *, state NOT IN ('closed', 'appeal_upheld') AS is_open FROM work_orders o
+                 WHERE (o.state NOT IN ('closed', 'appeal_upheld') OR o.opened_at >= $2) AND {scope_sql})
              SELECT count(*) FILTER (WHERE is_open),
                     count(*) FILTER (WHERE is_open AND due_status = 'overdue'),
                     count(*) FILTER (WHERE is_open AND due_status = 'near_due'),
-                    count(*) FILTER (WHERE opened_at >= $3),
-                    count(*) FILTER (WHERE opened_at >= $3 AND state <> 'appeal_upheld'
-                                       AND (rectified_at IS NOT NULL OR rectify_due_at < $4)),
-                    count(*) FILTER (WHERE opened_at >= $3 AND state <> 'appeal_upheld' AND rectified_at <= rectify_due_at),
-                    count(*) FILTER (WHERE opened_at >= $3 AND replied_at IS NOT NULL),
-                    count(*) FILTER (WHERE opened_at >= $3 AND replied_at IS NOT NULL AND callback_grade IS NOT NULL)
-               FROM o",
-        )
-        .bind(department)
-        .bind(region)
+                    count(*) FILTER (WHERE opened_at >= $2),
+                    count(*) FILTER (WHERE opened_at >= $2 AND state <> 'appeal_upheld'
+                                       AND (rectified_at IS NOT NULL OR rectify_due_at < $3)),
+                    count(*) FILTER (WHERE opened_at >= $2 AND state <> 'appeal_upheld' AND rectified_at <= rectify_due_at),
+                    count(*) FILTER (WHERE opened_at >= $2 AND replied_at IS NOT NULL),
+                    count(*) FILTER (WHERE opened_at >= $2 AND replied_at IS NOT NULL AND callback_grade IS NOT NULL)
+               FROM scoped"
+        ))
+        .bind(scope_arg)
         .bind(since)
         .bind(now)
         .fetch_one(&self.pool)

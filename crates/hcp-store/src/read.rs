@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use hcp_domain::{BucketWidth, GradeCounts, Scope};
 
+use crate::reach::unit_reach_condition;
 use crate::{Error, Store};
 
 /// Sum of one scope's grade counts over `[from, to)` in buckets of `width`.
@@ -147,15 +148,8 @@ impl Store {
                 _ => Default::default(),
             }),
         };
-        let (condition, arg) = match reach {
-            Reach::All => return Ok(ids.iter().cloned().collect()),
-            Reach::Department(d) => ("$2 = ANY(u.depts)", d),
-            Reach::Region(r) => (
-                "EXISTS (WITH RECURSIVE up(code) AS (SELECT u.reg UNION ALL \
-                 SELECT r.parent_code FROM regions r JOIN up ON r.code = up.code WHERE r.parent_code IS NOT NULL) \
-                 SELECT 1 FROM up WHERE up.code = $2)",
-                r,
-            ),
+        let Some((condition, arg)) = unit_reach_condition(reach, 2) else {
+            return Ok(ids.iter().cloned().collect());
         };
         let rows: Vec<(String,)> =
             sqlx::query_as(&format!("SELECT u.id FROM ({units}) u WHERE u.id = ANY($1) AND {condition}"))
