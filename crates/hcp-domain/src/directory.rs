@@ -623,6 +623,33 @@ impl References {
         }
     }
 
+    /// The checks every named row starts with: its key (`key_field`: an id, no whitespace), its
+    /// name, and that the key is not repeated in the file.
+    fn named(&mut self, e: &mut Vec<FieldError>, kind: EntityKind, (key_field, key): (&str, &str), name: &str) {
+        check_text(e, key_field, key, true);
+        check_text(e, "name", name, false);
+        self.duplicate(e, kind, key_field, key);
+    }
+
+    /// Whether a row of `kind` with key `id` exists (kinds no row refers to: never).
+    fn contains(&self, kind: EntityKind, id: &str) -> bool {
+        match kind {
+            EntityKind::Regions => self.regions.contains(id),
+            EntityKind::Departments => self.departments.contains(id),
+            EntityKind::Halls => self.halls.contains(id),
+            EntityKind::Windows => self.window_halls.contains_key(id),
+            EntityKind::Staff => self.staff.contains(id),
+            EntityKind::Devices | EntityKind::ServiceItems | EntityKind::Roster | EntityKind::Tags => false,
+        }
+    }
+
+    /// Reports `field` unless `id` names a row of `kind`.
+    fn require(&self, e: &mut Vec<FieldError>, field: &str, kind: EntityKind, id: &str) {
+        if !self.contains(kind, id) {
+            missing(e, field, kind, id);
+        }
+    }
+
     /// Reports `field` of a row of `kind` with key `id` when that key was seen before in the file.
     fn duplicate(&mut self, e: &mut Vec<FieldError>, kind: EntityKind, field: &str, id: &str) {
         if !self.seen.insert((kind, id.to_string())) {
@@ -663,8 +690,8 @@ impl DirectoryRow for Region {
         if let Some(p) = &self.parent_code {
             if p == &self.code {
                 own_parent(e, "parent_code", "上级区划不能是自身", "a region cannot be its own parent");
-            } else if !refs.regions.contains(p) {
-                missing(e, "parent_code", EntityKind::Regions, p);
+            } else {
+                refs.require(e, "parent_code", EntityKind::Regions, p);
             }
         }
     }
@@ -692,13 +719,11 @@ impl DirectoryRow for Department {
         if let Some(p) = &self.parent_id {
             if p == &self.id {
                 own_parent(e, "parent_id", "上级部门不能是自身", "a department cannot be its own parent");
-            } else if !refs.departments.contains(p) {
-                missing(e, "parent_id", EntityKind::Departments, p);
+            } else {
+                refs.require(e, "parent_id", EntityKind::Departments, p);
             }
         }
-        if !refs.regions.contains(&self.region_code) {
-            missing(e, "region_code", EntityKind::Regions, &self.region_code);
-        }
+        refs.require(e, "region_code", EntityKind::Regions, &self.region_code);
     }
 }
 
@@ -708,12 +733,8 @@ impl DirectoryRow for Hall {
         self.id.clone()
     }
     fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
-        check_text(e, "id", &self.id, true);
-        check_text(e, "name", &self.name, false);
-        refs.duplicate(e, Self::KIND, "id", &self.id);
-        if !refs.regions.contains(&self.region_code) {
-            missing(e, "region_code", EntityKind::Regions, &self.region_code);
-        }
+        refs.named(e, Self::KIND, ("id", &self.id), &self.name);
+        refs.require(e, "region_code", EntityKind::Regions, &self.region_code);
     }
 }
 
@@ -723,12 +744,8 @@ impl DirectoryRow for Window {
         self.id.clone()
     }
     fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
-        check_text(e, "id", &self.id, true);
-        check_text(e, "name", &self.name, false);
-        refs.duplicate(e, Self::KIND, "id", &self.id);
-        if !refs.halls.contains(&self.hall_id) {
-            missing(e, "hall_id", EntityKind::Halls, &self.hall_id);
-        }
+        refs.named(e, Self::KIND, ("id", &self.id), &self.name);
+        refs.require(e, "hall_id", EntityKind::Halls, &self.hall_id);
         if self.department_ids.is_empty() {
             e.push(field_err(
                 "department_ids",
@@ -738,9 +755,7 @@ impl DirectoryRow for Window {
             ));
         }
         for (j, d) in self.department_ids.iter().enumerate() {
-            if !refs.departments.contains(d) {
-                missing(e, &format!("department_ids[{j}]"), EntityKind::Departments, d);
-            }
+            refs.require(e, &format!("department_ids[{j}]"), EntityKind::Departments, d);
         }
     }
 }
@@ -753,9 +768,7 @@ impl DirectoryRow for Device {
     fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
         check_text(e, "id", &self.id, true);
         refs.duplicate(e, Self::KIND, "id", &self.id);
-        if !refs.halls.contains(&self.hall_id) {
-            missing(e, "hall_id", EntityKind::Halls, &self.hall_id);
-        }
+        refs.require(e, "hall_id", EntityKind::Halls, &self.hall_id);
         match (&self.window_id, self.kind) {
             (None, DeviceKind::Evaluator) => e.push(field_err(
                 "window_id",
@@ -784,12 +797,8 @@ impl DirectoryRow for Staff {
         self.id.clone()
     }
     fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
-        check_text(e, "id", &self.id, true);
-        check_text(e, "name", &self.name, false);
-        refs.duplicate(e, Self::KIND, "id", &self.id);
-        if !refs.departments.contains(&self.department_id) {
-            missing(e, "department_id", EntityKind::Departments, &self.department_id);
-        }
+        refs.named(e, Self::KIND, ("id", &self.id), &self.name);
+        refs.require(e, "department_id", EntityKind::Departments, &self.department_id);
     }
 }
 
@@ -799,12 +808,8 @@ impl DirectoryRow for ServiceItem {
         self.code.clone()
     }
     fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
-        check_text(e, "code", &self.code, true);
-        check_text(e, "name", &self.name, false);
-        refs.duplicate(e, Self::KIND, "code", &self.code);
-        if !refs.departments.contains(&self.department_id) {
-            missing(e, "department_id", EntityKind::Departments, &self.department_id);
-        }
+        refs.named(e, Self::KIND, ("code", &self.code), &self.name);
+        refs.require(e, "department_id", EntityKind::Departments, &self.department_id);
     }
 }
 
@@ -814,12 +819,8 @@ impl DirectoryRow for RosterEntry {
         format!("{}/{}/{}", self.window_id, self.staff_id, self.signed_in_at.to_rfc3339())
     }
     fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
-        if !refs.window_halls.contains_key(&self.window_id) {
-            missing(e, "window_id", EntityKind::Windows, &self.window_id);
-        }
-        if !refs.staff.contains(&self.staff_id) {
-            missing(e, "staff_id", EntityKind::Staff, &self.staff_id);
-        }
+        refs.require(e, "window_id", EntityKind::Windows, &self.window_id);
+        refs.require(e, "staff_id", EntityKind::Staff, &self.staff_id);
         if self.signed_out_at.is_some_and(|o| o <= self.signed_in_at) {
             e.push(field_err(
                 "signed_out_at",
