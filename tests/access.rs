@@ -65,7 +65,7 @@ async fn request(app: &TestApp, m: &str, path: &str, bearer: Option<&str>) -> (u
     if let Some(b) = bearer {
         req = req.bearer_auth(b);
     }
-    if m != "GET" && m != "DELETE" {
+    if !matches!(m, "GET" | "HEAD" | "OPTIONS" | "DELETE") {
         req = req.json(&json!({}));
     }
     let r = req.send().await.unwrap();
@@ -280,6 +280,22 @@ async fn every_route_admits_exactly_its_roles_and_scopes() {
                 checked += 3 + w.sessions.len();
             }
             other => panic!("{what}: unknown access kind {other}"),
+        }
+        // Every other method passes the same rule or reaches no handler: HEAD is answered by the
+        // GET handler, so whoever asks gets what GET gives them (an anonymous HEAD of an operator
+        // list once answered 200); OPTIONS is nobody's handler.
+        let askers = [None, Some(forged_session.as_str()), Some(w.key.as_str())]
+            .into_iter()
+            .chain(w.sessions.values().map(|s| Some(s.as_str())));
+        for bearer in askers {
+            if m == "GET" {
+                let get = request(app, "GET", &url, bearer).await.0;
+                assert_eq!(request(app, "HEAD", &url, bearer).await.0, get, "HEAD {path} answers as GET does");
+                checked += 1;
+            }
+            let (s, body) = request(app, "OPTIONS", &url, bearer).await;
+            assert_eq!((s, body["type"].as_str()), (405, Some("/problems/method-not-allowed")), "OPTIONS {path}");
+            checked += 1;
         }
     }
 

@@ -179,12 +179,14 @@ struct Guard {
 }
 
 /// The layer: finds the request's rule and, for operator routes, verifies the session and the
-/// role, handing the [`Caller`] on. A method the route does not have passes through to 405.
+/// role, handing the [`Caller`] on. HEAD is answered by the GET handler, so it passes the GET
+/// rule; any other method the route does not have passes through to 405 (no handler runs).
 async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
     let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()) else {
         return next.run(req).await;
     };
-    let Some(rule) = guard.table.find(req.method().as_str(), &path) else {
+    let method = if req.method() == axum::http::Method::HEAD { "GET" } else { req.method().as_str() };
+    let Some(rule) = guard.table.find(method, &path) else {
         if guard.table.rules().iter().any(|r| r.path == path) {
             return next.run(req).await;
         }
