@@ -14,6 +14,7 @@ HCP_PG_PORT="${HCP_PG_PORT:-5439}"
 HCP_KAFKA_PORT="${HCP_KAFKA_PORT:-9092}"
 KAFKA_SH="$HCP_ROOT/deploy/kafka/kafka.sh"
 SCHEMATHESIS_VERSION="4.32.5"
+JSONSCHEMA_VERSION="4.26.0"
 HCP_VENV="$HCP_CACHE/venv"
 export HCP_ROOT HCP_LOCAL HCP_CACHE HCP_VENV
 
@@ -112,12 +113,14 @@ port_holder() {
   echo "${who:-another process}"
 }
 
-# API fuzzing: schemathesis (PyPI, pinned) in a virtualenv in the cache, outside the repo.
+# API fuzzing (schemathesis) and the event schemas' second validator (Python jsonschema), both
+# from PyPI, pinned, in a virtualenv in the cache, outside the repo.
 ensure_fuzzer() {
-  "$HCP_VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION" && return 0
-  log "installing schemathesis $SCHEMATHESIS_VERSION into $HCP_VENV"
-  python3 -m venv "$HCP_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$HCP_VENV"; }
-  "$HCP_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
+  "$HCP_VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION" \
+    && "$HCP_VENV/bin/pip" show jsonschema 2>/dev/null | grep -qx "Version: $JSONSCHEMA_VERSION" && return 0
+  log "installing schemathesis $SCHEMATHESIS_VERSION and jsonschema $JSONSCHEMA_VERSION into $HCP_VENV"
+  [ -x "$HCP_VENV/bin/pip" ] || python3 -m venv "$HCP_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$HCP_VENV"; }
+  "$HCP_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" "jsonschema==$JSONSCHEMA_VERSION" >&2
 }
 
 ensure_build_tools() {

@@ -36,8 +36,14 @@ log "deleting topics left on the local Kafka node by earlier test runs"
 "$HCP_BIN" topics list | { grep -E '^(t[0-9a-f]{12}|smoke[0-9]+)\.' || true; } | xargs -r "$HCP_BIN" topics delete
 
 log "cargo test (unit + integration; KAFKA_BROKERS=$KAFKA_BROKERS DATABASE_URL=$DATABASE_URL)"
+# The schema tests keep the events they serialize here for the second validator below.
+export HCP_SCHEMA_SAMPLES="$HCP_LOCAL/schema-samples"
+rm -rf "$HCP_SCHEMA_SAMPLES"
 cargo test --locked --workspace -- --test-threads "${HCP_TEST_THREADS:-4}" 2>&1 | tee "$HCP_LOCAL/cargo-test.log"
 cargo_passed=$(grep -aoE '^test result: ok\. [0-9]+ passed' "$HCP_LOCAL/cargo-test.log" | awk '{s += $4} END {print s + 0}')
+
+log "schemas: every event schema is valid to Python's jsonschema, and the events the Rust tests serialized validate with it"
+"$HCP_VENV/bin/python" tests/schemas/check.py schemas "$HCP_SCHEMA_SAMPLES" || die "schemas: the second validator refused a schema or an event"
 
 log "smoke: hcp directory import, then hcp serve answers /healthz, /metrics, /openapi.json, refuses a rating without a key and attributes one sent with the evaluator's key; statistics need a session"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -11,6 +11,15 @@ fn load(name: &str) -> jsonschema::Validator {
     jsonschema::options().should_validate_formats(true).build(&schema).expect("schema compiles")
 }
 
+/// Keeps a serialized event for the second validator (tests/schemas/check.py, run by the test
+/// command with `HCP_SCHEMA_SAMPLES` set): one directory per schema, one file per event.
+fn keep_sample(schema: &str, n: usize, event: &serde_json::Value) {
+    let Some(dir) = std::env::var_os("HCP_SCHEMA_SAMPLES") else { return };
+    let dir = std::path::Path::new(&dir).join(schema);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{n:04}.json")), serde_json::to_vec_pretty(event).unwrap()).unwrap();
+}
+
 fn validator() -> jsonschema::Validator {
     load("rating-submitted.v1.json")
 }
@@ -52,6 +61,7 @@ fn every_channel_stage_grade_combination_validates() {
                     let json = serde_json::to_value(&event).unwrap();
                     let errors: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
                     assert!(errors.is_empty(), "{json}: {errors:?}");
+                    keep_sample("rating-submitted.v1", checked, &json);
                     checked += 1;
                 }
             }
@@ -76,6 +86,9 @@ fn schema_refuses_what_the_domain_refuses() {
         ("channel", serde_json::json!("fax")),
         ("assess_number", serde_json::json!(3)),
         ("service_record_no", serde_json::json!("")),
+        ("service_record_no", serde_json::json!("R 1")),
+        ("service_record_no", serde_json::json!("R\u{7}1")),
+        ("service_record_no", serde_json::json!("R\u{85}1")),
         ("rating_id", serde_json::json!("not-a-uuid")),
         ("unexpected", serde_json::json!(1)),
     ] {
@@ -136,6 +149,7 @@ fn attributed_events_validate() {
                 let errors: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
                 assert!(errors.is_empty(), "{json}: {errors:?}");
                 assert!(submitted.is_valid(&json["rating"]));
+                keep_sample("rating-attributed.v1", checked, &json);
                 let back: RatingAttributed = serde_json::from_value(json).unwrap();
                 assert_eq!(back.rating, event.rating);
                 checked += 1;
