@@ -12,6 +12,9 @@ HCP_LOCAL="${HCP_LOCAL:-$HCP_ROOT/.hcp-local}"
 HCP_CACHE="${HCP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hcp}"
 HCP_PG_PORT="${HCP_PG_PORT:-5439}"
 HCP_KAFKA_PORT="${HCP_KAFKA_PORT:-9092}"
+# PostgreSQL durability: run.sh keeps fsync on (what users start must keep what it acknowledged);
+# test.sh sets HCP_PG_FSYNC=off for speed (its databases are thrown away).
+HCP_PG_FSYNC="${HCP_PG_FSYNC:-on}"
 KAFKA_SH="$HCP_ROOT/deploy/kafka/kafka.sh"
 SCHEMATHESIS_VERSION="4.32.5"
 JSONSCHEMA_VERSION="4.26.0"
@@ -52,8 +55,18 @@ ensure_postgres() {
   local bin; bin="$(pg_bin)"
   export PGHOST=127.0.0.1 PGPORT="$HCP_PG_PORT" PGUSER=hcp HCP_PG_BIN="$bin"
   if port_open "$HCP_PG_PORT" && "$bin/psql" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
-    # A server of ours (another checkout's, or an earlier run) is already up on the port: use it.
-    log "using PostgreSQL already running on 127.0.0.1:$HCP_PG_PORT"
+    # A server of ours (another checkout's, or an earlier run) is already up on the port: use it,
+    # unless it runs without fsync (a test run started it) and this command needs durability.
+    local fsync; fsync="$("$bin/psql" -d postgres -tAc 'SHOW fsync')"
+    if [ "$HCP_PG_FSYNC" = on ] && [ "$fsync" = off ]; then
+      pg_run "$bin/pg_ctl" -D "$(pg_data_dir)" status >/dev/null 2>&1 \
+        || die "PostgreSQL on 127.0.0.1:$HCP_PG_PORT runs with fsync=off and is not this checkout's: restart it with fsync on, or set HCP_PG_PORT"
+      log "restarting PostgreSQL with fsync on (a test run had started it without)"
+      pg_run "$bin/pg_ctl" -D "$(pg_data_dir)" -w -t 60 stop -m fast >/dev/null
+      start_postgres "$bin"
+    else
+      log "using PostgreSQL already running on 127.0.0.1:$HCP_PG_PORT (fsync $fsync)"
+    fi
   else
     start_postgres "$bin"
   fi
@@ -62,15 +75,21 @@ ensure_postgres() {
   export DATABASE_URL="postgres://hcp@127.0.0.1:$HCP_PG_PORT/hcp"
 }
 
+# Where this checkout's cluster lives: $HCP_LOCAL/pg, or beside it in /var/tmp when the cluster
+# owner cannot reach the checkout (root running from e.g. /root).
+pg_data_dir() {
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$HCP_LOCAL" 2>/dev/null; then
+    echo "/var/tmp/hcp-$(printf %s "$HCP_ROOT" | md5sum | cut -c1-8)/pg"
+  else
+    echo "$HCP_LOCAL/pg"
+  fi
+}
+
 start_postgres() {
   local bin="$1"
-  PGDATA_DIR="$HCP_LOCAL/pg"
   mkdir -p "$HCP_LOCAL"
-  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$HCP_LOCAL" 2>/dev/null; then
-    # The cluster owner cannot reach the checkout (e.g. under /root): keep the data beside it in /var/tmp.
-    PGDATA_DIR="/var/tmp/hcp-$(printf %s "$HCP_ROOT" | md5sum | cut -c1-8)/pg"
-    log "postgres cannot traverse $HCP_LOCAL; using $PGDATA_DIR"
-  fi
+  PGDATA_DIR="$(pg_data_dir)"
+  [ "$PGDATA_DIR" = "$HCP_LOCAL/pg" ] || log "postgres cannot traverse $HCP_LOCAL; using $PGDATA_DIR"
   if [ ! -s "$PGDATA_DIR/PG_VERSION" ]; then
     log "initialising PostgreSQL cluster in $PGDATA_DIR"
     mkdir -p "$PGDATA_DIR"
@@ -78,11 +97,9 @@ start_postgres() {
     pg_run "$bin/initdb" -D "$PGDATA_DIR" -U hcp --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
   fi
   if ! pg_run "$bin/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
-    log "starting PostgreSQL on 127.0.0.1:$HCP_PG_PORT"
-    # Local-only tuning: fsync=off trades durability on an OS crash for speed; process crashes
-    # (what our fault tests inject) lose nothing. Production keeps the defaults.
+    log "starting PostgreSQL on 127.0.0.1:$HCP_PG_PORT (fsync $HCP_PG_FSYNC)"
     pg_run "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 start \
-      -o "-p $HCP_PG_PORT -k $PGDATA_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c shared_buffers=256MB" >/dev/null
+      -o "-p $HCP_PG_PORT -k $PGDATA_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=$HCP_PG_FSYNC -c shared_buffers=256MB" >/dev/null
   fi
 }
 

@@ -3,6 +3,8 @@
 # format and lint gates, unit tests, integration tests (real Apache Kafka, real PostgreSQL,
 # a fresh database per test), and a smoke run of the `hcp serve` binary.
 set -euo pipefail
+# Test databases are thrown away: the local cluster may skip fsync while tests run (run.sh restores it).
+export HCP_PG_FSYNC="${HCP_PG_FSYNC:-off}"
 source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 cd "$HCP_ROOT"
 
@@ -12,6 +14,20 @@ ensure_kafka
 ensure_browser
 ensure_fuzzer
 ensure_local_secrets
+
+log "durability: the run command's PostgreSQL keeps fsync on, and restarts with it one a test run started without"
+pg_check_dir="$(mktemp -d)"; chmod 755 "$pg_check_dir"
+pg_check_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+pg_check() { # fsync wanted → fsync the server runs with
+  (HCP_LOCAL="$pg_check_dir" HCP_PG_PORT="$pg_check_port" HCP_PG_FSYNC="$1" bash -c \
+    'source deploy/local/stack.sh; ensure_postgres 2>/dev/null; "$HCP_PG_BIN/psql" -d postgres -tAc "SHOW fsync"')
+}
+[ "$(pg_check off)" = off ] || die "durability: a test-mode start did not turn fsync off"
+[ "$(HCP_PG_FSYNC= bash -c 'source deploy/local/stack.sh; echo $HCP_PG_FSYNC')" = on ] || die "durability: fsync is not on by default"
+[ "$(pg_check on)" = on ] || die "durability: the run command kept a server running without fsync"
+pg_run "$HCP_PG_BIN/pg_ctl" -D "$pg_check_dir/pg" -m immediate stop >/dev/null
+rm -rf "$pg_check_dir"
+echo "durability: 3 passed, 0 failed"
 
 log "dropping databases left by earlier test runs"
 "$HCP_PG_BIN/psql" -d postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'hcp\_t\_%' OR datname LIKE 'hcp\_bench\_%'" \

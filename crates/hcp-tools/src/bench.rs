@@ -165,6 +165,8 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
     let store = bench_database(&cfg.database_url, &db_name).await?;
     let db_url = with_database(&cfg.database_url, &db_name);
     let snapshot = store.load_directory().await?;
+    // Every figure depends on it: the table says what the cluster ran with.
+    let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(store.pool()).await?;
     let mut rounds: Vec<Round> = Vec::new();
     let mut naive_time = None;
     let naive_events = &events[..opts.naive.min(events.len())];
@@ -232,7 +234,7 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
         "naive design (INSERT + UPDATE per aggregate row, per rating, 8 connections)",
         naive_events.len() as u64,
         naive_time.unwrap_or_default(),
-        "fsync off on the local cluster",
+        format!("PostgreSQL fsync {fsync}"),
         Compare::IsBaseline,
     ));
     let agg_time = median(&|r| r.agg.elapsed);
