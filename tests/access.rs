@@ -127,6 +127,14 @@ async fn world() -> World {
         let r = app.client.post(format!("{}/api/v1/ratings", app.url)).bearer_auth(&key).json(&body).send().await;
         assert_eq!(r.unwrap().status(), 202);
     }
+    // A service item the directory does not know: attribution flags the rating and charges the
+    // department reported (one on each side).
+    for (no, dept) in [("AF-A", "D-A"), ("AF-O", "D-O")] {
+        let body = json!({"channel": "web", "stage": "online", "service_record_no": no, "grade": 4,
+                          "service_item_code": "I-GONE", "department_id": dept});
+        let r = app.client.post(format!("{}/api/v1/ratings", app.url)).bearer_auth(&key).json(&body).send().await;
+        assert_eq!(r.unwrap().status(), 202);
+    }
     let mut rating_ids = BTreeMap::new();
     for (no, item) in [("AC-A", "I-A"), ("AC-O", "I-O")] {
         let body = json!({"channel": "web", "stage": "online", "service_record_no": no, "grade": 1,
@@ -145,7 +153,7 @@ async fn world() -> World {
                 sqlx::query_scalar("SELECT count(*) FROM work_orders").fetch_one(store.pool()).await.unwrap();
             let ratings: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM ratings").fetch_one(store.pool()).await.unwrap();
-            (orders, ratings) == (2, 4)
+            (orders, ratings) == (2, 6)
         }
     })
     .await;
@@ -499,8 +507,8 @@ async fn scope_cases(w: &World) -> BTreeSet<String> {
         }
     }
     covered.insert("GET /api/v1/ratings/{rating_id}".to_owned());
-    let flagged = |who: &'static str| async move {
-        let (st, body) = app.call(Method::GET, "/api/v1/integrity/flagged", &s[who], None).await;
+    let flagged = |path: &'static str, who: &'static str| async move {
+        let (st, body) = app.call(Method::GET, path, &s[who], None).await;
         assert_eq!(st, 200, "{body}");
         let records: BTreeSet<String> = body["items"]
             .as_array()
@@ -512,10 +520,14 @@ async fn scope_cases(w: &World) -> BTreeSet<String> {
         records
     };
     let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    assert_eq!(flagged("supervisor").await, set(&["FL-A"]));
-    assert_eq!(flagged("supervisor_other").await, set(&["FL-O"]));
-    assert_eq!(flagged("auditor").await, set(&["FL-A", "FL-O"]));
-    covered.insert("GET /api/v1/integrity/flagged".to_owned());
+    for (path, a, o) in [("/api/v1/integrity/flagged", "FL-A", "FL-O"), ("/api/v1/attribution/flagged", "AF-A", "AF-O")]
+    {
+        assert_eq!(flagged(path, "supervisor").await, set(&[a]), "{path}");
+        assert_eq!(flagged(path, "supervisor_other").await, set(&[o]), "{path}");
+        assert_eq!(flagged(path, "auditor").await, set(&[a, o]), "{path}");
+        assert_eq!(flagged(path, "admin").await, set(&[a, o]), "{path}");
+        covered.insert(format!("GET {path}"));
+    }
 
     // Statistics: a handler reads its department (and its units), a supervisor its region.
     let summary = |who: &'static str, q: &'static str| async move {
@@ -547,7 +559,8 @@ async fn scope_cases(w: &World) -> BTreeSet<String> {
         let (st, body) = summary(who, q).await;
         assert_eq!(st, expected, "{who} {q}: {body}");
         if st == 200 && q.contains("D-A") {
-            assert_eq!(body["total"], 2, "{who} {q}");
+            // FL-A, AF-A and AC-A.
+            assert_eq!(body["total"], 3, "{who} {q}");
         }
     }
     covered.insert("GET /api/v1/stats/summary".to_owned());

@@ -9,7 +9,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use futures::future::join_all;
 use hcp_domain::directory::{check_rows, EntityKind, RosterEntry};
 use hcp_domain::{Directory, DirectoryData, FieldError, RatingAttributed, ValidationErrors, RATING_ATTRIBUTED_SCHEMA};
-use hcp_http::{from_value, read_limited, ApiError, ApiJson, ApiPath, ApiQuery, Problem};
+use hcp_http::{from_value, read_limited, ApiError, ApiJson, ApiPath, ApiQuery, Caller, Problem};
 use hcp_store::{DeleteOutcome, FlaggedRating};
 use serde::{Deserialize, Serialize};
 
@@ -422,6 +422,7 @@ pub struct FlaggedPage {
 )]
 pub async fn flagged(
     State(state): State<DirectoryState>,
+    caller: Caller,
     ApiQuery(p): ApiQuery<FlaggedParams>,
 ) -> Result<Json<FlaggedPage>, ApiError> {
     let (limit, offset) = PageParams { limit: p.limit, offset: p.offset }.resolve()?;
@@ -430,7 +431,7 @@ pub async fn flagged(
             return Err(ApiError::InvalidQuery(format!("未知的归属标记 flag={f}")));
         }
     }
-    let (items, total) = state.store.flagged_ratings(p.flag.as_deref(), limit, offset).await?;
+    let (items, total) = state.store.flagged_ratings(&caller.reach()?, p.flag.as_deref(), limit, offset).await?;
     Ok(Json(FlaggedPage { items, total }))
 }
 

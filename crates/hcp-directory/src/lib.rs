@@ -64,9 +64,10 @@ fn routes(state: DirectoryState) -> Routes {
         .post("/api/v1/roster/sign-in", admin, handlers::sign_in)
         .post("/api/v1/roster/sign-out", admin, handlers::sign_out)
         .get("/api/v1/roster/on-duty", readers, handlers::on_duty)
-        .get("/api/v1/attribution/flagged", readers, handlers::flagged)
+        // Ratings the directory could not attribute fully: a supervisor sees its region's.
+        .get("/api/v1/attribution/flagged", Access::scoped(READERS), handlers::flagged)
         .post("/api/v1/attribution/reattribute", admin, handlers::reattribute)
-        // Anti-gaming flags: a supervisor sees its region's.
+        // Anti-gaming flags: likewise.
         .get("/api/v1/integrity/flagged", Access::scoped(READERS), integrity::integrity_flagged)
         .get("/api/v1/calendar/years", operators, calendar::years)
         .put("/api/v1/calendar/years/{year}", admin, calendar::put_year)

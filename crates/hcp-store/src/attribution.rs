@@ -14,6 +14,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::batch::{facts_from_row, upsert_aggregates};
+use crate::reach::{rating_reach_condition, OrderScope};
 use crate::{Error, Store};
 
 /// A rating that could not be attributed completely, as listed for operators. Carries no
@@ -90,32 +91,35 @@ impl Store {
     /// One page of flagged ratings, oldest first, with the total.
     pub async fn flagged_ratings(
         &self,
+        reach: &OrderScope,
         flag: Option<&str>,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<FlaggedRating>, i64), Error> {
-        let rows = sqlx::query(
+        let (condition, arg) = rating_reach_condition(reach, 2);
+        let filter = format!(
+            "cardinality(attribution_flags) > 0 AND ($1::text IS NULL OR $1 = ANY(attribution_flags)) AND {condition}"
+        );
+        let rows = sqlx::query(&format!(
             "SELECT rating_id, service_record_no, channel, stage, grade, rated_at, attribution_flags,
                     jsonb_strip_nulls(jsonb_build_object('department_id', department_id, 'hall_id', hall_id,
                         'window_id', window_id, 'staff_id', staff_id, 'device_id', device_id,
                         'service_item_code', service_item_code)) AS reported,
-                    COALESCE(attribution, '{}'::jsonb) AS attribution
-               FROM ratings
-              WHERE cardinality(attribution_flags) > 0 AND ($1::text IS NULL OR $1 = ANY(attribution_flags))
-              ORDER BY stored_at, rating_id LIMIT $2 OFFSET $3",
-        )
+                    COALESCE(attribution, '{{}}'::jsonb) AS attribution
+               FROM ratings WHERE {filter}
+              ORDER BY stored_at, rating_id LIMIT $3 OFFSET $4"
+        ))
         .bind(flag)
+        .bind(&arg)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM ratings
-              WHERE cardinality(attribution_flags) > 0 AND ($1::text IS NULL OR $1 = ANY(attribution_flags))",
-        )
-        .bind(flag)
-        .fetch_one(&self.pool)
-        .await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ratings WHERE {filter}"))
+            .bind(flag)
+            .bind(&arg)
+            .fetch_one(&self.pool)
+            .await?;
         let list = rows
             .iter()
             .map(|r| {
