@@ -72,7 +72,9 @@ export HCP_ALERT_INTERVAL_SECS=1
 "$HCP_BIN" topics create --partitions 2 >/dev/null
 "$HCP_BIN" directory import deploy/demo/directory.json >/dev/null 2>"$HCP_LOCAL/smoke-import.log" \
   || die "smoke: hcp directory import of the demo city failed (log: $HCP_LOCAL/smoke-import.log)"
-"$HCP_BIN" serve >"$HCP_LOCAL/smoke.log" 2>&1 &
+# Every request's response logged (tower_http at debug) inside its span: the log check after the
+# citizen's page below sees everything a request span records.
+RUST_LOG="info,rdkafka=warn,sqlx=warn,tower_http=debug" "$HCP_BIN" serve >"$HCP_LOCAL/smoke.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 wait_port "$port" 30 "hcp serve"
@@ -138,6 +140,17 @@ link=$(curl -sf -XPOST "http://127.0.0.1:$port/api/v1/invitations" -H 'content-t
 HCP_URL="http://127.0.0.1:$port" HCP_RATE_LINK="$link" HCP_SCREENSHOTS="$HCP_LOCAL/screenshots" HCP_AUDITOR_TOKEN="$auditor" \
   node tests/browser/rate.test.mjs | tee "$HCP_LOCAL/browser-rate.log" || die "browser: the rating page test failed (screenshots: $HCP_LOCAL/screenshots)"
 browser_passed=$((browser_passed + $(grep -aoE '^rate: [0-9]+ passed' "$HCP_LOCAL/browser-rate.log" | awk '{print $2}')))
+log "logs: no citizen link token reaches the server's log (request spans record the route template, not the URI)"
+marker="leakcheck$$x"
+for path in "/r/$marker" "/api/v1/r/$marker" "/callback/$marker" "/api/v1/callback/$marker" "/healthz?token=$marker"; do
+  curl -s -o /dev/null "http://127.0.0.1:$port$path"
+done
+token="${link#/r/}"; token="${token%%\?*}"
+grep -qF '/r/{token}' "$HCP_LOCAL/smoke.log" || die "logs: the citizen page's requests were not logged with their route (log: $HCP_LOCAL/smoke.log)"
+for secret in "$token" "$marker"; do
+  ! grep -qF "$secret" "$HCP_LOCAL/smoke.log" || die "logs: a link token reached the log: $(grep -F "$secret" "$HCP_LOCAL/smoke.log" | head -n 1)"
+done
+echo "logs: 3 passed, 0 failed"
 log "fuzzing: schemathesis against the served /openapi.json (no server error, every error a problem+json, every answer as documented)"
 # Channel routes with the platform key first (the operators' run may revoke keys), then every
 # operator route as an admin. Bounded: HCP_FUZZ_EXAMPLES per operation, a fixed seed (HCP_FUZZ_SEED).

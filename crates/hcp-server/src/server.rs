@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::{openapi, pages, ComponentName, Components, Config};
@@ -296,9 +296,16 @@ fn with_layers(routes: Routes, config: &Config, session_key: SessionKey) -> axum
         .layer(middleware::from_fn(track_requests))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
+}
+
+/// The span of one request: its method and its route *template* (`/r/{token}`), never the URI,
+/// whose path and query may carry a citizen's signed link or other secrets.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("(no route)", |p| p.as_str());
+    tracing::info_span!("request", method = %request.method(), route = %route, version = ?request.version())
 }
 
 /// Every endpoint and who may call it: the table the access layer enforces.
