@@ -30,7 +30,7 @@ fn city() -> Value {
             {"id": "E-A", "kind": "evaluator", "hall_id": "H-A", "window_id": "W-A"},
             {"id": "E-B", "kind": "evaluator", "hall_id": "H-B", "window_id": "W-B"}
         ],
-        "staff": [{"id": "S-A", "name": "陈甲", "department_id": "D-A"}, {"id": "S-B", "name": "林乙", "department_id": "D-B"}],
+        "staff": [{"id": "S-A", "name": "陈甲", "department_id": "D-A"}, {"id": "S-B", "name": "=林乙", "department_id": "D-B"}],
         "service_items": [{"code": "I-A", "name": "甲事项", "department_id": "D-A"}, {"code": "I-B", "name": "乙事项", "department_id": "D-B"}],
         "tags": [{"code": "rude", "name": "态度差", "class": "conduct", "negative": true}]
     })
@@ -136,13 +136,14 @@ async fn the_monthly_report_matches_what_happened() {
     // And from the board's split rows, exactly as from the aggregates.
     assert!(app.assert_rollups_match_ratings().await > 0);
 
-    // What happened, per unit (D-A / H-A / S-A alike, D-B / H-B / S-B alike).
+    // What happened, per unit (D-A / H-A / S-A alike, D-B / H-B / S-B alike). S-B's name reads as
+    // a spreadsheet formula: the workbook keeps it as text, the CSV defuses it.
     let side_a: Expected = (6, 4, 2, 3, 1, 1, 0, 1);
     let side_b: Expected = (3, 2, 1, 1, 0, 0, 1, 0);
     let expected = [
         ("部门", [("D-A", "测试市甲局", side_a), ("D-B", "测试市乙局", side_b)]),
         ("大厅", [("H-A", "甲大厅", side_a), ("H-B", "乙大厅", side_b)]),
-        ("工作人员", [("S-A", "陈甲", side_a), ("S-B", "林乙", side_b)]),
+        ("工作人员", [("S-A", "陈甲", side_a), ("S-B", "=林乙", side_b)]),
     ];
 
     // XLSX: a sheet per level.
@@ -194,7 +195,8 @@ async fn the_monthly_report_matches_what_happened() {
     let lines: Vec<&str> = text.trim_start_matches('\u{feff}').split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[1], "S-A,陈甲,6,4,2,0.6667,3,1,1,0,0.5000,1");
-    assert_eq!(lines[2], "S-B,林乙,3,2,1,0.6667,1,0,0,1,0.0000,0");
+    // A name that reads as a formula is defused (in the workbook it is a string cell with a quote prefix).
+    assert_eq!(lines[2], "S-B,'=林乙,3,2,1,0.6667,1,0,0,1,0.0000,0");
 
     // The CLI writes the same workbook contents.
     let out = std::env::temp_dir().join(format!("hcp-report-{}.csv", app.db_name));

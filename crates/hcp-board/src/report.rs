@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use hcp_domain::export::spreadsheet_text;
 use hcp_domain::report::{self, ReportLevel, ReportRow, COLUMNS};
 use hcp_domain::time::Month;
 use hcp_domain::{Reach, SatisfactionPolicy, Scope};
@@ -41,6 +42,7 @@ pub fn xlsx(month: Month, report: &Report) -> Result<Vec<u8>, XlsxError> {
     let mut book = Workbook::new();
     let bold = Format::new().set_bold();
     let percent = Format::new().set_num_format("0.0%");
+    let quoted = Format::new().set_quote_prefix();
     for (level, rows) in report {
         let sheet = book.add_worksheet();
         sheet.set_name(format!("{}{}", level.title_zh(), month))?;
@@ -50,8 +52,15 @@ pub fn xlsx(month: Month, report: &Report) -> Result<Vec<u8>, XlsxError> {
         sheet.set_column_width(1, 24)?;
         for (i, r) in rows.iter().enumerate() {
             let row = i as u32 + 1;
-            sheet.write_string(row, 0, &r.id)?;
-            sheet.write_string(row, 1, &r.name)?;
+            for (c, text) in [&r.id, &r.name].into_iter().enumerate() {
+                // A string cell is never evaluated, but one a user edits or re-saves as CSV could
+                // be: text that reads as a formula carries Excel's quote prefix (shown as typed).
+                if spreadsheet_text(text) != text.as_str() {
+                    sheet.write_string_with_format(row, c as u16, text, &quoted)?;
+                } else {
+                    sheet.write_string(row, c as u16, text)?;
+                }
+            }
             let counts = [r.ratings, r.good, r.bad];
             for (c, n) in counts.iter().enumerate() {
                 sheet.write_number(row, 2 + c as u16, *n as f64)?;

@@ -159,13 +159,24 @@ pub fn csv_header() -> String {
     csv_row(&FIELDS.map(String::from))
 }
 
+/// Text for a spreadsheet cell (CSV or XLSX), defused: a leading `=`, `+`, `-`, `@`, TAB or CR
+/// would make a spreadsheet read the cell as a formula (CSV injection, OWASP), so such text gets
+/// a leading `'`, which spreadsheets show as text and do not evaluate.
+pub fn spreadsheet_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    }
+}
+
 pub(crate) fn csv_row(values: &[String]) -> String {
     let mut line = String::new();
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             line.push(',');
         }
-        let v = if v.starts_with(['=', '+', '-', '@']) { format!("'{v}") } else { v.clone() };
+        let v = spreadsheet_text(v);
         if v.contains([',', '"', '\n', '\r']) {
             line.push('"');
             line.push_str(&v.replace('"', "\"\""));
@@ -228,6 +239,13 @@ mod tests {
         let mut f = facts();
         f.comment = Some("=HYPERLINK(\"x\")".into());
         assert!(NationalRecord::from_facts(f).unwrap().csv_line().contains(",\"'=HYPERLINK(\"\"x\"\")\","));
+        for lead in ["=", "+", "-", "@", "\t", "\r"] {
+            assert_eq!(spreadsheet_text(&format!("{lead}1+1")), format!("'{lead}1+1"), "{lead:?}");
+            let row = csv_row(&[format!("{lead}cmd|' /C calc'!A0"), "x".into()]);
+            assert!(row.starts_with("'") || row.starts_with("\"'"), "{row:?}");
+        }
+        assert_eq!(spreadsheet_text("市公安局"), "市公安局");
+        assert_eq!(spreadsheet_text("1-2"), "1-2");
         let mut f = facts();
         f.channel = Channel::Hotline;
         assert_eq!(NationalRecord::from_facts(f), None);

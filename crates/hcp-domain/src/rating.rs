@@ -166,6 +166,14 @@ fn required(field: &str) -> FieldError {
     err(field, "required", format!("缺少必填字段 {field}"), format!("{field} is required"))
 }
 
+/// A citizen's comment as stored: surrounding whitespace trimmed, line breaks kept as `\n`,
+/// every other control character (NUL, escape sequences, a leading TAB or CR that spreadsheets
+/// read as a formula) removed.
+fn clean_comment(comment: &str) -> String {
+    let kept: String = comment.chars().filter(|&c| c == '\n' || !c.is_control()).collect();
+    kept.trim().to_owned()
+}
+
 fn check_id(errors: &mut Vec<FieldError>, field: &str, value: Option<&str>) {
     let Some(v) = value else { return };
     let n = v.chars().count();
@@ -318,7 +326,7 @@ impl RatingInput {
             device_id: self.device_id,
             grade,
             tags: self.tags.unwrap_or_default(),
-            comment: self.comment.filter(|c| !c.trim().is_empty()),
+            comment: self.comment.as_deref().map(clean_comment).filter(|c| !c.is_empty()),
             rated_at,
             received_at,
             assess_number,
@@ -461,6 +469,15 @@ mod tests {
             ("empty record", |i| i.service_record_no = Some(String::new()), "service_record_no", "length"),
             ("record with space", |i| i.service_record_no = Some("A B".into()), "service_record_no", "format"),
             ("long comment", |i| i.comment = Some("差".repeat(1001)), "comment", "too_long"),
+            (
+                "blank comment is no evidence",
+                |i| {
+                    i.grade = Some(2);
+                    i.comment = Some(" \t\r\n\u{3000}\u{0} ".into());
+                },
+                "tags",
+                "evidence_required",
+            ),
             ("bad without evidence", |i| i.grade = Some(2), "tags", "evidence_required"),
             ("bad tag", |i| i.tags = Some(vec!["态度 差".into()]), "tags[0]", "format"),
             ("hotline at window", |i| i.stage = Some("hotline".into()), "stage", "channel_mismatch"),
@@ -486,6 +503,14 @@ mod tests {
         input.tags = None;
         input.comment = Some("等了两个小时".into());
         assert!(input.validate(Uuid::now_v7(), now()).is_ok());
+    }
+
+    #[test]
+    fn comments_are_trimmed_and_stripped_of_control_characters() {
+        let mut input = good_input();
+        input.comment = Some("\t=1+1\r\n 等了\u{0}两个\u{1b}[31m小时\r\n第二行 \u{3000}".into());
+        let e = input.validate(Uuid::now_v7(), now()).unwrap();
+        assert_eq!(e.comment.as_deref(), Some("=1+1\n 等了两个[31m小时\n第二行"));
     }
 
     #[test]
