@@ -216,10 +216,16 @@ async fn every_route_admits_exactly_its_roles_and_scopes() {
         let expected = match rule["access"]["kind"].as_str().unwrap() {
             "channel" => Some("channel_key"),
             "operator" => Some("session"),
+            "monitoring" => {
+                // The token, or nothing where none is configured.
+                assert_eq!(op["security"][1], json!({}), "{m} {p}: the token is optional");
+                assert!(op["responses"].get("401").is_some(), "{m} {p}: 401 undocumented");
+                Some("monitoring_token")
+            }
             _ => None,
         };
         assert_eq!(scheme.as_deref(), expected, "{m} {p}: documented credential");
-        if expected.is_some() {
+        if matches!(expected, Some("channel_key" | "session")) {
             for status in ["401", "403", "503"] {
                 assert!(op["responses"].get(status).is_some(), "{m} {p}: {status} undocumented");
             }
@@ -246,7 +252,8 @@ async fn every_route_admits_exactly_its_roles_and_scopes() {
         let url = fill(path);
         let what = format!("{m} {path}");
         match rule["access"]["kind"].as_str().unwrap() {
-            "public" => {
+            // Monitoring is public unless a metrics token is set (tests/spine.rs sets one).
+            "public" | "monitoring" => {
                 let (s, _) = request(app, m, &url, None).await;
                 assert!(s != 401 && s != 403 && s < 500, "{what} is public but answered {s}");
                 checked += 1;
@@ -359,6 +366,7 @@ fn render_matrix(rules: &[Value]) -> String {
         };
         let access = match kind {
             "public" => "public",
+            "monitoring" => "metrics token, if set",
             "citizen" => "citizen link",
             "channel" => "channel key",
             _ => "session",

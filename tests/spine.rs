@@ -384,6 +384,40 @@ async fn follow_up_replaces_the_first_grade_and_both_stay_in_history() {
     app.stop_aggregator().await;
 }
 
+/// With `HCP_METRICS_TOKEN` set, `/metrics` answers only to it, and only it sees `/readyz`'s
+/// dependency details; sessions and channel keys are not monitoring tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitoring_token_guards_metrics_and_readiness_details() {
+    const TOKEN: &str = "prometheus-scrape-token-0123";
+    let app = TestApp::start_with(|c| c.metrics_token = Some(hcp_http::MonitoringToken::parse(TOKEN).unwrap())).await;
+    let get = |path: &str, bearer: Option<&str>| {
+        let mut req = app.client.get(format!("{}{path}", app.url));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for bearer in [None, Some(app.admin.as_str()), Some("prometheus-scrape-token-012"), Some("wrong")] {
+        let (status, body) = get("/metrics", bearer).await;
+        assert_eq!(status, 401, "{bearer:?}: {body}");
+        assert!(body.contains("/problems/unauthenticated") && !body.contains("hcp_"), "{body}");
+        let (status, body) = get("/readyz", bearer).await;
+        assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()), (200, json!({"status": "ready"})));
+    }
+    let (status, body) = get("/metrics", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert!(body.lines().any(|l| l.starts_with("hcp_http_requests_total")), "{body}");
+    let (status, body) = get("/readyz", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"status": "ready", "checks": {"broker": "ok", "database": "ok"}})
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operational_endpoints_answer() {
     let app = TestApp::start().await;
@@ -393,7 +427,8 @@ async fn operational_endpoints_answer() {
     let ready = get("/readyz").await.unwrap();
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();
-    assert_eq!(ready["checks"], json!({"broker": "ok", "database": "ok"}));
+    // Anonymous callers learn ready or not, nothing about the dependencies.
+    assert_eq!(ready, json!({"status": "ready"}));
     assert_eq!(
         app.post_rating(&json!({"channel": "web", "stage": "online", "service_record_no": "O-1", "grade": 4}))
             .await

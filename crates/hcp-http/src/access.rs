@@ -21,7 +21,7 @@ use chrono::Utc;
 use hcp_domain::Role;
 use serde::Serialize;
 
-use crate::auth::{token_of, Caller, SessionKey};
+use crate::auth::{token_of, Caller, MonitoringToken, SessionKey};
 use crate::ApiError;
 
 /// Every operator role.
@@ -31,8 +31,11 @@ pub const ANY_OPERATOR: &[Role] = &Role::ALL;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Access {
-    /// Anyone: health, metrics, documentation, pages, login.
+    /// Anyone: health, documentation, pages, login.
     Public,
+    /// Monitoring (`/metrics`): anyone when no `HCP_METRICS_TOKEN` is set, else only a request
+    /// bearing it (business volumes are not for the public).
+    Monitoring,
     /// A citizen holding the signed link in the path (an invitation or a callback token); the
     /// handler checks its signature, expiry and single use.
     Citizen,
@@ -165,9 +168,9 @@ impl Routes<()> {
     }
 
     /// The router with the one access layer in front of every route, and the table it enforces.
-    pub fn enforce(self, key: SessionKey) -> (Router, Arc<AccessTable>) {
+    pub fn enforce(self, key: SessionKey, monitoring: Option<MonitoringToken>) -> (Router, Arc<AccessTable>) {
         let table = Arc::new(AccessTable(self.rules));
-        let guard = Guard { table: table.clone(), key };
+        let guard = Guard { table: table.clone(), key, monitoring };
         (self.router.route_layer(axum::middleware::from_fn_with_state(guard, check)), table)
     }
 }
@@ -176,6 +179,7 @@ impl Routes<()> {
 struct Guard {
     table: Arc<AccessTable>,
     key: SessionKey,
+    monitoring: Option<MonitoringToken>,
 }
 
 /// The layer: finds the request's rule and, for operator routes, verifies the session and the
@@ -193,6 +197,12 @@ async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Resp
         tracing::error!(%path, "route without an access rule refused");
         return ApiError::Internal(format!("route {path} has no access rule")).into_response();
     };
+    if rule.access == Access::Monitoring {
+        if guard.monitoring.as_ref().is_some_and(|t| !t.admits(req.headers())) {
+            return ApiError::Unauthenticated.into_response();
+        }
+        return next.run(req).await;
+    }
     if let Access::Operator { roles, .. } = rule.access {
         let claims = {
             let parts = req.headers();

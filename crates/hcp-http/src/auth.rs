@@ -101,6 +101,39 @@ pub fn session_expiry(now: DateTime<Utc>) -> i64 {
     (now + Duration::hours(SESSION_HOURS)).timestamp()
 }
 
+/// The bearer token of monitoring (`HCP_METRICS_TOKEN`): when set, `/metrics` answers only to it
+/// and `/readyz` shows its dependency details only to it. Compared as SHA-256 digests, so the
+/// time a comparison takes says nothing about the token.
+#[derive(Clone)]
+pub struct MonitoringToken([u8; 32]);
+
+impl std::fmt::Debug for MonitoringToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MonitoringToken(..)")
+    }
+}
+
+impl MonitoringToken {
+    /// A token of at least 16 characters.
+    pub fn parse(token: &str) -> Result<Self, String> {
+        use sha2::Digest;
+        let token = token.trim();
+        if token.chars().count() < 16 {
+            return Err("the metrics token must be at least 16 characters".into());
+        }
+        Ok(MonitoringToken(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    /// Whether the request carries this token as `Authorization: Bearer …`.
+    pub fn admits(&self, headers: &axum::http::HeaderMap) -> bool {
+        use sha2::Digest;
+        let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+        let Some(given) = given.strip_prefix("Bearer ") else { return false };
+        let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+        digest.iter().zip(self.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
 /// The prefix of every channel key: `hcp_<key id>_<secret>`.
 pub const CHANNEL_KEY_PREFIX: &str = "hcp_";
 
@@ -218,6 +251,21 @@ mod tests {
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         assert!(key.verify(&format!("{body}.{tag}"), now).is_none());
         assert!(key.verify("garbage", now).is_none());
+    }
+
+    #[test]
+    fn the_monitoring_token_admits_only_itself() {
+        let token = MonitoringToken::parse("scrape-me-0123456789").unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(!token.admits(&headers));
+        headers.insert(header::AUTHORIZATION, "Bearer scrape-me-0123456789".parse().unwrap());
+        assert!(token.admits(&headers));
+        headers.insert(header::AUTHORIZATION, "Bearer scrape-me-012345678".parse().unwrap());
+        assert!(!token.admits(&headers));
+        headers.insert(header::AUTHORIZATION, "scrape-me-0123456789".parse().unwrap());
+        assert!(!token.admits(&headers));
+        assert!(MonitoringToken::parse("short").is_err());
+        assert_eq!(format!("{token:?}"), "MonitoringToken(..)");
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod problem;
 pub mod sessions;
 
 pub use access::{Access, AccessTable, RouteRule, Routes, ANY_OPERATOR};
-pub use auth::{Caller, Claims, SessionKey};
+pub use auth::{Caller, Claims, MonitoringToken, SessionKey};
 pub use component::{Component, Task, TaskEnd};
 pub use extract::{
     from_value, page_bounds, parse_json, read_limited, shape_error, ApiJson, ApiJsonBytes, ApiPath, ApiQuery,

@@ -10,7 +10,7 @@ use clap::builder::{BoolishValueParser, TypedValueParser};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 use hcp_bus::{KafkaConfig, Topics};
 use hcp_domain::{PiiCipher, SatisfactionPolicy};
-use hcp_http::SessionKey;
+use hcp_http::{MonitoringToken, SessionKey};
 use hcp_ingest::invitations::InvitationKeys;
 
 /// The `--help` heading of the settings every component shares.
@@ -62,6 +62,11 @@ pub struct Config {
     #[arg(long, global = true, env = "HCP_SESSION_KEY", hide_env_values = true,
           value_parser = Secret(SessionKey::from_base64), help_heading = SHARED)]
     pub session_key: Option<SessionKey>,
+    /// Bearer token (≥ 16 characters) Prometheus sends for `/metrics`; `/readyz` shows its
+    /// dependency details only to it. Without it `/metrics` is public (keep it off the internet).
+    #[arg(long, global = true, env = "HCP_METRICS_TOKEN", hide_env_values = true,
+          value_parser = Secret(MonitoringToken::parse), help_heading = SHARED)]
+    pub metrics_token: Option<MonitoringToken>,
     /// Count 基本满意 (grade 3) as neutral instead of good.
     #[arg(long, global = true, env = "HCP_THREE_IS_NEUTRAL", default_value = "false", action = ArgAction::Set,
           value_parser = BoolishValueParser::new(), help_heading = SHARED)]

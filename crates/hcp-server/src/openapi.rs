@@ -127,6 +127,7 @@ impl utoipa::Modify for SecuritySchemes {
         };
         components.add_security_scheme("channel_key", bearer("Device or integration key `hcp_<id>_<secret>`"));
         components.add_security_scheme("session", bearer("Operator session from POST /api/v1/auth/login"));
+        components.add_security_scheme("monitoring_token", bearer("HCP_METRICS_TOKEN, where the operator set one"));
     }
 }
 
@@ -187,6 +188,7 @@ fn complete(op: &mut Operation, access: Access) {
     }
     match access {
         Access::Public => {}
+        Access::Monitoring => add("401", "缺少监控令牌(配置了 HCP_METRICS_TOKEN 时)Monitoring token required"),
         Access::Citizen => add("429", "请求过于频繁 Rate limited"),
         Access::Channel => {
             add("401", "缺少或无效的接入密钥 Missing or invalid channel key");
@@ -202,7 +204,14 @@ fn complete(op: &mut Operation, access: Access) {
     let scheme = match access {
         Access::Channel => Some("channel_key"),
         Access::Operator { .. } => Some("session"),
-        Access::Public | Access::Citizen => None,
+        Access::Public | Access::Citizen | Access::Monitoring => None,
     };
     op.security = scheme.map(|s| vec![SecurityRequirement::new(s, Vec::<String>::new())]);
+    if access == Access::Monitoring {
+        // The token is needed only where the operator configured one.
+        op.security = Some(vec![
+            SecurityRequirement::new("monitoring_token", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]);
+    }
 }

@@ -18,7 +18,8 @@ use hcp_bus::RatingProducer;
 use hcp_directory::DirectoryState;
 use hcp_domain::Role;
 use hcp_http::{
-    time_limit, track_requests, Access, AccessTable, ApiError, Component, RouteRule, Routes, SessionKey, Task,
+    time_limit, track_requests, Access, AccessTable, ApiError, Component, MonitoringToken, RouteRule, Routes,
+    SessionKey, Task,
 };
 use hcp_ingest::invitations::{InvitationConfig, OutboxSms};
 use hcp_ingest::limits::Limits;
@@ -71,6 +72,8 @@ pub async fn spawn(config: Config, components: Components, listener: TcpListener
 pub(crate) struct OpsState {
     store: Store,
     producer: RatingProducer,
+    /// Who may see `/readyz`'s details (`HCP_METRICS_TOKEN`); nobody when unset.
+    monitoring: Option<MonitoringToken>,
 }
 
 /// Serves `components` on `listener` until `shutdown` is cancelled, or until a component's
@@ -96,7 +99,11 @@ pub async fn run(
     let shared =
         Shared { config: &config, store: &store, producer: &producer, session_key: &session_key, shutdown: &shutdown };
 
-    let mut app = ops_routes(OpsState { store: store.clone(), producer: producer.clone() });
+    let mut app = ops_routes(OpsState {
+        store: store.clone(),
+        producer: producer.clone(),
+        monitoring: config.metrics_token.clone(),
+    });
     let mut tasks = Vec::new();
     for name in components.iter() {
         let component = shared.component(name);
@@ -269,7 +276,7 @@ fn ops_routes(state: OpsState) -> Routes {
     Routes::new()
         .get("/healthz", Access::Public, healthz)
         .get("/readyz", Access::Public, readyz)
-        .get("/metrics", Access::Public, metrics)
+        .get("/metrics", Access::Monitoring, metrics)
         .get("/openapi.json", Access::Public, |Extension(table): Extension<std::sync::Arc<AccessTable>>| async move {
             Json(openapi::document_for(&table))
         })
@@ -283,7 +290,7 @@ fn ops_routes(state: OpsState) -> Routes {
 
 /// The access layer over every route, then the time limit, panic catching, metrics and tracing.
 fn with_layers(routes: Routes, config: &Config, session_key: SessionKey) -> axum::Router {
-    let (app, table) = routes.enforce(session_key);
+    let (app, table) = routes.enforce(session_key, config.metrics_token.clone());
     app.layer(Extension(table))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -338,12 +345,15 @@ pub(crate) async fn healthz() -> Json<Health> {
 #[derive(Serialize)]
 struct Readiness {
     status: &'static str,
-    checks: std::collections::BTreeMap<&'static str, String>,
+    /// Each dependency's state, for the monitoring token's holder only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks: Option<std::collections::BTreeMap<&'static str, String>>,
 }
 
-/// Readiness: the broker and the database answer within 2 s.
+/// Readiness: the broker and the database answer within 2 s. Anyone learns ready or not; which
+/// dependency failed, and why, is logged and shown only to the monitoring token's holder.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down")))]
-pub(crate) async fn readyz(State(ops): State<OpsState>) -> Response {
+pub(crate) async fn readyz(State(ops): State<OpsState>, headers: axum::http::HeaderMap) -> Response {
     let timeout = Duration::from_secs(2);
     let database = match tokio::time::timeout(timeout, ops.store.ping()).await {
         Ok(Ok(())) => "ok".to_string(),
@@ -357,7 +367,11 @@ pub(crate) async fn readyz(State(ops): State<OpsState>) -> Response {
         Err(e) => format!("error: {e}"),
     };
     let ready = database == "ok" && broker == "ok";
-    let checks = std::collections::BTreeMap::from([("database", database), ("broker", broker)]);
+    if !ready {
+        tracing::warn!(%database, %broker, "not ready");
+    }
+    let details = ops.monitoring.as_ref().is_some_and(|t| t.admits(&headers));
+    let checks = details.then(|| std::collections::BTreeMap::from([("database", database), ("broker", broker)]));
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Readiness { status: if ready { "ready" } else { "not_ready" }, checks })).into_response()
 }
