@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use hcp_domain::export::spreadsheet_text;
+use hcp_domain::export::reads_as_formula;
 use hcp_domain::report::{self, ReportLevel, ReportRow, COLUMNS};
 use hcp_domain::time::Month;
 use hcp_domain::{Reach, SatisfactionPolicy, Scope};
@@ -55,7 +55,7 @@ pub fn xlsx(month: Month, report: &Report) -> Result<Vec<u8>, XlsxError> {
             for (c, text) in [&r.id, &r.name].into_iter().enumerate() {
                 // A string cell is never evaluated, but one a user edits or re-saves as CSV could
                 // be: text that reads as a formula carries Excel's quote prefix (shown as typed).
-                if spreadsheet_text(text) != text.as_str() {
+                if reads_as_formula(text) {
                     sheet.write_string_with_format(row, c as u16, text, &quoted)?;
                 } else {
                     sheet.write_string(row, c as u16, text)?;

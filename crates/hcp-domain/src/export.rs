@@ -159,11 +159,16 @@ pub fn csv_header() -> String {
     csv_row(&FIELDS.map(String::from))
 }
 
-/// Text for a spreadsheet cell (CSV or XLSX), defused: a leading `=`, `+`, `-`, `@`, TAB or CR
-/// would make a spreadsheet read the cell as a formula (CSV injection, OWASP), so such text gets
-/// a leading `'`, which spreadsheets show as text and do not evaluate.
+/// Whether a spreadsheet would read `text` as a formula: it starts with `=`, `+`, `-`, `@`, TAB
+/// or CR (CSV injection, OWASP).
+pub fn reads_as_formula(text: &str) -> bool {
+    text.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// Text for a CSV cell, defused: text that [`reads_as_formula`] gets a leading `'`, which
+/// spreadsheets show as text and do not evaluate.
 pub fn spreadsheet_text(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if reads_as_formula(text) {
         format!("'{text}").into()
     } else {
         text.into()

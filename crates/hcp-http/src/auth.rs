@@ -127,9 +127,8 @@ impl MonitoringToken {
     /// Whether the request carries this token as `Authorization: Bearer …`.
     pub fn admits(&self, headers: &axum::http::HeaderMap) -> bool {
         use sha2::Digest;
-        let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-        let Some(given) = given.strip_prefix("Bearer ") else { return false };
-        let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+        let Some(given) = bearer_of(headers) else { return false };
+        let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
         digest.iter().zip(self.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 }
@@ -188,10 +187,15 @@ impl Caller {
     }
 }
 
+/// The token of `Authorization: Bearer …`, if the request has that header in that form.
+fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
 /// The session token of a request: `Authorization: Bearer …`, else the `hcp_session` cookie.
 pub(crate) fn token_of(headers: &axum::http::HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return v.strip_prefix("Bearer ").map(str::trim);
+    if headers.get(header::AUTHORIZATION).is_some_and(|v| v.to_str().is_ok()) {
+        return bearer_of(headers);
     }
     headers
         .get_all(header::COOKIE)

@@ -201,17 +201,12 @@ fn complete(op: &mut Operation, access: Access) {
         }
     }
     add("503", "服务暂不可用或超时 Unavailable or timed out");
-    let scheme = match access {
-        Access::Channel => Some("channel_key"),
-        Access::Operator { .. } => Some("session"),
-        Access::Public | Access::Citizen | Access::Monitoring => None,
-    };
-    op.security = scheme.map(|s| vec![SecurityRequirement::new(s, Vec::<String>::new())]);
-    if access == Access::Monitoring {
+    let scheme = |name: &str| SecurityRequirement::new(name, Vec::<String>::new());
+    op.security = match access {
+        Access::Channel => Some(vec![scheme("channel_key")]),
+        Access::Operator { .. } => Some(vec![scheme("session")]),
         // The token is needed only where the operator configured one.
-        op.security = Some(vec![
-            SecurityRequirement::new("monitoring_token", Vec::<String>::new()),
-            SecurityRequirement::default(),
-        ]);
-    }
+        Access::Monitoring => Some(vec![scheme("monitoring_token"), SecurityRequirement::default()]),
+        Access::Public | Access::Citizen => None,
+    };
 }
