@@ -370,7 +370,8 @@ pub async fn board(State(state): State<BoardState>, caller: Caller) -> Result<Js
 }
 
 /// The board of the caller's reach as Server-Sent Events: a `snapshot` event (the JSON of `GET
-/// /api/v1/board`) at once and after every change, keep-alive comments in between.
+/// /api/v1/board`) at once and after every change, keep-alive comments in between. The stream
+/// ends when the session does (logout, account changed, expiry).
 #[utoipa::path(
     get,
     path = "/api/v1/board/stream",
@@ -381,9 +382,13 @@ pub async fn board(State(state): State<BoardState>, caller: Caller) -> Result<Js
         (status = 403, description = "An account without its department or region", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn board_stream(State(state): State<BoardState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+pub async fn board_stream(
+    State(state): State<BoardState>,
+    caller: Caller,
+    session: hcp_http::LiveSession,
+) -> Result<impl IntoResponse, ApiError> {
     let reach = caller.reach()?;
-    Ok(crate::live::stream(state, reach))
+    Ok(crate::live::stream(state, reach, session))
 }
 
 /// `/board`: the supervisor board page (zh-CN; it logs in and opens the stream itself).

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use hcp_domain::Reach;
+use hcp_http::LiveSession;
 use hcp_store::Store;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::board::{snapshot, BoardSnapshot};
 use crate::BoardState;
@@ -116,22 +117,32 @@ pub async fn run_listener(store: Store, live: Arc<Live>, shutdown: CancellationT
 }
 
 /// The Server-Sent Events of one board: a `snapshot` event at once and after every change.
-pub fn stream(state: BoardState, reach: Reach) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// The stream ends with the server, and when the caller's `session` ends (logout, account
+/// changed, expiry), checked every few seconds.
+pub fn stream(
+    state: BoardState,
+    reach: Reach,
+    session: LiveSession,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     struct S {
         state: BoardState,
         reach: Reach,
         rx: watch::Receiver<u64>,
         first: bool,
         last: Option<Instant>,
+        session_ended: CancellationToken,
+        _watch: DropGuard,
     }
     let rx = state.live.version.subscribe();
-    let init = S { state, reach, rx, first: true, last: None };
+    let (session_ended, watch) = session.watch();
+    let init = S { state, reach, rx, first: true, last: None, session_ended, _watch: watch };
     let events = futures::stream::unfold(init, |mut s| async move {
         let live = s.state.live.clone();
         loop {
             if !s.first {
                 tokio::select! {
                     _ = live.shutdown.cancelled() => return None,
+                    _ = s.session_ended.cancelled() => return None,
                     changed = s.rx.changed() => if changed.is_err() { return None },
                     _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
                 }
@@ -140,6 +151,7 @@ pub fn stream(state: BoardState, reach: Reach) -> Sse<impl Stream<Item = Result<
                     if !wait.is_zero() {
                         tokio::select! {
                             _ = live.shutdown.cancelled() => return None,
+                            _ = s.session_ended.cancelled() => return None,
                             _ = tokio::time::sleep(wait) => {}
                         }
                     }

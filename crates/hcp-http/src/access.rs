@@ -21,7 +21,10 @@ use chrono::Utc;
 use hcp_domain::Role;
 use serde::Serialize;
 
-use crate::auth::{token_of, Caller, MonitoringToken, SessionKey};
+use axum::http::Method;
+
+use crate::auth::{by_cookie, origin_of, same_origin, token_of, Caller, MonitoringToken, SessionKey};
+use crate::registry::{LiveSession, SessionRegistry};
 use crate::ApiError;
 
 /// Every operator role.
@@ -168,28 +171,45 @@ impl Routes<()> {
     }
 
     /// The router with the one access layer in front of every route, and the table it enforces.
-    pub fn enforce(self, key: SessionKey, monitoring: Option<MonitoringToken>) -> (Router, Arc<AccessTable>) {
+    pub fn enforce(self, config: GuardConfig) -> (Router, Arc<AccessTable>) {
         let table = Arc::new(AccessTable(self.rules));
-        let guard = Guard { table: table.clone(), key, monitoring };
+        let public_origin = config.public_url.as_deref().and_then(origin_of);
+        let guard = Guard { table: table.clone(), config, public_origin };
         (self.router.route_layer(axum::middleware::from_fn_with_state(guard, check)), table)
     }
+}
+
+/// What the access layer checks callers with.
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// Verifies session tokens.
+    pub key: SessionKey,
+    /// Knows which sessions are live.
+    pub sessions: SessionRegistry,
+    /// `HCP_METRICS_TOKEN`, if set.
+    pub monitoring: Option<MonitoringToken>,
+    /// `HCP_PUBLIC_URL`, if set: its origin is this site's for the cross-site check.
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone)]
 struct Guard {
     table: Arc<AccessTable>,
-    key: SessionKey,
-    monitoring: Option<MonitoringToken>,
+    config: GuardConfig,
+    public_origin: Option<String>,
 }
 
-/// The layer: finds the request's rule and, for operator routes, verifies the session and the
-/// role, handing the [`Caller`] on. HEAD is answered by the GET handler, so it passes the GET
-/// rule; any other method the route does not have passes through to 405 (no handler runs).
+/// The layer: finds the request's rule and, for operator routes, verifies the session (genuine,
+/// unexpired, still live on the server) and the role, handing the [`Caller`] and its
+/// [`LiveSession`] on. HEAD is answered by the GET handler, so it passes the GET rule; any other
+/// method the route does not have passes through to 405 (no handler runs). A state-changing
+/// request that the session cookie authenticates must come from this site (`Origin`), whatever
+/// its route: that cookie is what a forged cross-site request would carry.
 async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
     let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()) else {
         return next.run(req).await;
     };
-    let method = if req.method() == axum::http::Method::HEAD { "GET" } else { req.method().as_str() };
+    let method = if req.method() == Method::HEAD { "GET" } else { req.method().as_str() };
     let Some(rule) = guard.table.find(method, &path) else {
         if guard.table.rules().iter().any(|r| r.path == path) {
             return next.run(req).await;
@@ -197,23 +217,36 @@ async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Resp
         tracing::error!(%path, "route without an access rule refused");
         return ApiError::Internal(format!("route {path} has no access rule")).into_response();
     };
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe && by_cookie(req.headers()) && !same_origin(req.headers(), guard.public_origin.as_deref()) {
+        tracing::warn!(route = %path, "cross-site request with the session cookie refused");
+        return ApiError::CrossSiteRequest.into_response();
+    }
     if rule.access == Access::Monitoring {
-        if guard.monitoring.as_ref().is_some_and(|t| !t.admits(req.headers())) {
+        if guard.config.monitoring.as_ref().is_some_and(|t| !t.admits(req.headers())) {
             return ApiError::Unauthenticated.into_response();
         }
         return next.run(req).await;
     }
     if let Access::Operator { roles, .. } = rule.access {
-        let claims = {
-            let parts = req.headers();
-            token_of(parts).and_then(|t| guard.key.verify(t, Utc::now()))
-        };
+        let claims = token_of(req.headers()).and_then(|t| guard.config.key.verify(t, Utc::now()));
         let Some(claims) = claims else { return ApiError::Unauthenticated.into_response() };
+        match guard.config.sessions.is_live(claims.sid).await {
+            Ok(true) => {}
+            Ok(false) => return ApiError::Unauthenticated.into_response(),
+            Err(e) => return e.into_response(),
+        }
+        let session = LiveSession {
+            sid: claims.sid,
+            expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now),
+            registry: guard.config.sessions.clone(),
+        };
         let caller = Caller(claims);
         if let Err(e) = caller.require(roles) {
             return e.into_response();
         }
         req.extensions_mut().insert(caller);
+        req.extensions_mut().insert(session);
     }
     next.run(req).await
 }

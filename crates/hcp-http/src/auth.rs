@@ -3,9 +3,10 @@
 //! A login (checked against an argon2 password hash) yields a session token: the caller's claims
 //! (account, role, department or region, expiry) as base64url JSON, a dot, and their HMAC-SHA256
 //! under the server's session key. The token travels as `Authorization: Bearer …` or the
-//! `hcp_session` cookie (HttpOnly, SameSite=Strict) the login sets. Verifying one is a MAC check:
-//! no database read per request. Sessions last [`SESSION_HOURS`]; disabling an account takes
-//! effect at the next login (issue 7 adds revocation lists and device/integration keys).
+//! `hcp_session` cookie (HttpOnly, SameSite=Strict, and Secure when the public URL is https) the
+//! login sets. A token names its server-side session (`sid`): the access layer admits it only
+//! while that session is live ([`crate::registry`]), so logout and account changes end it.
+//! Sessions last [`SESSION_HOURS`].
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -43,6 +44,8 @@ pub struct Claims {
     pub region_code: Option<String>,
     /// Expiry (Unix seconds).
     pub exp: i64,
+    /// The server-side session this token belongs to.
+    pub sid: uuid::Uuid,
 }
 
 /// The HMAC key that signs sessions.
@@ -215,14 +218,50 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The `Set-Cookie` value of a session.
-pub fn session_cookie(token: &str) -> String {
-    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_HOURS * 3600)
+/// The `Set-Cookie` value of a session; `secure` (an https public URL) keeps it off plain http.
+pub fn session_cookie(token: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", SESSION_HOURS * 3600)
 }
 
 /// The `Set-Cookie` value that ends a session.
-pub fn clear_session_cookie() -> String {
-    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+pub fn clear_session_cookie(secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+}
+
+/// Whether the request is authenticated by the session cookie (no `Authorization` header, an
+/// `hcp_session` cookie): the only kind a browser attaches to a request another site makes.
+pub(crate) fn by_cookie(headers: &axum::http::HeaderMap) -> bool {
+    !headers.contains_key(header::AUTHORIZATION) && token_of(headers).is_some()
+}
+
+/// Whether a request comes from a page of this site: its `Origin` (else its `Referer`'s origin)
+/// names the host it was sent to, or the public URL's origin. Browsers send `Origin` with every
+/// cross-origin request and every same-origin POST, PUT and DELETE, and scripts cannot forge it.
+pub(crate) fn same_origin(headers: &axum::http::HeaderMap, public_origin: Option<&str>) -> bool {
+    let origin =
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null").map(str::to_owned).or_else(
+            || {
+                let referer = headers.get(header::REFERER)?.to_str().ok()?;
+                let (scheme, rest) = referer.split_once("://")?;
+                Some(format!("{scheme}://{}", rest.split('/').next()?))
+            },
+        );
+    let Some(origin) = origin else { return false };
+    if public_origin.is_some_and(|p| p.eq_ignore_ascii_case(&origin)) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, h)| h);
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
+/// The origin (`scheme://host[:port]`) of a URL, for [`same_origin`].
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next().filter(|h| !h.is_empty())?;
+    Some(format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -237,6 +276,7 @@ mod tests {
             department_id: Some("D1".into()),
             region_code: None,
             exp,
+            sid: uuid::Uuid::nil(),
         }
     }
 
@@ -270,6 +310,43 @@ mod tests {
         assert!(!token.admits(&headers));
         assert!(MonitoringToken::parse("short").is_err());
         assert_eq!(format!("{token:?}"), "MonitoringToken(..)");
+    }
+
+    #[test]
+    fn only_requests_from_this_site_count_as_same_origin() {
+        let h = |pairs: &[(header::HeaderName, &str)]| {
+            let mut m = axum::http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(k.clone(), v.parse().unwrap());
+            }
+            m
+        };
+        let host = (header::HOST, "hcp.example.gov.cn");
+        assert!(same_origin(&h(&[host.clone(), (header::ORIGIN, "https://hcp.example.gov.cn")]), None));
+        assert!(!same_origin(&h(&[host.clone(), (header::ORIGIN, "https://evil.example")]), None));
+        assert!(!same_origin(&h(&[host.clone(), (header::ORIGIN, "https://hcp.example.gov.cn.evil.example")]), None));
+        assert!(!same_origin(&h(&[host.clone(), (header::ORIGIN, "null")]), None));
+        assert!(!same_origin(&h(std::slice::from_ref(&host)), None), "neither Origin nor Referer");
+        assert!(same_origin(&h(&[host.clone(), (header::REFERER, "https://hcp.example.gov.cn/console?x=1")]), None));
+        assert!(!same_origin(&h(&[host.clone(), (header::REFERER, "https://evil.example/hcp.example.gov.cn")]), None));
+        // Behind a proxy that rewrites Host, the public URL's origin.
+        let inner = (header::HOST, "10.0.0.5:8080");
+        let public = origin_of("https://HCP.example.gov.cn/base").unwrap();
+        assert_eq!(public, "https://hcp.example.gov.cn");
+        assert!(same_origin(&h(&[inner.clone(), (header::ORIGIN, "https://hcp.example.gov.cn")]), Some(&public)));
+        assert!(!same_origin(&h(&[inner, (header::ORIGIN, "http://hcp.example.gov.cn")]), Some(&public)));
+    }
+
+    #[test]
+    fn cookies_are_secure_on_https() {
+        assert!(session_cookie("t", true).ends_with("; Secure"));
+        assert!(!session_cookie("t", false).contains("Secure"));
+        assert!(clear_session_cookie(true).contains("Max-Age=0; Secure"));
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(header::COOKIE, "hcp_session=abc".parse().unwrap());
+        assert!(by_cookie(&headers));
+        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert!(!by_cookie(&headers));
     }
 
     #[test]

@@ -135,6 +135,13 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         help_zh: "当前账号的角色不允许此操作,见 detail;如需办理请联系有相应角色的人员。",
     },
     ProblemType {
+        slug: "cross-site-request",
+        status: 403,
+        title: "Cross-site request refused",
+        title_zh: "拒绝跨站请求",
+        help_zh: "以登录 Cookie 认证的修改请求必须来自本站页面(Origin 与本站一致);脚本调用请使用 Authorization: Bearer。",
+    },
+    ProblemType {
         slug: "transition-refused",
         status: 409,
         title: "Action not allowed in the current state",
@@ -243,6 +250,9 @@ pub enum ApiError {
     IdempotencyKeyReused,
     /// The caller's role does not allow this (403); the text says what is missing.
     Forbidden(String),
+    /// A state-changing request authenticated by the session cookie whose `Origin` is not this
+    /// site (403): a cross-site request forgery, refused before any handler runs.
+    CrossSiteRequest,
     /// A work-order action the current state does not allow (409), naming the state and the
     /// allowed actions.
     TransitionRefused {
@@ -304,6 +314,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "idempotency-key-reused",
             ApiError::RateLimited(_) => "rate-limited",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::CrossSiteRequest => "cross-site-request",
             ApiError::TransitionRefused { .. } => "transition-refused",
             ApiError::InvitationInvalid => "invitation-invalid",
             ApiError::InvitationUsed => "invitation-used",
@@ -515,6 +526,7 @@ mod tests {
             ApiError::IdempotencyKeyReused,
             ApiError::RateLimited(1),
             ApiError::Forbidden(String::new()),
+            ApiError::CrossSiteRequest,
             ApiError::TransitionRefused {
                 state: "opened".into(),
                 action: "reply".into(),

@@ -7,9 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -18,7 +16,7 @@ use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::future::BoxFuture;
 use hcp_domain::{Channel, RaterIdentity, RatingInput, Stage};
-use hcp_http::{ApiError, ApiJson, ApiPath, Problem};
+use hcp_http::{ApiError, ApiJson, ApiPath, ClientAddr, Problem};
 use hcp_store::{Invitation, ServiceRecord, Store};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -525,10 +523,10 @@ async fn usable(state: &IngestState, token: &str) -> Result<(Invitation, Service
     ))]
 pub async fn view(
     State(state): State<IngestState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     ApiPath(token): ApiPath<String>,
 ) -> Result<Json<InvitationView>, ApiError> {
-    state.limits.check_ip(peer.ip())?;
+    state.limits.check_ip(client)?;
     let (inv, _) = usable(&state, &token).await?;
     let (_, store) = config(&state)?;
     let tags = store.tag_catalogue().await?;
@@ -575,11 +573,11 @@ pub struct CitizenRating {
     ))]
 pub async fn submit(
     State(state): State<IngestState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     ApiPath(token): ApiPath<String>,
     ApiJson(body): ApiJson<CitizenRating>,
 ) -> Result<(StatusCode, Json<crate::Accepted>), ApiError> {
-    state.limits.check_ip(peer.ip())?;
+    state.limits.check_ip(client)?;
     let (inv, record) = usable(&state, &token).await?;
     let (_, store) = config(&state)?;
     let stage = Stage::parse(&inv.stage).ok_or(ApiError::InvitationInvalid)?;

@@ -10,7 +10,7 @@ use clap::builder::{BoolishValueParser, TypedValueParser};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 use hcp_bus::{KafkaConfig, Topics};
 use hcp_domain::{PiiCipher, SatisfactionPolicy};
-use hcp_http::{MonitoringToken, SessionKey};
+use hcp_http::{MonitoringToken, SessionKey, TrustedProxies};
 use hcp_ingest::invitations::InvitationKeys;
 
 /// The `--help` heading of the settings every component shares.
@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, global = true, env = "HCP_METRICS_TOKEN", hide_env_values = true,
           value_parser = Secret(MonitoringToken::parse), help_heading = SHARED)]
     pub metrics_token: Option<MonitoringToken>,
+    /// Addresses or networks (`10.0.0.0/8,127.0.0.1`) of the proxies in front of hcp: only a request
+    /// from one of them may name its client in `X-Forwarded-For` / `Forwarded` (per-address limits).
+    #[arg(long, global = true, env = "HCP_TRUSTED_PROXIES", default_value = "",
+          value_parser = TrustedProxies::parse, help_heading = SHARED)]
+    pub trusted_proxies: TrustedProxies,
     /// Count 基本满意 (grade 3) as neutral instead of good.
     #[arg(long, global = true, env = "HCP_THREE_IS_NEUTRAL", default_value = "false", action = ArgAction::Set,
           value_parser = BoolishValueParser::new(), help_heading = SHARED)]

@@ -18,8 +18,8 @@ use hcp_bus::RatingProducer;
 use hcp_directory::DirectoryState;
 use hcp_domain::Role;
 use hcp_http::{
-    time_limit, track_requests, Access, AccessTable, ApiError, Component, MonitoringToken, RouteRule, Routes,
-    SessionKey, Task,
+    time_limit, track_requests, Access, AccessTable, ApiError, Component, GuardConfig, MonitoringToken, RouteRule,
+    Routes, SessionKey, SessionRegistry, Task,
 };
 use hcp_ingest::invitations::{InvitationConfig, OutboxSms};
 use hcp_ingest::limits::Limits;
@@ -96,8 +96,15 @@ pub async fn run(
         tracing::warn!("HCP_SESSION_KEY is not set: a random session key is used (sessions end with this process)");
         SessionKey::random()
     });
-    let shared =
-        Shared { config: &config, store: &store, producer: &producer, session_key: &session_key, shutdown: &shutdown };
+    let sessions = SessionRegistry::new(store.clone());
+    let shared = Shared {
+        config: &config,
+        store: &store,
+        producer: &producer,
+        session_key: &session_key,
+        sessions: &sessions,
+        shutdown: &shutdown,
+    };
 
     let mut app = ops_routes(OpsState {
         store: store.clone(),
@@ -110,7 +117,13 @@ pub async fn run(
         app = app.merge(component.routes);
         tasks.extend(component.tasks.into_iter().map(|task| (component.name, task)));
     }
-    let app = with_layers(app, &config, session_key);
+    let guard = GuardConfig {
+        key: session_key,
+        sessions,
+        monitoring: config.metrics_token.clone(),
+        public_url: config.public_url.clone(),
+    };
+    let app = with_layers(app, &config, guard);
     tracing::info!(addr = %listener.local_addr()?, ?components, "hcp serving");
     let served = serve(app, tasks, listener, shutdown).await;
     let flush = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
@@ -187,6 +200,8 @@ struct Shared<'a> {
     store: &'a Store,
     producer: &'a RatingProducer,
     session_key: &'a SessionKey,
+    /// The server-side sessions, shared by the access layer and the sessions component.
+    sessions: &'a SessionRegistry,
     /// The server's own stop: open board streams end with it, so draining does not wait on them.
     shutdown: &'a CancellationToken,
 }
@@ -197,10 +212,12 @@ impl Shared<'_> {
         let Shared { config, store, producer, .. } = *self;
         let store = store.clone();
         match name {
-            ComponentName::Sessions => hcp_http::sessions::component(hcp_http::sessions::SessionsState {
+            ComponentName::Sessions => hcp_http::sessions::component(hcp_http::sessions::SessionsState::new(
                 store,
-                session_key: self.session_key.clone(),
-            }),
+                self.session_key.clone(),
+                self.sessions.clone(),
+                config.public_url().starts_with("https://"),
+            )),
             ComponentName::Ingest => hcp_ingest::component(self.ingest_state(), config.default_rating_interval),
             ComponentName::Aggregator => {
                 let mut cfg = AggregatorConfig::new(config.kafka(), config.topics());
@@ -289,9 +306,10 @@ fn ops_routes(state: OpsState) -> Routes {
 }
 
 /// The access layer over every route, then the time limit, panic catching, metrics and tracing.
-fn with_layers(routes: Routes, config: &Config, session_key: SessionKey) -> axum::Router {
-    let (app, table) = routes.enforce(session_key, config.metrics_token.clone());
+fn with_layers(routes: Routes, config: &Config, guard: GuardConfig) -> axum::Router {
+    let (app, table) = routes.enforce(guard);
     app.layer(Extension(table))
+        .layer(Extension(config.trusted_proxies.clone()))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(config.request_limit(), time_limit))
