@@ -42,6 +42,57 @@ pub fn subscribed(patterns: &[String], event_type: &str) -> bool {
     })
 }
 
+/// Why a webhook may not be sent to `ip`: loopback, private and link-local networks (the cloud
+/// metadata service at 169.254.169.254 among them), and every other address that is not a
+/// public unicast host. `None` for a public address. An endpoint on such an address would let
+/// whoever registers webhooks reach the server's own network; `HCP_WEBHOOK_ALLOW_PRIVATE` lifts
+/// the rule for deployments whose receivers live there.
+pub fn internal_address(ip: std::net::IpAddr) -> Option<&'static str> {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Some(match () {
+                _ if v4.is_loopback() => "loopback",
+                _ if v4.is_private() => "private",
+                _ if a == 169 && b == 254 && c == 169 => "metadata",
+                _ if v4.is_link_local() => "link-local",
+                _ if a == 100 && (64..128).contains(&b) => "shared (carrier-grade NAT)",
+                _ if v4.is_unspecified() || a == 0 => "unspecified",
+                _ if v4.is_broadcast() || v4.is_multicast() || a >= 240 => "not unicast",
+                _ if a == 192 && b == 0 && c == 0 => "protocol assignments",
+                _ if a == 198 && (b == 18 || b == 19) => "benchmarking",
+                _ if v4.is_documentation() => "documentation",
+                _ => return None,
+            })
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return internal_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            Some(match () {
+                _ if v6.is_loopback() => "loopback",
+                _ if v6.is_unspecified() => "unspecified",
+                _ if v6.is_multicast() => "not unicast",
+                _ if first & 0xfe00 == 0xfc00 => "private",
+                _ if first & 0xffc0 == 0xfe80 || first & 0xffc0 == 0xfec0 => "link-local",
+                _ if first == 0x2001 && v6.segments()[1] == 0xdb8 => "documentation",
+                // NAT64 and 6to4 embed an IPv4 address: judge that one.
+                _ if first == 0x64 && v6.segments()[1] == 0xff9b => {
+                    let [.., a, b] = v6.segments();
+                    return internal_address(IpAddr::V4(std::net::Ipv4Addr::from(((a as u32) << 16) | b as u32)));
+                }
+                _ if first == 0x2002 => {
+                    let [_, a, b, ..] = v6.segments();
+                    return internal_address(IpAddr::V4(std::net::Ipv4Addr::from(((a as u32) << 16) | b as u32)));
+                }
+                _ => return None,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +118,37 @@ mod tests {
         assert!(!subscribed(&s(&["workorder.close"]), "workorder.claim"));
         assert!(!subscribed(&s(&["alert.*"]), "workorder.claim"));
         assert!(!subscribed(&s(&["workorder.*"]), "workorders.x"));
+    }
+
+    #[test]
+    fn internal_addresses_are_named_and_public_ones_pass() {
+        let why = |s: &str| internal_address(s.parse().unwrap());
+        for (ip, reason) in [
+            ("127.0.0.1", "loopback"),
+            ("127.8.9.1", "loopback"),
+            ("10.1.2.3", "private"),
+            ("172.16.0.1", "private"),
+            ("192.168.1.1", "private"),
+            ("169.254.169.254", "metadata"),
+            ("169.254.1.1", "link-local"),
+            ("100.64.0.1", "shared (carrier-grade NAT)"),
+            ("0.0.0.0", "unspecified"),
+            ("0.1.2.3", "unspecified"),
+            ("255.255.255.255", "not unicast"),
+            ("224.0.0.1", "not unicast"),
+            ("::1", "loopback"),
+            ("::", "unspecified"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("::ffff:169.254.169.254", "metadata"),
+            ("fd00:ec2::254", "private"),
+            ("fe80::1", "link-local"),
+            ("64:ff9b::a00:1", "private"),
+            ("2002:7f00:1::", "loopback"),
+        ] {
+            assert_eq!(why(ip), Some(reason), "{ip}");
+        }
+        for ip in ["8.8.8.8", "114.114.114.114", "172.32.0.1", "100.128.0.1", "2400:3200::1", "2001:4860::8888"] {
+            assert_eq!(why(ip), None, "{ip}");
+        }
     }
 }

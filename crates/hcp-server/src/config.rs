@@ -153,6 +153,11 @@ pub struct Config {
     #[arg(long = "webhook-retry-base-ms", global = true, env = "HCP_WEBHOOK_RETRY_BASE_MS", default_value = "10000",
           value_parser = millis(10), help_heading = "Component webhooks")]
     pub webhook_retry_base: Duration,
+    /// Allow webhook endpoints on loopback, private, link-local and metadata addresses (receivers
+    /// inside the deployment's own network). Off: such URLs are refused when added and when sent.
+    #[arg(long, global = true, env = "HCP_WEBHOOK_ALLOW_PRIVATE", default_value = "false", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new(), help_heading = "Component webhooks")]
+    pub webhook_allow_private: bool,
 }
 
 /// `HCP_INGEST_AUTH`: `required` is true.

@@ -252,8 +252,12 @@ impl Shared<'_> {
                 },
             ),
             ComponentName::Webhooks => hcp_webhook::component(
-                hcp_webhook::WebhookState { store },
-                hcp_webhook::SenderConfig { retry_base: config.webhook_retry_base, ..Default::default() },
+                hcp_webhook::WebhookState { store, allow_private: config.webhook_allow_private },
+                hcp_webhook::SenderConfig {
+                    retry_base: config.webhook_retry_base,
+                    allow_private: config.webhook_allow_private,
+                    ..Default::default()
+                },
             ),
         }
     }

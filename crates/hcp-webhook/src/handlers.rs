@@ -61,7 +61,7 @@ fn invalid(field: &str, zh: &str, en: &str) -> ApiError {
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Added; the secret is shown once", body = CreatedWebhook),
-        (status = 422, description = "Bad URL or event types", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad URL (`internal_address`: loopback, private, link-local or metadata, unless HCP_WEBHOOK_ALLOW_PRIVATE) or event types", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
@@ -73,6 +73,18 @@ pub async fn create(
     let parsed = reqwest::Url::parse(url).map_err(|_| invalid("url", "URL 格式不正确", "url is not a valid URL"))?;
     if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() || url.len() > 2000 {
         return Err(invalid("url", "URL 须为 http(s)://主机/…", "url must be http(s)://host/…"));
+    }
+    if !state.allow_private {
+        if let Err(refused) = crate::egress::check_url(&parsed).await {
+            return Err(ApiError::field(
+                "url",
+                "internal_address",
+                format!(
+                    "不能向内部网络地址发送(主机解析为{refused});如确需内网接收,请由运维设置 HCP_WEBHOOK_ALLOW_PRIVATE"
+                ),
+                format!("the host is an {refused}; set HCP_WEBHOOK_ALLOW_PRIVATE to allow internal receivers"),
+            ));
+        }
     }
     if req.event_types.is_empty() || req.event_types.len() > 50 {
         return Err(invalid("event_types", "须订阅 1 至 50 个事件类型", "subscribe to 1 to 50 event types"));

@@ -8,9 +8,13 @@
 //! a published event is never lost for an endpoint, and the same `webhook-id` on every attempt
 //! lets receivers drop repeats.
 //!
+//! Endpoints go to public addresses only (checked at registration and at every connection, see
+//! [`egress`]) unless the operator allows internal ones; failures are logged as categories.
+//!
 //! It must not decide what happened (it only carries events) and must not block the pipeline:
 //! a slow or failing endpoint delays only its own deliveries.
 
+pub mod egress;
 mod handlers;
 mod metrics;
 mod sender;
@@ -29,6 +33,8 @@ pub use sender::{run_sender, send_due, SenderConfig};
 pub struct WebhookState {
     /// The database.
     pub store: Store,
+    /// Whether endpoints may be on internal addresses (`HCP_WEBHOOK_ALLOW_PRIVATE`).
+    pub allow_private: bool,
 }
 
 /// The `webhooks` component: the webhook routes, and the `sender` task that delivers what the

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use hcp_store::{DueDelivery, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics;
+use crate::{egress, metrics};
 
 /// How the sender paces itself.
 #[derive(Debug, Clone)]
@@ -22,6 +22,9 @@ pub struct SenderConfig {
     pub max_delay: Duration,
     /// Attempts before a delivery is marked failed.
     pub max_attempts: i32,
+    /// Whether endpoints may be on loopback, private or link-local addresses
+    /// (`HCP_WEBHOOK_ALLOW_PRIVATE`).
+    pub allow_private: bool,
 }
 
 impl Default for SenderConfig {
@@ -34,6 +37,7 @@ impl Default for SenderConfig {
             retry_base: Duration::from_secs(10),
             max_delay: Duration::from_secs(3600),
             max_attempts: 12,
+            allow_private: false,
         }
     }
 }
@@ -75,6 +79,9 @@ async fn attempt(
         metrics::ATTEMPTS.with_label_values(&["failed"]).inc();
         return store.record_attempt(d.delivery_id, started, None, Some("malformed secret"), false, None).await;
     };
+    if let (false, Err(refused)) = (config.allow_private, egress::check_literal(&d.url)) {
+        return failed(store, config, &d, started, None, refused.to_string()).await;
+    }
     let result = client
         .post(&d.url)
         .timeout(config.timeout)
@@ -85,27 +92,36 @@ async fn attempt(
         .body(d.payload.clone())
         .send()
         .await;
-    let (status, error) = match result {
-        Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
-        Ok(r) => (Some(r.status().as_u16()), Some(format!("HTTP {}", r.status()))),
-        Err(e) => (None, Some(e.to_string())),
-    };
-    let attempt_no = d.attempts + 1;
-    if error.is_none() {
-        metrics::ATTEMPTS.with_label_values(&["delivered"]).inc();
-        return store.record_attempt(d.delivery_id, started, status, None, true, None).await;
+    match result {
+        Ok(r) if r.status().is_success() => {
+            metrics::ATTEMPTS.with_label_values(&["delivered"]).inc();
+            store.record_attempt(d.delivery_id, started, Some(r.status().as_u16()), None, true, None).await
+        }
+        Ok(r) => failed(store, config, &d, started, Some(r.status().as_u16()), format!("HTTP {}", r.status())).await,
+        Err(e) => failed(store, config, &d, started, None, egress::failure_category(&e)).await,
     }
+}
+
+/// Records a failed attempt (`error` a category, never a library's text) and schedules the next.
+async fn failed(
+    store: &Store,
+    config: &SenderConfig,
+    d: &DueDelivery,
+    started: DateTime<Utc>,
+    status: Option<u16>,
+    error: String,
+) -> Result<(), hcp_store::Error> {
+    let attempt_no = d.attempts + 1;
     let retry_at = (attempt_no < config.max_attempts)
         .then(|| Utc::now() + chrono::Duration::from_std(config.delay_after(attempt_no)).unwrap_or_default());
     metrics::ATTEMPTS.with_label_values(&[if retry_at.is_some() { "retry" } else { "failed" }]).inc();
-    tracing::warn!(delivery = d.delivery_id, attempt = attempt_no, error = ?error, "webhook delivery failed");
-    store.record_attempt(d.delivery_id, started, status, error.as_deref(), false, retry_at).await
+    tracing::warn!(delivery = d.delivery_id, attempt = attempt_no, %error, "webhook delivery failed");
+    store.record_attempt(d.delivery_id, started, status, Some(&error), false, retry_at).await
 }
 
 /// Sends due deliveries every `poll_interval` until `shutdown`.
 pub async fn run_sender(store: Store, config: SenderConfig, shutdown: CancellationToken) {
-    let client =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client builds");
+    let client = egress::client(config.allow_private);
     let mut tick = tokio::time::interval(config.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
