@@ -621,3 +621,96 @@ async fn concurrent_claims_are_grouped_and_each_slot_goes_to_exactly_one_rating(
     let again = queue.claim(vec![(slot.to_string(), "acceptance".into(), 1, uuid::Uuid::now_v7())]).await.unwrap();
     assert_eq!(again, vec![Claim::Existing(*id)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_rates_only_its_own_window_or_hall_and_only_known_tags() {
+    let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
+    // The city, plus a second hall with its own window and a terminal in the first hall.
+    let mut city: Value = serde_json::from_str(CITY).unwrap();
+    city["halls"].as_array_mut().unwrap().push(json!({"id": "H2", "name": "第二分中心", "region_code": "449901"}));
+    city["windows"].as_array_mut().unwrap().push(
+        json!({"id": "W9", "hall_id": "H2", "name": "二中心1号窗", "role": "acceptance", "department_ids": ["D-A"]}),
+    );
+    city["devices"].as_array_mut().unwrap().push(json!({"id": "T-H1", "kind": "terminal", "hall_id": "H1"}));
+    app.import_directory(&city).await;
+    app.start_aggregator();
+    let admin = app.account("root", "admin", None, None).await;
+    let (evaluator, _) = issue(
+        &app,
+        &admin,
+        json!({"kind": "device", "channel": "window_evaluator", "device_id": "E-W2", "name": "2 号窗评价器"}),
+    )
+    .await;
+    let (terminal, terminal_id) = issue(
+        &app,
+        &admin,
+        json!({"kind": "device", "channel": "self_service_terminal", "device_id": "T-H1", "name": "一中心自助终端"}),
+    )
+    .await;
+    let (_, list) = app.call(Method::GET, "/api/v1/credentials", &admin, None).await;
+    let listed = list.as_array().unwrap().iter().find(|c| c["key_id"] == terminal_id.as_str()).unwrap().clone();
+    assert_eq!((listed["hall_id"].as_str(), listed["window_id"].as_str()), (Some("H1"), None));
+
+    let rating = |no: &str, extra: Value| {
+        let mut body = json!({"stage": "acceptance", "service_record_no": no, "service_item_code": "I-A", "grade": 1,
+            "comment": "等了很久"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    // The evaluator of window W2 naming another hall's window, or another hall: refused, nothing stored.
+    for (body, field, code) in [
+        (rating("D-1", json!({"window_id": "W9"})), "window_id", "device_window_mismatch"),
+        (rating("D-2", json!({"window_id": "W1"})), "window_id", "device_window_mismatch"),
+        (rating("D-3", json!({"hall_id": "H2"})), "hall_id", "device_hall_mismatch"),
+        (rating("D-4", json!({"tags": ["rude", "bribe-me"]})), "tags", "unknown_tag"),
+    ] {
+        let (s, p) = post(&app, Some(&evaluator), None, "/api/v1/ratings", &body).await;
+        assert_eq!(s, 422, "{body}: {p}");
+        assert_eq!((p["errors"][0]["field"].as_str(), p["errors"][0]["code"].as_str()), (Some(field), Some(code)));
+    }
+    let (_, p) =
+        post(&app, Some(&evaluator), None, "/api/v1/ratings", &rating("D-4", json!({"tags": ["bribe-me"]}))).await;
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("bribe-me"), "the message names the tag: {p}");
+    // The same in a batch: only the offending item is refused.
+    let batch = json!({"ratings": [rating("D-5", json!({"window_id": "W9"})), rating("D-6", json!({}))]});
+    let (s, r) = post(&app, Some(&evaluator), None, "/api/v1/ratings/batch", &batch).await;
+    assert_eq!(s, 200, "{r}");
+    let statuses: Vec<i64> = r["items"].as_array().unwrap().iter().map(|i| i["status"].as_i64().unwrap()).collect();
+    assert_eq!(statuses, [422, 202]);
+    // Its own window (named or left out) and catalogue tags are accepted.
+    let (s, r) = post(
+        &app,
+        Some(&evaluator),
+        None,
+        "/api/v1/ratings",
+        &rating("D-7", json!({"window_id": "W2", "tags": ["rude"]})),
+    )
+    .await;
+    assert_eq!(s, 202, "{r}");
+    // A hall terminal names windows of its hall only.
+    let body = json!({"stage": "acceptance", "service_record_no": "T-1", "service_item_code": "I-A", "grade": 5, "window_id": "W9"});
+    let (s, p) = post(&app, Some(&terminal), None, "/api/v1/ratings", &body).await;
+    assert_eq!((s, p["errors"][0]["code"].as_str()), (422, Some("device_window_mismatch")), "{p}");
+    let body = json!({"stage": "acceptance", "service_record_no": "T-2", "service_item_code": "I-A", "grade": 5, "window_id": "W1"});
+    let (s, r) = post(&app, Some(&terminal), None, "/api/v1/ratings", &body).await;
+    assert_eq!(s, 202, "{r}");
+    stored(&app, 3).await;
+    type Placed = (String, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<Placed> = sqlx::query_as(
+        "SELECT service_record_no, hall_id, window_id, attr_window_id FROM ratings ORDER BY service_record_no",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    let w = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        rows,
+        [
+            ("D-6".to_owned(), w("H1"), w("W2"), w("W2")),
+            ("D-7".to_owned(), w("H1"), w("W2"), w("W2")),
+            ("T-2".to_owned(), w("H1"), w("W1"), w("W1")),
+        ]
+    );
+}

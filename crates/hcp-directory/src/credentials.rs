@@ -115,6 +115,8 @@ pub async fn issue(
         kind: req.kind,
         channel: req.channel,
         device_id: req.device_id,
+        hall_id: None,
+        window_id: None,
         name: req.name.trim().to_owned(),
         created_at: chrono::Utc::now(),
         revoked_at: None,
@@ -122,6 +124,8 @@ pub async fn issue(
         secret_sha256,
     };
     state.store.create_credential(&credential).await?;
+    // As stored, with its device's hall and window.
+    let credential = state.store.credential(&credential.key_id).await?.unwrap_or(credential);
     tracing::info!(key_id = %credential.key_id, channel = %credential.channel, by = %caller.0.sub, "channel key issued");
     let credential = state.store.credential(&credential.key_id).await?.ok_or(ApiError::NotFound)?;
     Ok((StatusCode::CREATED, Json(IssuedCredential { token, credential })))

@@ -1,7 +1,9 @@
 //! The gate in front of the producer: who is sending (channel credentials), whether this stage of
 //! the service record is already rated (claims), and whether this is a retry (Idempotency-Key).
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use hcp_domain::RatingInput;
@@ -35,12 +37,140 @@ pub struct Gate {
     pub takeover_after: Duration,
     /// A follow-up (追评) is accepted within this long after the first rating.
     pub follow_up_window: Duration,
+    /// Windows' halls and tag codes, for checking what devices send.
+    pub catalogue: Catalogue,
 }
 
 impl Gate {
     /// The gate over `store`, with its claim queue started on the current runtime.
     pub fn new(store: Store, auth: AuthMode, takeover_after: Duration, follow_up_window: Duration) -> Gate {
-        Gate { claims: ClaimQueue::start(store.clone(), takeover_after), store, auth, takeover_after, follow_up_window }
+        Gate {
+            claims: ClaimQueue::start(store.clone(), takeover_after),
+            catalogue: Catalogue::new(store.clone()),
+            store,
+            auth,
+            takeover_after,
+            follow_up_window,
+        }
+    }
+}
+
+/// The directory facts ingest checks a device's ratings against (every window's hall, every
+/// tag code), read from the database at most every [`Catalogue::TTL`], and at once (at most
+/// once a second) when a rating names something not in it: a window or tag imported a moment
+/// ago is not refused for long.
+#[derive(Clone)]
+pub struct Catalogue {
+    store: Store,
+    cached: Arc<Mutex<Option<Reading>>>,
+}
+
+/// A reading and when it was taken.
+type Reading = (Instant, Arc<CatalogueData>);
+
+/// One reading of the catalogue.
+#[derive(Debug, Default)]
+pub struct CatalogueData {
+    window_halls: HashMap<String, String>,
+    tags: HashSet<String>,
+}
+
+impl Catalogue {
+    /// How long a reading is used.
+    pub const TTL: Duration = Duration::from_secs(30);
+
+    fn new(store: Store) -> Self {
+        Catalogue { store, cached: Arc::default() }
+    }
+
+    async fn read(&self, fresher_than: Duration) -> Result<Arc<CatalogueData>, ApiError> {
+        if let Some((at, data)) = self.cached.lock().expect("catalogue").as_ref() {
+            if at.elapsed() < fresher_than {
+                return Ok(data.clone());
+            }
+        }
+        let (windows, tags) = self.store.ingest_catalogue().await?;
+        let data =
+            Arc::new(CatalogueData { window_halls: windows.into_iter().collect(), tags: tags.into_iter().collect() });
+        *self.cached.lock().expect("catalogue") = Some((Instant::now(), data.clone()));
+        Ok(data)
+    }
+
+    /// The catalogue; read again when `known` says it lacks something and it is over a second old.
+    async fn get(&self, known: impl Fn(&CatalogueData) -> bool) -> Result<Arc<CatalogueData>, ApiError> {
+        let data = self.read(Self::TTL).await?;
+        if known(&data) {
+            return Ok(data);
+        }
+        self.read(Duration::from_secs(1)).await
+    }
+}
+
+/// Binds a rating to the key that sent it: [`apply_credential`], then for a device key its hall
+/// and window (a window evaluator rates its own window: the body may omit it, another window is
+/// 422 `device_window_mismatch`; a hall terminal may name only windows of its hall), and for any
+/// key, tag codes from the catalogue only (422 naming the unknown tag, never stored raw).
+pub async fn bind(gate: &Gate, cred: &Credential, input: &mut RatingInput) -> Result<(), ApiError> {
+    apply_credential(cred, input)?;
+    if cred.device_id.is_some() {
+        bind_device(gate, cred, input).await?;
+    }
+    let tags = input.tags.as_deref().unwrap_or_default();
+    if !tags.is_empty() {
+        let catalogue = gate.catalogue.get(|c| tags.iter().all(|t| c.tags.contains(t))).await?;
+        if let Some(unknown) = tags.iter().find(|t| !catalogue.tags.contains(*t)) {
+            return Err(ApiError::field(
+                "tags",
+                "unknown_tag",
+                format!("未知的标签代码“{unknown}”:标签须来自目录中的标签表"),
+                format!("unknown tag code {unknown:?}: tags must come from the directory's catalogue"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A device key's hall and window on the rating (see [`bind`]).
+async fn bind_device(gate: &Gate, cred: &Credential, input: &mut RatingInput) -> Result<(), ApiError> {
+    let Some(hall) = &cred.hall_id else {
+        return Err(ApiError::CredentialInvalid(
+            "密钥绑定的设备已不在目录中 / the key's device is no longer in the directory".into(),
+        ));
+    };
+    if input.hall_id.as_deref().is_some_and(|h| h != hall) {
+        return Err(ApiError::field(
+            "hall_id",
+            "device_hall_mismatch",
+            format!("该设备属于大厅 {hall},不能为其他大厅评价"),
+            format!("this device belongs to hall {hall} and cannot rate another hall"),
+        ));
+    }
+    input.hall_id = Some(hall.clone());
+    match (&cred.window_id, input.window_id.as_deref()) {
+        (Some(own), Some(named)) if named != own => Err(ApiError::field(
+            "window_id",
+            "device_window_mismatch",
+            format!("该评价器属于窗口 {own},不能为窗口 {named} 评价"),
+            format!("this evaluator belongs to window {own} and cannot rate window {named}"),
+        )),
+        (Some(own), _) => {
+            input.window_id = Some(own.clone());
+            Ok(())
+        }
+        (None, Some(named)) => {
+            let catalogue = gate.catalogue.get(|c| c.window_halls.contains_key(named)).await?;
+            if catalogue.window_halls.get(named) == Some(hall) {
+                Ok(())
+            } else {
+                Err(ApiError::field(
+                    "window_id",
+                    "device_window_mismatch",
+                    format!("窗口 {named} 不在该终端所在的大厅 {hall}"),
+                    format!("window {named} is not in this terminal's hall {hall}"),
+                ))
+            }
+        }
+        (None, None) => Ok(()),
     }
 }
 

@@ -99,6 +99,15 @@ fn sealer(state: &IngestState) -> impl Fn(u8, &RaterIdentity) -> hcp_domain::Sea
     }
 }
 
+/// Binds `input` to the key that sent it ([`gate::bind`]); nothing to do without a key.
+async fn bind(state: &IngestState, cred: Option<&Credential>, input: &mut RatingInput) -> Result<(), ApiError> {
+    match (cred, &state.gate) {
+        (Some(c), Some(g)) => gate::bind(g, c, input).await,
+        (Some(c), None) => gate::apply_credential(c, input),
+        (None, _) => Ok(()),
+    }
+}
+
 /// Credential, validation, claim, produce for one rating (to be stored as `rating_id`).
 pub(crate) async fn accept_one(
     state: &IngestState,
@@ -106,9 +115,7 @@ pub(crate) async fn accept_one(
     mut input: RatingInput,
     rating_id: Uuid,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    if let Some(c) = cred {
-        gate::apply_credential(c, &mut input)?;
-    }
+    bind(state, cred, &mut input).await.inspect_err(|_| metrics::REFUSED.with_label_values(&["invalid"]).inc())?;
     if input.rater.is_some() && state.pii.is_none() {
         metrics::REFUSED.with_label_values(&["pii_key_missing"]).inc();
         return Err(ApiError::PiiKeyMissing);
@@ -301,15 +308,17 @@ async fn accept_batch(
     let mut results: Vec<Option<ItemResult>> = (0..items.len()).map(|_| None).collect();
     let mut valid: Vec<(usize, RatingSubmitted)> = Vec::new();
     for (index, value) in items.iter().enumerate() {
-        let input = from_value::<RatingInput>(value);
+        let mut input = from_value::<RatingInput>(value);
+        if let Ok(i) = &mut input {
+            if let Err(e) = bind(state, cred, i).await {
+                input = Err(e);
+            }
+        }
         let matches = match &input {
             Ok(i) => staff_matches(state, i).await?,
             Err(_) => Vec::new(),
         };
-        let outcome = input.and_then(|mut input| {
-            if let Some(c) = cred {
-                gate::apply_credential(c, &mut input)?;
-            }
+        let outcome = input.and_then(|input| {
             if input.rater.is_some() && state.pii.is_none() {
                 return Err(ApiError::PiiKeyMissing);
             }

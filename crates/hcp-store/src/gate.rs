@@ -22,6 +22,10 @@ pub struct Credential {
     pub channel: String,
     /// A device key's device.
     pub device_id: Option<String>,
+    /// A device key's hall, from the directory (a device's ratings belong to it).
+    pub hall_id: Option<String>,
+    /// A window evaluator key's window, from the directory (its ratings belong to it).
+    pub window_id: Option<String>,
     /// What it is for.
     pub name: String,
     /// Created.
@@ -61,8 +65,11 @@ pub struct IdempotentAnswer {
     pub response: serde_json::Value,
 }
 
-const CREDENTIAL_COLUMNS: &str =
-    "key_id, kind, channel, device_id, name, created_at, revoked_at, last_used_at, secret_sha256";
+/// A credential's columns, with its device's hall and window (`FROM CREDENTIALS_WITH_DEVICES`).
+const CREDENTIAL_COLUMNS: &str = "c.key_id, c.kind, c.channel, c.device_id, d.hall_id, d.window_id, c.name, \
+     c.created_at, c.revoked_at, c.last_used_at, c.secret_sha256";
+/// Credentials joined to their devices.
+const CREDENTIALS_WITH_DEVICES: &str = "credentials c LEFT JOIN devices d ON d.id = c.device_id";
 
 fn credential_from_row(r: &sqlx::postgres::PgRow) -> Result<Credential, Error> {
     Ok(Credential {
@@ -70,6 +77,8 @@ fn credential_from_row(r: &sqlx::postgres::PgRow) -> Result<Credential, Error> {
         kind: r.try_get("kind")?,
         channel: r.try_get("channel")?,
         device_id: r.try_get("device_id")?,
+        hall_id: r.try_get("hall_id")?,
+        window_id: r.try_get("window_id")?,
         name: r.try_get("name")?,
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
@@ -98,23 +107,32 @@ impl Store {
 
     /// Every credential, newest first.
     pub async fn list_credentials(&self) -> Result<Vec<Credential>, Error> {
-        sqlx::query(&format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY created_at DESC, key_id"))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(credential_from_row)
-            .collect()
+        sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS_WITH_DEVICES} ORDER BY c.created_at DESC, c.key_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(credential_from_row)
+        .collect()
     }
 
     /// One credential by id.
     pub async fn credential(&self, key_id: &str) -> Result<Option<Credential>, Error> {
-        sqlx::query(&format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE key_id = $1"))
+        sqlx::query(&format!("SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS_WITH_DEVICES} WHERE c.key_id = $1"))
             .bind(key_id)
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
             .map(credential_from_row)
             .transpose()
+    }
+
+    /// What ingest checks a device's ratings against: every window's hall, and every tag code.
+    pub async fn ingest_catalogue(&self) -> Result<(Vec<(String, String)>, Vec<String>), Error> {
+        let windows = sqlx::query_as("SELECT id, hall_id FROM windows").fetch_all(&self.pool).await?;
+        let tags = sqlx::query_scalar("SELECT code FROM tags").fetch_all(&self.pool).await?;
+        Ok((windows, tags))
     }
 
     /// Revokes a credential; `false` when there is none.

@@ -53,6 +53,8 @@ pub async fn run(config: &Config, command: CredentialCommand) -> anyhow::Result<
                     kind,
                     channel,
                     device_id: device,
+                    hall_id: None,
+                    window_id: None,
                     name,
                     created_at: Utc::now(),
                     revoked_at: None,
