@@ -83,6 +83,8 @@ struct World {
     /// Role name → (own-side session, other-side session); the unscoped roles have one.
     sessions: BTreeMap<&'static str, String>,
     key: String,
+    /// A channel key that is not a platform's (the 12345 hotline's integration key).
+    other_key: String,
     order_a: String,
     order_o: String,
     rating_a: String,
@@ -116,6 +118,16 @@ async fn world() -> World {
         .await;
     assert_eq!(s, 201, "{issued}");
     let key = issued["token"].as_str().unwrap().to_owned();
+    let (s, issued) = app
+        .call(
+            Method::POST,
+            "/api/v1/credentials",
+            &app.admin,
+            Some(json!({"kind": "integration", "channel": "hotline", "name": "12345 热线"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{issued}");
+    let other_key = issued["token"].as_str().unwrap().to_owned();
     // A staff phone: ratings from it are flagged rater_is_staff (one on each side).
     let (st, _) = app
         .call(Method::PUT, "/api/v1/directory/staff/S1/phone", &app.admin, Some(json!({"phone": STAFF_PHONE})))
@@ -170,7 +182,7 @@ async fn world() -> World {
     };
     let (order_a, order_o) = (order_of("D-A").await, order_of("D-O").await);
     let (rating_a, rating_o) = (rating_ids["I-A"].clone(), rating_ids["I-O"].clone());
-    World { app, sessions, key, order_a, order_o, rating_a, rating_o }
+    World { app, sessions, key, other_key, order_a, order_o, rating_a, rating_o }
 }
 
 /// Which role a session name stands for.
@@ -214,7 +226,7 @@ async fn every_route_admits_exactly_its_roles_and_scopes() {
         let Some(op) = spec["paths"][p].get(m.to_lowercase()) else { continue };
         let scheme = op["security"][0].as_object().and_then(|s| s.keys().next().cloned());
         let expected = match rule["access"]["kind"].as_str().unwrap() {
-            "channel" => Some("channel_key"),
+            "channel" | "platform" => Some("channel_key"),
             "operator" => Some("session"),
             "monitoring" => {
                 // The token, or nothing where none is configured.
@@ -265,6 +277,20 @@ async fn every_route_admits_exactly_its_roles_and_scopes() {
                     assert_eq!(s, 404, "{what} with a forged link: {body}");
                     checked += 1;
                 }
+            }
+            "platform" => {
+                // Only an online platform's integration key: a hotline key (and so a device's) is 403.
+                let (s, body) = request(app, m, &url, None).await;
+                assert_eq!((s, body["type"].as_str()), (401, Some("/problems/credential-invalid")), "{what}");
+                for (name, session) in &w.sessions {
+                    let (s, _) = request(app, m, &url, Some(session)).await;
+                    assert_eq!(s, 401, "{what}: an operator session ({name}) is not a platform key");
+                }
+                let (s, body) = request(app, m, &url, Some(&w.other_key)).await;
+                assert_eq!((s, body["type"].as_str()), (403, Some("/problems/forbidden")), "{what}: hotline key");
+                let (s, body) = request(app, m, &url, Some(&w.key)).await;
+                assert!(s != 401 && s != 403 && s < 500, "{what} with a platform key answered {s}: {body}");
+                checked += 3 + w.sessions.len();
             }
             "channel" => {
                 let (s, body) = request(app, m, &url, None).await;
@@ -342,7 +368,8 @@ fn render_matrix(rules: &[Value]) -> String {
          `tests/access.rs` fails when this file and the server differ, and then checks every row \
          against the running server. ✓ = allowed; ✓ own = allowed within the caller's department \
          (handler) or region (supervisor); — = 403. Public routes need nothing, citizen routes \
-         the signed link in their path, channel routes a device or integration key.\n\n\
+         the signed link in their path, channel routes a device or integration key, platform routes \
+         an integration key of an online platform (app, web, mini-program).\n\n\
          | Method | Route | Access | admin | supervisor | handler | callback | auditor |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
@@ -369,6 +396,7 @@ fn render_matrix(rules: &[Value]) -> String {
             "monitoring" => "metrics token, if set",
             "citizen" => "citizen link",
             "channel" => "channel key",
+            "platform" => "platform key",
             _ => "session",
         };
         out.push_str(&format!(

@@ -287,3 +287,168 @@ async fn an_unrated_stage_gets_the_default_rating_after_the_regions_days_on_a_co
     assert_eq!(run(due).await.produced, 0);
     app.stop_aggregator().await;
 }
+
+/// Issues a key of `kind`/`channel` (and `device`).
+async fn key(app: &TestApp, admin: &str, body: Value) -> String {
+    let (s, k) = app.call(Method::POST, "/api/v1/credentials", admin, Some(body)).await;
+    assert_eq!(s, 201, "{k}");
+    k["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_platform_that_reported_a_record_speaks_for_it_and_attribution_changes_only_by_correction() {
+    let (app, admin, web) = platform().await;
+    let app_key = key(&app, &admin, json!({"kind": "integration", "channel": "app", "name": "掌上办"})).await;
+    let tablet = key(
+        &app,
+        &admin,
+        json!({"kind": "device", "channel": "window_evaluator", "device_id": "E-W2", "name": "评价器"}),
+    )
+    .await;
+    let hotline = key(&app, &admin, json!({"kind": "integration", "channel": "hotline", "name": "12345"})).await;
+    let accepted = json!({"service_record_no": "OWN-1", "event": "accepted", "department_id": "D-A", "hall_id": "H1",
+        "window_id": "W2", "staff_id": "S1", "service_item_code": "I-A"});
+
+    // A hall tablet's or the hotline's key cannot report records, mint links or read QR codes.
+    for k in [&tablet, &hotline] {
+        let (s, p) = app.post_json("/api/v1/service-records/events", k, &accepted).await;
+        assert_eq!((s, p["type"].as_str()), (403, Some("/problems/forbidden")), "{p}");
+        let (s, _) = app
+            .post_json(
+                "/api/v1/invitations",
+                k,
+                &json!({"service_record_no": "OWN-1", "stage": "acceptance",
+                "channel": "sms", "phone": PHONE}),
+            )
+            .await;
+        assert_eq!(s, 403);
+    }
+    assert!(app.store.service_record("OWN-1").await.unwrap().is_none(), "nothing was recorded");
+
+    // The web platform reports it; repeating the same facts is fine, changing them is not.
+    let (s, r) = app.post_json("/api/v1/service-records/events", &web, &accepted).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, _) = app.post_json("/api/v1/service-records/events", &web, &accepted).await;
+    assert_eq!(s, 200);
+    let mut moved = accepted.clone();
+    moved["window_id"] = json!("W1");
+    moved["staff_id"] = json!("S2");
+    let (s, p) = app.post_json("/api/v1/service-records/events", &web, &moved).await;
+    assert_eq!((s, p["type"].as_str()), (409, Some("/problems/conflict")), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("accepted_window_id"), "{p}");
+    let mut dept = accepted.clone();
+    dept["department_id"] = json!("D-B");
+    assert_eq!(app.post_json("/api/v1/service-records/events", &web, &dept).await.0, 409);
+    // Pickup adds its own fields.
+    let pickup = json!({"service_record_no": "OWN-1", "event": "picked_up", "window_id": "WP", "staff_id": "S1"});
+    assert_eq!(app.post_json("/api/v1/service-records/events", &web, &pickup).await.0, 200);
+    let rec = app.store.service_record("OWN-1").await.unwrap().unwrap();
+    assert_eq!(
+        (rec.accepted_window_id.as_deref(), rec.accepted_staff_id.as_deref(), rec.department_id.as_deref()),
+        (Some("W2"), Some("S1"), Some("D-A"))
+    );
+    assert_eq!(rec.pickup_window_id.as_deref(), Some("WP"));
+
+    // Another platform neither reports for it, nor invites, nor reads its invitations' QR codes.
+    let (s, p) = app.post_json("/api/v1/service-records/events", &app_key, &pickup).await;
+    assert_eq!((s, p["type"].as_str()), (403, Some("/problems/forbidden")), "{p}");
+    let ask = json!({"service_record_no": "OWN-1", "stage": "acceptance", "channel": "qr_code"});
+    let (s, _) = app.post_json("/api/v1/invitations", &app_key, &ask).await;
+    assert_eq!(s, 404);
+    let (s, inv) = app.post_json("/api/v1/invitations", &web, &ask).await;
+    assert_eq!(s, 201, "{inv}");
+    let qr = inv["qr_svg"].as_str().unwrap();
+    assert_eq!(app.call(Method::GET, qr, &app_key, None).await.0, 404);
+    assert_eq!(app.call(Method::GET, qr, &web, None).await.0, 200);
+
+    // The audited correction: admin only, a reason, the value before kept.
+    let fix = json!({"field": "accepted_window_id", "value": "W1", "reason": "窗口录入错误,经核对为1号窗"});
+    let path = "/api/v1/service-records/OWN-1/corrections";
+    let supervisor = app.account("sup", "supervisor", None, Some("449901")).await;
+    assert_eq!(app.post_json(path, &supervisor, &fix).await.0, 403);
+    let (s, p) = app.post_json(path, &admin, &json!({"field": "applicant", "value": "x", "reason": "试试"})).await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("field")));
+    let (s, p) =
+        app.post_json(path, &admin, &json!({"field": "accepted_window_id", "value": "W1", "reason": " "})).await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("reason")));
+    assert_eq!(app.post_json("/api/v1/service-records/NOPE/corrections", &admin, &fix).await.0, 404);
+    let (s, rec) = app.post_json(path, &admin, &fix).await;
+    assert_eq!((s, rec["accepted_window_id"].as_str()), (200, Some("W1")), "{rec}");
+    let (s, log) = app.call(Method::GET, path, &admin, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (
+            log[0]["field"].as_str(),
+            log[0]["old_value"].as_str(),
+            log[0]["new_value"].as_str(),
+            log[0]["corrected_by"].as_str()
+        ),
+        (Some("accepted_window_id"), Some("W2"), Some("W1"), Some("root"))
+    );
+    assert_eq!(log.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sms_invitations_are_capped_per_number_and_per_key_each_day() {
+    let app = TestApp::start_with(|c| {
+        c.ingest_auth_required = true;
+        c.sms_per_number_per_day = 2;
+        c.sms_per_key_per_day = 4;
+    })
+    .await;
+    app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
+    let admin = app.account("root", "admin", None, None).await;
+    let web = key(&app, &admin, json!({"kind": "integration", "channel": "web", "name": "办件系统"})).await;
+    let outbox = |app: &TestApp| {
+        let pool = app.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM notifications WHERE kind = 'rating_sms'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let sms = |no: &str, phone: &str| json!({"service_record_no": no, "stage": "acceptance", "channel": "sms", "phone": phone});
+    for no in ["CAP-1", "CAP-2", "CAP-3", "CAP-4", "CAP-5"] {
+        let ev = json!({"service_record_no": no, "event": "accepted", "department_id": "D-A", "hall_id": "H1"});
+        assert_eq!(app.post_json("/api/v1/service-records/events", &web, &ev).await.0, 200);
+    }
+    // One number: two a day, then 429 until Beijing midnight, and nothing queued.
+    for no in ["CAP-1", "CAP-2"] {
+        let (s, r) = app.post_json("/api/v1/invitations", &web, &sms(no, PHONE)).await;
+        assert_eq!(s, 201, "{r}");
+    }
+    let r = app
+        .client
+        .post(format!("{}/api/v1/invitations", app.url))
+        .bearer_auth(&web)
+        .json(&sms("CAP-3", PHONE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&wait), "{wait}");
+    assert_eq!(outbox(&app).await, 2);
+    // QR codes are not SMS: not capped.
+    let (s, _) = app
+        .post_json(
+            "/api/v1/invitations",
+            &web,
+            &json!({"service_record_no": "CAP-3", "stage": "acceptance", "channel": "qr_code"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    // The key: four a day whatever the numbers.
+    for (no, phone) in [("CAP-3", "13700000001"), ("CAP-4", "13700000002")] {
+        assert_eq!(app.post_json("/api/v1/invitations", &web, &sms(no, phone)).await.0, 201);
+    }
+    assert_eq!(app.post_json("/api/v1/invitations", &web, &sms("CAP-5", "13700000003")).await.0, 429);
+    // An event with the applicant's phone is still recorded over the cap; its SMS is held back.
+    let ev = json!({"service_record_no": "CAP-6", "event": "accepted", "department_id": "D-A", "hall_id": "H1",
+        "applicant_phone": "13700000004"});
+    let (s, r) = app.post_json("/api/v1/service-records/events", &web, &ev).await;
+    assert_eq!((s, r["sms_invitation"].is_null()), (200, true), "{r}");
+    assert!(app.store.service_record("CAP-6").await.unwrap().is_some());
+    assert_eq!(outbox(&app).await, 4);
+}

@@ -44,6 +44,10 @@ pub enum Access {
     Citizen,
     /// A device or integration key (`Authorization: Bearer hcp_…`), checked by the ingest gate.
     Channel,
+    /// An integration key of an online platform (app, web, mini-program), checked by the ingest
+    /// gate: service records and invitations come only from the systems that handle the cases;
+    /// any other key is 403.
+    Platform,
     /// An operator session with one of `roles`; with `scoped` the handler narrows what it
     /// reads or changes to the caller's department or region.
     Operator {

@@ -292,9 +292,15 @@ impl FromRequestParts<IngestState> for ChannelKey {
     }
 }
 
-/// A channel key that must be presented whatever the ingest mode: service-record events,
-/// invitations and their QR codes come only from a known system.
+/// An online platform's integration key (app, web, mini-program), presented whatever the
+/// ingest mode: service-record events, invitations and their QR codes come only from the
+/// systems that handle the cases. A device's or the hotline's key is 403.
 pub struct PlatformKey(pub Credential);
+
+/// Whether `c` is an online platform's integration key.
+pub fn is_platform(c: &Credential) -> bool {
+    c.kind == "integration" && matches!(c.channel.as_str(), "app" | "web" | "mini_program")
+}
 
 impl FromRequestParts<IngestState> for PlatformKey {
     type Rejection = ApiError;
@@ -302,8 +308,16 @@ impl FromRequestParts<IngestState> for PlatformKey {
     async fn from_request_parts(parts: &mut Parts, state: &IngestState) -> Result<Self, ApiError> {
         let g = state.gate.as_ref().ok_or(ApiError::NotFound)?;
         match authenticate(g, &state.limits, &parts.headers).await? {
-            Some(c) => Ok(PlatformKey(c)),
-            None => Err(ApiError::CredentialInvalid("需要对接系统或设备的密钥 / a channel key is required".into())),
+            Some(c) if is_platform(&c) => Ok(PlatformKey(c)),
+            Some(c) => {
+                tracing::warn!(key_id = %c.key_id, kind = %c.kind, channel = %c.channel, "a non-platform key refused");
+                Err(ApiError::Forbidden(
+                    "仅政务服务平台(app、web、小程序)的对接密钥可报送办件、发出邀请 / only an online platform's \
+                     integration key may report service records or issue invitations"
+                        .into(),
+                ))
+            }
+            None => Err(ApiError::CredentialInvalid("需要政务服务平台的对接密钥 / a platform key is required".into())),
         }
     }
 }

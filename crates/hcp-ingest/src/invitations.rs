@@ -40,6 +40,67 @@ pub struct InvitationConfig {
     pub sms_on_events: bool,
     /// Where SMS go.
     pub sms: Arc<dyn SmsGateway>,
+    /// Daily caps on SMS invitations.
+    pub sms_caps: SmsCaps,
+}
+
+/// Daily caps on SMS invitations (Beijing days): a leaked or buggy platform key cannot flood
+/// citizens' phones or the SMS bill.
+#[derive(Debug, Clone, Copy)]
+pub struct SmsCaps {
+    /// Per platform key (`HCP_SMS_PER_KEY_PER_DAY`).
+    pub per_key: u32,
+    /// Per mobile number, whichever platform sends (`HCP_SMS_PER_NUMBER_PER_DAY`).
+    pub per_number: u32,
+}
+
+/// Seconds until the next Beijing midnight, when the daily caps start again.
+fn until_beijing_midnight(now: DateTime<Utc>) -> (DateTime<Utc>, u64) {
+    let bj = now.with_timezone(&hcp_domain::time::beijing());
+    let start = bj.date_naive().and_hms_opt(0, 0, 0).expect("midnight exists");
+    let start = hcp_domain::time::beijing().from_local_datetime(&start).single().expect("fixed offset").to_utc();
+    let next = start + chrono::Duration::days(1);
+    (start, (next - now).num_seconds().max(1) as u64)
+}
+
+/// Whether `key` may send one more SMS invitation to `phone` today: `Ok(digest)` of the number
+/// to record the send under, or `Err(seconds)` until the caps reset.
+async fn sms_allowance(
+    state: &IngestState,
+    key: &hcp_store::Credential,
+    phone: &str,
+) -> Result<Result<Vec<u8>, u64>, ApiError> {
+    let (cfg, store) = config(state)?;
+    let cipher = state.pii.as_ref().ok_or(ApiError::PiiKeyMissing)?;
+    let digest = cipher.phone_digest(phone);
+    let (day_start, wait) = until_beijing_midnight(Utc::now());
+    let (by_key, by_number) = store.sms_sent_since(&key.key_id, &digest, day_start).await?;
+    let key_full = by_key >= i64::from(cfg.sms_caps.per_key);
+    if key_full || by_number >= i64::from(cfg.sms_caps.per_number) {
+        metrics::SMS_CAPPED.with_label_values(&[if key_full { "key" } else { "number" }]).inc();
+        tracing::warn!(key_id = %key.key_id, by_key, by_number, "SMS invitation over a daily cap: not sent");
+        return Ok(Err(wait));
+    }
+    Ok(Ok(digest))
+}
+
+/// Records the send (for the caps) and sends the SMS invitation `inv`.
+async fn send_counted(
+    state: &IngestState,
+    key: &hcp_store::Credential,
+    digest: &[u8],
+    inv: &Invitation,
+) -> Result<(), ApiError> {
+    let (cfg, store) = config(state)?;
+    store.record_sms_send(&key.key_id, digest).await?;
+    send_sms(cfg, inv).await;
+    Ok(())
+}
+
+/// The applicant's phone of `record`, opened from its seal.
+fn applicant_phone(state: &IngestState, record: &ServiceRecord) -> Option<String> {
+    let sealed = record.applicant.as_ref()?;
+    state.pii.as_ref()?.open(sealed).ok()?.phone
 }
 
 /// Sends SMS. The default ([`OutboxSms`]) queues them in the notification outbox and logs them;
@@ -209,12 +270,14 @@ pub struct RecordEventResult {
     responses(
         (status = 200, description = "Recorded", body = RecordEventResult),
         (status = 401, description = "Channel key missing, unknown or revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an online platform's integration key, or the record is another platform's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An attribution field already set would change (conflict): correct it instead", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn record_event(
     State(state): State<IngestState>,
-    _key: PlatformKey,
+    PlatformKey(key): PlatformKey,
     ApiJson(ev): ApiJson<RecordEvent>,
 ) -> Result<Json<RecordEventResult>, ApiError> {
     let (cfg, store) = config(&state)?;
@@ -235,6 +298,7 @@ pub async fn record_event(
         department_id: ev.department_id,
         hall_id: ev.hall_id,
         applicant,
+        reported_by: Some(key.key_id.clone()),
         ..Default::default()
     };
     let stage = match ev.event.as_str() {
@@ -255,14 +319,48 @@ pub async fn record_event(
             ))
         }
     };
+    if let Some(stored) = store.service_record(no).await? {
+        check_owner(&stored, &key)?;
+        check_attribution_unchanged(&stored, &rec)?;
+    }
     let record = store.upsert_service_record(&rec).await?;
     let mut sms_invitation = None;
-    if cfg.sms_on_events && record.applicant.is_some() {
-        let inv = create(store, cfg, &record.service_record_no, stage, Channel::Sms).await?;
-        send_sms(cfg, &inv).await;
-        sms_invitation = Some(inv.invitation_id);
+    if let (true, Some(phone)) = (cfg.sms_on_events, applicant_phone(&state, &record)) {
+        // Over a daily cap the event is still recorded; only the SMS is held back.
+        if let Ok(digest) = sms_allowance(&state, &key, &phone).await? {
+            let inv = create(store, cfg, &record.service_record_no, stage, Channel::Sms).await?;
+            send_counted(&state, &key, &digest, &inv).await?;
+            sms_invitation = Some(inv.invitation_id);
+        }
     }
     Ok(Json(RecordEventResult { record, sms_invitation }))
+}
+
+/// Refuses a record another platform reported (403): only its own platform reports its events.
+fn check_owner(record: &ServiceRecord, key: &hcp_store::Credential) -> Result<(), ApiError> {
+    match &record.reported_by {
+        Some(owner) if *owner != key.key_id => Err(ApiError::Forbidden(format!(
+            "办件 {} 由另一平台报送,只有该平台可报送其事件 / reported by another platform",
+            record.service_record_no
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an event that would change an attribution field already set (409 naming it): those
+/// change only through an operator's audited correction.
+fn check_attribution_unchanged(stored: &ServiceRecord, incoming: &ServiceRecord) -> Result<(), ApiError> {
+    for field in hcp_store::ATTRIBUTION_FIELDS {
+        if let (Some(was), Some(now)) = (stored.attribution(field), incoming.attribution(field)) {
+            if was != now {
+                return Err(ApiError::Conflict(format!(
+                    "{field} 已为 {was},不能改为 {now};如确属录入错误,请由管理员更正 \
+                     (POST /api/v1/service-records/{{no}}/corrections) / {field} is already set"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn seal_phone(state: &IngestState, field: &str, phone: String) -> Result<hcp_domain::SealedRater, ApiError> {
@@ -353,13 +451,14 @@ pub struct IssuedInvitation {
     responses(
         (status = 201, description = "Issued", body = IssuedInvitation),
         (status = 401, description = "Channel key missing, unknown or revoked", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown service record", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown service record, or another platform's", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The key's or the number's daily SMS cap is reached (rate-limited, Retry-After: until Beijing midnight)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn issue(
     State(state): State<IngestState>,
-    _key: PlatformKey,
+    PlatformKey(key): PlatformKey,
     ApiJson(req): ApiJson<NewInvitation>,
 ) -> Result<(StatusCode, Json<IssuedInvitation>), ApiError> {
     let (cfg, store) = config(&state)?;
@@ -375,7 +474,12 @@ pub async fn issue(
         Channel::parse(&req.channel).filter(|c| matches!(c, Channel::QrCode | Channel::Sms)).ok_or_else(|| {
             ApiError::field("channel", "unknown_value", "邀请渠道须为 qr_code 或 sms", "channel must be qr_code or sms")
         })?;
-    let mut record = store.service_record(&req.service_record_no).await?.ok_or(ApiError::NotFound)?;
+    // Another platform's record is not found: a key learns nothing about records not its own.
+    let mut record = store
+        .service_record(&req.service_record_no)
+        .await?
+        .filter(|r| r.reported_by.as_ref().is_none_or(|owner| *owner == key.key_id))
+        .ok_or(ApiError::NotFound)?;
     if let Some(phone) = req.phone {
         record.applicant = Some(seal_phone(&state, "phone", phone)?);
         record = store.upsert_service_record(&record).await?;
@@ -388,9 +492,16 @@ pub async fn issue(
             "an SMS invitation needs a phone number",
         ));
     }
+    let sms_digest = match channel {
+        Channel::Sms => {
+            let phone = applicant_phone(&state, &record).ok_or(ApiError::PiiKeyMissing)?;
+            Some(sms_allowance(&state, &key, &phone).await?.map_err(ApiError::RateLimited)?)
+        }
+        _ => None,
+    };
     let inv = create(store, cfg, &record.service_record_no, stage, channel).await?;
-    if channel == Channel::Sms {
-        send_sms(cfg, &inv).await;
+    if let Some(digest) = sms_digest {
+        send_counted(&state, &key, &digest, &inv).await?;
     }
     let base = format!("/api/v1/invitations/{}", inv.invitation_id);
     Ok((
@@ -405,10 +516,15 @@ pub async fn issue(
     ))
 }
 
-async fn qr_code_of(state: &IngestState, id: &str) -> Result<qrcode::QrCode, ApiError> {
+/// The QR code of invitation `id`, for the platform whose record it is (any other: 404).
+async fn qr_code_of(state: &IngestState, key: &hcp_store::Credential, id: &str) -> Result<qrcode::QrCode, ApiError> {
     let (cfg, store) = config(state)?;
     let id = Uuid::parse_str(id.trim_end_matches(".svg").trim_end_matches(".png")).map_err(|_| ApiError::NotFound)?;
     let inv = store.invitation(id).await?.ok_or(ApiError::NotFound)?;
+    let record = store.service_record(&inv.service_record_no).await?.ok_or(ApiError::NotFound)?;
+    if record.reported_by.as_ref().is_some_and(|owner| *owner != key.key_id) {
+        return Err(ApiError::NotFound);
+    }
     qrcode::QrCode::new(link(cfg, &inv).as_bytes()).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -419,10 +535,10 @@ async fn qr_code_of(state: &IngestState, id: &str) -> Result<qrcode::QrCode, Api
     responses((status = 200, description = "SVG", content_type = "image/svg+xml"), (status = 401, description = "Channel key missing, unknown or revoked", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json")))]
 pub async fn qr_svg(
     State(state): State<IngestState>,
-    _key: PlatformKey,
+    PlatformKey(key): PlatformKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let code = qr_code_of(&state, &id).await?;
+    let code = qr_code_of(&state, &key, &id).await?;
     let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(240, 240).quiet_zone(true).build();
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
@@ -434,10 +550,10 @@ pub async fn qr_svg(
     responses((status = 200, description = "PNG", content_type = "image/png"), (status = 401, description = "Channel key missing, unknown or revoked", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json")))]
 pub async fn qr_png(
     State(state): State<IngestState>,
-    _key: PlatformKey,
+    PlatformKey(key): PlatformKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let code = qr_code_of(&state, &id).await?;
+    let code = qr_code_of(&state, &key, &id).await?;
     let png = render_png(&code, 8).map_err(ApiError::Internal)?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
@@ -690,4 +806,77 @@ mod tests {
         let png = render_png(&code, 4).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
+}
+
+/// An operator's correction of a service record's attribution field.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Correction {
+    /// One of `service_item_code`, `department_id`, `hall_id`, `accepted_window_id`,
+    /// `accepted_staff_id`, `pickup_window_id`, `pickup_staff_id`.
+    pub field: String,
+    /// The right value (`null` clears it).
+    pub value: Option<String>,
+    /// Why (2–500 characters; kept with the change).
+    pub reason: String,
+}
+
+/// Correct one attribution field of a service record (admin): the only way such a field
+/// changes once set. The change, its reason and the value before are recorded; ratings already
+/// stored keep the attribution they were given, later ones use the corrected record.
+#[utoipa::path(
+    post,
+    path = "/api/v1/service-records/{service_record_no}/corrections",
+    tag = "ingest",
+    params(("service_record_no" = String, Path, description = "办件编号")),
+    request_body = Correction,
+    responses(
+        (status = 200, description = "Corrected", body = ServiceRecord),
+        (status = 404, description = "Unknown service record", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown field, or the reason missing", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn correct(
+    State(state): State<IngestState>,
+    caller: hcp_http::Caller,
+    ApiPath(no): ApiPath<String>,
+    ApiJson(c): ApiJson<Correction>,
+) -> Result<Json<ServiceRecord>, ApiError> {
+    let store = &state.gate.as_ref().ok_or(ApiError::NotFound)?.store;
+    let Some(field) = hcp_store::ATTRIBUTION_FIELDS.iter().find(|f| **f == c.field) else {
+        return Err(ApiError::field(
+            "field",
+            "unknown_value",
+            format!("只能更正归属字段:{}", hcp_store::ATTRIBUTION_FIELDS.join("、")),
+            format!("only attribution fields can be corrected: {}", hcp_store::ATTRIBUTION_FIELDS.join(", ")),
+        ));
+    };
+    let reason = c.reason.trim();
+    if !(2..=500).contains(&reason.chars().count()) {
+        return Err(ApiError::field("reason", "invalid", "更正须说明原因(2–500 字)", "a reason of 2–500 characters"));
+    }
+    let value = c.value.as_deref().map(str::trim).filter(|v| !v.is_empty());
+    if value.is_some_and(|v| v.chars().count() > 64) {
+        return Err(ApiError::field("value", "invalid", "取值不超过 64 个字符", "value is at most 64 characters"));
+    }
+    let record =
+        store.correct_service_record(&no, field, value, reason, &caller.0.sub).await?.ok_or(ApiError::NotFound)?;
+    tracing::info!(record = %no, field, by = %caller.0.sub, "service record corrected");
+    Ok(Json(record))
+}
+
+/// The corrections of a service record, oldest first (admin, auditor).
+#[utoipa::path(
+    get,
+    path = "/api/v1/service-records/{service_record_no}/corrections",
+    tag = "ingest",
+    params(("service_record_no" = String, Path, description = "办件编号")),
+    responses((status = 200, description = "The corrections", body = Vec<hcp_store::RecordCorrection>))
+)]
+pub async fn corrections(
+    State(state): State<IngestState>,
+    ApiPath(no): ApiPath<String>,
+) -> Result<Json<Vec<hcp_store::RecordCorrection>>, ApiError> {
+    let store = &state.gate.as_ref().ok_or(ApiError::NotFound)?.store;
+    Ok(Json(store.service_record_corrections(&no).await?))
 }

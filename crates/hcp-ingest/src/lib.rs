@@ -27,6 +27,7 @@ mod metrics;
 use std::time::Duration;
 
 use hcp_bus::RatingProducer;
+use hcp_domain::Role;
 use hcp_http::{Access, Component, Routes};
 
 pub use gate::{AuthMode, Gate};
@@ -66,10 +67,20 @@ fn routes(state: IngestState) -> Routes {
     Routes::new()
         .post("/api/v1/ratings", Access::Channel, handlers::submit_rating)
         .post("/api/v1/ratings/batch", Access::Channel, handlers::submit_batch)
-        .post("/api/v1/service-records/events", Access::Channel, invitations::record_event)
-        .post("/api/v1/invitations", Access::Channel, invitations::issue)
-        .get("/api/v1/invitations/{invitation_id}/qr.svg", Access::Channel, invitations::qr_svg)
-        .get("/api/v1/invitations/{invitation_id}/qr.png", Access::Channel, invitations::qr_png)
+        .post("/api/v1/service-records/events", Access::Platform, invitations::record_event)
+        .post("/api/v1/invitations", Access::Platform, invitations::issue)
+        .get("/api/v1/invitations/{invitation_id}/qr.svg", Access::Platform, invitations::qr_svg)
+        .get("/api/v1/invitations/{invitation_id}/qr.png", Access::Platform, invitations::qr_png)
+        .post(
+            "/api/v1/service-records/{service_record_no}/corrections",
+            Access::operators(&[Role::Admin]),
+            invitations::correct,
+        )
+        .get(
+            "/api/v1/service-records/{service_record_no}/corrections",
+            Access::operators(&[Role::Admin, Role::Auditor]),
+            invitations::corrections,
+        )
         .get("/api/v1/r/{token}", Access::Citizen, invitations::view)
         .post("/api/v1/r/{token}", Access::Citizen, invitations::submit)
         .get("/r/{token}", Access::Public, invitations::page)

@@ -57,6 +57,13 @@ pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// `hcp_sms_capped_total{by}`: SMS invitations not sent because a daily cap was reached, by
+/// `key` or `number`.
+pub static SMS_CAPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("hcp_sms_capped_total", "SMS invitations held back by a daily cap", &["by"])
+        .expect("metric registers once")
+});
+
 /// `hcp_ingest_claim_group_keys{kind}`: keys per grouped claim or accept statement (`claim`,
 /// `accept`); the count is the number of statement sets sent to PostgreSQL.
 pub static CLAIM_GROUP_KEYS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {

@@ -112,6 +112,24 @@ pub struct Config {
     #[arg(long, global = true, env = "HCP_SMS_ON_EVENTS", default_value = "true", action = ArgAction::Set,
           value_parser = BoolishValueParser::new(), help_heading = "Component ingest")]
     pub sms_on_events: bool,
+    /// SMS invitations one platform key may send per Beijing day (beyond: 429, or no SMS for an event).
+    #[arg(
+        long,
+        global = true,
+        env = "HCP_SMS_PER_KEY_PER_DAY",
+        default_value_t = 50_000,
+        help_heading = "Component ingest"
+    )]
+    pub sms_per_key_per_day: u32,
+    /// SMS invitations one mobile number may receive per Beijing day, from every platform together.
+    #[arg(
+        long,
+        global = true,
+        env = "HCP_SMS_PER_NUMBER_PER_DAY",
+        default_value_t = 3,
+        help_heading = "Component ingest"
+    )]
+    pub sms_per_number_per_day: u32,
     /// Seconds between runs that give unrated stages past their region's days the default 基本满意.
     #[arg(long = "default-rating-interval-secs", global = true, env = "HCP_DEFAULT_RATING_INTERVAL_SECS",
           default_value = "600", value_parser = secs(1), help_heading = "Component ingest")]

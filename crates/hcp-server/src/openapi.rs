@@ -22,6 +22,8 @@ use utoipa::OpenApi;
         hcp_ingest::invitations::qr_png,
         hcp_ingest::invitations::view,
         hcp_ingest::invitations::submit,
+        hcp_ingest::invitations::correct,
+        hcp_ingest::invitations::corrections,
         hcp_directory::credentials::issue,
         hcp_directory::credentials::list,
         hcp_directory::credentials::revoke,
@@ -190,7 +192,7 @@ fn complete(op: &mut Operation, access: Access) {
         Access::Public => {}
         Access::Monitoring => add("401", "缺少监控令牌(配置了 HCP_METRICS_TOKEN 时)Monitoring token required"),
         Access::Citizen => add("429", "请求过于频繁 Rate limited"),
-        Access::Channel => {
+        Access::Channel | Access::Platform => {
             add("401", "缺少或无效的接入密钥 Missing or invalid channel key");
             add("403", "密钥无权访问 Key not allowed here");
             add("429", "请求过于频繁 Rate limited");
@@ -203,7 +205,7 @@ fn complete(op: &mut Operation, access: Access) {
     add("503", "服务暂不可用或超时 Unavailable or timed out");
     let scheme = |name: &str| SecurityRequirement::new(name, Vec::<String>::new());
     op.security = match access {
-        Access::Channel => Some(vec![scheme("channel_key")]),
+        Access::Channel | Access::Platform => Some(vec![scheme("channel_key")]),
         Access::Operator { .. } => Some(vec![scheme("session")]),
         // The token is needed only where the operator configured one.
         Access::Monitoring => Some(vec![scheme("monitoring_token"), SecurityRequirement::default()]),

@@ -281,6 +281,10 @@ impl Shared<'_> {
             ttl: config.invitation_ttl(),
             sms_on_events: config.sms_on_events,
             sms: std::sync::Arc::new(OutboxSms(self.store.clone())),
+            sms_caps: hcp_ingest::invitations::SmsCaps {
+                per_key: config.sms_per_key_per_day,
+                per_number: config.sms_per_number_per_day,
+            },
         };
         IngestState {
             producer: self.producer.clone(),

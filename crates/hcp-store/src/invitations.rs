@@ -36,6 +36,54 @@ pub struct ServiceRecord {
     /// The applicant's contact, sealed (never serialized).
     #[serde(skip)]
     pub applicant: Option<SealedRater>,
+    /// The key id of the platform that reported it first (only it may report more or invite).
+    pub reported_by: Option<String>,
+}
+
+/// The attribution fields of a service record: set once by the reporting platform, changed
+/// afterwards only by [`Store::correct_service_record`].
+pub const ATTRIBUTION_FIELDS: [&str; 7] = [
+    "service_item_code",
+    "department_id",
+    "hall_id",
+    "accepted_window_id",
+    "accepted_staff_id",
+    "pickup_window_id",
+    "pickup_staff_id",
+];
+
+impl ServiceRecord {
+    /// The value of attribution field `field` (one of [`ATTRIBUTION_FIELDS`]).
+    pub fn attribution(&self, field: &str) -> Option<&str> {
+        match field {
+            "service_item_code" => self.service_item_code.as_deref(),
+            "department_id" => self.department_id.as_deref(),
+            "hall_id" => self.hall_id.as_deref(),
+            "accepted_window_id" => self.accepted_window_id.as_deref(),
+            "accepted_staff_id" => self.accepted_staff_id.as_deref(),
+            "pickup_window_id" => self.pickup_window_id.as_deref(),
+            "pickup_staff_id" => self.pickup_staff_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// One audited change of a service record's attribution field.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordCorrection {
+    /// Which field.
+    pub field: String,
+    /// Before.
+    pub old_value: Option<String>,
+    /// After.
+    pub new_value: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// The operator.
+    pub corrected_by: String,
+    /// When.
+    pub corrected_at: DateTime<Utc>,
 }
 
 /// A stored invitation.
@@ -72,29 +120,33 @@ fn record_from_row(r: &sqlx::postgres::PgRow) -> Result<ServiceRecord, Error> {
         pickup_window_id: r.try_get("pickup_window_id")?,
         pickup_staff_id: r.try_get("pickup_staff_id")?,
         applicant: applicant.map(|a| a.0),
+        reported_by: r.try_get("reported_by")?,
     })
 }
 
 impl Store {
-    /// Merges a lifecycle event into the record (fields given replace stored ones; others stay).
+    /// Merges a lifecycle event into the record: attribution fields and the reporting platform
+    /// are only filled where empty (a stored value is never overwritten here, whatever races),
+    /// times and the applicant's contact take the newer value.
     pub async fn upsert_service_record(&self, r: &ServiceRecord) -> Result<ServiceRecord, Error> {
         let applicant = r.applicant.as_ref().and_then(|a| serde_json::to_value(a).ok());
         let row = sqlx::query(
             "INSERT INTO service_records AS s (service_record_no, service_item_code, department_id, hall_id,
                     accepted_at, accepted_window_id, accepted_staff_id, picked_up_at, pickup_window_id,
-                    pickup_staff_id, applicant)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    pickup_staff_id, applicant, reported_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (service_record_no) DO UPDATE SET
-                service_item_code = COALESCE(EXCLUDED.service_item_code, s.service_item_code),
-                department_id = COALESCE(EXCLUDED.department_id, s.department_id),
-                hall_id = COALESCE(EXCLUDED.hall_id, s.hall_id),
+                service_item_code = COALESCE(s.service_item_code, EXCLUDED.service_item_code),
+                department_id = COALESCE(s.department_id, EXCLUDED.department_id),
+                hall_id = COALESCE(s.hall_id, EXCLUDED.hall_id),
                 accepted_at = COALESCE(EXCLUDED.accepted_at, s.accepted_at),
-                accepted_window_id = COALESCE(EXCLUDED.accepted_window_id, s.accepted_window_id),
-                accepted_staff_id = COALESCE(EXCLUDED.accepted_staff_id, s.accepted_staff_id),
+                accepted_window_id = COALESCE(s.accepted_window_id, EXCLUDED.accepted_window_id),
+                accepted_staff_id = COALESCE(s.accepted_staff_id, EXCLUDED.accepted_staff_id),
                 picked_up_at = COALESCE(EXCLUDED.picked_up_at, s.picked_up_at),
-                pickup_window_id = COALESCE(EXCLUDED.pickup_window_id, s.pickup_window_id),
-                pickup_staff_id = COALESCE(EXCLUDED.pickup_staff_id, s.pickup_staff_id),
+                pickup_window_id = COALESCE(s.pickup_window_id, EXCLUDED.pickup_window_id),
+                pickup_staff_id = COALESCE(s.pickup_staff_id, EXCLUDED.pickup_staff_id),
                 applicant = COALESCE(EXCLUDED.applicant, s.applicant),
+                reported_by = COALESCE(s.reported_by, EXCLUDED.reported_by),
                 updated_at = now()
              RETURNING *",
         )
@@ -109,9 +161,94 @@ impl Store {
         .bind(&r.pickup_window_id)
         .bind(&r.pickup_staff_id)
         .bind(applicant)
+        .bind(&r.reported_by)
         .fetch_one(&self.pool)
         .await?;
         record_from_row(&row)
+    }
+
+    /// Sets attribution field `field` (one of [`ATTRIBUTION_FIELDS`]) of record `no` to `value`,
+    /// recording who, why and the value before, in one transaction. `None` when there is no
+    /// such record.
+    pub async fn correct_service_record(
+        &self,
+        no: &str,
+        field: &str,
+        value: Option<&str>,
+        reason: &str,
+        by: &str,
+    ) -> Result<Option<ServiceRecord>, Error> {
+        assert!(ATTRIBUTION_FIELDS.contains(&field), "{field} is not an attribution field");
+        let mut tx = self.pool.begin().await?;
+        let Some(before) = sqlx::query("SELECT * FROM service_records WHERE service_record_no = $1 FOR UPDATE")
+            .bind(no)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let before = record_from_row(&before)?;
+        // `field` is one of the fixed names above, never caller text.
+        let row = sqlx::query(&format!(
+            "UPDATE service_records SET {field} = $2, updated_at = now() WHERE service_record_no = $1 RETURNING *"
+        ))
+        .bind(no)
+        .bind(value)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO service_record_corrections (service_record_no, field, old_value, new_value, reason, corrected_by)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(no)
+        .bind(field)
+        .bind(before.attribution(field))
+        .bind(value)
+        .bind(reason)
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(record_from_row(&row)?))
+    }
+
+    /// The corrections of record `no`, oldest first.
+    pub async fn service_record_corrections(&self, no: &str) -> Result<Vec<RecordCorrection>, Error> {
+        sqlx::query_as(
+            "SELECT field, old_value, new_value, reason, corrected_by, corrected_at FROM service_record_corrections
+              WHERE service_record_no = $1 ORDER BY correction_id",
+        )
+        .bind(no)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// SMS invitations sent since `since` by key `key_id` and to the number of `phone_digest`.
+    pub async fn sms_sent_since(
+        &self,
+        key_id: &str,
+        phone_digest: &[u8],
+        since: DateTime<Utc>,
+    ) -> Result<(i64, i64), Error> {
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE key_id = $1), count(*) FILTER (WHERE phone_digest = $2)
+               FROM sms_sends WHERE (key_id = $1 OR phone_digest = $2) AND sent_at >= $3",
+        )
+        .bind(key_id)
+        .bind(phone_digest)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Records an SMS invitation sent by `key_id` to the number of `phone_digest`.
+    pub async fn record_sms_send(&self, key_id: &str, phone_digest: &[u8]) -> Result<(), Error> {
+        sqlx::query("INSERT INTO sms_sends (key_id, phone_digest) VALUES ($1, $2)")
+            .bind(key_id)
+            .bind(phone_digest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// A service record.

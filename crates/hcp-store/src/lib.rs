@@ -43,7 +43,7 @@ pub use board::{reach_key, OrderTimeliness, Splits, BOARD_CHANNEL};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
 pub use export::ExportCursor;
 pub use gate::{Claim, Credential, IdempotentAnswer};
-pub use invitations::{Invitation, ServiceRecord, UnratedStage};
+pub use invitations::{Invitation, RecordCorrection, ServiceRecord, UnratedStage, ATTRIBUTION_FIELDS};
 pub use notifications::Notification;
 pub use reach::OrderScope;
 pub use read::{AggregateQuery, RankingQuery};
