@@ -167,6 +167,8 @@ ensure_browser() {
 # key that seals raters' identities, the key that signs operator sessions and the key that signs
 # invitation links.
 ensure_local_secrets() {
+  # Local runs and tests are not production: demo accounts and these local keys are fine here.
+  export HCP_ENV="${HCP_ENV:-development}"
   mkdir -p "$HCP_LOCAL"
   [ -s "$HCP_LOCAL/pii.key" ] || (umask 077; printf 'local1:%s\n' "$(head -c 32 /dev/urandom | base64)" >"$HCP_LOCAL/pii.key")
   [ -s "$HCP_LOCAL/session.key" ] || (umask 077; head -c 32 /dev/urandom | base64 >"$HCP_LOCAL/session.key")

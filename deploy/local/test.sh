@@ -39,6 +39,8 @@ grep -q "image: apache/kafka:$kafka_version\$" docker-compose.yml \
   || die "docker-compose.yml does not run apache/kafka:$kafka_version (deploy/kafka/pom.xml): keep the two together"
 grep -q '\./deploy/kafka/server.properties:/mnt/shared/config/server.properties' docker-compose.yml \
   || die "docker-compose.yml does not give Kafka deploy/kafka/server.properties"
+! grep -qE 'HCP_(SESSION|INVITATION|PII)_KEY:|HCP_METRICS_TOKEN:' docker-compose.yml \
+  || die "docker-compose.yml sets a key itself: keys are generated at first start (hcp-keys) and read from files"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -22,6 +22,11 @@ const SHARED: &str = "Shared settings";
 /// variable. An empty variable counts as unset (see [`Config::from_env`]).
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// `production` refuses to serve with a missing key, a key published in the repository or a
+    /// demo account; `development` (set by deploy/local/run.sh and test.sh) allows them.
+    #[arg(long = "env", global = true, env = "HCP_ENV", default_value = "production", value_enum,
+          help_heading = SHARED)]
+    pub env: Env,
     /// PostgreSQL connection URL.
     #[arg(long, global = true, env = "DATABASE_URL", default_value = "postgres://hcp@127.0.0.1:5439/hcp",
           hide_env_values = true, help_heading = SHARED)]
@@ -235,6 +240,7 @@ struct ConfigOnly {
 impl Config {
     /// Reads the environment (and nothing from the command line).
     pub fn from_env() -> anyhow::Result<Self> {
+        load_secret_files()?;
         let matches = command_line(ConfigOnly::command()).try_get_matches_from(std::iter::empty::<String>())?;
         Ok(ConfigOnly::from_arg_matches(&matches)?.config)
     }
@@ -313,6 +319,35 @@ pub fn command_line(mut command: clap::Command) -> clap::Command {
         });
     }
     command
+}
+
+/// What the process is run as (`HCP_ENV`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Env {
+    /// Real citizens' data: every key set and private, no demo account.
+    Production,
+    /// A local run, tests, demos.
+    Development,
+}
+
+/// The secrets that may also be given as a file (`<NAME>_FILE`, as Docker and Kubernetes
+/// secrets are mounted), so they need not sit in the environment of every process listing.
+pub const SECRET_VARIABLES: [&str; 4] = ["HCP_SESSION_KEY", "HCP_INVITATION_KEY", "HCP_PII_KEY", "HCP_METRICS_TOKEN"];
+
+/// Reads each `<NAME>_FILE` of [`SECRET_VARIABLES`] into `<NAME>` when `<NAME>` itself is unset;
+/// call before the command line is parsed, while the process has one thread.
+pub fn load_secret_files() -> anyhow::Result<()> {
+    for name in SECRET_VARIABLES {
+        let file_var = format!("{name}_FILE");
+        let Some(path) = std::env::var_os(&file_var).filter(|p| !p.is_empty()) else { continue };
+        if std::env::var_os(name).is_some_and(|v| !v.is_empty()) {
+            anyhow::bail!("both {name} and {file_var} are set: give one");
+        }
+        let value = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("{file_var}: cannot read {}: {e}", std::path::Path::new(&path).display()))?;
+        std::env::set_var(name, value.trim());
+    }
+    Ok(())
 }
 
 /// A part of the pipeline `hcp serve` can run, named as its crate and the code map name it.

@@ -128,6 +128,29 @@ impl Store {
         Ok([(row.try_get("user_n")?, row.try_get("user_last")?), (row.try_get("addr_n")?, row.try_get("addr_last")?)])
     }
 
+    /// Every account, by name.
+    pub async fn accounts(&self) -> Result<Vec<Account>, Error> {
+        let rows = sqlx::query(
+            "SELECT username, display_name, role, department_id, region_code, password_hash, disabled
+               FROM accounts ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Account {
+                    username: r.try_get("username")?,
+                    display_name: r.try_get("display_name")?,
+                    role: r.try_get("role")?,
+                    department_id: r.try_get("department_id")?,
+                    region_code: r.try_get("region_code")?,
+                    disabled: r.try_get("disabled")?,
+                    password_hash: r.try_get("password_hash")?,
+                })
+            })
+            .collect()
+    }
+
     /// The account named `username`.
     pub async fn account(&self, username: &str) -> Result<Option<Account>, Error> {
         let row = sqlx::query(

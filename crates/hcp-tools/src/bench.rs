@@ -599,6 +599,7 @@ async fn run_aggregator(
     eprintln!("aggregator log: {}", log_path.display());
     let mut agg = std::process::Command::new(std::env::current_exe()?)
         .args(["serve", "--components", "aggregator"])
+        .env("HCP_ENV", "development")
         .env("DATABASE_URL", with_database(&cfg.database_url, db))
         .env("HCP_TOPIC_PREFIX", &cfg.topic_prefix)
         .env("HCP_AGGREGATOR_GROUP", &group)

@@ -8,6 +8,7 @@ mod credentials;
 mod directory;
 mod dlq;
 mod export;
+mod production;
 mod report;
 mod seed;
 mod topics;
@@ -138,11 +139,15 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
+    hcp_server::config::load_secret_files()?;
     let cli = Cli::from_arg_matches(&hcp_server::config::command_line(Cli::command()).get_matches())?;
     let config = cli.config;
     match cli.command {
         Command::Serve { components } => {
             let components = Components::only(&components);
+            if config.env == hcp_server::config::Env::Production {
+                production::check(&config, &components).await?;
+            }
             let listener =
                 TcpListener::bind(config.http_addr).await.with_context(|| format!("binding {}", config.http_addr))?;
             let shutdown = CancellationToken::new();
@@ -163,7 +168,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Topics { command } => topics::run(&config, command).await,
         Command::Directory { command } => directory::run(&config, command).await,
         Command::Calendar { command } => calendar::run(&config, command).await,
-        Command::Seed { command } => seed::run(&config, command).await,
+        Command::Seed { command } => {
+            anyhow::ensure!(
+                config.env == hcp_server::config::Env::Development,
+                "hcp seed makes demo accounts with a known password: only with HCP_ENV=development"
+            );
+            seed::run(&config, command).await
+        }
         Command::Account { command } => accounts::run(&config, command).await,
         Command::Credential { command } => credentials::run(&config, command).await,
         Command::Dlq { command } => dlq::run(&config, command).await,
