@@ -222,6 +222,8 @@ impl TestApp {
             ("HCP_DB_POOL", "4".into()),
             ("RUST_LOG", "warn,hcp_aggregator=info".into()),
             ("HCP_PII_KEY", TEST_PII_KEY.into()),
+            // Test keys are published in this repository: only a development start takes them.
+            ("HCP_ENV", "development".into()),
         ]
     }
 

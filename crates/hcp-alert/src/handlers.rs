@@ -38,6 +38,7 @@ pub struct AlertParams {
     /// Only open alerts (the board's banner).
     pub active: Option<bool>,
     /// At most this many (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

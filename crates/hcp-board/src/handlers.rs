@@ -165,6 +165,7 @@ pub struct RankingParams {
     /// `desc` (best first, default) or `asc` (worst first).
     pub order: Option<String>,
     /// Most entries returned (1–1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

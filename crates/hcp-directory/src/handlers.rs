@@ -28,8 +28,10 @@ fn parse_kind(kind: &str) -> Result<EntityKind, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Rows per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Rows to skip (default 0).
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -392,8 +394,10 @@ pub struct FlaggedParams {
     /// Only ratings with this flag (e.g. `unknown_window`).
     pub flag: Option<String>,
     /// Rows per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Rows to skip.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -440,6 +444,7 @@ pub async fn flagged(
 #[into_params(parameter_in = Query)]
 pub struct ReattributeParams {
     /// Most ratings to examine in this call (1–10000, default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 

@@ -11,13 +11,16 @@ use crate::DirectoryState;
 
 /// Filters of the anti-gaming review list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrityParams {
     /// Only `device_too_fast`, `device_burst`, `staff_burst`, `rater_is_rated_staff` or `rater_is_staff`.
     pub flag: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Offset.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

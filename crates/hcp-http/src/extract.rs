@@ -90,8 +90,8 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for
     }
 }
 
-/// A JSON body that may be absent (an action without a note): an empty body is `None`; a
-/// non-empty one must be JSON, with the same problems as [`ApiJson`].
+/// A JSON body that may be absent (an action without a note): an empty body or `null` is
+/// `None`; anything else must be JSON, with the same problems as [`ApiJson`].
 #[derive(Debug, Clone)]
 pub struct OptionalJson<T>(pub Option<T>);
 
@@ -107,6 +107,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
         }
         if !has_type {
             return Err(ApiError::UnsupportedMediaType);
+        }
+        // JSON `null` is "no body" too.
+        if bytes.trim_ascii() == b"null" {
+            return Ok(OptionalJson(None));
         }
         let req = Request::from_parts(parts, Body::from(bytes));
         ApiJson::<T>::from_request(req, state).await.map(|ApiJson(v)| OptionalJson(Some(v)))
@@ -126,9 +130,26 @@ pub fn page_bounds(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64)
 /// Parses `bytes` as `T`, mapping syntax errors to `malformed-json` and shape errors to a
 /// field-level `validation-failed`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::MalformedJson(format!("第 {} 行第 {} 列:{e}", e.line(), e.column())))?;
+    integral_numbers(&mut value);
     from_value(&value)
+}
+
+/// Writes every number with no fractional part (`5.0`, `-2e0`) as the integer it is. JSON Schema
+/// (and so the OpenAPI document) counts such a number as an `integer`, and a client's JSON library
+/// may print integers that way; serde would refuse it for an integer field.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15) {
+                *n = serde_json::Number::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
 }
 
 /// Deserializes `value` as `T`; a shape error is a field-level `validation-failed`.
@@ -222,5 +243,19 @@ mod tests {
             name: String,
         }
         assert_eq!(fields(parse_json::<Required>(b"{}").unwrap_err()), vec!["name"]);
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        let b: Body = parse_json(br#"{"grade": 5.0}"#).unwrap();
+        assert_eq!(b.grade, Some(5));
+        let b: Body = parse_json(br#"{"grade": -2e0}"#).unwrap();
+        assert_eq!(b.grade, Some(-2));
+        assert_eq!(fields(parse_json::<Body>(br#"{"grade": 4.5}"#).unwrap_err()), vec!["grade"]);
+        #[derive(Debug, serde::Deserialize)]
+        struct Real {
+            x: f64,
+        }
+        assert_eq!(parse_json::<Real>(br#"{"x": 3.0}"#).unwrap().x, 3.0);
     }
 }

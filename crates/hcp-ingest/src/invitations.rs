@@ -281,15 +281,8 @@ pub async fn record_event(
     ApiJson(ev): ApiJson<RecordEvent>,
 ) -> Result<Json<RecordEventResult>, ApiError> {
     let (cfg, store) = config(&state)?;
-    let no = ev.service_record_no.trim();
-    if no.is_empty() || no.chars().count() > 64 {
-        return Err(ApiError::field(
-            "service_record_no",
-            "invalid",
-            "办件编号须为 1–64 个字符",
-            "service_record_no must be 1–64 characters",
-        ));
-    }
+    let no = ev.service_record_no.as_str();
+    check_record_no(no)?;
     let at = ev.at.unwrap_or_else(Utc::now);
     let applicant = ev.applicant_phone.map(|p| seal_phone(&state, "applicant_phone", p)).transpose()?;
     let mut rec = ServiceRecord {
@@ -334,6 +327,25 @@ pub async fn record_event(
         }
     }
     Ok(Json(RecordEventResult { record, sms_invitation }))
+}
+
+/// Whether `no` can be a 办件编号: 1–64 characters, no whitespace or control character.
+fn is_record_no(no: &str) -> bool {
+    let n = no.chars().count();
+    (1..=hcp_domain::rating::MAX_ID_CHARS).contains(&n) && !no.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// [`is_record_no`] as a field error (422 naming `service_record_no`).
+fn check_record_no(no: &str) -> Result<(), ApiError> {
+    if is_record_no(no) {
+        return Ok(());
+    }
+    Err(ApiError::field(
+        "service_record_no",
+        "invalid",
+        "办件编号须为 1–64 个字符,不含空白或控制字符",
+        "service_record_no must be 1–64 characters without whitespace or control characters",
+    ))
 }
 
 /// Refuses a record another platform reported (403): only its own platform reports its events.
@@ -474,6 +486,7 @@ pub async fn issue(
         Channel::parse(&req.channel).filter(|c| matches!(c, Channel::QrCode | Channel::Sms)).ok_or_else(|| {
             ApiError::field("channel", "unknown_value", "邀请渠道须为 qr_code 或 sms", "channel must be qr_code or sms")
         })?;
+    check_record_no(&req.service_record_no)?;
     // Another platform's record is not found: a key learns nothing about records not its own.
     let mut record = store
         .service_record(&req.service_record_no)
@@ -827,7 +840,7 @@ pub struct Correction {
 #[utoipa::path(
     post,
     path = "/api/v1/service-records/{service_record_no}/corrections",
-    tag = "ingest",
+    tag = "directory",
     params(("service_record_no" = String, Path, description = "办件编号")),
     request_body = Correction,
     responses(
@@ -843,6 +856,9 @@ pub async fn correct(
     ApiJson(c): ApiJson<Correction>,
 ) -> Result<Json<ServiceRecord>, ApiError> {
     let store = &state.gate.as_ref().ok_or(ApiError::NotFound)?.store;
+    if !is_record_no(&no) {
+        return Err(ApiError::NotFound);
+    }
     let Some(field) = hcp_store::ATTRIBUTION_FIELDS.iter().find(|f| **f == c.field) else {
         return Err(ApiError::field(
             "field",
@@ -869,7 +885,7 @@ pub async fn correct(
 #[utoipa::path(
     get,
     path = "/api/v1/service-records/{service_record_no}/corrections",
-    tag = "ingest",
+    tag = "directory",
     params(("service_record_no" = String, Path, description = "办件编号")),
     responses((status = 200, description = "The corrections", body = Vec<hcp_store::RecordCorrection>))
 )]
@@ -878,5 +894,8 @@ pub async fn corrections(
     ApiPath(no): ApiPath<String>,
 ) -> Result<Json<Vec<hcp_store::RecordCorrection>>, ApiError> {
     let store = &state.gate.as_ref().ok_or(ApiError::NotFound)?.store;
+    if !is_record_no(&no) {
+        return Err(ApiError::NotFound);
+    }
     Ok(Json(store.service_record_corrections(&no).await?))
 }

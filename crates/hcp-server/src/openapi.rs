@@ -143,7 +143,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// shared layers answer whatever its handler does (the access layer: 401/403; the JSON body
 /// extractor and the body limit: 400/413/415; query parameters: 400; path parameters: 404; the rate limits: 429; the time
 /// limit and unavailable dependencies: 503).
-pub fn document_for(table: &AccessTable) -> Document {
+pub fn document_for(table: &AccessTable) -> serde_json::Value {
+    let mut doc = serde_json::to_value(served(table)).expect("the document serializes");
+    constrain(&mut doc);
+    doc
+}
+
+/// The derived document with the operations this process serves, completed (see [`document_for`]).
+fn served(table: &AccessTable) -> Document {
     let mut doc = document();
     doc.paths.paths.retain(|path, item| {
         for (method, slot) in operations(item) {
@@ -157,6 +164,179 @@ pub fn document_for(table: &AccessTable) -> Document {
         operations(item).iter().any(|(_, op)| op.is_some())
     });
     doc
+}
+
+/// The pattern of an id (`service_record_no`, `window_id`, …): no whitespace, no control
+/// character (ECMA-262 and Python `re` read it alike), as `hcp_domain::rating` checks.
+const ID_PATTERN: &str = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$";
+
+/// A phone number as `hcp_domain::pii::normalize_phone` takes it: a mobile (1 + 10 digits) or a
+/// landline (0 + area code, optional `-`, 7–8 digits), whitespace allowed anywhere.
+const PHONE_PATTERN: &str = "^\\s*(1(\\s*[0-9]){10}|0(\\s*[0-9]){9,11}|0(\\s*[0-9]){2,3}\\s*-(\\s*[0-9]){7,8})\\s*$";
+
+/// The constraints the server enforces on request bodies that the derived schemas do not state
+/// (enums kept as strings so every wrong value gets a field-level problem; lengths and ranges
+/// checked by hand): each merged into `components.schemas.<schema>.properties.<property>`.
+/// Whatever a schema states here the server refuses when broken, and the fuzzing in test.sh
+/// checks both directions.
+fn body_constraints() -> Vec<(&'static str, &'static str, serde_json::Value)> {
+    use serde_json::json;
+    let channels: Vec<&str> = hcp_domain::Channel::ALL.iter().map(|c| c.as_str()).collect();
+    let stages: Vec<&str> = hcp_domain::Stage::ALL.iter().map(|s| s.as_str()).collect();
+    let id = json!({"type": ["string", "null"], "minLength": 1, "maxLength": hcp_domain::rating::MAX_ID_CHARS, "pattern": ID_PATTERN});
+    let grade = json!({"type": "integer", "minimum": 1, "maximum": 5});
+    let mut out = vec![
+        ("RatingInput", "channel", json!({"type": "string", "enum": channels})),
+        ("RatingInput", "stage", json!({"type": "string", "enum": stages})),
+        ("RatingInput", "grade", grade.clone()),
+        ("RatingInput", "assess_number", json!({"type": ["integer", "null"], "minimum": 1, "maximum": 2})),
+        (
+            "RatingInput",
+            "tags",
+            json!({"type": ["array", "null"], "maxItems": hcp_domain::rating::MAX_TAGS,
+            "items": {"type": "string", "pattern": format!("^[A-Za-z0-9_.-]{{1,{}}}$", hcp_domain::rating::MAX_TAG_CHARS)}}),
+        ),
+        ("RaterInput", "user_prop", json!({"type": ["integer", "null"], "minimum": 1, "maximum": 2})),
+        ("BatchRequest", "ratings", json!({"minItems": 1, "maxItems": hcp_ingest::MAX_BATCH})),
+        ("CitizenRating", "grade", grade.clone()),
+        ("CallbackAnswer", "grade", grade),
+        ("NewInvitation", "channel", json!({"type": "string", "enum": ["qr_code", "sms"]})),
+        (
+            "NewInvitation",
+            "service_record_no",
+            json!({"type": "string", "minLength": 1,
+            "maxLength": hcp_domain::rating::MAX_ID_CHARS, "pattern": ID_PATTERN}),
+        ),
+        ("NewInvitation", "phone", json!({"type": ["string", "null"], "pattern": PHONE_PATTERN})),
+        ("RecordEvent", "applicant_phone", json!({"type": ["string", "null"], "pattern": PHONE_PATTERN})),
+        ("NewInvitation", "stage", json!({"type": "string", "enum": ["acceptance", "pickup", "online"]})),
+        ("RecordEvent", "event", json!({"type": "string", "enum": ["accepted", "picked_up"]})),
+        (
+            "RecordEvent",
+            "service_record_no",
+            json!({"type": "string", "minLength": 1,
+            "maxLength": hcp_domain::rating::MAX_ID_CHARS, "pattern": ID_PATTERN}),
+        ),
+        ("LoginRequest", "username", json!({"type": "string", "minLength": 1})),
+        ("LoginRequest", "password", json!({"type": "string"})),
+        ("Correction", "field", json!({"type": "string", "enum": hcp_store::ATTRIBUTION_FIELDS})),
+        ("StaffPhone", "phone", json!({"type": "string", "pattern": PHONE_PATTERN})),
+        (
+            "RuleInput",
+            "scope",
+            json!({"type": "string",
+            "enum": hcp_domain::alert::ALERT_SCOPES.iter().map(|s| s.as_str()).collect::<Vec<_>>()}),
+        ),
+        ("RuleInput", "min_ratings", json!({"type": ["integer", "null"], "minimum": 1, "maximum": 100_000})),
+        ("RuleInput", "window_minutes", json!({"type": "integer", "minimum": 1, "maximum": 10_080})),
+        ("PolicyBody", "contact_days", json!({"type": "integer", "minimum": 1, "maximum": 60})),
+        ("PolicyBody", "rectify_days", json!({"type": "integer", "minimum": 1, "maximum": 120})),
+        ("PolicyBody", "near_due_days", json!({"type": ["integer", "null"], "minimum": 0, "maximum": 30})),
+        ("PolicyBody", "default_rating_days", json!({"type": ["integer", "null"], "minimum": 1, "maximum": 30})),
+    ];
+    for field in
+        ["service_record_no", "service_item_code", "department_id", "hall_id", "window_id", "staff_id", "device_id"]
+    {
+        let mut c = id.clone();
+        if field == "service_record_no" {
+            c["type"] = json!("string");
+        }
+        out.push(("RatingInput", field, c));
+    }
+    out
+}
+
+/// The query and path parameters' constraints the server enforces, by route and name.
+fn parameter_constraints() -> Vec<(&'static str, &'static str, serde_json::Value)> {
+    use hcp_domain::integrity::IntegrityFlag;
+    use serde_json::json;
+    let names = |v: Vec<&'static str>| json!({"type": "string", "enum": v});
+    let attribution: Vec<&str> = hcp_domain::AttributionFlag::ALL.iter().map(|f| f.as_str()).collect();
+    let integrity: Vec<&str> = [
+        IntegrityFlag::DeviceTooFast,
+        IntegrityFlag::DeviceBurst,
+        IntegrityFlag::StaffBurst,
+        IntegrityFlag::RaterIsRatedStaff,
+        IntegrityFlag::RaterIsStaff,
+    ]
+    .iter()
+    .map(|f| f.as_str())
+    .collect();
+    let scopes: Vec<&str> = hcp_domain::Scope::ALL.iter().map(|s| s.as_str()).collect();
+    let kinds: Vec<&str> = hcp_domain::directory::EntityKind::ALL.iter().map(|k| k.as_str()).collect();
+    let levels: Vec<&str> = hcp_domain::report::ReportLevel::ALL.iter().map(|l| l.as_str()).collect();
+    vec![
+        ("/api/v1/attribution/flagged", "flag", names(attribution)),
+        ("/api/v1/integrity/flagged", "flag", names(integrity)),
+        ("/api/v1/stats/summary", "scope", names(scopes.clone())),
+        ("/api/v1/directory/import", "format", names(vec!["json", "csv"])),
+        ("/api/v1/directory/import", "kind", names(kinds)),
+        // `all` is one unit: nothing to rank.
+        ("/api/v1/stats/ranking", "scope", names(scopes.iter().copied().filter(|s| *s != "all").collect())),
+        ("/api/v1/stats/ranking", "order", names(vec!["desc", "asc"])),
+        ("/api/v1/stats/ranking", "min_ratings", json!({"type": "integer", "minimum": 1})),
+        ("/api/v1/work-orders", "state", names(hcp_workorder::STATES.to_vec())),
+        ("/api/v1/work-orders", "due_status", names(vec!["on_track", "near_due", "overdue"])),
+        ("/api/v1/work-orders", "sort", names(vec!["deadline", "opened"])),
+        ("/api/v1/reports/monthly", "month", json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"})),
+        ("/api/v1/reports/monthly", "level", names(levels)),
+        ("/api/v1/calendar/add-working-days", "n", json!({"type": "integer", "minimum": 0, "maximum": 3650})),
+        ("/api/v1/calendar/years/{year}", "year", json!({"type": "integer", "minimum": 1949, "maximum": 9999})),
+    ]
+}
+
+/// Properties that must be present (beyond what the derive marks).
+const REQUIRED: [(&str, &[&str]); 4] = [
+    ("LoginRequest", &["username", "password"]),
+    ("CitizenRating", &["grade"]),
+    ("CallbackAnswer", &["grade"]),
+    ("Correction", &["field", "reason"]),
+];
+
+/// Merges [`body_constraints`] and [`REQUIRED`] into `doc`, and states the `Idempotency-Key`
+/// header's form (1–200 visible ASCII characters, as `hcp_ingest::gate::idempotency_key` checks).
+fn constrain(doc: &mut serde_json::Value) {
+    let by_route = parameter_constraints();
+    let mut applied = vec![false; by_route.len()];
+    for (path, item) in doc["paths"].as_object_mut().expect("paths") {
+        for op in item.as_object_mut().expect("a path item").values_mut() {
+            let params = op.get_mut("parameters").and_then(|p| p.as_array_mut());
+            for param in params.into_iter().flatten() {
+                if param["name"] == "Idempotency-Key" {
+                    param["schema"] = serde_json::json!({"type": "string", "pattern": "^[!-~]{1,200}$"});
+                }
+                for (i, (route, name, constraint)) in by_route.iter().enumerate() {
+                    if route == path && param["name"] == *name {
+                        param["schema"] = constraint.clone();
+                        applied[i] = true;
+                    }
+                }
+            }
+        }
+    }
+    // A constraint for a route this process does not serve is fine; one whose route is served
+    // without that parameter is a renamed parameter.
+    for ((route, name, _), hit) in by_route.iter().zip(applied) {
+        assert!(hit || doc["paths"].get(*route).is_none(), "{route} has no parameter {name}");
+    }
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, property, constraint) in body_constraints() {
+        let target = &mut schemas[schema]["properties"][property];
+        assert!(target.is_object(), "{schema}.{property} is not in the document");
+        for (k, v) in constraint.as_object().expect("an object") {
+            target[k] = v.clone();
+        }
+    }
+    for (schema, names) in REQUIRED {
+        let required = schemas[schema]["required"].as_array().cloned().unwrap_or_default();
+        let mut required: Vec<serde_json::Value> = required;
+        for n in names {
+            if !required.iter().any(|r| r == n) {
+                required.push(serde_json::json!(n));
+            }
+        }
+        schemas[schema]["required"] = serde_json::Value::Array(required);
+    }
 }
 
 /// The operations of a path item, by upper-case method.

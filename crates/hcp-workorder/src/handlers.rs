@@ -40,6 +40,7 @@ pub(crate) fn act_error(e: ActError) -> ApiError {
 
 /// List filters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this state (`opened`, `claimed`, `contacted`, `verified`, `rectified`, `replied`,
@@ -54,8 +55,10 @@ pub struct ListParams {
     /// `deadline` (default: the running deadline, soonest first) or `opened` (newest first).
     pub sort: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Offset (default 0).
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -68,7 +71,8 @@ pub struct OrderPage {
     pub items: Vec<WorkOrder>,
 }
 
-const STATES: [&str; 10] = [
+/// Every state the list filters on (its `state` query parameter).
+pub const STATES: [&str; 10] = [
     "opened",
     "claimed",
     "contacted",

@@ -24,13 +24,16 @@ pub enum AccountCommand {
         /// A supervisor's region code.
         #[arg(long)]
         region: Option<String>,
+        /// Save the account disabled: it cannot log in, and its sessions end (as on any change).
+        #[arg(long)]
+        disabled: bool,
     },
 }
 
 /// Runs `hcp account …`.
 pub async fn run(config: &Config, command: AccountCommand) -> anyhow::Result<()> {
     match command {
-        AccountCommand::Add { username, role, name, department, region } => {
+        AccountCommand::Add { username, role, name, department, region, disabled } => {
             let password = std::env::var("HCP_ACCOUNT_PASSWORD")
                 .ok()
                 .filter(|p| p.len() >= 8)
@@ -47,11 +50,12 @@ pub async fn run(config: &Config, command: AccountCommand) -> anyhow::Result<()>
                     role: role.as_str().into(),
                     department_id: department,
                     region_code: region,
-                    disabled: false,
+                    disabled,
                     password_hash: hcp_http::auth::hash_password(&password),
                 })
                 .await?;
-            println!("account {username} ({}) saved", role.as_str());
+            let state = if disabled { ", disabled" } else { "" };
+            println!("account {username} ({}{state}) saved; its sessions ended", role.as_str());
             Ok(())
         }
     }
