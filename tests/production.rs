@@ -16,6 +16,7 @@ fn serve(app: &TestApp, port: u16, env: &[(&str, String)]) -> Command {
     for name in ["HCP_SESSION_KEY", "HCP_INVITATION_KEY", "HCP_PII_KEY", "HCP_METRICS_TOKEN", "HCP_DEMO_PASSWORD"] {
         cmd.env_remove(name).env_remove(format!("{name}_FILE"));
     }
+    cmd.env_remove("HCP_INGEST_AUTH");
     for (k, v) in app.child_env() {
         if k != "HCP_PII_KEY" {
             cmd.env(k, v);
@@ -62,8 +63,13 @@ async fn a_production_start_refuses_demo_keys_and_accounts_and_serves_with_its_o
     let port = free_port();
 
     // Nothing set: every missing key is named, and nothing listens.
-    let err = refused(serve(&app, port, &[]));
-    for name in ["HCP_SESSION_KEY is not set", "HCP_PII_KEY is not set", "HCP_INVITATION_KEY is not set"] {
+    let err = refused(serve(&app, port, &[("HCP_INGEST_AUTH", "optional".into())]));
+    for name in [
+        "HCP_SESSION_KEY is not set",
+        "HCP_PII_KEY is not set",
+        "HCP_INVITATION_KEY is not set",
+        "HCP_INGEST_AUTH=optional",
+    ] {
         assert!(err.contains(name), "{name} not named:\n{err}");
     }
 

@@ -125,7 +125,7 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         status: 429,
         title: "Too many requests",
         title_zh: "请求过于频繁",
-        help_zh: "该密钥或地址的请求超过了频率上限,请按 Retry-After 等待后重试;评价未被记录。",
+        help_zh: "该密钥、地址或账号的请求超过了频率上限,请按 Retry-After 等待后重试;本次请求未被处理(评价未被记录)。",
     },
     ProblemType {
         slug: "forbidden",

@@ -52,6 +52,13 @@ pub fn key_problems(config: &Config, components: &Components) -> Vec<String> {
     if components.iter().any(|c| c == ComponentName::Ingest) {
         need(config.invitation_key.is_some(), "HCP_INVITATION_KEY", "a random key would kill every link at restart");
     }
+    if !config.ingest_auth_required && components.iter().any(|c| c == ComponentName::Ingest) {
+        problems
+            .push("HCP_INGEST_AUTH=optional lets anyone rate without a channel key (demos and load tests only)".into());
+    }
+    if config.metrics_token.is_none() {
+        tracing::warn!("HCP_METRICS_TOKEN is not set: /metrics is public; keep it off the internet or set a token");
+    }
     for name in hcp_server::config::SECRET_VARIABLES {
         if std::env::var(name).is_ok_and(|v| uses_published_key(&v)) {
             problems.push(format!("{name} uses a key published in the hcp repository: generate your own"));
