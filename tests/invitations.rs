@@ -325,6 +325,12 @@ async fn only_the_platform_that_reported_a_record_speaks_for_it_and_attribution_
     }
     assert!(app.store.service_record("OWN-1").await.unwrap().is_none(), "nothing was recorded");
 
+    // Text PostgreSQL cannot hold (a NUL) is a field error, never a 500.
+    let mut nul = accepted.clone();
+    nul["window_id"] = json!("W2\u{0}");
+    let (s, p) = app.post_json("/api/v1/service-records/events", &web, &nul).await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("window_id")), "{p}");
+
     // The web platform reports it; repeating the same facts is fine, changing them is not.
     let (s, r) = app.post_json("/api/v1/service-records/events", &web, &accepted).await;
     assert_eq!(s, 200, "{r}");
@@ -372,6 +378,9 @@ async fn only_the_platform_that_reported_a_record_speaks_for_it_and_attribution_
         app.post_json(path, &admin, &json!({"field": "accepted_window_id", "value": "W1", "reason": " "})).await;
     assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("reason")));
     assert_eq!(app.post_json("/api/v1/service-records/NOPE/corrections", &admin, &fix).await.0, 404);
+    let bad = json!({"field": "hall_id", "value": "H\u{0}1", "reason": "试一下控制字符"});
+    let (s, p) = app.post_json(path, &admin, &bad).await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (422, Some("value")), "{p}");
     let (s, rec) = app.post_json(path, &admin, &fix).await;
     assert_eq!((s, rec["accepted_window_id"].as_str()), (200, Some("W1")), "{rec}");
     let (s, log) = app.call(Method::GET, path, &admin, None).await;

@@ -481,10 +481,22 @@ pub fn database_unavailable(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_))
 }
 
-/// A database error: unreachable (pool timeout, closed pool, I/O, TLS) → 503
-/// `database-unavailable`; anything else → 500 (logged, not shown).
+/// A database error: text PostgreSQL cannot store (a NUL) → 422; unreachable (pool timeout,
+/// closed pool, I/O, TLS) → 503 `database-unavailable`; anything else → 500 (logged, not shown).
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        // PostgreSQL text cannot hold NUL (22021): a client's text with one is the client's
+        // mistake wherever it slipped past a field check, never a 500.
+        if let Some(db) = e.as_database_error() {
+            if db.code().as_deref() == Some("22021") {
+                return ApiError::field(
+                    "",
+                    "nul_character",
+                    "文本不能包含 NUL 字符(\\u0000)",
+                    "text must not contain the NUL character",
+                );
+            }
+        }
         if database_unavailable(&e) {
             ApiError::DatabaseUnavailable(e.to_string())
         } else {

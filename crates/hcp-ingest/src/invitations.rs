@@ -283,6 +283,22 @@ pub async fn record_event(
     let (cfg, store) = config(&state)?;
     let no = ev.service_record_no.as_str();
     check_record_no(no)?;
+    for (field, value) in [
+        ("service_item_code", &ev.service_item_code),
+        ("department_id", &ev.department_id),
+        ("hall_id", &ev.hall_id),
+        ("window_id", &ev.window_id),
+        ("staff_id", &ev.staff_id),
+    ] {
+        if value.as_deref().is_some_and(|v| !is_record_no(v)) {
+            return Err(ApiError::field(
+                field,
+                "invalid",
+                format!("{field} 须为 1–64 个字符,不含空白或控制字符"),
+                format!("{field} must be 1–64 characters without whitespace or control characters"),
+            ));
+        }
+    }
     let at = ev.at.unwrap_or_else(Utc::now);
     let applicant = ev.applicant_phone.map(|p| seal_phone(&state, "applicant_phone", p)).transpose()?;
     let mut rec = ServiceRecord {
@@ -329,7 +345,7 @@ pub async fn record_event(
     Ok(Json(RecordEventResult { record, sms_invitation }))
 }
 
-/// Whether `no` can be a 办件编号: 1–64 characters, no whitespace or control character.
+/// Whether `no` can be a 办件编号 (or another id): 1–64 characters, no whitespace or control character.
 fn is_record_no(no: &str) -> bool {
     let n = no.chars().count();
     (1..=hcp_domain::rating::MAX_ID_CHARS).contains(&n) && !no.chars().any(|c| c.is_control() || c.is_whitespace())
@@ -872,8 +888,13 @@ pub async fn correct(
         return Err(ApiError::field("reason", "invalid", "更正须说明原因(2–500 字)", "a reason of 2–500 characters"));
     }
     let value = c.value.as_deref().map(str::trim).filter(|v| !v.is_empty());
-    if value.is_some_and(|v| v.chars().count() > 64) {
-        return Err(ApiError::field("value", "invalid", "取值不超过 64 个字符", "value is at most 64 characters"));
+    if value.is_some_and(|v| !is_record_no(v)) {
+        return Err(ApiError::field(
+            "value",
+            "invalid",
+            "取值须为 1–64 个字符,不含空白或控制字符",
+            "value: 1–64 characters without whitespace or control characters",
+        ));
     }
     let record =
         store.correct_service_record(&no, field, value, reason, &caller.0.sub).await?.ok_or(ApiError::NotFound)?;
