@@ -1,6 +1,7 @@
 //! The national / provincial export (`GET /api/v1/export/ratings`, `hcp export ratings`): the
 //! documented field names and formats (docs/export.md), the channel → `pf` mapping, Beijing
-//! time, the hotline left out, CSV and JSON lines carrying the same records, and who may export.
+//! time, the 12345 hotline under the province's code (`HCP_EXPORT_PF`), CSV and JSON lines carrying
+//! the same records, and who may export.
 
 use std::time::Duration;
 
@@ -65,15 +66,16 @@ async fn the_export_names_fields_as_the_national_platform_does() {
         req.send()
     };
 
-    // JSON lines: the hotline rating has no national channel code and is left out.
+    // JSON lines: the hotline, which has no national channel code, under the default province code 2.
     let r = get(format!("{range}&format=jsonl"), Some(app.admin.clone())).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/x-ndjson");
     let text = r.text().await.unwrap();
     let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let by_no = |no: &str| records.iter().find(|r| r["projectNo"] == no).cloned();
-    assert_eq!(records.len(), 3, "{text}");
-    assert!(by_no("EX-4").is_none(), "the hotline has no pf code");
+    assert_eq!(records.len(), 4, "{text}");
+    let hotline = by_no("EX-4").expect("the hotline is in the provincial feed");
+    assert_eq!((hotline["pf"].as_u64(), hotline["proManager"].as_str()), (Some(2), Some("接线员甲")), "{hotline}");
     for r in &records {
         let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
@@ -106,7 +108,7 @@ async fn the_export_names_fields_as_the_national_platform_does() {
     let csv = csv.strip_prefix('\u{feff}').expect("UTF-8 byte-order mark");
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines[0], FIELDS.join(","));
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 5);
     assert!(
         lines.contains(
             &format!(
@@ -131,6 +133,23 @@ async fn the_export_names_fields_as_the_national_platform_does() {
     ]);
     assert!(ok, "{err}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+    // A province that leaves the hotline out says so in configuration.
+    let (ok, _, err) = app.run_hcp(&[
+        "--export-pf",
+        "hotline=none",
+        "export",
+        "ratings",
+        "--from",
+        &(day - chrono::Duration::days(1)).to_string(),
+        "--to",
+        &(day + chrono::Duration::days(1)).to_string(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let without = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(without.lines().count(), 3);
+    assert!(!without.contains("EX-4"));
     let _ = std::fs::remove_file(out);
 
     // Who may export, and bad ranges.

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::stream::{self, Stream, StreamExt};
-use hcp_domain::export::{csv_header, NationalRecord};
+use hcp_domain::export::{csv_header, NationalRecord, PfMap};
 use hcp_domain::time::date_start;
 use hcp_http::{ApiError, ApiQuery, Problem};
 use hcp_store::{ExportCursor, Store};
@@ -87,13 +87,14 @@ pub fn date_range(from: NaiveDate, to: NaiveDate) -> Result<(DateTime<Utc>, Date
     Ok((date_start(from), date_start(end)))
 }
 
-/// The export as text chunks (the header first for CSV), one chunk per page of ratings.
-/// Ratings from the 12345 hotline, which has no national channel code, are left out.
+/// The export as text chunks (the header first for CSV), one chunk per page of ratings, with
+/// each channel's `pf` from `pfs` (a channel it leaves out is not exported).
 pub fn export_stream(
     store: Store,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     format: ExportFormat,
+    pfs: PfMap,
 ) -> impl Stream<Item = Result<String, hcp_store::Error>> + Send + 'static {
     let header = match format {
         ExportFormat::Csv => Some(format!("\u{feff}{}", csv_header())),
@@ -101,6 +102,7 @@ pub fn export_stream(
     };
     let pages = stream::unfold(Some(None::<ExportCursor>), move |cursor| {
         let store = store.clone();
+        let pfs = pfs.clone();
         async move {
             let cursor = cursor?;
             match store.export_page(from, to, cursor, PAGE).await {
@@ -109,7 +111,9 @@ pub fn export_stream(
                 Ok(rows) => {
                     let next = (rows.len() as i64 == PAGE).then(|| rows.last().map(|(c, _)| *c));
                     let mut chunk = String::new();
-                    for record in rows.into_iter().filter_map(|(_, f)| f).filter_map(NationalRecord::from_facts) {
+                    for record in
+                        rows.into_iter().filter_map(|(_, f)| f).filter_map(|f| NationalRecord::from_facts(f, &pfs))
+                    {
                         chunk.push_str(&match format {
                             ExportFormat::Jsonl => record.json_line(),
                             ExportFormat::Csv => record.csv_line(),
@@ -142,7 +146,7 @@ pub async fn ratings(
     let (from, to) = date_range(q.from, q.to)?;
     let format = q.format.unwrap_or(ExportFormat::Jsonl);
     let name = format!("attachment; filename=\"hcp-ratings-{}-{}.{}\"", q.from, q.to, format.extension());
-    let body = Body::from_stream(export_stream(state.store.clone(), from, to, format));
+    let body = Body::from_stream(export_stream(state.store.clone(), from, to, format, state.export_pf.clone()));
     Ok(([(header::CONTENT_TYPE, format.content_type().to_owned()), (header::CONTENT_DISPOSITION, name)], body)
         .into_response())
 }

@@ -50,6 +50,8 @@ pub struct BoardState {
     pub staff_min_ratings: i64,
     /// The live push hub.
     pub live: Arc<live::Live>,
+    /// Each channel's `pf` code in the provincial export (`HCP_EXPORT_PF`).
+    pub export_pf: hcp_domain::export::PfMap,
 }
 
 /// Roles that read statistics (each within its reach).

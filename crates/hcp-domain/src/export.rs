@@ -26,6 +26,53 @@ pub const FIELDS: [&str; 15] = [
     "proManager",
 ];
 
+/// Each channel's `pf` code in the provincial feed: the national codes
+/// ([`Channel::national_pf`]), and for the 12345 hotline, which has none, a code the province
+/// chooses. Set by `HCP_EXPORT_PF` (`hotline=2`, `hotline=none` to leave hotline ratings out, or
+/// any `channel=code` to override a national one); the default puts the hotline in as 2
+/// (移动端: the caller rates on their phone after the call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PfMap(Vec<(Channel, Option<u8>)>);
+
+impl Default for PfMap {
+    fn default() -> Self {
+        PfMap::parse(PfMap::DEFAULT).expect("the default mapping parses")
+    }
+}
+
+impl PfMap {
+    /// The documented default (`HCP_EXPORT_PF`).
+    pub const DEFAULT: &'static str = "hotline=2";
+
+    /// The national codes with `spec`'s overrides: comma-separated `channel=code`, code 1–7 or
+    /// `none` (left out of the feed).
+    pub fn parse(spec: &str) -> Result<PfMap, String> {
+        let mut map: Vec<(Channel, Option<u8>)> = Channel::ALL.iter().map(|c| (*c, c.national_pf())).collect();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, code) = part.split_once('=').ok_or_else(|| format!("`{part}` is not channel=code"))?;
+            let channel = Channel::parse(name.trim()).ok_or_else(|| format!("unknown channel `{}`", name.trim()))?;
+            let code = match code.trim() {
+                "none" => None,
+                n => Some(
+                    n.parse::<u8>()
+                        .ok()
+                        .filter(|c| (1..=7).contains(c))
+                        .ok_or_else(|| format!("the pf of {} must be 1–7 or none, not `{n}`", channel.as_str()))?,
+                ),
+            };
+            for entry in map.iter_mut().filter(|(c, _)| *c == channel) {
+                entry.1 = code;
+            }
+        }
+        Ok(PfMap(map))
+    }
+
+    /// The code of `channel`; `None`: not in the feed.
+    pub fn pf(&self, channel: Channel) -> Option<u8> {
+        self.0.iter().find(|(c, _)| *c == channel).and_then(|(_, code)| *code)
+    }
+}
+
 /// One rating as the national platform names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,9 +141,9 @@ pub struct ExportFacts {
 }
 
 impl NationalRecord {
-    /// The record of `f`; `None` for a channel without a national code (the 12345 hotline).
-    pub fn from_facts(f: ExportFacts) -> Option<NationalRecord> {
-        let pf = f.channel.national_pf()?;
+    /// The record of `f`; `None` for a channel `pfs` leaves out of the feed.
+    pub fn from_facts(f: ExportFacts, pfs: &PfMap) -> Option<NationalRecord> {
+        let pf = pfs.pf(f.channel)?;
         let (task_code, task_name) = f.service_item.unwrap_or_default();
         let (dept_code, dept_name) = f.department.unwrap_or_default();
         Some(NationalRecord {
@@ -219,7 +266,7 @@ mod tests {
 
     #[test]
     fn fields_and_formats() {
-        let r = NationalRecord::from_facts(facts()).unwrap();
+        let r = NationalRecord::from_facts(facts(), &PfMap::default()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         let mut expected = FIELDS.to_vec();
@@ -240,10 +287,13 @@ mod tests {
     }
 
     #[test]
-    fn formulas_are_defused_and_the_hotline_has_no_record() {
+    fn formulas_are_defused() {
         let mut f = facts();
         f.comment = Some("=HYPERLINK(\"x\")".into());
-        assert!(NationalRecord::from_facts(f).unwrap().csv_line().contains(",\"'=HYPERLINK(\"\"x\"\")\","));
+        assert!(NationalRecord::from_facts(f, &PfMap::default())
+            .unwrap()
+            .csv_line()
+            .contains(",\"'=HYPERLINK(\"\"x\"\")\","));
         for lead in ["=", "+", "-", "@", "\t", "\r"] {
             assert_eq!(spreadsheet_text(&format!("{lead}1+1")), format!("'{lead}1+1"), "{lead:?}");
             let row = csv_row(&[format!("{lead}cmd|' /C calc'!A0"), "x".into()]);
@@ -251,8 +301,23 @@ mod tests {
         }
         assert_eq!(spreadsheet_text("市公安局"), "市公安局");
         assert_eq!(spreadsheet_text("1-2"), "1-2");
-        let mut f = facts();
-        f.channel = Channel::Hotline;
-        assert_eq!(NationalRecord::from_facts(f), None);
+    }
+
+    #[test]
+    fn the_hotline_is_in_the_feed_with_the_provinces_code() {
+        let hotline = || ExportFacts { channel: Channel::Hotline, ..facts() };
+        assert_eq!(NationalRecord::from_facts(hotline(), &PfMap::default()).unwrap().pf, 2);
+        let six = PfMap::parse("hotline=6").unwrap();
+        assert_eq!(NationalRecord::from_facts(hotline(), &six).unwrap().pf, 6);
+        assert_eq!(NationalRecord::from_facts(hotline(), &PfMap::parse("hotline=none").unwrap()), None);
+        // National codes stay unless overridden.
+        for c in Channel::ALL.into_iter().filter(|c| *c != Channel::Hotline) {
+            assert_eq!(six.pf(c), c.national_pf(), "{c:?}");
+        }
+        assert_eq!(PfMap::parse("app=1").unwrap().pf(Channel::App), Some(1));
+        assert_eq!(PfMap::parse("").unwrap().pf(Channel::Hotline), None, "no override: the national table");
+        for bad in ["hotline", "hotline=8", "hotline=0", "fax=1", "hotline=x"] {
+            assert!(PfMap::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::builder::{BoolishValueParser, TypedValueParser};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 use hcp_bus::{KafkaConfig, Topics};
+use hcp_domain::export::PfMap;
 use hcp_domain::{PiiCipher, SatisfactionPolicy};
 use hcp_http::{MonitoringToken, SessionKey, TrustedProxies};
 use hcp_ingest::invitations::InvitationKeys;
@@ -157,6 +158,12 @@ pub struct Config {
     /// Fewest ratings for a staff member to be ranked.
     #[arg(long, global = true, env = "HCP_STAFF_MIN_RATINGS", default_value_t = 5, help_heading = "Component board")]
     pub staff_min_ratings: i64,
+
+    /// Channel codes (`pf`) of the provincial export beyond the national table: `channel=code`
+    /// (1–7) or `channel=none`, comma-separated. The 12345 hotline has no national code.
+    #[arg(long, global = true, env = "HCP_EXPORT_PF", default_value = PfMap::DEFAULT,
+          value_parser = PfMap::parse, help_heading = "Component board")]
+    pub export_pf: PfMap,
 
     /// Seconds between evaluations of the alert rules.
     #[arg(long = "alert-interval-secs", global = true, env = "HCP_ALERT_INTERVAL_SECS", default_value = "30",

@@ -232,6 +232,7 @@ impl Shared<'_> {
                 policy: config.policy(),
                 staff_min_ratings: config.staff_min_ratings,
                 live: hcp_board::live::Live::new(self.shutdown.clone()),
+                export_pf: config.export_pf.clone(),
             }),
             ComponentName::Alerts => {
                 hcp_alert::component(hcp_alert::AlertState { store, policy: config.policy() }, config.alert_interval)

@@ -53,7 +53,8 @@ async fn export_ratings(
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let mut chunks = std::pin::pin!(hcp_board::export::export_stream(store, start, end, format));
+    let mut chunks =
+        std::pin::pin!(hcp_board::export::export_stream(store, start, end, format, config.export_pf.clone()));
     while let Some(chunk) = chunks.next().await {
         sink.write_all(chunk?.as_bytes())?;
     }
