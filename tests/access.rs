@@ -470,7 +470,7 @@ async fn scope_cases(w: &World) -> BTreeSet<String> {
         ("escalate", "supervisor"),
         ("callback-invitation", "handler"),
     ];
-    let body = json!({"note": "核查", "founded": true});
+    let body = json!({"note": "核查", "founded": true, "cause": "conduct"});
     for (action, role) in actions {
         let other = format!("{role}_other");
         let (st, p) = app
@@ -488,6 +488,15 @@ async fn scope_cases(w: &World) -> BTreeSet<String> {
         assert!(![401, 403, 404].contains(&st) && st < 500, "{action} by {role} on its own order answered {st}: {p}");
         covered.insert(format!("POST /api/v1/work-orders/{{order_id}}/{action}"));
     }
+    // Accountability measures: the other region's supervisor gets 404, the own one reaches the
+    // order (which, not founded, answers 409).
+    let measure = json!({"kind": "education", "note": "教育"});
+    let path = format!("/api/v1/work-orders/{}/accountability", w.order_a);
+    let (st, p) = app.call(Method::POST, &path, &s["supervisor_other"], Some(measure.clone())).await;
+    assert_eq!(st, 404, "accountability by supervisor_other: {p}");
+    let (st, p) = app.call(Method::POST, &path, &s["supervisor"], Some(measure)).await;
+    assert!(![401, 403, 404].contains(&st) && st < 500, "accountability by supervisor answered {st}: {p}");
+    covered.insert("POST /api/v1/work-orders/{order_id}/accountability".to_owned());
     // The callback agent reaches every order (there is no other side for it).
     let (st, p) = app
         .call(

@@ -1,7 +1,8 @@
 //! The monthly performance report (`GET /api/v1/reports/monthly`, `hcp report monthly`): for a
 //! month seeded here — ratings at two halls, work orders rectified on time, late, left overdue and
-//! appealed with success — every cell of the XLSX and the CSV equals what the test computes from
-//! what it did.
+//! appealed with success, verified with a conduct cause, a process cause and as unfounded, with
+//! accountability measures recorded — every cell of the XLSX and the CSV, the 论证 list and the
+//! staff ranking's accountability figures equal what the test computes from what it did.
 
 use std::io::Cursor;
 use std::time::Duration;
@@ -38,6 +39,8 @@ fn city() -> Value {
 
 /// Expected row: ratings, good, bad, orders, on time, late, overdue, upheld.
 type Expected = (i64, i64, i64, i64, i64, i64, i64, i64);
+/// Expected verification outcomes: founded conduct, process, platform; unfounded.
+type Verified = [i64; 4];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monthly_report_matches_what_happened() {
@@ -107,13 +110,34 @@ async fn the_monthly_report_matches_what_happened() {
     };
     past_deadline(orders_a[1].clone()).await;
     past_deadline(orders_b[0].clone()).await;
-    for order in &orders_a[..2] {
-        for (action, body) in [
+    // A founded verification names its cause, an unfounded one has none.
+    let first = format!("/api/v1/work-orders/{}", orders_a[0]);
+    for action in ["claim", "contact"] {
+        let (s, o) = app.call(Method::POST, &format!("{first}/{action}"), &handler_a, None).await;
+        assert_eq!(s, 200, "{action}: {o}");
+    }
+    for (body, code) in
+        [(json!({"founded": true}), "required"), (json!({"founded": false, "cause": "conduct"}), "invalid")]
+    {
+        let (s, p) = app.call(Method::POST, &format!("{first}/verify"), &handler_a, Some(body.clone())).await;
+        assert_eq!(
+            (s, &p["errors"][0]["field"], &p["errors"][0]["code"]),
+            (422, &json!("cause"), &json!(code)),
+            "{body}"
+        );
+    }
+    let (s, p) = app
+        .call(Method::POST, &format!("{first}/verify"), &handler_a, Some(json!({"founded": true, "cause": "staff"})))
+        .await;
+    assert_eq!(s, 422, "an unknown cause: {p}");
+    for (i, (order, cause)) in orders_a[..2].iter().zip(["conduct", "process"]).enumerate() {
+        let steps = [
             ("claim", None),
             ("contact", Some(json!({"note": "已联系"}))),
-            ("verify", Some(json!({"founded": true, "note": "属实"}))),
+            ("verify", Some(json!({"founded": true, "cause": cause, "note": "属实"}))),
             ("rectify", Some(json!({"note": "已整改"}))),
-        ] {
+        ];
+        for (action, body) in steps.into_iter().skip(if i == 0 { 2 } else { 0 }) {
             let (s, o) =
                 app.call(Method::POST, &format!("/api/v1/work-orders/{order}/{action}"), &handler_a, body).await;
             assert_eq!(s, 200, "{action}: {o}");
@@ -128,6 +152,64 @@ async fn the_monthly_report_matches_what_happened() {
     let (s, _) =
         app.call(Method::POST, &format!("{appeal}/appeal/uphold"), &supervisor, Some(json!({"note": "成立"}))).await;
     assert_eq!(s, 200);
+    // D-B's order is verified unfounded (不属实) and stays open past its deadline.
+    let handler_b = app.account("rp-b", "handler", Some("D-B"), None).await;
+    for (action, body) in
+        [("claim", None), ("contact", None), ("verify", Some(json!({"founded": false, "note": "不属实"})))]
+    {
+        let (s, o) =
+            app.call(Method::POST, &format!("/api/v1/work-orders/{}/{action}", orders_b[0]), &handler_b, body).await;
+        assert_eq!(s, 200, "{action}: {o}");
+    }
+
+    // Accountability measures: a person's for conduct, 论证 for process; none on an unfounded
+    // order; supervisors within their region only.
+    let measure = |order: &str, kind: &str, note: &str| {
+        (format!("/api/v1/work-orders/{order}/accountability"), Some(json!({"kind": kind, "note": note})))
+    };
+    let (path, body) = measure(&orders_a[0], "education", "已约见窗口负责人进行教育");
+    let (s, m) = app.call(Method::POST, &path, &supervisor, body).await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(
+        (&m["kind"], &m["cause"], &m["staff_id"], &m["department_id"], &m["actor"]),
+        (&json!("education"), &json!("conduct"), &json!("S-A"), &json!("D-A"), &json!("rp-sup"))
+    );
+    let (path, body) = measure(&orders_a[0], "process_review", "流程论证");
+    let (s, p) = app.call(Method::POST, &path, &supervisor, body).await;
+    assert_eq!(
+        (s, &p["errors"][0]["field"], &p["errors"][0]["code"]),
+        (422, &json!("kind"), &json!("does_not_fit")),
+        "{p}"
+    );
+    let (path, body) = measure(&orders_a[1], "process_review", "材料清单已提交论证");
+    let (s, m) = app.call(Method::POST, &path, &supervisor, body).await;
+    assert_eq!((s, &m["cause"], &m["staff_id"]), (201, &json!("process"), &Value::Null), "{m}");
+    let (path, body) = measure(&orders_b[0], "education", "教育");
+    let (s, p) = app.call(Method::POST, &path, &supervisor, body).await;
+    assert_eq!(s, 409, "an unfounded order answers for nothing: {p}");
+    let (path, body) = measure(&orders_a[0], "education", "教育");
+    let (s, _) = app.call(Method::POST, &path, &handler_a, body.clone()).await;
+    assert_eq!(s, 403, "a handler records no measure");
+    let elsewhere = app.account("rp-sup2", "supervisor", None, Some("440300")).await;
+    let (s, _) = app.call(Method::POST, &path, &elsewhere, body.clone()).await;
+    assert_eq!(s, 404, "another region's supervisor does not see the order");
+    let (path, body) = measure(&orders_a[0], "interview", " ");
+    let (s, _) = app.call(Method::POST, &path, &supervisor, body).await;
+    assert_eq!(s, 422, "a measure needs its note");
+    let (s, d) = app.call(Method::GET, &first, &app.admin, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(d["accountability"].as_array().map(Vec::len), Some(1), "{d}");
+    assert_eq!((&d["order"]["cause"], &d["order"]["founded"]), (&json!("conduct"), &json!(true)));
+    let log = d["log"].as_array().unwrap();
+    assert_eq!(log.last().unwrap()["action"], "accountability:education");
+    let unpublished: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM work_order_log WHERE action LIKE 'accountability:%' AND published_at IS NOT NULL",
+    )
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(unpublished, 2, "measures are audited, stamped as never to be published");
+
     // The upheld rating (a grade 1 of D-A) leaves the aggregates.
     wait_until(Duration::from_secs(30), "the upheld rating to leave the aggregates", || async {
         app.summary("scope=department&id=D-A").await["total"] == 6
@@ -138,8 +220,8 @@ async fn the_monthly_report_matches_what_happened() {
 
     // What happened, per unit (D-A / H-A / S-A alike, D-B / H-B / S-B alike). S-B's name reads as
     // a spreadsheet formula: the workbook keeps it as text, the CSV defuses it.
-    let side_a: Expected = (6, 4, 2, 3, 1, 1, 0, 1);
-    let side_b: Expected = (3, 2, 1, 1, 0, 0, 1, 0);
+    let side_a: (Expected, Verified) = ((6, 4, 2, 3, 1, 1, 0, 1), [1, 1, 0, 0]);
+    let side_b: (Expected, Verified) = ((3, 2, 1, 1, 0, 0, 1, 0), [0, 0, 0, 1]);
     let expected = [
         ("部门", [("D-A", "测试市甲局", side_a), ("D-B", "测试市乙局", side_b)]),
         ("大厅", [("H-A", "甲大厅", side_a), ("H-B", "乙大厅", side_b)]),
@@ -163,7 +245,7 @@ async fn the_monthly_report_matches_what_happened() {
         let cells: Vec<Vec<Data>> = sheet.rows().map(|r| r.to_vec()).collect();
         assert_eq!(cells.len(), 3, "{title}: header and two units");
         assert_eq!(cells[0][0], Data::String("编号 id".into()));
-        for (i, (id, name, e)) in rows.iter().enumerate() {
+        for (i, (id, name, (e, v))) in rows.iter().enumerate() {
             let row = &cells[i + 1];
             let num = |c: usize| match &row[c] {
                 Data::Float(f) => *f,
@@ -176,6 +258,7 @@ async fn the_monthly_report_matches_what_happened() {
                 [ratings, good, bad, orders, on_time, late, overdue, upheld].map(|x| x as f64),
                 "{title} {id}"
             );
+            assert_eq!([num(12), num(13), num(14), num(15)], v.map(|x| x as f64), "{title} {id} 核实");
             assert!((num(5) - good as f64 / ratings as f64).abs() < 1e-9, "{title} {id} 好评率");
             let due = on_time + late + overdue;
             assert!((num(10) - on_time as f64 / due as f64).abs() < 1e-9, "{title} {id} 按时整改率");
@@ -194,9 +277,56 @@ async fn the_monthly_report_matches_what_happened() {
     let text = r.text().await.unwrap();
     let lines: Vec<&str> = text.trim_start_matches('\u{feff}').split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 3);
-    assert_eq!(lines[1], "S-A,陈甲,6,4,2,0.6667,3,1,1,0,0.5000,1");
+    assert_eq!(lines[1], "S-A,陈甲,6,4,2,0.6667,3,1,1,0,0.5000,1,1,1,0,0");
     // A name that reads as a formula is defused (in the workbook it is a string cell with a quote prefix).
-    assert_eq!(lines[2], "S-B,'=林乙,3,2,1,0.6667,1,0,0,1,0.0000,0");
+    assert_eq!(lines[2], "S-B,'=林乙,3,2,1,0.6667,1,0,0,1,0.0000,0,0,0,0,1");
+
+    // The 论证 list: D-A's one founded process-cause bad review, with its review so far.
+    let sheet = book.worksheet_range(&format!("待论证差评{month}")).unwrap();
+    let cells: Vec<Vec<Data>> = sheet.rows().map(|r| r.to_vec()).collect();
+    assert_eq!(cells.len(), 2, "header and one order: {cells:?}");
+    let order_no_1 = page["items"].as_array().unwrap().iter().find(|o| o["order_id"] == orders_a[1].as_str()).unwrap()
+        ["order_no"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        [&cells[1][0], &cells[1][1], &cells[1][2], &cells[1][4], &cells[1][6], &cells[1][8], &cells[1][9]],
+        [
+            &Data::String("D-A".into()),
+            &Data::String("测试市甲局".into()),
+            &Data::Float(order_no_1 as f64),
+            &Data::String("甲事项".into()),
+            &Data::String("rude".into()),
+            &Data::String("属实".into()),
+            &Data::String("材料清单已提交论证".into()),
+        ]
+    );
+    let r = app
+        .client
+        .get(format!("{}/api/v1/reports/monthly?month={month}&format=csv&level=process_review", app.url))
+        .bearer_auth(&handler_b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        text.trim_start_matches('\u{feff}').trim_end().split("\r\n").count(),
+        1,
+        "D-B's handler sees no D-A row: {text}"
+    );
+
+    // The staff ranking: bad reviews verified per cause; accountability counts conduct only.
+    let (s, ranking) = app.call(Method::GET, "/api/v1/stats/ranking?scope=staff&min_ratings=1", &app.admin, None).await;
+    assert_eq!(s, 200, "{ranking}");
+    let entry = |id: &str| ranking["entries"].as_array().unwrap().iter().find(|e| e["id"] == id).unwrap().clone();
+    assert_eq!(entry("S-A")["verified"], json!({"conduct": 1, "process": 1, "platform": 0, "unfounded": 0}));
+    assert_eq!(entry("S-A")["accountable_bad_reviews"], 1);
+    assert_eq!(entry("S-B")["verified"], json!({"conduct": 0, "process": 0, "platform": 0, "unfounded": 1}));
+    assert_eq!(entry("S-B")["accountable_bad_reviews"], 0);
+    let (s, ranking) = app.call(Method::GET, "/api/v1/stats/ranking?scope=service_item", &app.admin, None).await;
+    assert_eq!(s, 200);
+    assert!(ranking["entries"][0].get("verified").is_none(), "items answer no order: {ranking}");
 
     // The CLI writes the same workbook contents.
     let out = std::env::temp_dir().join(format!("hcp-report-{}.csv", app.db_name));
@@ -215,7 +345,7 @@ async fn the_monthly_report_matches_what_happened() {
     assert!(ok, "{err}");
     let cli = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_file(&out);
-    assert!(cli.contains("\r\nD-A,测试市甲局,6,4,2,0.6667,3,1,1,0,0.5000,1\r\n"), "{cli}");
+    assert!(cli.contains("\r\nD-A,测试市甲局,6,4,2,0.6667,3,1,1,0,0.5000,1,1,1,0,0\r\n"), "{cli}");
 
     // Who may: a handler gets their department's rows only (the same figures), the callback
     // agent none; and bad input.
@@ -229,7 +359,7 @@ async fn the_monthly_report_matches_what_happened() {
     assert_eq!(r.status(), 200);
     let own = r.text().await.unwrap();
     let rows: Vec<&str> = own.trim_end().split("\r\n").skip(1).collect();
-    assert_eq!(rows, ["D-A,测试市甲局,6,4,2,0.6667,3,1,1,0,0.5000,1"], "{own}");
+    assert_eq!(rows, ["D-A,测试市甲局,6,4,2,0.6667,3,1,1,0,0.5000,1,1,1,0,0"], "{own}");
     let callback = app.account("cb", "callback", None, None).await;
     let (s, _) = app.call(Method::GET, &format!("/api/v1/reports/monthly?month={month}"), &callback, None).await;
     assert_eq!(s, 403);

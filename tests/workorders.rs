@@ -253,7 +253,7 @@ async fn handlers_act_in_their_department_and_an_upheld_appeal_lowers_the_bad_co
     for (action, body) in [
         ("claim", None),
         ("contact", Some(json!({"note": "已电话联系评价人"}))),
-        ("verify", Some(json!({"founded": true, "note": "属实"}))),
+        ("verify", Some(json!({"founded": true, "cause": "conduct", "note": "属实"}))),
         ("rectify", Some(json!({"note": "已对窗口人员批评教育"}))),
         ("reply", None),
     ] {

@@ -39,7 +39,7 @@ try {
   const steps = [
     ["签收", "已签收"],
     ["联系评价人", "已联系"],
-    ["核实:属实", "已核实"],
+    ["核实属实:窗口服务", "已核实"],
     ["整改", "已整改"],
   ];
   for (const [i, [button, state]] of steps.entries()) {
@@ -56,12 +56,34 @@ try {
 
   // The server agrees: the order is rectified and its log has the same steps.
   const detail = await api(admin, `/api/v1/work-orders/${first.order_id}`);
-  check(detail.order.state === "rectified" && detail.order.founded === true, "the order is stored as rectified (属实)");
+  check(detail.order.state === "rectified" && detail.order.founded === true && detail.order.cause === "conduct", "the order is stored as rectified (属实, 窗口服务)");
   check(JSON.stringify(detail.log.map((l) => l.action)) === JSON.stringify(["open", "claim", "contact", "verify", "rectify"]), "the stored audit log matches");
 
   // Narrow screens still work (a handler on a laptop or tablet).
   await page.setViewportSize({ width: 900, height: 900 });
   await page.screenshot({ path: `${shots}/console-detail-900.png`, fullPage: true });
+
+  // The region's supervisor records 教育 on the founded conduct order; 流程论证 is not offered.
+  const sup = await browser.newPage({ viewport: { width: 1366, height: 768 }, locale: "zh-CN", timezoneId: "Asia/Shanghai" });
+  sup.setDefaultTimeout(15000);
+  await sup.goto(base + "/console");
+  await uiLogin(sup, "dc");
+  await sup.locator("#orders tr").first().waitFor();
+  await sup.locator("#f-state").selectOption("rectified");
+  await sup.getByRole("button", { name: "筛选", exact: true }).click();
+  await sup.locator("#orders tr td:first-child", { hasText: new RegExp(`^${first.order_no}$`) }).click();
+  await sup.locator("#detail-title").filter({ hasText: `工单 ${first.order_no}` }).waitFor();
+  const offered = await sup.locator("#actions button").allTextContents();
+  check(["记录教育", "记录约谈", "记录问责"].every((b) => offered.includes(b)) && !offered.includes("记录流程论证"), `the supervisor is offered the conduct measures only: ${offered.join("、")}`);
+  await sup.getByLabel("办理说明(申诉、复核时必填)").fill("窗口负责人已对该工作人员进行教育");
+  await sup.getByRole("button", { name: "记录教育", exact: true }).click();
+  await sup.locator("#message").filter({ hasText: "已记录教育" }).waitFor();
+  await sup.locator("#facts").filter({ hasText: "教育:窗口负责人已对该工作人员进行教育(dc" }).waitFor();
+  const after = await api(admin, `/api/v1/work-orders/${first.order_id}`);
+  check(after.accountability.length === 1 && after.accountability[0].kind === "education" && after.accountability[0].actor === "dc" && after.accountability[0].cause === "conduct",
+    "the measure is stored with who recorded it and the cause it answers");
+  check(after.log.at(-1).action === "accountability:education" && after.order.state === "rectified", "the audit log has the measure and the state is unchanged");
+  await sup.screenshot({ path: `${shots}/console-accountability-1366.png`, fullPage: true });
 } finally {
   await browser.close();
 }

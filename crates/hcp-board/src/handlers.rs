@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use hcp_domain::aggregate::ALL_ID;
+use hcp_domain::report::VerifiedCounts;
 use hcp_domain::Reach;
 use hcp_domain::Summary;
 use hcp_domain::{time, BucketWidth, Scope};
@@ -186,6 +187,14 @@ pub struct RankingEntry {
     pub satisfaction_rate: Option<f64>,
     /// Mean grade.
     pub average_grade: Option<f64>,
+    /// How the bad reviews of the orders opened in the range were verified (核实), per cause;
+    /// only for units that answer orders (department, hall, window, staff, region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<VerifiedCounts>,
+    /// Staff only: the bad reviews a person answers for — founded with a conduct cause (窗口服务),
+    /// never process or platform ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accountable_bad_reviews: Option<i64>,
 }
 
 /// A ranking of one scope over a time range.
@@ -287,6 +296,7 @@ pub(crate) async fn ranked(
     scored.truncate(limit);
     let ids: Vec<String> = scored.iter().map(|(id, _)| id.clone()).collect();
     let names = state.store.directory_names(scope, &ids).await?;
+    let verified = state.store.verified_counts(scope, &ids, q.from, q.to).await?;
     let mut entries: Vec<RankingEntry> = Vec::with_capacity(scored.len());
     for (i, (id, s)) in scored.into_iter().enumerate() {
         let rank = match entries.last() {
@@ -296,11 +306,14 @@ pub(crate) async fn ranked(
         entries.push(RankingEntry {
             rank,
             name: names.get(&id).cloned(),
-            id,
             total: s.total,
             bad_review_count: s.bad,
             satisfaction_rate: s.satisfaction_rate,
             average_grade: s.average_grade,
+            verified: verified.as_ref().map(|v| v.get(&id).copied().unwrap_or_default()),
+            accountable_bad_reviews: (scope == Scope::Staff)
+                .then(|| verified.as_ref().and_then(|v| v.get(&id)).map_or(0, |c| c.conduct)),
+            id,
         });
     }
     Ok((entries, unranked.len()))

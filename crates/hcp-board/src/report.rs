@@ -8,18 +8,50 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hcp_domain::export::reads_as_formula;
-use hcp_domain::report::{self, ReportLevel, ReportRow, COLUMNS};
+use hcp_domain::report::{self, ProcessReviewRow, ReportLevel, ReportRow, COLUMNS, PROCESS_REVIEW_COLUMNS};
 use hcp_domain::time::Month;
 use hcp_domain::{Reach, SatisfactionPolicy, Scope};
 use hcp_http::{ApiError, ApiQuery, Caller, Problem};
 use hcp_store::Store;
-use rust_xlsxwriter::{Format, Workbook, XlsxError};
+use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 use serde::Deserialize;
 
 use crate::BoardState;
 
-/// The report's levels with their rows.
-pub type Report = Vec<(ReportLevel, Vec<ReportRow>)>;
+/// The monthly report: each level with its rows, and the departments' founded process-cause bad
+/// reviews for 论证.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Each level with its rows, in [`ReportLevel::ALL`] order.
+    pub levels: Vec<(ReportLevel, Vec<ReportRow>)>,
+    /// 待论证差评: founded process-cause bad reviews verified in the month, by department.
+    pub process_review: Vec<ProcessReviewRow>,
+}
+
+/// The CSV sheet named by `level`: a level's rows or the 论证 list.
+pub const PROCESS_REVIEW_SHEET: &str = "process_review";
+
+impl Report {
+    /// One sheet as CSV with a byte-order mark: a level (`department`, `hall`, `staff`) or
+    /// `process_review`; `None` for another name.
+    pub fn csv(&self, sheet: &str) -> Option<String> {
+        let text = if sheet == PROCESS_REVIEW_SHEET {
+            report::process_review_csv(&self.process_review)
+        } else {
+            let level = ReportLevel::parse(sheet)?;
+            let rows = self.levels.iter().find(|(l, _)| *l == level).map(|(_, r)| r.as_slice()).unwrap_or_default();
+            report::csv(rows)
+        };
+        Some(format!("\u{feff}{text}"))
+    }
+
+    /// Rows per sheet, for a summary line.
+    pub fn sizes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.levels.iter().map(|(l, r)| format!("{} {}", l.title_zh(), r.len())).collect();
+        out.push(format!("待论证差评 {}", self.process_review.len()));
+        out
+    }
+}
 
 /// Builds the report of `month` as of `now` (the current month counts up to now).
 pub async fn build(
@@ -29,12 +61,24 @@ pub async fn build(
     now: DateTime<Utc>,
 ) -> Result<Report, hcp_store::Error> {
     let (from, to) = month.range();
-    let mut out = Vec::new();
+    let mut levels = Vec::new();
     for level in ReportLevel::ALL {
         let rows = store.report_units(level, from, to, now).await?;
-        out.push((level, rows.into_iter().map(|f| ReportRow::from_facts(f, policy)).collect()));
+        levels.push((level, rows.into_iter().map(|f| ReportRow::from_facts(f, policy)).collect()));
     }
-    Ok(out)
+    let process_review = store.process_review_list(from, to.min(now)).await?;
+    Ok(Report { levels, process_review })
+}
+
+/// Writes `text` at (`row`, `col`), with Excel's quote prefix when it reads as a formula: a string
+/// cell is never evaluated, but one a user edits or re-saves as CSV could be.
+fn write_text(sheet: &mut Worksheet, row: u32, col: u16, text: &str, quoted: &Format) -> Result<(), XlsxError> {
+    if reads_as_formula(text) {
+        sheet.write_string_with_format(row, col, text, quoted)?;
+    } else {
+        sheet.write_string(row, col, text)?;
+    }
+    Ok(())
 }
 
 /// The report as an XLSX workbook: a sheet per level, a header row, rates as percentages.
@@ -43,7 +87,7 @@ pub fn xlsx(month: Month, report: &Report) -> Result<Vec<u8>, XlsxError> {
     let bold = Format::new().set_bold();
     let percent = Format::new().set_num_format("0.0%");
     let quoted = Format::new().set_quote_prefix();
-    for (level, rows) in report {
+    for (level, rows) in &report.levels {
         let sheet = book.add_worksheet();
         sheet.set_name(format!("{}{}", level.title_zh(), month))?;
         for (c, title) in COLUMNS.iter().enumerate() {
@@ -53,13 +97,7 @@ pub fn xlsx(month: Month, report: &Report) -> Result<Vec<u8>, XlsxError> {
         for (i, r) in rows.iter().enumerate() {
             let row = i as u32 + 1;
             for (c, text) in [&r.id, &r.name].into_iter().enumerate() {
-                // A string cell is never evaluated, but one a user edits or re-saves as CSV could
-                // be: text that reads as a formula carries Excel's quote prefix (shown as typed).
-                if reads_as_formula(text) {
-                    sheet.write_string_with_format(row, c as u16, text, &quoted)?;
-                } else {
-                    sheet.write_string(row, c as u16, text)?;
-                }
+                write_text(sheet, row, c as u16, text, &quoted)?;
             }
             let counts = [r.ratings, r.good, r.bad];
             for (c, n) in counts.iter().enumerate() {
@@ -75,7 +113,26 @@ pub fn xlsx(month: Month, report: &Report) -> Result<Vec<u8>, XlsxError> {
             if let Some(rate) = r.on_time_rate {
                 sheet.write_number_with_format(row, 10, rate, &percent)?;
             }
-            sheet.write_number(row, 11, r.appeals_upheld as f64)?;
+            let verified =
+                [r.appeals_upheld, r.verified.conduct, r.verified.process, r.verified.platform, r.verified.unfounded];
+            for (c, n) in verified.iter().enumerate() {
+                sheet.write_number(row, 11 + c as u16, *n as f64)?;
+            }
+        }
+    }
+    let sheet = book.add_worksheet();
+    sheet.set_name(format!("待论证差评{month}"))?;
+    for (c, title) in PROCESS_REVIEW_COLUMNS.iter().enumerate() {
+        sheet.write_string_with_format(0, c as u16, *title, &bold)?;
+    }
+    for (i, r) in report.process_review.iter().enumerate() {
+        let row = i as u32 + 1;
+        for (c, text) in r.cells().iter().enumerate() {
+            match c {
+                2 => sheet.write_number(row, 2, r.order_no as f64).map(|_| ())?,
+                5 => sheet.write_number(row, 5, f64::from(r.grade)).map(|_| ())?,
+                _ => write_text(sheet, row, c as u16, text, &quoted)?,
+            }
         }
     }
     book.save_to_buffer()
@@ -89,7 +146,8 @@ pub struct ReportParams {
     pub month: String,
     /// `xlsx` (default: every level, a sheet each) or `csv` (one level).
     pub format: Option<String>,
-    /// With `csv`: `department` (default), `hall` or `staff`.
+    /// With `csv`: `department` (default), `hall`, `staff` or `process_review` (待论证差评: founded
+    /// process-cause bad reviews verified in the month).
     pub level: Option<String>,
 }
 
@@ -118,21 +176,19 @@ pub async fn monthly(
         return Err(ApiError::field("month", "future", "该月尚未开始", "the month has not begun"));
     }
     let format = q.format.as_deref().unwrap_or("xlsx");
-    let level = match q.level.as_deref() {
-        None => ReportLevel::Department,
-        Some(l) => ReportLevel::parse(l).ok_or_else(|| {
-            ApiError::field(
-                "level",
-                "invalid",
-                "层级须为 department、hall 或 staff",
-                "level must be department, hall or staff",
-            )
-        })?,
-    };
+    let level = q.level.as_deref().unwrap_or("department");
+    if ReportLevel::parse(level).is_none() && level != PROCESS_REVIEW_SHEET {
+        return Err(ApiError::field(
+            "level",
+            "invalid",
+            "层级须为 department、hall、staff 或 process_review",
+            "level must be department, hall, staff or process_review",
+        ));
+    }
     let mut report = build(&state.store, state.policy, month, now).await?;
     let reach = caller.reach()?;
     if reach != Reach::All {
-        for (level, rows) in &mut report {
+        for (level, rows) in &mut report.levels {
             let scope = match level {
                 ReportLevel::Department => Scope::Department,
                 ReportLevel::Hall => Scope::Hall,
@@ -142,6 +198,9 @@ pub async fn monthly(
             let mine = state.store.within_reach(scope, &ids, &reach).await?;
             rows.retain(|r| mine.contains(&r.id));
         }
+        let ids: Vec<String> = report.process_review.iter().map(|r| r.department_id.clone()).collect();
+        let mine = state.store.within_reach(Scope::Department, &ids, &reach).await?;
+        report.process_review.retain(|r| mine.contains(&r.department_id));
     }
     let name = |ext: &str| format!("attachment; filename=\"hcp-report-{month}.{ext}\"");
     match format {
@@ -160,15 +219,11 @@ pub async fn monthly(
                 .into_response())
         }
         "csv" => {
-            let rows = report.iter().find(|(l, _)| *l == level).map(|(_, r)| r.as_slice()).unwrap_or_default();
-            let text = format!("\u{feff}{}", report::csv(rows));
+            let text = report.csv(level).unwrap_or_default();
             Ok((
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"hcp-report-{month}-{}.csv\"", level.as_str()),
-                    ),
+                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"hcp-report-{month}-{level}.csv\"")),
                 ],
                 text,
             )

@@ -11,6 +11,7 @@
 //! that a unit test can drive with plain values. The rules and their sources are in
 //! `docs/domain.md`; where a rule is a policy, the policy is a value passed in.
 
+pub mod accountability;
 pub mod aggregate;
 pub mod alert;
 pub mod attribution;

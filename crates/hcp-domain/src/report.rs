@@ -2,7 +2,7 @@
 //! the month's ratings and satisfaction with how its bad reviews were handled. Appealed-and-upheld
 //! ratings do not count (they are out of the aggregates) and are reported on their own.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::export::csv_row;
 use crate::stats::{GradeCounts, SatisfactionPolicy};
@@ -66,6 +66,31 @@ pub struct UnitFacts {
     pub overdue_open: i64,
     /// Appeals upheld (the rating no longer counts).
     pub appeals_upheld: i64,
+    /// Of its orders, how the verification (核实) came out, per cause.
+    pub verified: VerifiedCounts,
+}
+
+/// Bad reviews verified (核实) per outcome: 属实 per cause, and 不属实. A staff member's
+/// accountability counts `conduct` only (Shenzhen: "经核实确因窗口服务问题……的工作人员,要建立教育、
+/// 约谈和问责机制"); a department's `process` ones are listed for 论证.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifiedCounts {
+    /// 属实, 窗口服务 / 12345 咨询服务 (a person's conduct).
+    pub conduct: i64,
+    /// 属实, 内容、流程 (the department's rules or process).
+    pub process: i64,
+    /// 属实, the platform.
+    pub platform: i64,
+    /// 不属实.
+    pub unfounded: i64,
+}
+
+impl VerifiedCounts {
+    /// All founded ones (属实).
+    pub fn founded(&self) -> i64 {
+        self.conduct + self.process + self.platform
+    }
 }
 
 /// One row of the report.
@@ -95,6 +120,8 @@ pub struct ReportRow {
     pub on_time_rate: Option<f64>,
     /// Appeals upheld.
     pub appeals_upheld: i64,
+    /// Verification outcomes of its orders, per cause.
+    pub verified: VerifiedCounts,
 }
 
 impl ReportRow {
@@ -115,12 +142,13 @@ impl ReportRow {
             overdue_open: f.overdue_open,
             on_time_rate: (due > 0).then(|| f.rectified_on_time as f64 / due as f64),
             appeals_upheld: f.appeals_upheld,
+            verified: f.verified,
         }
     }
 }
 
 /// Column titles, zh-CN with the English name.
-pub const COLUMNS: [&str; 12] = [
+pub const COLUMNS: [&str; 16] = [
     "编号 id",
     "名称 name",
     "评价数 ratings",
@@ -133,6 +161,10 @@ pub const COLUMNS: [&str; 12] = [
     "逾期未整改 overdue_open",
     "按时整改率 on_time_rate",
     "申诉成立 appeals_upheld",
+    "核实属实·窗口服务 verified_conduct",
+    "核实属实·内容流程 verified_process",
+    "核实属实·平台 verified_platform",
+    "核实不属实 verified_unfounded",
 ];
 
 /// A rate as a fraction with four decimals (empty when undefined), for CSV.
@@ -157,7 +189,79 @@ pub fn csv(rows: &[ReportRow]) -> String {
             r.overdue_open.to_string(),
             rate(r.on_time_rate),
             r.appeals_upheld.to_string(),
+            r.verified.conduct.to_string(),
+            r.verified.process.to_string(),
+            r.verified.platform.to_string(),
+            r.verified.unfounded.to_string(),
         ]));
+    }
+    out
+}
+
+/// A founded bad review whose verified cause is the department's content or process, listed in
+/// the department's monthly report for 论证 / reform (Shenzhen: "对经核实确因行政部门依法行使职权的
+/// 内容、流程问题获得差评意见较多的部门,要及时论证、倒逼改革").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessReviewRow {
+    /// The responsible department.
+    pub department_id: String,
+    /// Its name.
+    pub department_name: String,
+    /// The work order's number.
+    pub order_no: i64,
+    /// When it was verified (Beijing time, `yyyy-MM-dd HH:mm:ss`).
+    pub verified_at: String,
+    /// The service item (事项) rated, if known.
+    pub service_item: String,
+    /// The grade (1–2).
+    pub grade: i16,
+    /// The rating's tag codes, comma-separated.
+    pub tags: String,
+    /// The rater's words.
+    pub text: String,
+    /// The handler's verification note.
+    pub verify_note: String,
+    /// 流程论证 measures recorded so far, `;`-separated.
+    pub reviews: String,
+}
+
+/// Column titles of the 论证 list.
+pub const PROCESS_REVIEW_COLUMNS: [&str; 10] = [
+    "部门编号 department_id",
+    "部门 department_name",
+    "工单号 order_no",
+    "核实时间 verified_at",
+    "事项 service_item",
+    "评价等级 grade",
+    "标签 tags",
+    "评价内容 text",
+    "核实说明 verify_note",
+    "论证记录 reviews",
+];
+
+impl ProcessReviewRow {
+    /// The row's cells, in [`PROCESS_REVIEW_COLUMNS`] order.
+    pub fn cells(&self) -> [String; 10] {
+        [
+            self.department_id.clone(),
+            self.department_name.clone(),
+            self.order_no.to_string(),
+            self.verified_at.clone(),
+            self.service_item.clone(),
+            self.grade.to_string(),
+            self.tags.clone(),
+            self.text.clone(),
+            self.verify_note.clone(),
+            self.reviews.clone(),
+        ]
+    }
+}
+
+/// The 论证 list as CSV (header line first, CRLF, RFC 4180).
+pub fn process_review_csv(rows: &[ProcessReviewRow]) -> String {
+    let mut out = csv_row(&PROCESS_REVIEW_COLUMNS.map(String::from));
+    for r in rows {
+        out.push_str(&csv_row(&r.cells()));
     }
     out
 }
@@ -178,6 +282,7 @@ mod tests {
                 rectified_late: 1,
                 overdue_open: 0,
                 appeals_upheld: 1,
+                verified: VerifiedCounts { conduct: 2, process: 1, platform: 0, unfounded: 1 },
             },
             SatisfactionPolicy::ThreeIsGood,
         );
@@ -185,8 +290,8 @@ mod tests {
         assert_eq!(row.on_time_rate, Some(0.5));
         let text = csv(&[row]);
         let lines: Vec<&str> = text.split("\r\n").collect();
-        assert_eq!(lines[0].split(',').count(), 12);
-        assert_eq!(lines[1], "D1,\"市\"\"公安\"\"局\",8,6,2,0.7500,3,1,1,0,0.5000,1");
+        assert_eq!(lines[0].split(',').count(), 16);
+        assert_eq!(lines[1], "D1,\"市\"\"公安\"\"局\",8,6,2,0.7500,3,1,1,0,0.5000,1,2,1,0,1");
         let none =
             ReportRow::from_facts(UnitFacts { id: "S".into(), ..Default::default() }, SatisfactionPolicy::ThreeIsGood);
         assert_eq!((none.satisfaction_rate, none.on_time_rate), (None, None));

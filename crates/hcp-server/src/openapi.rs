@@ -63,6 +63,7 @@ use utoipa::OpenApi;
         hcp_workorder::docs::uphold_appeal,
         hcp_workorder::docs::reject_appeal,
         hcp_workorder::docs::escalate,
+        hcp_workorder::accountability::record,
         hcp_workorder::rater,
         hcp_workorder::sweep,
         hcp_workorder::callback::invite,

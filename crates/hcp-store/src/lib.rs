@@ -50,8 +50,8 @@ pub use read::{AggregateQuery, RankingQuery};
 pub use records::RatingRecord;
 pub use webhooks::{Delivery, DueDelivery, Webhook};
 pub use workorders::{
-    ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry, NewOrder, OrderDetail, OrderQuery,
-    PendingEvents, PolicyRow, SweepOutcome, WorkOrder,
+    AccountabilityError, AccountabilityRecord, ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry,
+    NewOrder, OrderDetail, OrderQuery, PendingEvents, PolicyRow, SweepOutcome, WorkOrder,
 };
 
 /// Store errors are database errors.

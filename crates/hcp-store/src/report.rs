@@ -1,8 +1,10 @@
 //! Reads for the monthly performance report: per unit, the month's grade counts (aggregates) and
 //! how its work orders went.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use hcp_domain::report::{ReportLevel, UnitFacts};
+use hcp_domain::report::{ProcessReviewRow, ReportLevel, UnitFacts, VerifiedCounts};
 use hcp_domain::{BucketWidth, GradeCounts, Scope};
 
 use crate::{Error, Store};
@@ -22,6 +24,10 @@ struct UnitRow {
     late: i64,
     overdue: i64,
     upheld: i64,
+    v_conduct: i64,
+    v_process: i64,
+    v_platform: i64,
+    v_unfounded: i64,
 }
 
 impl Store {
@@ -36,10 +42,12 @@ impl Store {
         to: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<UnitFacts>, Error> {
-        let (scope, unit, names) = match level {
-            ReportLevel::Department => (Scope::Department, "o.department_id", "departments"),
-            ReportLevel::Hall => (Scope::Hall, "r.attr_hall_id", "halls"),
-            ReportLevel::Staff => (Scope::Staff, "o.staff_id", "staff"),
+        // `unit`: whose work orders; `judged`: whose service the verification judged (a staff
+        // member's conduct is theirs even when the order went to the item's department).
+        let (scope, unit, judged, names) = match level {
+            ReportLevel::Department => (Scope::Department, "o.department_id", "o.department_id", "departments"),
+            ReportLevel::Hall => (Scope::Hall, "r.attr_hall_id", "r.attr_hall_id", "halls"),
+            ReportLevel::Staff => (Scope::Staff, "o.staff_id", "COALESCE(o.staff_id, r.attr_staff_id)", "staff"),
         };
         let sql = format!(
             "WITH agg AS (
@@ -57,14 +65,29 @@ impl Store {
                        count(*) FILTER (WHERE o.state = 'appeal_upheld') AS upheld
                   FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {unit} IS NOT NULL
-                 GROUP BY 1)
-             SELECT COALESCE(agg.id, wo.id) AS id, n.name,
+                 GROUP BY 1),
+             vc AS (
+                SELECT {judged} AS id,
+                       count(*) FILTER (WHERE o.founded AND o.cause = 'conduct') AS v_conduct,
+                       count(*) FILTER (WHERE o.founded AND o.cause = 'process') AS v_process,
+                       count(*) FILTER (WHERE o.founded AND o.cause = 'platform') AS v_platform,
+                       count(*) FILTER (WHERE NOT o.founded) AS v_unfounded
+                  FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id
+                 WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {judged} IS NOT NULL AND o.founded IS NOT NULL
+                 GROUP BY 1),
+             units AS (SELECT agg.id FROM agg UNION SELECT wo.id FROM wo UNION SELECT vc.id FROM vc)
+             SELECT u.id, n.name,
                     COALESCE(agg.n1, 0) AS n1, COALESCE(agg.n2, 0) AS n2, COALESCE(agg.n3, 0) AS n3,
                     COALESCE(agg.n4, 0) AS n4, COALESCE(agg.n5, 0) AS n5,
                     COALESCE(wo.orders, 0) AS orders, COALESCE(wo.on_time, 0) AS on_time,
-                    COALESCE(wo.late, 0) AS late, COALESCE(wo.overdue, 0) AS overdue, COALESCE(wo.upheld, 0) AS upheld
-               FROM agg FULL JOIN wo ON wo.id = agg.id
-               LEFT JOIN {names} n ON n.id = COALESCE(agg.id, wo.id)
+                    COALESCE(wo.late, 0) AS late, COALESCE(wo.overdue, 0) AS overdue, COALESCE(wo.upheld, 0) AS upheld,
+                    COALESCE(vc.v_conduct, 0) AS v_conduct, COALESCE(vc.v_process, 0) AS v_process,
+                    COALESCE(vc.v_platform, 0) AS v_platform, COALESCE(vc.v_unfounded, 0) AS v_unfounded
+               FROM units u
+               LEFT JOIN agg ON agg.id = u.id
+               LEFT JOIN wo ON wo.id = u.id
+               LEFT JOIN vc ON vc.id = u.id
+               LEFT JOIN {names} n ON n.id = u.id
               ORDER BY 1"
         );
         let rows: Vec<UnitRow> = sqlx::query_as(&sql)
@@ -86,7 +109,122 @@ impl Store {
                 rectified_late: r.late,
                 overdue_open: r.overdue,
                 appeals_upheld: r.upheld,
+                verified: VerifiedCounts {
+                    conduct: r.v_conduct,
+                    process: r.v_process,
+                    platform: r.v_platform,
+                    unfounded: r.v_unfounded,
+                },
             })
             .collect())
+    }
+}
+
+impl Store {
+    /// The founded process-cause bad reviews verified in `[from, to)`, per department (for 论证),
+    /// oldest verification first, with the 流程论证 measures recorded on each.
+    pub async fn process_review_list(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ProcessReviewRow>, Error> {
+        let rows: Vec<ReviewRow> = sqlx::query_as(
+            "SELECT o.department_id, d.name AS department_name, o.order_no,
+                    to_char(o.verified_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI:SS') AS verified_at,
+                    COALESCE(i.name, r.service_item_code, '') AS service_item, o.grade,
+                    array_to_string(r.tags, ',') AS tags, COALESCE(r.comment, '') AS text,
+                    COALESCE((SELECT l.note FROM work_order_log l WHERE l.order_id = o.order_id AND l.action = 'verify'
+                               ORDER BY l.event_id DESC LIMIT 1), '') AS verify_note,
+                    COALESCE((SELECT string_agg(a.note, ';' ORDER BY a.id) FROM accountability_actions a
+                               WHERE a.order_id = o.order_id AND a.kind = 'process_review'), '') AS reviews
+               FROM work_orders o
+               JOIN ratings r ON r.rating_id = o.rating_id
+               LEFT JOIN departments d ON d.id = o.department_id
+               LEFT JOIN service_items i ON i.code = r.service_item_code
+              WHERE o.founded AND o.cause = 'process' AND o.department_id IS NOT NULL
+                AND o.verified_at >= $1 AND o.verified_at < $2
+              ORDER BY o.department_id, o.verified_at, o.order_no",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ProcessReviewRow {
+                department_name: r.department_name.unwrap_or_else(|| r.department_id.clone()),
+                department_id: r.department_id,
+                order_no: r.order_no,
+                verified_at: r.verified_at,
+                service_item: r.service_item,
+                grade: r.grade,
+                tags: r.tags,
+                text: r.text,
+                verify_note: r.verify_note,
+                reviews: r.reviews,
+            })
+            .collect())
+    }
+}
+
+/// One founded process-cause order as read.
+#[derive(sqlx::FromRow)]
+struct ReviewRow {
+    department_id: String,
+    department_name: Option<String>,
+    order_no: i64,
+    verified_at: String,
+    service_item: String,
+    grade: i16,
+    tags: String,
+    text: String,
+    verify_note: String,
+    reviews: String,
+}
+
+impl Store {
+    /// Verification outcomes per unit of `scope` among `ids`, over the orders opened in
+    /// `[from, to)`: a department's orders, a hall's or window's bad reviews, a staff member's
+    /// (their conduct is theirs even when the order went to the item's department), a region's
+    /// (with the regions below it). `None` for scopes whose units answer no order (items,
+    /// channels, …).
+    pub async fn verified_counts(
+        &self,
+        scope: Scope,
+        ids: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Option<HashMap<String, VerifiedCounts>>, Error> {
+        let judged = match scope {
+            Scope::Department => "o.department_id",
+            Scope::Hall => "r.attr_hall_id",
+            Scope::Window => "COALESCE(o.window_id, r.attr_window_id)",
+            Scope::Staff => "COALESCE(o.staff_id, r.attr_staff_id)",
+            Scope::Region => "reg.code",
+            _ => return Ok(None),
+        };
+        let regions = if scope == Scope::Region { "CROSS JOIN LATERAL unnest(o.region_path) AS reg(code)" } else { "" };
+        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT {judged} AS id,
+                    count(*) FILTER (WHERE o.founded AND o.cause = 'conduct'),
+                    count(*) FILTER (WHERE o.founded AND o.cause = 'process'),
+                    count(*) FILTER (WHERE o.founded AND o.cause = 'platform'),
+                    count(*) FILTER (WHERE NOT o.founded)
+               FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id {regions}
+              WHERE o.opened_at >= $1 AND o.opened_at < $2 AND o.founded IS NOT NULL AND {judged} = ANY($3)
+              GROUP BY 1"
+        ))
+        .bind(from)
+        .bind(to)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|(id, conduct, process, platform, unfounded)| {
+                    (id, VerifiedCounts { conduct, process, platform, unfounded })
+                })
+                .collect(),
+        ))
     }
 }

@@ -23,9 +23,11 @@ pub struct BackgroundConfig {
     pub sweep_interval: Duration,
 }
 
-/// One sweep at `now` with the current calendar and policies; updates the open-order gauges.
+/// One sweep at `now` with the current calendar and policies; updates the open-order gauges and
+/// the calendar's last covered year.
 pub async fn sweep_once(store: &Store, now: DateTime<Utc>) -> Result<SweepOutcome, sqlx::Error> {
     let ctx = store.deadline_context().await?;
+    metrics::CALENDAR_LAST_YEAR.set(ctx.calendar.years().last().copied().unwrap_or(0).into());
     let out = store.sweep_work_orders(&ctx, now).await?;
     metrics::ESCALATIONS.inc_by(out.escalated as u64);
     for status in ["on_track", "near_due", "overdue"] {

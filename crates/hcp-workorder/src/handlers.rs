@@ -5,6 +5,7 @@ use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use hcp_domain::accountability::{verified_cause, Cause, CauseError};
 use hcp_domain::{Action, DeadlinePolicy, Grade, RaterIdentity, Role};
 use hcp_http::{page_bounds, ApiError, ApiJson, ApiPath, ApiQuery, Caller, OptionalJson, Problem};
 use hcp_store::{
@@ -161,6 +162,9 @@ pub struct ActionBody {
     pub note: Option<String>,
     /// `verify`: 属实 (true) or 不属实 (false).
     pub founded: Option<bool>,
+    /// `verify`: what the complaint was found to be about — `conduct` (窗口服务、12345 咨询服务),
+    /// `process` (内容、流程) or `platform` when founded; `none` (or nothing) when not.
+    pub cause: Option<Cause>,
     /// `callback`: the rater is satisfied.
     pub satisfied: Option<bool>,
     /// `callback`: the grade the rater gave on the phone (1–5; ≥ 3 counts as satisfied).
@@ -213,6 +217,20 @@ fn action_of(name: &str, body: &ActionBody) -> Result<(Action, Option<Grade>), A
                     "核实须说明是否属实(founded: true/false)",
                     "verify needs founded",
                 )
+            })?;
+            verified_cause(founded, body.cause).map_err(|e| match e {
+                CauseError::FoundedNeedsCause => ApiError::field(
+                    "cause",
+                    "required",
+                    "核实属实须说明原因(cause: conduct 窗口服务、process 内容流程、platform 平台)",
+                    "a founded verification needs its cause: conduct, process or platform",
+                ),
+                CauseError::UnfoundedHasNoCause => ApiError::field(
+                    "cause",
+                    "invalid",
+                    "核实不属实时不能指定原因(cause 须为 none 或不填)",
+                    "an unfounded verification has no cause (none or absent)",
+                ),
             })?;
             (Action::Verify { founded }, None)
         }
@@ -293,6 +311,7 @@ pub async fn act(
         action,
         note: body.note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
         callback_grade,
+        cause: body.cause,
         now: Utc::now(),
     };
     let order = state.store.act_on_work_order(&scope, &actor_of(&caller), &req, &ctx).await.map_err(act_error)?;
@@ -526,7 +545,13 @@ mod tests {
     /// The roles each action route admits are exactly those the domain lets take the action.
     #[test]
     fn action_routes_admit_the_roles_the_domain_allows() {
-        let body = ActionBody { note: Some("n".into()), founded: Some(true), satisfied: Some(true), grade: Some(5) };
+        let body = ActionBody {
+            note: Some("n".into()),
+            founded: Some(true),
+            cause: Some(Cause::Conduct),
+            satisfied: Some(true),
+            grade: Some(5),
+        };
         for (path, name, roles) in ACTION_ROUTES {
             let (action, _) = action_of(name, &body).unwrap_or_else(|_| panic!("{name}"));
             let allowed: Vec<Role> = Role::ALL.into_iter().filter(|r| r.may(action)).collect();

@@ -3,7 +3,7 @@
 //! The aggregator opens an order for every bad rating inside its batch transaction; this crate
 //! owns everything after that: the work-order API
 //! (list / filter / sort by deadline within the caller's scope, detail with the audit log, one
-//! endpoint per action, the audited view of a rater's full identity), callback invitations and
+//! endpoint per action, accountability measures on founded orders, the audited view of a rater's full identity), callback invitations and
 //! the rater's answer (`/api/v1/callback/{token}`), the deadline policies' admin endpoints, the
 //! handler console (`/console`, zh-CN), the overdue sweeper and the relay that publishes the audit
 //! log to `hcp.workorder.event.v1`.
@@ -13,6 +13,7 @@
 //! `hcp-store`'s appeal exclusion, and never shows a rater's identity unmasked except to the
 //! callback role, with each such view in the audit log.
 
+pub mod accountability;
 mod background;
 pub mod callback;
 mod console;
@@ -46,6 +47,8 @@ const OPERATORS: &[Role] = hcp_http::ANY_OPERATOR;
 const ORDER_READERS: &[Role] = OPERATORS;
 /// Roles that send a rater the callback link.
 const CALLBACK_INVITERS: &[Role] = &[Role::Admin, Role::Handler, Role::Callback];
+/// Roles that record accountability measures (教育, 约谈, 问责, 流程论证) within their reach.
+const SUPERVISING: &[Role] = &[Role::Admin, Role::Supervisor];
 /// Roles that read notifications (a supervisor its region's).
 const OVERSEERS: &[Role] = &[Role::Admin, Role::Auditor, Role::Supervisor];
 
@@ -65,6 +68,7 @@ fn routes(state: WorkOrderState) -> Routes {
         .get("/api/v1/work-orders", Access::scoped(ORDER_READERS), handlers::list)
         .post("/api/v1/work-orders/sweep", admin, handlers::sweep)
         .get("/api/v1/work-orders/{order_id}", Access::scoped(ORDER_READERS), handlers::detail)
+        .post("/api/v1/work-orders/{order_id}/accountability", Access::scoped(SUPERVISING), accountability::record)
         .get("/api/v1/work-orders/{order_id}/rater", Access::scoped(&[Role::Callback]), handlers::rater)
         .post("/api/v1/work-orders/{order_id}/callback-invitation", Access::scoped(CALLBACK_INVITERS), callback::invite)
         .get("/api/v1/callback/{token}", Access::Citizen, callback::status)

@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_int_counter, register_int_counter_vec, register_int_gauge_vec, IntCounter, IntCounterVec, IntGaugeVec,
+    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 /// `hcp_workorders_open{due_status}`: open orders by due status, as of the last sweep.
@@ -12,6 +13,16 @@ pub static OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         "hcp_workorders_open",
         "Open work orders by due status (on_track, near_due, overdue)",
         &["due_status"]
+    )
+    .expect("metric registers once")
+});
+
+/// `hcp_calendar_last_year`: the last year the working-day calendar covers (0: none), as of the
+/// last sweep; an alert asks for next year's import before deadlines run past it.
+pub static CALENDAR_LAST_YEAR: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hcp_calendar_last_year",
+        "Last year the working-day calendar covers (0: none), as of the last sweep"
     )
     .expect("metric registers once")
 });
@@ -53,4 +64,14 @@ pub static RATER_VIEWS: LazyLock<IntCounter> = LazyLock::new(|| {
 pub static CALLBACK_INVITATIONS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("hcp_callback_invitations_total", "Callback re-rating invitations queued")
         .expect("metric registers once")
+});
+
+/// `hcp_accountability_actions_total{kind}`: accountability measures recorded on founded orders.
+pub static ACCOUNTABILITY: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hcp_accountability_actions_total",
+        "Accountability measures recorded on founded bad reviews (education, interview, accountability, process_review)",
+        &["kind"]
+    )
+    .expect("metric registers once")
 });

@@ -16,7 +16,7 @@ pub enum ReportCommand {
         /// xlsx (a sheet per level) or csv (one level).
         #[arg(long, default_value = "xlsx")]
         format: String,
-        /// With csv: department, hall or staff.
+        /// With csv: department, hall, staff or process_review (待论证差评).
         #[arg(long, default_value = "department")]
         level: String,
         /// Where to write (default hcp-report-<month>.<format>; `-` for standard output, csv only).
@@ -42,18 +42,16 @@ async fn report_monthly(
     level: &str,
     out: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
-    use hcp_domain::report::ReportLevel;
     let month = hcp_domain::time::Month::parse(month).with_context(|| format!("month {month:?} is not YYYY-MM"))?;
-    let level = ReportLevel::parse(level).with_context(|| format!("level {level:?} (department, hall or staff)"))?;
     let policy = config.policy();
     let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
     let report = hcp_board::report::build(&store, policy, month, Utc::now()).await?;
     let bytes = match format {
         "xlsx" => hcp_board::report::xlsx(month, &report)?,
-        "csv" => {
-            let rows = report.iter().find(|(l, _)| *l == level).map(|(_, r)| r.as_slice()).unwrap_or_default();
-            format!("\u{feff}{}", hcp_domain::report::csv(rows)).into_bytes()
-        }
+        "csv" => report
+            .csv(level)
+            .with_context(|| format!("level {level:?} (department, hall, staff or process_review)"))?
+            .into_bytes(),
         other => anyhow::bail!("format {other:?} (xlsx or csv)"),
     };
     let path = out.unwrap_or_else(|| format!("hcp-report-{month}.{format}").into());
@@ -62,8 +60,7 @@ async fn report_monthly(
         std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)?;
     } else {
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-        let sizes: Vec<String> = report.iter().map(|(l, r)| format!("{} {}", l.title_zh(), r.len())).collect();
-        eprintln!("wrote {} ({})", path.display(), sizes.join(", "));
+        eprintln!("wrote {} ({})", path.display(), report.sizes().join(", "));
     }
     Ok(())
 }

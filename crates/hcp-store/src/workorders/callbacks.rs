@@ -128,6 +128,7 @@ impl Store {
             action: Action::Callback { satisfied: grade.value() >= 3 },
             note: Some(format!("评价人回访评价:{}({})", grade.label_zh(), grade.value())),
             callback_grade: Some(grade),
+            cause: None,
             now,
         };
         let actor = Actor { name: "rater".into(), role: "rater".into() };

@@ -3,6 +3,7 @@
 //! audited view of a rater's identity.
 
 use chrono::{DateTime, Utc};
+use hcp_domain::accountability::{verified_cause, Cause};
 use hcp_domain::workorder::{Assignment, OrderDeadlines, Refused};
 use hcp_domain::{Action, Grade, OrderState, Rollup, SealedRater};
 use serde::Serialize;
@@ -14,6 +15,7 @@ use crate::batch::{facts_from_row, upsert_aggregates};
 use crate::notifications::calendar_alert;
 use crate::reach::{scope_condition, OrderScope};
 use crate::records::RatingRecord;
+use crate::workorders::accountability::{accountability_of, AccountabilityRecord};
 use crate::workorders::sweep::DeadlineContext;
 use crate::{Error, Store};
 
@@ -45,7 +47,7 @@ pub(crate) const ORDER_COLUMNS: &str =
     "o.order_id, o.order_no, o.rating_id, o.state, o.founded, o.basis, o.department_id,
     o.window_id, o.staff_id, o.platform, o.region_code, o.grade, o.opened_at, o.contact_due_at,
     o.rectify_due_at, o.provisional, o.due_status, o.escalated_at, o.contacted_at, o.rectified_at,
-    o.replied_at, o.closed_at, o.callback_grade, o.appeal_reason, o.updated_at,
+    o.replied_at, o.closed_at, o.callback_grade, o.appeal_reason, o.updated_at, o.cause, o.verified_at,
     (SELECT name FROM departments WHERE id = o.department_id) AS department_name,
     (SELECT name FROM windows WHERE id = o.window_id) AS window_name,
     (SELECT name FROM staff WHERE id = o.staff_id) AS staff_name";
@@ -64,6 +66,11 @@ pub struct WorkOrder {
     pub state: String,
     /// 核实 result: 属实 (true) / 不属实 (false), once verified.
     pub founded: Option<bool>,
+    /// What the verification found it to be about: `conduct`, `process`, `platform`, or `none`
+    /// (不属实); null until verified.
+    pub cause: Option<String>,
+    /// When it was (last) verified.
+    pub verified_at: Option<DateTime<Utc>>,
     /// Why this unit answers: `conduct`, `process`, `platform` or `general`.
     pub basis: String,
     /// Responsible department (none: unassigned, for supervisors).
@@ -133,6 +140,8 @@ pub(crate) fn order_from_row(row: &PgRow) -> Result<WorkOrder, Error> {
         allowed_actions: parsed.map(|s| s.allowed()).unwrap_or_default(),
         state,
         founded,
+        cause: row.try_get("cause")?,
+        verified_at: row.try_get("verified_at")?,
         basis: row.try_get("basis")?,
         department_id: row.try_get("department_id")?,
         department_name: row.try_get("department_name")?,
@@ -192,6 +201,8 @@ pub struct OrderDetail {
     pub rating: RatingRecord,
     /// Every transition, oldest first.
     pub log: Vec<LogEntry>,
+    /// Accountability measures recorded on it (教育, 约谈, 问责, 流程论证), oldest first.
+    pub accountability: Vec<AccountabilityRecord>,
 }
 
 /// A list query.
@@ -233,6 +244,8 @@ pub struct ActRequest {
     pub note: Option<String>,
     /// The callback grade, when the rater re-rated.
     pub callback_grade: Option<Grade>,
+    /// `verify`: the cause found (checked against `founded` by `verified_cause`).
+    pub cause: Option<Cause>,
     /// When.
     pub now: DateTime<Utc>,
 }
@@ -389,7 +402,16 @@ pub(crate) async fn act_in(
         Action::Escalate => ", escalated_at = COALESCE(escalated_at, $4)",
         Action::Appeal => ", appeal_reason = $5",
         Action::Callback { satisfied: true } | Action::UpholdAppeal => ", closed_at = $4",
+        Action::Verify { .. } => ", cause = $7, verified_at = $4",
         _ => "",
+    };
+    let cause = match req.action {
+        Action::Verify { founded } => Some(
+            verified_cause(founded, req.cause)
+                .map_err(|e| sqlx::Error::Protocol(format!("unchecked verification cause: {e}")))?
+                .as_str(),
+        ),
+        _ => None,
     };
     sqlx::query(&format!(
         "UPDATE work_orders SET state = $2, founded = COALESCE($3, founded){stamp},
@@ -402,6 +424,7 @@ pub(crate) async fn act_in(
     .bind(now)
     .bind(&req.note)
     .bind(req.callback_grade.map(|g| i16::from(g.value())))
+    .bind(cause)
     .execute(&mut **tx)
     .await?;
     if next == OrderState::Reopened {
@@ -435,7 +458,8 @@ pub(crate) async fn reopen(
     };
     sqlx::query(
         "UPDATE work_orders SET contact_due_at = $2, rectify_due_at = $3, provisional = $4,
-                due_status = 'on_track', escalated_at = NULL, founded = NULL
+                due_status = 'on_track', escalated_at = NULL, founded = NULL,
+                cause = NULL, verified_at = NULL
           WHERE order_id = $1",
     )
     .bind(order_id)
@@ -555,7 +579,8 @@ impl Store {
             })
         })
         .collect::<Result<_, Error>>()?;
-        Ok(Some(OrderDetail { order, rating, log }))
+        let accountability = accountability_of(&self.pool, order_id).await?;
+        Ok(Some(OrderDetail { order, rating, log, accountability }))
     }
 
     /// The sealed identity of an order's rater, logging the view (who, when) in the order's
