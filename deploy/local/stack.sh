@@ -19,7 +19,10 @@ KAFKA_SH="$HCP_ROOT/deploy/kafka/kafka.sh"
 SCHEMATHESIS_VERSION="4.32.5"
 JSONSCHEMA_VERSION="4.26.0"
 HCP_VENV="$HCP_CACHE/venv"
-export HCP_ROOT HCP_LOCAL HCP_CACHE HCP_VENV
+CHECKOV_VERSION="3.3.30"
+KUSTOMIZE_VERSION="v5.5.0"
+HCP_K8S_VENV="$HCP_CACHE/venv-checkov"
+export HCP_ROOT HCP_LOCAL HCP_CACHE HCP_VENV HCP_K8S_VENV
 
 log() { printf '\033[1;34m[hcp]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[hcp]\033[0m %s\n' "$*" >&2; exit 1; }
@@ -138,6 +141,30 @@ ensure_fuzzer() {
   log "installing schemathesis $SCHEMATHESIS_VERSION and jsonschema $JSONSCHEMA_VERSION into $HCP_VENV"
   [ -x "$HCP_VENV/bin/pip" ] || python3 -m venv "$HCP_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$HCP_VENV"; }
   "$HCP_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" "jsonschema==$JSONSCHEMA_VERSION" >&2
+}
+
+# deploy/k8s/check.sh's tools: the static analyser checkov (pinned, in a virtualenv of its own
+# beside the fuzzer's: it pins about a hundred packages and would downgrade one schemathesis
+# shares), and a kustomize to render the overlays: kubectl's own when it embeds kustomize v5, else
+# the pinned kustomize built from its Go module (needs Go >= 1.22). Sets HCP_KUSTOMIZE.
+ensure_k8s_tools() {
+  if ! "$HCP_K8S_VENV/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
+    log "installing checkov $CHECKOV_VERSION into $HCP_K8S_VENV"
+    [ -x "$HCP_K8S_VENV/bin/pip" ] || python3 -m venv "$HCP_K8S_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$HCP_K8S_VENV"; }
+    "$HCP_K8S_VENV/bin/pip" install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION" >&2
+  fi
+  if command -v kubectl >/dev/null && kubectl version --client 2>/dev/null | grep -q '^Kustomize Version: v5\.'; then
+    HCP_KUSTOMIZE="kubectl kustomize"
+  else
+    local dir="$HCP_CACHE/kustomize-$KUSTOMIZE_VERSION"
+    if [ ! -x "$dir/kustomize" ]; then
+      command -v go >/dev/null || die "rendering deploy/k8s needs kubectl with kustomize v5, or Go >= 1.22 to build kustomize $KUSTOMIZE_VERSION"
+      log "building kustomize $KUSTOMIZE_VERSION (Go module sigs.k8s.io/kustomize/kustomize/v5) into $dir"
+      GOBIN="$dir" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >&2
+    fi
+    HCP_KUSTOMIZE="$dir/kustomize build"
+  fi
+  export HCP_KUSTOMIZE
 }
 
 ensure_build_tools() {

@@ -49,6 +49,10 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 log "building hcp"
 cargo build --locked -p hcp
 export HCP_BIN="$CARGO_TARGET_DIR/debug/hcp"
+
+log "deploy/k8s: both overlays render and agree with the binary and the repository (variables, components, ports, probes, drain, topics, Kafka and PostgreSQL settings, routes, alerts' metrics, no secret value); checkov passes them and the Dockerfile (deploy/k8s/check.sh, docs/deploy.md)"
+deploy/k8s/check.sh "$HCP_BIN" 2>&1 | tee "$HCP_LOCAL/k8s.log" || die "deploy/k8s: a check failed (log: $HCP_LOCAL/k8s.log)"
+k8s_passed=$(grep -aoE '^k8s: [0-9]+ passed' "$HCP_LOCAL/k8s.log" | awk '{print $2}')
 log "deleting topics left on the local Kafka node by earlier test runs"
 # (grep finds none on a fresh node: that is not a failure)
 "$HCP_BIN" topics list | { grep -E '^(t[0-9a-f]{12}|smoke[0-9]+)\.' || true; } | xargs -r "$HCP_BIN" topics delete
@@ -186,4 +190,4 @@ cargo test --locked -p hcp-tests --test faults -- --ignored --nocapture --test-t
 grep -aq '^test result: ok\. 2 passed' "$HCP_LOCAL/faults.log" || die "faults: the fault-injection or province run failed (log: $HCP_LOCAL/faults.log)"
 
 log "all tests passed (screenshots in $HCP_LOCAL/screenshots)"
-echo "total: $((cargo_passed + 2 + 13 + browser_passed + 2 + 2)) passed, 0 failed"
+echo "total: $((cargo_passed + 2 + 13 + browser_passed + 2 + 2 + k8s_passed)) passed, 0 failed"
