@@ -139,6 +139,18 @@ def topic_settings(hcp, partitions=None, replication=3):
     return json.loads(run(cmd, env=CLEAN_ENV))
 
 
+def refusal(hcp, env):
+    """What hcp says of a container's plain settings (its keys' files are not here): every
+    setting is a global option, so any command parses them all; a bad value exits 2 naming it."""
+    plain = {k: str(v) for k, (how, v) in env.items() if how == "value" and not k.endswith("_FILE")}
+    r = subprocess.run([hcp, "topics", "settings"], env={**CLEAN_ENV, **plain}, capture_output=True, text=True)
+    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[0]
+
+
+def accepts(hcp, env):
+    return refusal(hcp, env) is None
+
+
 def route_literals(component):
     """The path literals in a component's crate (its routes) and hcp-server's (every process's)."""
     found = set()
@@ -397,6 +409,7 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets):
                 c.check(how == "secret", w, f"{var} given inline: keys and passwords come from files or secretKeyRef")
             if how == "value":
                 c.check(not key_material(str(value)), w, f"{var}'s value looks like key material")
+        c.check(accepts(hcp, env), w, f"hcp refuses these settings: {refusal(hcp, env)}")
         c.check(env.get("HCP_ENV", ("", ""))[1] == "production", w, "HCP_ENV is not production")
         c.check(env.get("HCP_INGEST_AUTH", ("", "required"))[1] == "required", w, "HCP_INGEST_AUTH is not required")
         c.check(env.get("KAFKA_BROKERS", ("", ""))[1] in bootstrap, w, f"KAFKA_BROKERS {env.get('KAFKA_BROKERS')} is not the Kafka's plain bootstrap {bootstrap}")
@@ -510,6 +523,9 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets):
         jc = job["spec"]["template"]["spec"]["containers"][0]
         c.check(jc.get("args") == ["migrate"], where, f"hcp-migrate runs {jc.get('args')}, not `hcp migrate`")
         jenv = {e["name"]: e.get("value") for e in jc.get("env", [])}
+        full = {k: ("value", v) for src in jc.get("envFrom", []) for k, v in configmaps.get(src.get("configMapRef", {}).get("name"), {}).items()}
+        full.update({k: ("value", v) for k, v in jenv.items() if v is not None})
+        c.check(accepts(hcp, full), where, f"hcp-migrate: hcp refuses its settings: {refusal(hcp, full)}")
         c.check(urlparse(jenv.get("DATABASE_URL", "")).hostname == direct_host, where, "hcp-migrate must connect to the primary (its lock is a session's)")
         c.check(job["spec"]["template"]["spec"].get("restartPolicy") == "Never", where, "hcp-migrate restarts in place")
 
