@@ -108,6 +108,8 @@ async fn world() -> World {
     ] {
         sessions.insert(name, app.account(name, role, dept, region).await);
     }
+    // A window staff member: their own bad reviews and appeals only.
+    sessions.insert("staff", app.staff_account("staff", "S1", "D-A").await);
     let (s, issued) = app
         .call(
             Method::POST,
@@ -362,7 +364,7 @@ async fn every_route_admits_exactly_its_roles_and_scopes() {
 
 /// The access table as a Markdown matrix: one row per endpoint, one column per role.
 fn render_matrix(rules: &[Value]) -> String {
-    const ROLES: [&str; 5] = ["admin", "supervisor", "handler", "callback", "auditor"];
+    const ROLES: [&str; 6] = ["admin", "supervisor", "handler", "callback", "auditor", "staff"];
     let mut out = String::from(
         "# Access matrix\n\nGenerated from the route table `hcp serve` enforces (`GET /api/v1/access`); \
          `tests/access.rs` fails when this file and the server differ, and then checks every row \
@@ -370,8 +372,8 @@ fn render_matrix(rules: &[Value]) -> String {
          (handler) or region (supervisor); — = 403. Public routes need nothing, citizen routes \
          the signed link in their path, channel routes a device or integration key, platform routes \
          an integration key of an online platform (app, web, mini-program).\n\n\
-         | Method | Route | Access | admin | supervisor | handler | callback | auditor |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         | Method | Route | Access | admin | supervisor | handler | callback | auditor | staff |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rules {
         let kind = r["access"]["kind"].as_str().unwrap();
@@ -654,6 +656,45 @@ async fn scope_cases(w: &World) -> BTreeSet<String> {
     covered.insert("GET /api/v1/board".to_owned());
     covered.insert("GET /api/v1/board/stream".to_owned());
     covered.insert("GET /api/v1/reports/monthly".to_owned());
+
+    // Staff appeals, one on each side's order: each reviewer lists and reviews its own side's
+    // only (another side's is 404), a staff member none.
+    let mut appeal_of = BTreeMap::new();
+    for (order, rating) in [(&w.order_a, &w.rating_a), (&w.order_o, &w.rating_o)] {
+        let id: uuid::Uuid = sqlx::query_scalar(
+            "INSERT INTO staff_appeals (appeal_id, rating_id, order_id, staff_id, filed_by, filed_at, reason)
+             VALUES (gen_random_uuid(), $1::uuid, $2::uuid, 'S1', 'staff', now(), '非本人') RETURNING appeal_id",
+        )
+        .bind(rating)
+        .bind(order)
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+        appeal_of.insert(order.clone(), id.to_string());
+    }
+    for (who, own, other) in [
+        ("handler", &w.order_a, &w.order_o),
+        ("handler_other", &w.order_o, &w.order_a),
+        ("supervisor", &w.order_a, &w.order_o),
+        ("supervisor_other", &w.order_o, &w.order_a),
+    ] {
+        let (st, list) = app.call(Method::GET, "/api/v1/staff-appeals", &s[who], None).await;
+        let ids: Vec<&str> = list.as_array().unwrap().iter().map(|a| a["appeal_id"].as_str().unwrap()).collect();
+        assert_eq!((st, ids), (200, vec![appeal_of[own].as_str()]), "{who}");
+        for verb in ["uphold", "reject"] {
+            let path = format!("/api/v1/staff-appeals/{}/{verb}", appeal_of[other]);
+            let (st, p) = app.call(Method::POST, &path, &s[who], Some(json!({"note": "复核"}))).await;
+            assert_eq!(st, 404, "{who} {verb}s the other side's appeal: {p}");
+        }
+    }
+    let (st, list) = app.call(Method::GET, "/api/v1/staff-appeals", &s["auditor"], None).await;
+    assert_eq!((st, list.as_array().map(Vec::len)), (200, Some(2)));
+    let path = format!("/api/v1/staff-appeals/{}/reject", appeal_of[&w.order_a]);
+    let (st, p) = app.call(Method::POST, &path, &s["handler"], Some(json!({"note": "复核不成立"}))).await;
+    assert_eq!((st, &p["status"]), (200, &json!("rejected")), "{p}");
+    covered.insert("GET /api/v1/staff-appeals".to_owned());
+    covered.insert("POST /api/v1/staff-appeals/{appeal_id}/uphold".to_owned());
+    covered.insert("POST /api/v1/staff-appeals/{appeal_id}/reject".to_owned());
     covered
 }
 

@@ -46,6 +46,7 @@ async fn a_full_run_logs_no_phone_id_number_or_name() {
                 role: role.into(),
                 department_id: None,
                 region_code: None,
+                staff_id: None,
                 disabled: false,
                 password_hash: hcp_http::auth::hash_password("pw-12345678"),
             })

@@ -50,6 +50,7 @@ async fn add_account(app: &TestApp, username: &str, role: &str, password: &str, 
             role: role.into(),
             department_id: None,
             region_code: None,
+            staff_id: None,
             disabled,
             password_hash: hcp_http::auth::hash_password(password),
         })

@@ -135,6 +135,13 @@ HCP_URL="http://127.0.0.1:$port" HCP_RATING_KEY="$key" HCP_SCREENSHOTS="$HCP_LOC
   node tests/browser/board.test.mjs | tee "$HCP_LOCAL/browser-board.log" || die "browser: the board test failed (screenshots: $HCP_LOCAL/screenshots)"
 browser_passed=$((browser_passed + $(grep -aoE '^board: [0-9]+ passed' "$HCP_LOCAL/browser-board.log" | awk '{print $2}')))
 
+log "browser: a window staff member's own bad reviews and their appeal (我的差评 at 390×844), upheld by the region's supervisor"
+staff=$("$HCP_PG_BIN/psql" -d "$smoke_db" -tAc "SELECT attr_staff_id FROM ratings WHERE grade <= 2 AND attr_staff_id IS NOT NULL AND excluded_at IS NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1")
+HCP_ACCOUNT_PASSWORD="$HCP_DEMO_PASSWORD" "$HCP_BIN" account add tester-staff --role staff --staff "$staff" --name "测试工作人员" >/dev/null
+HCP_URL="http://127.0.0.1:$port" HCP_STAFF=tester-staff HCP_SCREENSHOTS="$HCP_LOCAL/screenshots" \
+  node tests/browser/staff.test.mjs | tee "$HCP_LOCAL/browser-staff.log" || die "browser: the staff appeal test failed (screenshots: $HCP_LOCAL/screenshots)"
+browser_passed=$((browser_passed + $(grep -aoE '^staff: [0-9]+ passed' "$HCP_LOCAL/browser-staff.log" | awk '{print $2}')))
+
 log "browser: the citizen's rating page at 360×740 from a QR invitation"
 platform_key=$("$HCP_BIN" credential add --kind integration --channel web --name "smoke platform")
 curl -sf -XPOST "http://127.0.0.1:$port/api/v1/service-records/events" -H 'content-type: application/json' -H "Authorization: Bearer $platform_key" \

@@ -280,6 +280,22 @@ impl TestApp {
 
     /// Adds an operator account (argon2-hashed password) and returns a session token for it.
     pub async fn account(&self, username: &str, role: &str, department: Option<&str>, region: Option<&str>) -> String {
+        self.account_of(username, role, department, region, None).await
+    }
+
+    /// A staff account bound to staff member `staff_id` (of `department`), logged in: its token.
+    pub async fn staff_account(&self, username: &str, staff_id: &str, department: &str) -> String {
+        self.account_of(username, "staff", Some(department), None, Some(staff_id)).await
+    }
+
+    async fn account_of(
+        &self,
+        username: &str,
+        role: &str,
+        department: Option<&str>,
+        region: Option<&str>,
+        staff: Option<&str>,
+    ) -> String {
         let password = format!("pw-{username}-123");
         self.store
             .upsert_account(&hcp_store::Account {
@@ -288,6 +304,7 @@ impl TestApp {
                 role: role.into(),
                 department_id: department.map(Into::into),
                 region_code: region.map(Into::into),
+                staff_id: staff.map(Into::into),
                 disabled: false,
                 password_hash: hcp_http::auth::hash_password(&password),
             })

@@ -26,6 +26,7 @@ pub mod pii;
 pub mod rating;
 pub mod report;
 pub mod role;
+pub mod staff_appeal;
 pub mod stats;
 pub mod time;
 pub mod webhook;

@@ -20,11 +20,19 @@ pub enum Role {
     Callback,
     /// Reads everything, changes nothing.
     Auditor,
+    /// 窗口工作人员 (or 12345 接线员): one staff member, who sees only their own bad reviews (never
+    /// who gave them) and may appeal them (申诉权力); no order, statistic or directory.
+    Staff,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 5] = [Role::Admin, Role::Supervisor, Role::Handler, Role::Callback, Role::Auditor];
+    pub const ALL: [Role; 6] =
+        [Role::Admin, Role::Supervisor, Role::Handler, Role::Callback, Role::Auditor, Role::Staff];
+
+    /// The roles of the office (everyone but a staff member appealing their own reviews): the
+    /// ones that may see orders, statistics or the directory at all.
+    pub const OFFICE: [Role; 5] = [Role::Admin, Role::Supervisor, Role::Handler, Role::Callback, Role::Auditor];
 
     /// Wire name.
     pub fn as_str(self) -> &'static str {
@@ -34,6 +42,7 @@ impl Role {
             Role::Handler => "handler",
             Role::Callback => "callback",
             Role::Auditor => "auditor",
+            Role::Staff => "staff",
         }
     }
 
@@ -50,6 +59,7 @@ impl Role {
             Role::Handler => "部门经办人",
             Role::Callback => "回访人员",
             Role::Auditor => "审计人员",
+            Role::Staff => "窗口工作人员",
         }
     }
 
@@ -63,7 +73,7 @@ impl Role {
             }
             Role::Supervisor => matches!(action, A::UpholdAppeal | A::RejectAppeal | A::Escalate),
             Role::Callback => matches!(action, A::Callback { .. }),
-            Role::Auditor => false,
+            Role::Auditor | Role::Staff => false,
         }
     }
 
@@ -74,7 +84,7 @@ impl Role {
 }
 
 /// How far an operator's view reaches: a handler its department, a supervisor its region (and
-/// the regions below it), the other roles everything.
+/// the regions below it), the other office roles everything; a staff member has none.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Reach {
     /// Everything (admin, auditor, callback).
@@ -93,6 +103,8 @@ impl Reach {
             Role::Handler => department_id.map(|d| Reach::Department(d.to_owned())),
             Role::Supervisor => region_code.map(|r| Reach::Region(r.to_owned())),
             Role::Admin | Role::Auditor | Role::Callback => Some(Reach::All),
+            // A staff member's own reviews are named by their staff id, never by a reach.
+            Role::Staff => None,
         }
     }
 }
@@ -110,6 +122,7 @@ mod tests {
         for r in [Role::Admin, Role::Auditor, Role::Callback] {
             assert_eq!(Reach::of(r, None, None), Some(Reach::All));
         }
+        assert_eq!(Reach::of(Role::Staff, Some("D1"), Some("440300")), None, "a staff member reaches nothing");
     }
 
     #[test]
@@ -121,6 +134,7 @@ mod tests {
         for a in Action::ALL {
             assert!(Role::Admin.may(a));
             assert!(!Role::Auditor.may(a));
+            assert!(!Role::Staff.may(a), "a staff member takes no order action");
             let owners = [Role::Handler, Role::Supervisor, Role::Callback].iter().filter(|r| r.may(a)).count();
             assert_eq!(owners, 1, "{a:?}");
         }

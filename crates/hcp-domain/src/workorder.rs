@@ -175,6 +175,13 @@ impl OrderState {
         out
     }
 
+    /// A staff member's appeal (申诉) upheld by review, independently of the order's progress: an
+    /// order still open ends as `appeal_upheld` (the rating no longer counts); an ended one stays
+    /// as it is (`None`).
+    pub fn after_staff_appeal_upheld(self) -> Option<OrderState> {
+        (!self.is_terminal()).then_some(OrderState::AppealUpheld)
+    }
+
     /// Applies `action`: the next state, or a refusal naming this state and what it allows.
     pub fn apply(self, action: Action) -> Result<OrderState, Refused> {
         self.next(action).ok_or_else(|| Refused { state: self.name(), action: action.name(), allowed: self.allowed() })

@@ -27,8 +27,11 @@ use crate::auth::{by_cookie, origin_of, same_origin, token_of, Caller, Monitorin
 use crate::registry::{LiveSession, SessionRegistry};
 use crate::ApiError;
 
-/// Every operator role.
-pub const ANY_OPERATOR: &[Role] = &Role::ALL;
+/// Every office role (not a staff member appealing their own reviews).
+pub const ANY_OPERATOR: &[Role] = &Role::OFFICE;
+
+/// Every account, a staff member's too (`/api/v1/auth/me`, their own reviews).
+pub const ANY_ACCOUNT: &[Role] = &Role::ALL;
 
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

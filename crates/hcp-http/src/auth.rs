@@ -42,6 +42,9 @@ pub struct Claims {
     pub department_id: Option<String>,
     /// A supervisor's region.
     pub region_code: Option<String>,
+    /// A staff account's staff member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff_id: Option<String>,
     /// Expiry (Unix seconds).
     pub exp: i64,
     /// The server-side session this token belongs to.
@@ -275,6 +278,7 @@ mod tests {
             role: Role::Handler,
             department_id: Some("D1".into()),
             region_code: None,
+            staff_id: None,
             exp,
             sid: uuid::Uuid::nil(),
         }

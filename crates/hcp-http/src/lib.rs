@@ -22,7 +22,7 @@ mod problem;
 pub mod registry;
 pub mod sessions;
 
-pub use access::{Access, AccessTable, GuardConfig, RouteRule, Routes, ANY_OPERATOR};
+pub use access::{Access, AccessTable, GuardConfig, RouteRule, Routes, ANY_ACCOUNT, ANY_OPERATOR};
 pub use auth::{Caller, Claims, MonitoringToken, SessionKey};
 pub use client::{ClientAddr, TrustedProxies};
 pub use component::{Component, Task, TaskEnd};

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::auth::{clear_session_cookie, hash_password, session_cookie, session_expiry, token_of, verify_password};
 use crate::client::ClientAddr;
 use crate::registry::SessionRegistry;
-use crate::{metrics, Access, ApiError, ApiJson, Caller, Claims, Component, Problem, Routes, SessionKey, ANY_OPERATOR};
+use crate::{metrics, Access, ApiError, ApiJson, Caller, Claims, Component, Problem, Routes, SessionKey, ANY_ACCOUNT};
 
 /// What the session endpoints share.
 #[derive(Clone)]
@@ -46,7 +46,7 @@ pub fn component(state: SessionsState) -> Component {
     let routes = Routes::new()
         .post("/api/v1/auth/login", Access::Public, login)
         .post("/api/v1/auth/logout", Access::Public, logout)
-        .get("/api/v1/auth/me", Access::operators(ANY_OPERATOR), me)
+        .get("/api/v1/auth/me", Access::operators(ANY_ACCOUNT), me)
         .with_state(state);
     Component::new("sessions", routes)
 }
@@ -167,6 +167,7 @@ pub async fn login(
         role,
         department_id: account.department_id,
         region_code: account.region_code,
+        staff_id: account.staff_id,
         exp: session_expiry(now),
         sid,
     };

@@ -15,12 +15,14 @@ pub struct Account {
     pub username: String,
     /// Shown name.
     pub display_name: String,
-    /// `admin`, `supervisor`, `handler`, `callback` or `auditor`.
+    /// `admin`, `supervisor`, `handler`, `callback`, `auditor` or `staff`.
     pub role: String,
     /// A handler's department.
     pub department_id: Option<String>,
     /// A supervisor's region.
     pub region_code: Option<String>,
+    /// A staff account's staff member (directory id).
+    pub staff_id: Option<String>,
     /// Disabled accounts cannot log in.
     pub disabled: bool,
     /// PHC string of the password hash (never serialized).
@@ -34,11 +36,11 @@ impl Store {
     pub async fn upsert_account(&self, a: &Account) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO accounts (username, display_name, role, department_id, region_code, password_hash, disabled)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO accounts (username, display_name, role, department_id, region_code, password_hash, disabled, staff_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (username) DO UPDATE SET display_name = EXCLUDED.display_name, role = EXCLUDED.role,
                  department_id = EXCLUDED.department_id, region_code = EXCLUDED.region_code,
-                 password_hash = EXCLUDED.password_hash, disabled = EXCLUDED.disabled",
+                 password_hash = EXCLUDED.password_hash, disabled = EXCLUDED.disabled, staff_id = EXCLUDED.staff_id",
         )
         .bind(&a.username)
         .bind(&a.display_name)
@@ -47,6 +49,7 @@ impl Store {
         .bind(&a.region_code)
         .bind(&a.password_hash)
         .bind(a.disabled)
+        .bind(&a.staff_id)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -131,7 +134,7 @@ impl Store {
     /// Every account, by name.
     pub async fn accounts(&self) -> Result<Vec<Account>, Error> {
         let rows = sqlx::query(
-            "SELECT username, display_name, role, department_id, region_code, password_hash, disabled
+            "SELECT username, display_name, role, department_id, region_code, password_hash, disabled, staff_id
                FROM accounts ORDER BY username",
         )
         .fetch_all(&self.pool)
@@ -144,6 +147,7 @@ impl Store {
                     role: r.try_get("role")?,
                     department_id: r.try_get("department_id")?,
                     region_code: r.try_get("region_code")?,
+                    staff_id: r.try_get("staff_id")?,
                     disabled: r.try_get("disabled")?,
                     password_hash: r.try_get("password_hash")?,
                 })
@@ -154,7 +158,7 @@ impl Store {
     /// The account named `username`.
     pub async fn account(&self, username: &str) -> Result<Option<Account>, Error> {
         let row = sqlx::query(
-            "SELECT username, display_name, role, department_id, region_code, password_hash, disabled
+            "SELECT username, display_name, role, department_id, region_code, password_hash, disabled, staff_id
                FROM accounts WHERE username = $1",
         )
         .bind(username)
@@ -167,10 +171,21 @@ impl Store {
                 role: r.try_get("role")?,
                 department_id: r.try_get("department_id")?,
                 region_code: r.try_get("region_code")?,
+                staff_id: r.try_get("staff_id")?,
                 disabled: r.try_get("disabled")?,
                 password_hash: r.try_get("password_hash")?,
             })
         })
         .transpose()
+    }
+}
+
+impl Store {
+    /// The department of staff member `staff_id` in the directory, if there is one.
+    pub async fn staff_department(&self, staff_id: &str) -> Result<Option<String>, Error> {
+        sqlx::query_scalar("SELECT department_id FROM staff WHERE id = $1")
+            .bind(staff_id)
+            .fetch_optional(&self.pool)
+            .await
     }
 }

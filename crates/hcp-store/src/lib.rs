@@ -51,7 +51,8 @@ pub use records::RatingRecord;
 pub use webhooks::{Delivery, DueDelivery, Webhook};
 pub use workorders::{
     AccountabilityError, AccountabilityRecord, ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry,
-    NewOrder, OrderDetail, OrderQuery, PendingEvents, PolicyRow, SweepOutcome, WorkOrder,
+    NewOrder, OrderDetail, OrderQuery, OwnBadReview, PendingEvents, PolicyRow, StaffAppeal, StaffAppealError,
+    SweepOutcome, WorkOrder,
 };
 
 /// Store errors are database errors.

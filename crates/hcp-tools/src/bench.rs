@@ -637,6 +637,7 @@ async fn admin_session(store: &hcp_store::Store, url: &str) -> anyhow::Result<St
             role: "admin".into(),
             department_id: None,
             region_code: None,
+            staff_id: None,
             disabled: false,
             password_hash: hcp_http::auth::hash_password(&password),
         })

@@ -13,3 +13,9 @@ pub async fn page() -> Html<&'static str> {
 pub async fn callback_page() -> Html<&'static str> {
     Html(include_str!("../assets/callback.html"))
 }
+
+/// `/staff` (我的差评): a staff member logs in, reads their own bad reviews (never who gave them)
+/// and appeals one, then follows the review.
+pub async fn staff_page() -> Html<&'static str> {
+    Html(include_str!("../assets/staff.html"))
+}

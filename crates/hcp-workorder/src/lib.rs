@@ -3,7 +3,7 @@
 //! The aggregator opens an order for every bad rating inside its batch transaction; this crate
 //! owns everything after that: the work-order API
 //! (list / filter / sort by deadline within the caller's scope, detail with the audit log, one
-//! endpoint per action, accountability measures on founded orders, the audited view of a rater's full identity), callback invitations and
+//! endpoint per action, accountability measures on founded orders, staff appeals of their own bad reviews (`/staff`, 我的差评), the audited view of a rater's full identity), callback invitations and
 //! the rater's answer (`/api/v1/callback/{token}`), the deadline policies' admin endpoints, the
 //! handler console (`/console`, zh-CN), the overdue sweeper and the relay that publishes the audit
 //! log to `hcp.workorder.event.v1`.
@@ -19,6 +19,7 @@ pub mod callback;
 mod console;
 mod handlers;
 mod metrics;
+pub mod staff;
 
 use hcp_bus::RatingProducer;
 use hcp_domain::PiiCipher;
@@ -49,6 +50,10 @@ const ORDER_READERS: &[Role] = OPERATORS;
 const CALLBACK_INVITERS: &[Role] = &[Role::Admin, Role::Handler, Role::Callback];
 /// Roles that record accountability measures (教育, 约谈, 问责, 流程论证) within their reach.
 const SUPERVISING: &[Role] = &[Role::Admin, Role::Supervisor];
+/// Roles that review staff appeals (复核): the order's department, its region, an admin.
+const APPEAL_REVIEWERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Handler];
+/// Roles that list staff appeals (each within its reach).
+const APPEAL_READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Handler, Role::Auditor];
 /// Roles that read notifications (a supervisor its region's).
 const OVERSEERS: &[Role] = &[Role::Admin, Role::Auditor, Role::Supervisor];
 
@@ -78,7 +83,13 @@ fn routes(state: WorkOrderState) -> Routes {
         .put("/api/v1/workorder-policies/{region_code}", admin, handlers::put_policy)
         .delete("/api/v1/workorder-policies/{region_code}", admin, handlers::delete_policy)
         .get("/api/v1/notifications", Access::scoped(OVERSEERS), handlers::notifications)
-        .get("/console", Access::Public, console::page);
+        .get("/console", Access::Public, console::page)
+        .get("/api/v1/my/bad-reviews", Access::operators(&[Role::Staff]), staff::own_reviews)
+        .post("/api/v1/my/bad-reviews/{rating_id}/appeal", Access::operators(&[Role::Staff]), staff::file)
+        .get("/api/v1/staff-appeals", Access::scoped(APPEAL_READERS), staff::list)
+        .post("/api/v1/staff-appeals/{appeal_id}/uphold", Access::scoped(APPEAL_REVIEWERS), staff::uphold)
+        .post("/api/v1/staff-appeals/{appeal_id}/reject", Access::scoped(APPEAL_REVIEWERS), staff::reject)
+        .get("/staff", Access::Public, console::staff_page);
     for (path, _, roles) in handlers::ACTION_ROUTES {
         r = r.post(path, Access::scoped(roles), handlers::act);
     }

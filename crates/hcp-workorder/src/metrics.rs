@@ -75,3 +75,13 @@ pub static ACCOUNTABILITY: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// `hcp_staff_appeals_total{outcome}`: staff appeals filed, upheld and rejected.
+pub static STAFF_APPEALS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hcp_staff_appeals_total",
+        "Staff appeals of their own bad reviews: filed, upheld, rejected",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});

@@ -55,6 +55,7 @@ async fn seed_demo(config: &Config, n: usize, seed: u64) -> anyhow::Result<()> {
                 role: a.role.into(),
                 department_id: a.department.map(Into::into),
                 region_code: a.region.map(Into::into),
+                staff_id: None,
                 disabled: false,
                 password_hash: hash.clone(),
             })
