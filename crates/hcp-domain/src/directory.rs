@@ -1063,6 +1063,45 @@ mod tests {
     }
 
     #[test]
+    fn dimension_rows_name_a_code_and_the_channels_that_offer_them() {
+        let dim = |code: &str, channels: &[&str]| Dimension {
+            code: code.into(),
+            name: "服务态度".into(),
+            class: TagClass::Conduct,
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+        };
+        let data = DirectoryData {
+            dimensions: vec![
+                dim("service_attitude", &["window_evaluator", "qr_code"]),
+                dim("bad code", &[]),
+                dim("service_attitude", &["fax", "system_default", "web", "web"]),
+            ],
+            ..Default::default()
+        };
+        let errors = check_rows(&Directory::default(), &data);
+        let got: Vec<(usize, Vec<(&str, &str)>)> =
+            errors.iter().map(|r| (r.index, r.errors.iter().map(|e| (e.field.as_str(), e.code)).collect())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, vec![("code", "format"), ("channels", "required")]),
+                (
+                    2,
+                    vec![
+                        ("code", "duplicate"),
+                        ("channels[0]", "unknown_value"),
+                        ("channels[1]", "not_rated_by_people"),
+                        ("channels[3]", "duplicate"),
+                    ]
+                ),
+            ]
+        );
+        let d = Directory::new(1, DirectoryData { dimensions: vec![data.dimensions[0].clone()], ..Default::default() });
+        let offered = d.dimension("service_attitude").unwrap();
+        assert!(offered.offered_on(crate::Channel::QrCode) && !offered.offered_on(crate::Channel::Web));
+    }
+
+    #[test]
     fn check_rows_names_every_bad_row_and_resolves_references_within_the_file() {
         let data: DirectoryData = serde_json::from_value(serde_json::json!({
             "regions": [{"code": "440300", "name": "示范市"}, {"code": "4403", "name": "短"}],
