@@ -356,12 +356,15 @@ async fn follow_up_replaces_the_first_grade_and_both_stay_in_history() {
     app.import_directory(&spine_directory()).await;
     app.start_aggregator();
     let first = json!({"channel": "window_evaluator", "stage": "pickup", "service_record_no": "F-1", "grade": 2,
-                       "tags": ["long_wait"], "window_id": "W9", "department_id": "D9"});
+                       "tags": ["long_wait"], "window_id": "W9", "department_id": "D9",
+                       "dimensions": {"service_attitude": 1, "efficiency": 3}});
     assert_eq!(app.post_rating(&first).await.status(), 202);
     wait_total(&app, 1, Duration::from_secs(60)).await;
+    assert_eq!(app.dimension_counts("window:W9", "service_attitude").await, [1, 0, 0, 0, 0]);
     let mut follow = first.clone();
     follow["grade"] = json!(4);
     follow["assess_number"] = json!(2);
+    follow["dimensions"] = json!({"service_attitude": 4, "competence": 5});
     follow.as_object_mut().unwrap().remove("tags");
     assert_eq!(app.post_rating(&follow).await.status(), 202);
     // Same stage of another record, and the acceptance stage of this one: counted separately.
@@ -381,6 +384,15 @@ async fn follow_up_replaces_the_first_grade_and_both_stay_in_history() {
     .await
     .unwrap();
     assert_eq!(tagged, 0);
+    // The dimension grades moved with it: the first's are gone, the follow-up's count.
+    for (scope, code, counts) in [
+        ("window:W9", "service_attitude", [0, 0, 0, 1, 0]),
+        ("all:all", "service_attitude", [0, 0, 0, 1, 0]),
+        ("window:W9", "efficiency", [0; 5]),
+        ("department:D9", "competence", [0, 0, 0, 0, 1]),
+    ] {
+        assert_eq!(app.dimension_counts(scope, code).await, counts, "{scope} {code}");
+    }
     app.stop_aggregator().await;
 }
 

@@ -25,7 +25,7 @@ fn rating(i: usize, grade: i64, with_rater: bool) -> Value {
     let mut b = json!({
         "channel": "window_evaluator", "stage": "acceptance", "service_record_no": format!("WO-{i:04}"),
         "hall_id": "H1", "window_id": "W2", "device_id": "E-W2", "staff_id": "S1", "service_item_code": "I-A",
-        "grade": grade,
+        "grade": grade, "dimensions": {"service_attitude": grade, "efficiency": 6 - grade},
     });
     if grade <= 2 {
         if i % 2 == 0 {
@@ -162,6 +162,9 @@ async fn handlers_act_in_their_department_and_an_upheld_appeal_lowers_the_bad_co
     let good = grades.iter().filter(|&&g| g >= 3).count() as i64;
     let before = app.summary(&format!("scope=all&{range}")).await;
     assert_eq!((before["total"].as_i64(), before["bad_review_count"].as_i64()), (Some(total), Some(bad)));
+    let attitude_before = app.dimension_counts("all:all", "service_attitude").await;
+    let efficiency_before = app.dimension_counts("all:all", "efficiency").await;
+    assert_eq!(attitude_before.iter().sum::<i64>(), total, "every rating graded the dimension");
 
     let h_b = app.account("li", "handler", Some("D-B"), None).await;
     let h_zw = app.account("wang", "handler", Some("D-ZW"), None).await;
@@ -216,6 +219,14 @@ async fn handlers_act_in_their_department_and_an_upheld_appeal_lowers_the_bad_co
     let d_b = grades.iter().enumerate().filter(|(i, &g)| g == grade && expected_department(*i) == "D-B").count();
     let d = app.summary(&format!("scope=department&id=D-B&{range}")).await;
     assert_eq!(d["counts"][grade.to_string()].as_i64(), Some(d_b as i64 - 1));
+    // Its dimension grades left their rows exactly as its overall grade did.
+    let mut attitude = attitude_before;
+    attitude[grade as usize - 1] -= 1;
+    let mut efficiency = efficiency_before;
+    efficiency[(6 - grade) as usize - 1] -= 1;
+    assert_eq!(app.dimension_counts("all:all", "service_attitude").await, attitude);
+    assert_eq!(app.dimension_counts("all:all", "efficiency").await, efficiency);
+    assert!(app.assert_rollups_match_ratings().await > 0);
     // …and keeps its history, visibly excluded.
     let (s, r) = app.call(Method::GET, &format!("/api/v1/ratings/{rating_id}"), &sup, None).await;
     assert_eq!((s, r["counted"].as_bool(), r["excluded_reason"].as_str()), (200, Some(false), Some("经复核,申诉成立")));

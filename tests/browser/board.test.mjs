@@ -50,6 +50,7 @@ try {
       body: JSON.stringify({
         channel: "window_evaluator", stage: "acceptance", service_record_no: `BOARD-${run}-${i}`, grade,
         tags: grade <= 2 ? ["long_wait"] : [], window_id: "W-SMZX-01", department_id: "D-SJ",
+        dimensions: { service_attitude: grade },
       }),
     });
     check(r.status === 202, `rating ${i + 1} (grade ${grade}) accepted with 202`);
@@ -70,6 +71,16 @@ try {
   const evaluatorBefore = before.channels.find((c) => c.id === "window_evaluator");
   check(evaluator && evaluator.total === (evaluatorBefore ? evaluatorBefore.total : 0) + grades.length, "the channel split counts them under 窗口评价器");
   check(after.bad_tags.some((t) => t.tag === "long_wait"), "the 差评 tag is among the month's top tags");
+  // Satisfaction per evaluation dimension: the posted 服务态度 grades, in the API and on the page.
+  const attitude = after.dimensions.find((d) => d.code === "service_attitude");
+  const attitudeBefore = (before.dimensions || []).find((d) => d.code === "service_attitude");
+  check(attitude && attitude.today.total === (attitudeBefore ? attitudeBefore.today.total : 0) + grades.length,
+    `the snapshot counts today's 服务态度 grades (${attitude && attitude.today.total})`);
+  const row = page.locator("#dimensions tr[data-dimension=service_attitude]");
+  await row.filter({ hasText: pct(attitude.today.satisfaction_rate) }).waitFor();
+  const cells = await row.locator("td").allTextContents();
+  check(cells[0] === "服务态度" && asNumber(cells[1]) === attitude.today.total && cells[2] === pct(attitude.today.satisfaction_rate),
+    `the 分项评价 table shows 服务态度 today: ${cells.join(" / ")}`);
   await page.screenshot({ path: `${shots}/board-1920.png`, fullPage: true });
 
   // An alert rule: two 差评 on one window within an hour. It fires, the banner appears; switched off, it clears.

@@ -414,8 +414,8 @@ impl TestApp {
         r.json().await.expect("summary json")
     }
 
-    /// Asserts that the rollups the boards read (`rating_aggregates` day rows, `rating_splits`)
-    /// hold exactly what the stored ratings say when counted from scratch: every rating neither
+    /// Asserts that the rollups the boards read (`rating_aggregates` day rows, `rating_splits`,
+    /// `rating_dimension_aggregates`) hold exactly what the stored ratings say when counted from scratch: every rating neither
     /// replaced by a follow-up nor excluded by an upheld appeal, in the rows of its current
     /// attribution. Returns the number of non-zero split rows compared (so a caller can insist
     /// there were some).
@@ -465,7 +465,46 @@ impl TestApp {
         )
         .await;
         assert_eq!(days, days_from_ratings, "rating_aggregates day rows differ from the ratings counted from scratch");
+        // Dimension grades: each counted rating's grade of each dimension, in the rows of
+        // `dim_scopes` ('code/scope:id').
+        let dim_grade = "(r.dimensions ->> split_part(k.key, '/', 1))::int";
+        let dims_from_ratings: Rows = fetch(format!(
+            "SELECT substr(k.key, strpos(k.key, '/') + 1), ({day})::text, split_part(k.key, '/', 1),
+                    count(*) FILTER (WHERE {dim_grade} = 1), count(*) FILTER (WHERE {dim_grade} = 2),
+                    count(*) FILTER (WHERE {dim_grade} = 3), count(*) FILTER (WHERE {dim_grade} = 4),
+                    count(*) FILTER (WHERE {dim_grade} = 5)
+               FROM ratings r CROSS JOIN LATERAL unnest(r.dim_scopes) AS k(key)
+              WHERE r.excluded_at IS NULL AND r.superseded_by IS NULL
+              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ))
+        .await;
+        let dims: Rows = fetch(
+            "SELECT scope || ':' || scope_id, day_start::text, dimension, n1, n2, n3, n4, n5
+               FROM rating_dimension_aggregates
+              WHERE n1 <> 0 OR n2 <> 0 OR n3 <> 0 OR n4 <> 0 OR n5 <> 0 ORDER BY 1, 2, 3"
+                .into(),
+        )
+        .await;
+        assert_eq!(dims, dims_from_ratings, "rating_dimension_aggregates differ from the ratings counted from scratch");
         splits.len()
+    }
+
+    /// The counted grades of dimension `code` in the row `scope:id` over every day
+    /// (`rating_dimension_aggregates`), as `[n1, …, n5]`.
+    pub async fn dimension_counts(&self, scope_key: &str, code: &str) -> [i64; 5] {
+        let (scope, id) = scope_key.split_once(':').expect("scope:id");
+        let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(n1), 0)::int8, COALESCE(SUM(n2), 0)::int8, COALESCE(SUM(n3), 0)::int8,
+                    COALESCE(SUM(n4), 0)::int8, COALESCE(SUM(n5), 0)::int8
+               FROM rating_dimension_aggregates WHERE scope = $1 AND scope_id = $2 AND dimension = $3",
+        )
+        .bind(scope)
+        .bind(id)
+        .bind(code)
+        .fetch_one(self.store.pool())
+        .await
+        .unwrap();
+        [row.0, row.1, row.2, row.3, row.4]
     }
 
     /// Waits until the aggregator's stored positions reach the topic's end.

@@ -157,6 +157,19 @@ pub struct BoardScope {
     pub name: String,
 }
 
+/// One evaluation dimension's grades within the reach, today and this month.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DimensionEntry {
+    /// Dimension code.
+    pub code: String,
+    /// Its name (the code when the directory lacks it).
+    pub name: String,
+    /// Today's grades of it.
+    pub today: Figures,
+    /// This month's grades of it.
+    pub this_month: Figures,
+}
+
 /// Everything a board shows.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BoardSnapshot {
@@ -184,6 +197,9 @@ pub struct BoardSnapshot {
     pub rankings: Vec<BoardRanking>,
     /// This month's most frequent 差评 tags.
     pub bad_tags: Vec<TagCount>,
+    /// Satisfaction per evaluation dimension graded this month (by code): its counted grades
+    /// today and this month, read from the dimension rollup.
+    pub dimensions: Vec<DimensionEntry>,
     /// Work orders.
     pub work_orders: BoardOrders,
     /// Open alerts.
@@ -293,6 +309,20 @@ pub async fn snapshot(state: &BoardState, reach: &Reach, now: DateTime<Utc>) -> 
         .map(|(tag, name, count)| TagCount { name: name.unwrap_or_else(|| tag.clone()), tag, count })
         .collect();
 
+    let today_dims: HashMap<String, GradeCounts> =
+        store.dimension_counts(reach, day, tomorrow).await?.into_iter().map(|(code, _, c)| (code, c)).collect();
+    let dimensions = store
+        .dimension_counts(reach, month_start, tomorrow)
+        .await?
+        .into_iter()
+        .map(|(code, name, month_counts)| DimensionEntry {
+            name: name.unwrap_or_else(|| code.clone()),
+            today: figures(&today_dims.get(&code).copied().unwrap_or_default(), state),
+            this_month: figures(&month_counts, state),
+            code,
+        })
+        .collect();
+
     let o: OrderTimeliness = store.order_timeliness(reach, month_start, now).await?;
     let work_orders = BoardOrders {
         on_time_rate: ratio(o.rectified_on_time, o.judged),
@@ -314,6 +344,7 @@ pub async fn snapshot(state: &BoardState, reach: &Reach, now: DateTime<Utc>) -> 
         stages,
         rankings,
         bad_tags,
+        dimensions,
         work_orders,
         alerts,
     })

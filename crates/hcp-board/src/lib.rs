@@ -35,7 +35,7 @@ use hcp_store::Store;
 
 pub use board::{
     __path_board, __path_board_stream, BoardAlert, BoardOrders, BoardRanking, BoardScope, BoardSnapshot, DayPoint,
-    Figures, HourPoint, SplitEntry, TagCount, ECHARTS_PATH,
+    DimensionEntry, Figures, HourPoint, SplitEntry, TagCount, ECHARTS_PATH,
 };
 pub use handlers::{__path_ranking, __path_summary, Ranking, RankingEntry, RankingParams, StatsSummary, SummaryParams};
 

@@ -8,7 +8,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hcp_domain::export::reads_as_formula;
-use hcp_domain::report::{self, ProcessReviewRow, ReportLevel, ReportRow, COLUMNS, PROCESS_REVIEW_COLUMNS};
+use hcp_domain::report::{
+    self, dimension_columns, ProcessReviewRow, ReportDimension, ReportLevel, ReportRow, COLUMNS, PROCESS_REVIEW_COLUMNS,
+};
 use hcp_domain::time::Month;
 use hcp_domain::{Reach, SatisfactionPolicy, Scope};
 use hcp_http::{ApiError, ApiQuery, Caller, Problem};
@@ -26,6 +28,9 @@ pub struct Report {
     pub levels: Vec<(ReportLevel, Vec<ReportRow>)>,
     /// 待论证差评: founded process-cause bad reviews verified in the month, by department.
     pub process_review: Vec<ProcessReviewRow>,
+    /// The evaluation dimensions graded in the month: two columns each after [`COLUMNS`], on
+    /// every level.
+    pub dimensions: Vec<ReportDimension>,
 }
 
 /// The CSV sheet named by `level`: a level's rows or the 论证 list.
@@ -40,7 +45,7 @@ impl Report {
         } else {
             let level = ReportLevel::parse(sheet)?;
             let rows = self.levels.iter().find(|(l, _)| *l == level).map(|(_, r)| r.as_slice()).unwrap_or_default();
-            report::csv(rows)
+            report::csv(rows, &self.dimensions)
         };
         Some(format!("\u{feff}{text}"))
     }
@@ -67,7 +72,7 @@ pub async fn build(
         levels.push((level, rows.into_iter().map(|f| ReportRow::from_facts(f, policy)).collect()));
     }
     let process_review = store.process_review_list(from, to.min(now)).await?;
-    Ok(Report { levels, process_review })
+    Ok(Report { levels, process_review, dimensions: store.report_dimensions(from, to).await? })
 }
 
 /// Writes `text` at (`row`, `col`), with Excel's quote prefix when it reads as a formula: a string
@@ -93,6 +98,11 @@ pub fn xlsx(month: Month, report: &Report) -> Result<Vec<u8>, XlsxError> {
         for (c, title) in COLUMNS.iter().enumerate() {
             sheet.write_string_with_format(0, c as u16, *title, &bold)?;
         }
+        for (i, d) in report.dimensions.iter().enumerate() {
+            for (j, title) in dimension_columns(d).iter().enumerate() {
+                sheet.write_string_with_format(0, (COLUMNS.len() + 2 * i + j) as u16, title, &bold)?;
+            }
+        }
         sheet.set_column_width(1, 24)?;
         for (i, r) in rows.iter().enumerate() {
             let row = i as u32 + 1;
@@ -117,6 +127,14 @@ pub fn xlsx(month: Month, report: &Report) -> Result<Vec<u8>, XlsxError> {
                 [r.appeals_upheld, r.verified.conduct, r.verified.process, r.verified.platform, r.verified.unfounded];
             for (c, n) in verified.iter().enumerate() {
                 sheet.write_number(row, 11 + c as u16, *n as f64)?;
+            }
+            for (i, d) in report.dimensions.iter().enumerate() {
+                let col = (COLUMNS.len() + 2 * i) as u16;
+                let cell = r.dimensions.get(&d.code);
+                sheet.write_number(row, col, cell.map_or(0, |c| c.ratings) as f64)?;
+                if let Some(rate) = cell.and_then(|c| c.satisfaction_rate) {
+                    sheet.write_number_with_format(row, col + 1, rate, &percent)?;
+                }
             }
         }
     }

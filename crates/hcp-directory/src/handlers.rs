@@ -53,7 +53,7 @@ impl PageParams {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page {
     /// The rows (fields as in the row schemas: Region, Department, Hall, Window, Device, Staff,
-    /// ServiceItem, RosterEntry, Tag).
+    /// ServiceItem, RosterEntry, Tag, Dimension).
     pub items: Vec<serde_json::Value>,
     /// Rows in total.
     pub total: i64,
@@ -126,6 +126,7 @@ fn one_row(kind: EntityKind, value: &serde_json::Value) -> Result<DirectoryData,
         EntityKind::ServiceItems => d.service_items.push(from_value(value)?),
         EntityKind::Roster => d.roster.push(from_value(value)?),
         EntityKind::Tags => d.tags.push(from_value(value)?),
+        EntityKind::Dimensions => d.dimensions.push(from_value(value)?),
     }
     Ok(d)
 }
@@ -137,7 +138,7 @@ fn one_row(kind: EntityKind, value: &serde_json::Value) -> Result<DirectoryData,
     path = "/api/v1/directory/{kind}/{key}",
     tag = "directory",
     params(("kind" = EntityKind, Path, description = "Kind of row (not roster)"), ("key" = String, Path, description = "Id or code")),
-    request_body(content = Object, description = "The row: fields of Region, Department, Hall, Window, Device, Staff, ServiceItem or Tag"),
+    request_body(content = Object, description = "The row: fields of Region, Department, Hall, Window, Device, Staff, ServiceItem, Tag or Dimension"),
     responses(
         (status = 200, description = "Replaced", body = Object),
         (status = 201, description = "Created", body = Object),

@@ -3,7 +3,8 @@
 //! itself) before anything is written; one bad row means nothing from the file is imported.
 //!
 //! JSON: `{"regions": [...], "departments": [...], ...}` with the API's field names.
-//! CSV: a header row with the same field names; `department_ids` separated by `;`,
+//! CSV: a header row with the same field names; `department_ids` and a dimension's `channels`
+//! separated by `;`,
 //! `negative` as `true`/`false` (or 是/否); empty cells are absent values; UTF-8, BOM allowed.
 
 use std::collections::{BTreeMap, HashMap};
@@ -59,6 +60,7 @@ fn csv_columns(kind: EntityKind) -> &'static [&'static str] {
         EntityKind::ServiceItems => &["code", "name", "department_id"],
         EntityKind::Roster => &["window_id", "staff_id", "signed_in_at", "signed_out_at"],
         EntityKind::Tags => &["code", "name", "class", "negative"],
+        EntityKind::Dimensions => &["code", "name", "class", "channels"],
     }
 }
 
@@ -156,6 +158,7 @@ impl Parsed {
             EntityKind::ServiceItems => self.take(kind, line, value, |d| &mut d.service_items),
             EntityKind::Roster => self.take(kind, line, value, |d| &mut d.roster),
             EntityKind::Tags => self.take(kind, line, value, |d| &mut d.tags),
+            EntityKind::Dimensions => self.take(kind, line, value, |d| &mut d.dimensions),
         }
     }
 }
@@ -271,7 +274,7 @@ fn parse_csv(text: &str, kind: EntityKind, parsed: &mut Parsed, tick: &mut dyn F
                         continue;
                     }
                     let value = match h.as_str() {
-                        "department_ids" => serde_json::Value::Array(
+                        "department_ids" | "channels" => serde_json::Value::Array(
                             cell.split([';', '|']).map(|d| serde_json::Value::String(d.trim().to_string())).collect(),
                         ),
                         "negative" => match cell.to_ascii_lowercase().as_str() {
@@ -357,6 +360,10 @@ mod tests {
         assert_eq!(p.positions[&(EntityKind::Windows, 0)], (2, 0));
         assert_eq!(p.bad_rows.len(), 1);
         assert_eq!((p.bad_rows[0].line, p.bad_rows[0].errors[0].field.as_str()), (3, "role"));
+        let text = "code,name,class,channels\nservice_attitude,服务态度,conduct,window_evaluator;qr_code\n";
+        let p = parse(text, Format::Csv(EntityKind::Dimensions), &mut |_| {});
+        assert!(p.bad_rows.is_empty(), "{:?}", p.bad_rows);
+        assert_eq!(p.data.dimensions[0].channels, vec!["window_evaluator", "qr_code"]);
     }
 
     #[test]

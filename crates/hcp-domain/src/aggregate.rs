@@ -10,6 +10,11 @@
 //! The same deltas feed the board's **split rows** ([`SplitKey`]): per reach a board can show
 //! (everything, a department, a region at any level) and Beijing day, the counts by channel, by
 //! stage and by tag, so a board reads rollups only, never the ratings themselves.
+//!
+//! A rating's **dimension grades** (评价维度) feed the dimension rows ([`DimKey`]): per scope its
+//! attribution puts each dimension in ([`crate::attribution::Attribution::dimension_scopes`]),
+//! dimension and Beijing day, the counts of that dimension's grades. They move with the rating:
+//! a follow-up or an upheld appeal takes them out exactly as it takes out the overall grade.
 
 use std::collections::HashMap;
 
@@ -156,8 +161,33 @@ pub struct SplitKey {
     pub value: String,
 }
 
+/// The key of one dimension row: a scope's Beijing day, for one evaluation dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DimKey {
+    /// Scope kind.
+    pub scope: Scope,
+    /// Scope id.
+    pub scope_id: String,
+    /// The dimension code.
+    pub dimension: String,
+    /// Beijing midnight of the day, in UTC.
+    pub day_start: DateTime<Utc>,
+}
+
+/// One dimension grade of a rating and the rows it counts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DimFacts {
+    /// The dimension code.
+    pub code: String,
+    /// Its grade.
+    pub grade: Grade,
+    /// The (scope, id) rows it counts in.
+    pub scopes: Vec<(Scope, String)>,
+}
+
 /// The facts about a rating that aggregation needs: its grade, its time, the rows its
-/// attribution puts it in ([`crate::attribution::Attribution::scopes`]) and its tags.
+/// attribution puts it in ([`crate::attribution::Attribution::scopes`]), its tags and its
+/// dimension grades with their rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggFacts {
     /// The grade.
@@ -168,6 +198,8 @@ pub struct AggFacts {
     pub scopes: Vec<(Scope, String)>,
     /// Its tag codes.
     pub tags: Vec<String>,
+    /// Its dimension grades.
+    pub dimensions: Vec<DimFacts>,
 }
 
 /// The deltas of one batch, one entry per aggregate row and per split row touched.
@@ -175,6 +207,7 @@ pub struct AggFacts {
 pub struct Rollup {
     rows: HashMap<AggKey, GradeCounts>,
     splits: HashMap<SplitKey, GradeCounts>,
+    dims: HashMap<DimKey, GradeCounts>,
 }
 
 impl Rollup {
@@ -209,6 +242,18 @@ impl Rollup {
             }
         }
         let day_start = time::day_start(facts.rated_at);
+        for d in &facts.dimensions {
+            let delta = GradeCounts::one(d.grade);
+            for (scope, scope_id) in &d.scopes {
+                let key = DimKey { scope: *scope, scope_id: scope_id.clone(), dimension: d.code.clone(), day_start };
+                let row = self.dims.entry(key).or_default();
+                if negative {
+                    row.sub(&delta);
+                } else {
+                    row.add(&delta);
+                }
+            }
+        }
         let reaches = facts.scopes.iter().filter(|(s, _)| matches!(s, Scope::All | Scope::Department | Scope::Region));
         let divisions: Vec<(SplitDim, &str)> = facts
             .scopes
@@ -257,6 +302,20 @@ impl Rollup {
         rows
     }
 
+    /// The non-zero dimension deltas, in a stable order (as [`Rollup::into_rows`]).
+    pub fn dimension_rows(&self) -> Vec<(DimKey, GradeCounts)> {
+        let mut rows: Vec<_> = self.dims.iter().filter(|(_, c)| !c.is_zero()).map(|(k, c)| (k.clone(), *c)).collect();
+        rows.sort_by(|(a, _), (b, _)| {
+            (a.scope.as_str(), &a.scope_id, a.day_start, &a.dimension).cmp(&(
+                b.scope.as_str(),
+                &b.scope_id,
+                b.day_start,
+                &b.dimension,
+            ))
+        });
+        rows
+    }
+
     /// Number of distinct aggregate rows touched so far.
     pub fn len(&self) -> usize {
         self.rows.len()
@@ -285,6 +344,11 @@ mod tests {
                 (Scope::Window, window.into()),
             ],
             tags: vec!["long_wait".into()],
+            dimensions: vec![DimFacts {
+                code: "attitude".into(),
+                grade: Grade::new(grade.clamp(2, 4)).unwrap(),
+                scopes: vec![(Scope::All, ALL_ID.into()), (Scope::Window, window.into())],
+            }],
         }
     }
 
@@ -313,6 +377,7 @@ mod tests {
         r.add(&facts(2, "W1", 1));
         r.remove(&facts(2, "W1", 1));
         assert!(r.split_rows().is_empty());
+        assert!(r.dimension_rows().is_empty());
         assert!(r.into_rows().is_empty());
     }
 
@@ -346,6 +411,46 @@ mod tests {
         // Taking the follow-up's first rating out moves its split rows too.
         r.remove(&other);
         assert!(split(&r.split_rows(), "all:all", SplitDim::Tag, "rude").is_empty());
+    }
+
+    fn dim<'a>(rows: &'a [(DimKey, GradeCounts)], scope: Scope, id: &str, code: &str) -> Vec<&'a GradeCounts> {
+        rows.iter()
+            .filter(|(k, _)| k.scope == scope && k.scope_id == id && k.dimension == code)
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    #[test]
+    fn dimension_grades_count_per_scope_and_day_and_leave_with_their_rating() {
+        let mut r = Rollup::new();
+        r.add(&facts(5, "W1", 1)); // attitude 4
+        r.add(&facts(1, "W1", 2)); // attitude 2
+        let mut two = facts(5, "W2", 3);
+        two.dimensions.push(DimFacts {
+            code: "guide".into(),
+            grade: Grade::new(1).unwrap(),
+            scopes: vec![(Scope::All, ALL_ID.into())],
+        });
+        r.add(&two);
+        let rows = r.dimension_rows();
+        // all × {attitude, guide}, W1 × attitude, W2 × attitude; one day.
+        assert_eq!(rows.len(), 4);
+        assert_eq!(dim(&rows, Scope::All, ALL_ID, "attitude"), vec![&GradeCounts([0, 1, 0, 2, 0])]);
+        assert_eq!(dim(&rows, Scope::All, ALL_ID, "guide"), vec![&GradeCounts([1, 0, 0, 0, 0])]);
+        assert_eq!(dim(&rows, Scope::Window, "W1", "attitude"), vec![&GradeCounts([0, 1, 0, 1, 0])]);
+        assert!(dim(&rows, Scope::Window, "W2", "guide").is_empty(), "a dimension counts only where attributed");
+        assert!(rows.iter().all(|(k, _)| k.day_start == time::day_start(two.rated_at)));
+        // Taking a rating out (follow-up, upheld appeal) takes its dimension grades out too.
+        r.remove(&two);
+        let rows = r.dimension_rows();
+        assert!(dim(&rows, Scope::All, ALL_ID, "guide").is_empty());
+        assert!(dim(&rows, Scope::Window, "W2", "attitude").is_empty());
+        assert_eq!(dim(&rows, Scope::All, ALL_ID, "attitude"), vec![&GradeCounts([0, 1, 0, 1, 0])]);
+        // A replacing follow-up moves a dimension's grade like the overall grade.
+        let mut f = Rollup::new();
+        f.remove(&facts(1, "W1", 2));
+        f.add(&facts(5, "W1", 2));
+        assert_eq!(dim(&f.dimension_rows(), Scope::Window, "W1", "attitude"), vec![&GradeCounts([0, -1, 0, 1, 0])]);
     }
 
     #[test]

@@ -142,6 +142,13 @@ pub struct Attribution {
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub scopes: Vec<(Scope, String)>,
+    /// Per dimension graded (code order), the aggregate rows its grade counts in: the rating's
+    /// scopes, less the window and staff member for a `process` or `platform` dimension (a low
+    /// 办事指南 grade is not held against whoever served), and less the tag classes. Stored
+    /// beside the snapshot as `dim_scopes`, so taking the rating out subtracts exactly these.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub dimension_scopes: Vec<(String, Vec<(Scope, String)>)>,
 }
 
 impl Attribution {
@@ -154,6 +161,21 @@ impl Attribution {
     pub fn scope_keys(&self) -> Vec<String> {
         self.scopes.iter().map(|(s, id)| format!("{}:{id}", s.as_str())).collect()
     }
+
+    /// The dimension scopes as `code/scope:id` strings, the form stored with the rating
+    /// (`dim_scopes`; a dimension code never contains `/`).
+    pub fn dimension_scope_keys(&self) -> Vec<String> {
+        self.dimension_scopes
+            .iter()
+            .flat_map(|(code, scopes)| scopes.iter().map(move |(s, id)| format!("{code}/{}:{id}", s.as_str())))
+            .collect()
+    }
+}
+
+/// Parses a stored `code/scope:id` dimension scope key.
+pub fn parse_dimension_scope_key(key: &str) -> Option<(String, (Scope, String))> {
+    let (code, scope) = key.split_once('/')?;
+    Some((code.to_string(), parse_scope_key(scope)?))
 }
 
 /// Schema id of [`RatingAttributed`] (`schemas/rating-attributed.v1.json`).
@@ -234,7 +256,35 @@ pub fn attribute(dir: &Directory, rating: &RatingSubmitted, stage_time: DateTime
     a.flags.sort();
     a.flags.dedup();
     a.scopes = scopes(dir, rating, &a);
+    a.dimension_scopes = dimension_scopes(dir, rating, &a.scopes);
     a
+}
+
+/// Where each dimension grade of `rating` counts (see [`Attribution::dimension_scopes`]). A
+/// dimension the catalogue does not know (a rating sent without a key, or a dimension removed
+/// since) counts like a `conduct` one: for whoever served, as a tag without a class does.
+fn dimension_scopes(
+    dir: &Directory,
+    rating: &RatingSubmitted,
+    scopes: &[(Scope, String)],
+) -> Vec<(String, Vec<(Scope, String)>)> {
+    rating
+        .dimensions
+        .keys()
+        .map(|code| {
+            let for_server = dir.dimension(code).is_none_or(|d| d.class == TagClass::Conduct);
+            let counted = scopes
+                .iter()
+                .filter(|(s, _)| match s {
+                    Scope::TagClass => false,
+                    Scope::Window | Scope::Staff => for_server,
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            (code.clone(), counted)
+        })
+        .collect()
 }
 
 fn attribute_window(
@@ -467,6 +517,26 @@ mod tests {
                     tag("system_fault", TagClass::Platform, true),
                     tag("attitude_good", TagClass::Conduct, false),
                 ],
+                dimensions: vec![
+                    Dimension {
+                        code: s("attitude"),
+                        name: s("服务态度"),
+                        class: TagClass::Conduct,
+                        channels: vec![s("window_evaluator")],
+                    },
+                    Dimension {
+                        code: s("guide"),
+                        name: s("办事指南"),
+                        class: TagClass::Process,
+                        channels: vec![s("window_evaluator"), s("web")],
+                    },
+                    Dimension {
+                        code: s("platform_ux"),
+                        name: s("平台体验"),
+                        class: TagClass::Platform,
+                        channels: vec![s("web")],
+                    },
+                ],
             },
         )
     }
@@ -485,6 +555,7 @@ mod tests {
             device_id: None,
             grade: Grade::new(5).unwrap(),
             tags: vec![],
+            dimensions: Default::default(),
             comment: None,
             rated_at: time,
             received_at: time,
@@ -792,6 +863,54 @@ mod tests {
             let (scope, id) = parse_scope_key(k).unwrap();
             assert_eq!(format!("{}:{id}", scope.as_str()), *k);
         }
+    }
+
+    #[test]
+    fn dimension_grades_count_where_their_class_points() {
+        let d = dir();
+        let mut r = rating(Channel::WindowEvaluator, Stage::Acceptance, at(9, 0));
+        r.window_id = Some(s("W1"));
+        r.service_item_code = Some(s("I-SJ"));
+        r.tags = vec![s("attitude_good")];
+        let g = |v| Grade::new(v).unwrap();
+        r.dimensions = [(s("attitude"), g(5)), (s("guide"), g(2)), (s("unknown_dim"), g(4))].into();
+        let a = attribute(&d, &r, at(9, 0));
+        let of = |code: &str| -> Vec<String> {
+            let (_, scopes) = a.dimension_scopes.iter().find(|(c, _)| c == code).unwrap();
+            let mut keys: Vec<String> = scopes.iter().map(|(s, id)| format!("{}:{id}", s.as_str())).collect();
+            keys.sort();
+            keys
+        };
+        // Conduct: every unit of the rating (its tag classes aside), the window and staff too.
+        let everyone: Vec<String> = a.scope_keys().into_iter().filter(|k| !k.starts_with("tag_class:")).collect();
+        let mut everyone_sorted = everyone.clone();
+        everyone_sorted.sort();
+        assert_eq!(of("attitude"), everyone_sorted);
+        assert!(of("attitude").contains(&s("staff:S1")) && of("attitude").contains(&s("window:W1")));
+        // Process: not held against whoever served; the item's department and the item count it.
+        let guide = of("guide");
+        assert!(!guide.iter().any(|k| k.starts_with("staff:") || k.starts_with("window:")), "{guide:?}");
+        assert!(guide.contains(&s("department:D-SJ")) && guide.contains(&s("service_item:I-SJ")));
+        assert!(guide.contains(&s("all:all")) && guide.contains(&s("region:440000")));
+        // A code the catalogue does not know counts for whoever served, like an unclassed tag.
+        assert_eq!(of("unknown_dim"), everyone_sorted);
+        // The stored form round-trips, in code order.
+        let keys = a.dimension_scope_keys();
+        assert_eq!(keys.len(), 3 * everyone.len() - 2);
+        assert!(keys[0].starts_with("attitude/"));
+        for k in &keys {
+            let (code, (scope, id)) = parse_dimension_scope_key(k).unwrap();
+            assert_eq!(format!("{code}/{}:{id}", scope.as_str()), *k);
+        }
+        // A platform dimension on an online rating counts for the platform and the item's owner.
+        let mut online = rating(Channel::Web, Stage::Online, at(9, 0));
+        online.service_item_code = Some(s("I-RS"));
+        online.dimensions = [(s("platform_ux"), g(1))].into();
+        let a = attribute(&d, &online, at(9, 0));
+        let keys: Vec<String> = a.dimension_scope_keys();
+        assert!(keys.contains(&s("platform_ux/platform:web")) && keys.contains(&s("platform_ux/department:D-RS")));
+        // No dimension graded, no dimension rows.
+        assert!(attribute(&d, &rating(Channel::Web, Stage::Online, at(9, 0)), at(9, 0)).dimension_scopes.is_empty());
     }
 
     #[test]

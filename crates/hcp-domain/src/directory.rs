@@ -1,5 +1,6 @@
 //! The directory: who and what a rating can be attributed to (regions, departments, halls,
-//! windows, devices, staff, service items, the window sign-in roster and the tag catalogue),
+//! windows, devices, staff, service items, the window sign-in roster, the tag catalogue and the
+//! catalogue of evaluation dimensions),
 //! the per-row checks every write path shares, and [`Directory`], the immutable in-memory
 //! snapshot the aggregator attributes against.
 
@@ -238,6 +239,27 @@ pub struct Tag {
     pub negative: bool,
 }
 
+/// An evaluation dimension (评价维度): besides the overall grade, a rating may grade each
+/// dimension its channel offers (Shenzhen measures: 业务评价、服务评价 by channel scene; online:
+/// 事项、办事指南、平台体验).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Dimension {
+    /// Code as sent in ratings (`dimensions` keys; `evalDetail` as `code:grade`).
+    #[cfg_attr(feature = "openapi", schema(example = "attitude"))]
+    pub code: String,
+    /// zh-CN label shown to raters.
+    #[cfg_attr(feature = "openapi", schema(example = "服务态度"))]
+    pub name: String,
+    /// Whom its grade concerns, as a tag's class does: `conduct` counts for whoever served,
+    /// `process` and `platform` not for the window or staff member.
+    pub class: TagClass,
+    /// The channels (wire names) that offer it, at least one; CSV: `web;app`.
+    #[cfg_attr(feature = "openapi", schema(example = json!(["window_evaluator", "self_service_terminal"])))]
+    pub channels: Vec<String>,
+}
+
 /// A directory as plain rows: what an import file holds and what a snapshot is built from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,6 +291,9 @@ pub struct DirectoryData {
     /// Tag catalogue.
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// Evaluation dimension catalogue.
+    #[serde(default)]
+    pub dimensions: Vec<Dimension>,
 }
 
 /// The id of the onsite platform (the hall's own systems), for platform tags on window ratings.
@@ -288,6 +313,7 @@ pub struct Directory {
     pub(crate) staff: HashMap<String, Staff>,
     pub(crate) items: HashMap<String, ServiceItem>,
     pub(crate) tags: HashMap<String, Tag>,
+    pub(crate) dimensions: HashMap<String, Dimension>,
     /// Per window, its duty spells sorted by start.
     pub(crate) duty: HashMap<String, Vec<Spell>>,
 }
@@ -337,6 +363,7 @@ impl Directory {
             staff: index(data.staff, |s| &s.id),
             items: index(data.service_items, |i| &i.code),
             tags: index(data.tags, |t| &t.code),
+            dimensions: index(data.dimensions, |d| &d.code),
             duty,
         }
     }
@@ -370,6 +397,11 @@ impl Directory {
         self.tags.get(code).map(|t| t.class)
     }
 
+    /// A dimension of the catalogue.
+    pub fn dimension(&self, code: &str) -> Option<&Dimension> {
+        self.dimensions.get(code)
+    }
+
     /// A department by id.
     pub fn department(&self, id: &str) -> Option<&Department> {
         self.departments.get(id)
@@ -386,7 +418,7 @@ impl Directory {
     }
 
     /// Row counts per kind, for logs.
-    pub fn sizes(&self) -> [(&'static str, usize); 9] {
+    pub fn sizes(&self) -> [(&'static str, usize); 10] {
         [
             ("regions", self.regions.len()),
             ("departments", self.departments.len()),
@@ -397,6 +429,7 @@ impl Directory {
             ("service_items", self.items.len()),
             ("roster", self.duty.values().map(Vec::len).sum()),
             ("tags", self.tags.len()),
+            ("dimensions", self.dimensions.len()),
         ]
     }
 }
@@ -504,11 +537,13 @@ pub enum EntityKind {
     Roster,
     /// 评价标签.
     Tags,
+    /// 评价维度.
+    Dimensions,
 }
 
 impl EntityKind {
     /// Every kind, in the order an import writes them (referenced rows first).
-    pub const ALL: [EntityKind; 9] = [
+    pub const ALL: [EntityKind; 10] = [
         EntityKind::Regions,
         EntityKind::Departments,
         EntityKind::Halls,
@@ -518,6 +553,7 @@ impl EntityKind {
         EntityKind::ServiceItems,
         EntityKind::Roster,
         EntityKind::Tags,
+        EntityKind::Dimensions,
     ];
 
     /// The wire name, which is also the table name.
@@ -532,6 +568,7 @@ impl EntityKind {
             EntityKind::ServiceItems => "service_items",
             EntityKind::Roster => "roster",
             EntityKind::Tags => "tags",
+            EntityKind::Dimensions => "dimensions",
         }
     }
 
@@ -552,13 +589,14 @@ impl EntityKind {
             EntityKind::ServiceItems => "事项",
             EntityKind::Roster => "签到记录",
             EntityKind::Tags => "评价标签",
+            EntityKind::Dimensions => "评价维度",
         }
     }
 
     /// The key column (the roster's key is window, staff and sign-in time).
     pub fn key_column(self) -> &'static str {
         match self {
-            EntityKind::Regions | EntityKind::ServiceItems | EntityKind::Tags => "code",
+            EntityKind::Regions | EntityKind::ServiceItems | EntityKind::Tags | EntityKind::Dimensions => "code",
             _ => "id",
         }
     }
@@ -639,7 +677,11 @@ impl References {
             EntityKind::Halls => self.halls.contains(id),
             EntityKind::Windows => self.window_halls.contains_key(id),
             EntityKind::Staff => self.staff.contains(id),
-            EntityKind::Devices | EntityKind::ServiceItems | EntityKind::Roster | EntityKind::Tags => false,
+            EntityKind::Devices
+            | EntityKind::ServiceItems
+            | EntityKind::Roster
+            | EntityKind::Tags
+            | EntityKind::Dimensions => false,
         }
     }
 
@@ -839,10 +881,7 @@ impl DirectoryRow for Tag {
         self.code.clone()
     }
     fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
-        let ok = !self.code.is_empty()
-            && self.code.len() <= crate::rating::MAX_TAG_CHARS
-            && self.code.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !ok {
+        if !crate::rating::is_code(&self.code) {
             e.push(field_err(
                 "code",
                 "format",
@@ -852,6 +891,65 @@ impl DirectoryRow for Tag {
         }
         check_text(e, "name", &self.name, false);
         refs.duplicate(e, Self::KIND, "code", &self.code);
+    }
+}
+
+impl DirectoryRow for Dimension {
+    const KIND: EntityKind = EntityKind::Dimensions;
+    fn key(&self) -> String {
+        self.code.clone()
+    }
+    fn check(&self, refs: &mut References, e: &mut Vec<FieldError>) {
+        if !crate::rating::is_code(&self.code) {
+            e.push(field_err(
+                "code",
+                "format",
+                format!("维度编码须为 1 到 {} 位字母、数字、下划线、点或连字符", crate::rating::MAX_TAG_CHARS),
+                format!("dimension codes are 1 to {} letters, digits, '_', '.' or '-'", crate::rating::MAX_TAG_CHARS),
+            ));
+        }
+        check_text(e, "name", &self.name, false);
+        refs.duplicate(e, Self::KIND, "code", &self.code);
+        if self.channels.is_empty() {
+            e.push(field_err(
+                "channels",
+                "required",
+                "评价维度须至少用于一个评价渠道".into(),
+                "a dimension is offered on at least one channel".into(),
+            ));
+        }
+        for (j, c) in self.channels.iter().enumerate() {
+            let field = format!("channels[{j}]");
+            match crate::Channel::parse(c) {
+                None => e.push(field_err(
+                    &field,
+                    "unknown_value",
+                    format!("未知的评价渠道 “{c}”"),
+                    format!("unknown channel '{c}'"),
+                )),
+                // The default rating is the system's, not a rater's: it grades no dimension.
+                Some(crate::Channel::SystemDefault) => e.push(field_err(
+                    &field,
+                    "not_rated_by_people",
+                    "系统默认评价不评价维度".into(),
+                    "system default ratings grade no dimension".into(),
+                )),
+                Some(_) if self.channels[..j].contains(c) => e.push(field_err(
+                    &field,
+                    "duplicate",
+                    format!("评价渠道 “{c}” 重复"),
+                    format!("channel '{c}' is listed twice"),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+impl Dimension {
+    /// Whether ratings over `channel` may grade it.
+    pub fn offered_on(&self, channel: crate::Channel) -> bool {
+        self.channels.iter().any(|c| c == channel.as_str())
     }
 }
 
@@ -881,6 +979,7 @@ pub fn check_rows(existing: &Directory, data: &DirectoryData) -> Vec<RowError> {
     check_kind(&data.service_items, &mut refs, &mut out);
     check_kind(&data.roster, &mut refs, &mut out);
     check_kind(&data.tags, &mut refs, &mut out);
+    check_kind(&data.dimensions, &mut refs, &mut out);
     out
 }
 
@@ -902,6 +1001,7 @@ impl DirectoryData {
             EntityKind::ServiceItems => self.service_items.len(),
             EntityKind::Roster => self.roster.len(),
             EntityKind::Tags => self.tags.len(),
+            EntityKind::Dimensions => self.dimensions.len(),
         }
     }
 
@@ -960,6 +1060,45 @@ mod tests {
         assert_eq!(d.on_duty("W1", at(15, 0)), Some("S2"));
         assert_eq!(d.on_duty("W1", at(23, 59)), Some("S2"));
         assert_eq!(d.on_duty("W1", at(23, 59) + Duration::minutes(2)), None, "next day");
+    }
+
+    #[test]
+    fn dimension_rows_name_a_code_and_the_channels_that_offer_them() {
+        let dim = |code: &str, channels: &[&str]| Dimension {
+            code: code.into(),
+            name: "服务态度".into(),
+            class: TagClass::Conduct,
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+        };
+        let data = DirectoryData {
+            dimensions: vec![
+                dim("service_attitude", &["window_evaluator", "qr_code"]),
+                dim("bad code", &[]),
+                dim("service_attitude", &["fax", "system_default", "web", "web"]),
+            ],
+            ..Default::default()
+        };
+        let errors = check_rows(&Directory::default(), &data);
+        let got: Vec<(usize, Vec<(&str, &str)>)> =
+            errors.iter().map(|r| (r.index, r.errors.iter().map(|e| (e.field.as_str(), e.code)).collect())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, vec![("code", "format"), ("channels", "required")]),
+                (
+                    2,
+                    vec![
+                        ("code", "duplicate"),
+                        ("channels[0]", "unknown_value"),
+                        ("channels[1]", "not_rated_by_people"),
+                        ("channels[3]", "duplicate"),
+                    ]
+                ),
+            ]
+        );
+        let d = Directory::new(1, DirectoryData { dimensions: vec![data.dimensions[0].clone()], ..Default::default() });
+        let offered = d.dimension("service_attitude").unwrap();
+        assert!(offered.offered_on(crate::Channel::QrCode) && !offered.offered_on(crate::Channel::Web));
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub struct NationalRecord {
     pub pf: u8,
     /// 1–5.
     pub satisfaction: u8,
-    /// Tag codes, comma-separated.
+    /// Tag codes, then the dimension grades as `code:grade` in code order, comma-separated
+    /// (`rude,slow_process,attitude:2,guide:4`; see [`eval_detail`]).
     pub eval_detail: String,
     /// The rater's text.
     pub writing_evaluation: String,
@@ -126,6 +127,8 @@ pub struct ExportFacts {
     pub grade: u8,
     /// Tag codes.
     pub tags: Vec<String>,
+    /// Dimension grades (code, 1–5), in code order.
+    pub dimensions: Vec<(String, u8)>,
     /// Text.
     pub comment: Option<String>,
     /// When rated.
@@ -138,6 +141,17 @@ pub struct ExportFacts {
     pub name_masked: Option<String>,
     /// Responsible staff member's name.
     pub staff_name: Option<String>,
+}
+
+/// The `evalDetail` field: the tag codes as before, then each dimension grade as `code:grade`,
+/// comma-separated. Codes are `[A-Za-z0-9_.-]`, so an item with a `:` is a dimension grade and
+/// one without is a tag; a rating without dimension grades reads exactly as before.
+pub fn eval_detail(tags: &[String], dimensions: &[(String, u8)]) -> String {
+    tags.iter()
+        .cloned()
+        .chain(dimensions.iter().map(|(code, grade)| format!("{code}:{grade}")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl NationalRecord {
@@ -155,7 +169,7 @@ impl NationalRecord {
             area_code: f.area_code.unwrap_or_default(),
             pf,
             satisfaction: f.grade,
-            eval_detail: f.tags.join(","),
+            eval_detail: eval_detail(&f.tags, &f.dimensions),
             writing_evaluation: f.comment.unwrap_or_default(),
             assess_time: f.rated_at.with_timezone(&beijing()).format("%Y-%m-%d %H:%M:%S").to_string(),
             assess_number: f.assess_number,
@@ -255,6 +269,7 @@ mod tests {
             channel: Channel::WindowEvaluator,
             grade: 2,
             tags: vec!["rude".into(), "slow_process".into()],
+            dimensions: vec![],
             comment: Some("等了\"很久\",还说=1+1".into()),
             rated_at: Utc.with_ymd_and_hms(2026, 10, 31, 17, 5, 9).unwrap(),
             assess_number: 1,
@@ -284,6 +299,20 @@ mod tests {
              \"rude,slow_process\",\"等了\"\"很久\"\",还说=1+1\",2026-11-01 01:05:09,1,1,张*,陈一\r\n"
         );
         assert_eq!(csv_header().trim_end().split(',').collect::<Vec<_>>(), FIELDS);
+    }
+
+    #[test]
+    fn dimension_grades_follow_the_tags_in_eval_detail() {
+        let mut f = facts();
+        f.dimensions = vec![("attitude".into(), 2), ("efficiency".into(), 4)];
+        let r = NationalRecord::from_facts(f.clone(), &PfMap::default()).unwrap();
+        assert_eq!(r.eval_detail, "rude,slow_process,attitude:2,efficiency:4");
+        assert!(r.csv_line().contains(",\"rude,slow_process,attitude:2,efficiency:4\","));
+        f.tags.clear();
+        assert_eq!(NationalRecord::from_facts(f, &PfMap::default()).unwrap().eval_detail, "attitude:2,efficiency:4");
+        assert_eq!(eval_detail(&[], &[]), "");
+        // Without dimension grades the field is the tag list it always was.
+        assert_eq!(eval_detail(&["rude".into()], &[]), "rude");
     }
 
     #[test]

@@ -32,13 +32,13 @@ pub mod time;
 pub mod webhook;
 pub mod workorder;
 
-pub use aggregate::{AggKey, BucketWidth, Rollup, Scope, SplitDim, SplitKey};
+pub use aggregate::{AggKey, BucketWidth, DimFacts, DimKey, Rollup, Scope, SplitDim, SplitKey};
 pub use attribution::{
     attribute, Attribution, AttributionFlag, Basis, RatingAttributed, Responsibility, RATING_ATTRIBUTED_SCHEMA,
 };
 pub use calendar::{Deadline, WorkCalendar};
 pub use channel::{Channel, Stage};
-pub use directory::{Directory, DirectoryData, TagClass};
+pub use directory::{Dimension, Directory, DirectoryData, TagClass};
 pub use error::{FieldError, ValidationErrors};
 pub use grade::Grade;
 pub use pii::{MaskedRater, PiiCipher, RaterIdentity, RaterInput, SealedRater};

@@ -1,6 +1,8 @@
 //! The rating: what a client submits ([`RatingInput`]) and the event ingest publishes
 //! ([`RatingSubmitted`], contract `schemas/rating-submitted.v1.json`).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -22,10 +24,20 @@ pub const MAX_COMMENT_CHARS: usize = 1000;
 pub const MAX_TAGS: usize = 10;
 /// Longest tag code.
 pub const MAX_TAG_CHARS: usize = 32;
+/// Most dimension grades on one rating.
+pub const MAX_DIMENSIONS: usize = 10;
 /// How far a client clock may run ahead of ours.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 /// Oldest rating accepted (an offline terminal replaying its queue).
 pub const MAX_RATING_AGE: Duration = Duration::days(30);
+
+/// Whether `code` is a well-formed tag or dimension code: 1 to [`MAX_TAG_CHARS`] ASCII letters,
+/// digits, `_`, `.` or `-` (so a comma or colon never appears in one: `evalDetail` joins them).
+pub fn is_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= MAX_TAG_CHARS
+        && code.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
 
 /// 首评 or 追评 (`assessNumber` 1 / 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +108,12 @@ pub struct RatingInput {
     pub grade: Option<i64>,
     /// Tag codes (`evalDetail`).
     pub tags: Option<Vec<String>>,
+    /// Optional grades per evaluation dimension (评价维度), beside the overall grade: dimension
+    /// code → 1..=5, at most 10, each from the directory's dimension catalogue and offered on
+    /// the rating's channel (`docs/domain.md` §2).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<std::collections::BTreeMap<String, i64>>,
+        example = json!({"attitude": 5, "efficiency": 4})))]
+    pub dimensions: Option<BTreeMap<String, i64>>,
     /// Free text (`writingEvaluation`).
     pub comment: Option<String>,
     /// When the rater rated; defaults to the time ingest received it.
@@ -143,6 +161,12 @@ pub struct RatingSubmitted {
     /// Tag codes.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Grades per evaluation dimension (code → grade); optional in v1: absent when none was
+    /// given, so events without it decode as before and readers written before it still read
+    /// events that carry none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, u8>))]
+    pub dimensions: BTreeMap<String, Grade>,
     /// Free text.
     #[serde(default)]
     pub comment: Option<String>,
@@ -290,6 +314,20 @@ impl RatingInput {
                 None
             }),
         };
+        let mut dimensions = BTreeMap::new();
+        for (code, g) in self.dimensions.take().unwrap_or_default() {
+            match u8::try_from(g).ok().and_then(Grade::new) {
+                Some(grade) => {
+                    dimensions.insert(code, grade);
+                }
+                None => errors.push(err(
+                    &format!("dimensions.{code}"),
+                    "out_of_range",
+                    format!("维度评价等级须为 1 到 5 的整数,收到 {g}"),
+                    format!("a dimension grade must be an integer from 1 to 5, got {g}"),
+                )),
+            }
+        }
         let rated_at = self.rated_at.map(|t| t.with_timezone(&Utc)).unwrap_or(received_at);
         if rated_at > received_at + MAX_CLOCK_SKEW {
             errors.push(err(
@@ -326,6 +364,7 @@ impl RatingInput {
             device_id: self.device_id,
             grade,
             tags: self.tags.unwrap_or_default(),
+            dimensions,
             comment: self.comment.as_deref().map(clean_comment).filter(|c| !c.is_empty()),
             rated_at,
             received_at,
@@ -371,10 +410,7 @@ impl RatingSubmitted {
             errors.push(err("tags", "too_many", format!("标签最多 {MAX_TAGS} 个"), format!("at most {MAX_TAGS} tags")));
         }
         for (i, tag) in self.tags.iter().enumerate() {
-            let ok = !tag.is_empty()
-                && tag.len() <= MAX_TAG_CHARS
-                && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if !ok {
+            if !is_code(tag) {
                 errors.push(err(
                     &format!("tags[{i}]"),
                     "format",
@@ -382,6 +418,30 @@ impl RatingSubmitted {
                     format!("tag codes are 1 to {MAX_TAG_CHARS} letters, digits, '_', '.' or '-'"),
                 ));
             }
+        }
+        if self.dimensions.len() > MAX_DIMENSIONS {
+            errors.push(err(
+                "dimensions",
+                "too_many",
+                format!("维度评价最多 {MAX_DIMENSIONS} 项"),
+                format!("at most {MAX_DIMENSIONS} dimension grades"),
+            ));
+        }
+        for code in self.dimensions.keys().filter(|c| !is_code(c)) {
+            errors.push(err(
+                "dimensions",
+                "format",
+                format!("维度编码 {code:?} 不合规:须为 1 到 {MAX_TAG_CHARS} 位字母、数字、下划线、点或连字符"),
+                format!("dimension code {code:?}: codes are 1 to {MAX_TAG_CHARS} letters, digits, '_', '.' or '-'"),
+            ));
+        }
+        if self.channel == Channel::SystemDefault && !self.dimensions.is_empty() {
+            errors.push(err(
+                "dimensions",
+                "not_accepted",
+                "系统默认评价不含维度评价".into(),
+                "a system default rating grades no dimension".into(),
+            ));
         }
         if let Some(c) = &self.comment {
             if c.chars().count() > MAX_COMMENT_CHARS {
@@ -482,6 +542,34 @@ mod tests {
             ("bad tag", |i| i.tags = Some(vec!["态度 差".into()]), "tags[0]", "format"),
             ("hotline at window", |i| i.stage = Some("hotline".into()), "stage", "channel_mismatch"),
             ("assess 3", |i| i.assess_number = Some(3), "assess_number", "out_of_range"),
+            (
+                "dimension grade 0",
+                |i| i.dimensions = Some([("attitude".into(), 0)].into()),
+                "dimensions.attitude",
+                "out_of_range",
+            ),
+            (
+                "dimension grade 6",
+                |i| i.dimensions = Some([("attitude".into(), 6)].into()),
+                "dimensions.attitude",
+                "out_of_range",
+            ),
+            ("dimension code", |i| i.dimensions = Some([("服务 态度".into(), 5)].into()), "dimensions", "format"),
+            (
+                "too many dimensions",
+                |i| i.dimensions = Some((0..11).map(|n| (format!("d{n}"), 4)).collect()),
+                "dimensions",
+                "too_many",
+            ),
+            (
+                "default rating with dimensions",
+                |i| {
+                    i.channel = Some("system_default".into());
+                    i.dimensions = Some([("attitude".into(), 3)].into());
+                },
+                "dimensions",
+                "not_accepted",
+            ),
             ("future", |i| i.rated_at = Some((now() + Duration::hours(1)).fixed_offset()), "rated_at", "in_future"),
             ("too old", |i| i.rated_at = Some((now() - Duration::days(31)).fixed_offset()), "rated_at", "too_old"),
         ];
@@ -511,6 +599,32 @@ mod tests {
         input.comment = Some("\t=1+1\r\n 等了\u{0}两个\u{1b}[31m小时\r\n第二行 \u{3000}".into());
         let e = input.validate(Uuid::now_v7(), now()).unwrap();
         assert_eq!(e.comment.as_deref(), Some("=1+1\n 等了两个[31m小时\n第二行"));
+    }
+
+    #[test]
+    fn dimension_grades_are_optional_and_need_no_evidence() {
+        let mut input = good_input();
+        input.dimensions = Some([("attitude".into(), 1), ("efficiency".into(), 5)].into());
+        let e = input.validate(Uuid::now_v7(), now()).unwrap();
+        let got: Vec<(&str, u8)> = e.dimensions.iter().map(|(c, g)| (c.as_str(), g.value())).collect();
+        assert_eq!(got, vec![("attitude", 1), ("efficiency", 5)]);
+        // A low dimension grade under a good overall grade is no 差评: no evidence is needed.
+        assert!(!e.grade.is_bad());
+        let none = good_input().validate(Uuid::now_v7(), now()).unwrap();
+        assert!(none.dimensions.is_empty());
+    }
+
+    #[test]
+    fn events_without_dimensions_decode_and_carry_no_dimensions_field() {
+        let e = good_input().validate(Uuid::now_v7(), now()).unwrap();
+        let v = serde_json::to_value(&e).unwrap();
+        assert!(v.get("dimensions").is_none(), "an event without dimension grades is the v1 event as before");
+        let mut with = good_input();
+        with.dimensions = Some([("attitude".into(), 4)].into());
+        let e = with.validate(Uuid::now_v7(), now()).unwrap();
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["dimensions"], serde_json::json!({"attitude": 4}));
+        assert_eq!(RatingSubmitted::decode(&serde_json::to_vec(&v).unwrap()).unwrap(), e);
     }
 
     #[test]

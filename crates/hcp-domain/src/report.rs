@@ -2,6 +2,8 @@
 //! the month's ratings and satisfaction with how its bad reviews were handled. Appealed-and-upheld
 //! ratings do not count (they are out of the aggregates) and are reported on their own.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::export::csv_row;
@@ -68,6 +70,26 @@ pub struct UnitFacts {
     pub appeals_upheld: i64,
     /// Of its orders, how the verification (核实) came out, per cause.
     pub verified: VerifiedCounts,
+    /// Counted grades per evaluation dimension (code), for the unit in the month.
+    pub dimensions: BTreeMap<String, GradeCounts>,
+}
+
+/// An evaluation dimension the report has columns for: its code and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportDimension {
+    /// Code.
+    pub code: String,
+    /// zh-CN name (the code when the catalogue no longer has it).
+    pub name: String,
+}
+
+/// One dimension of one unit: how many graded it, and its 好评率 under the same policy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DimensionCell {
+    /// Grades given.
+    pub ratings: i64,
+    /// Good grades ÷ grades, `None` without grades.
+    pub satisfaction_rate: Option<f64>,
 }
 
 /// Bad reviews verified (核实) per outcome: 属实 per cause, and 不属实. A staff member's
@@ -122,6 +144,8 @@ pub struct ReportRow {
     pub appeals_upheld: i64,
     /// Verification outcomes of its orders, per cause.
     pub verified: VerifiedCounts,
+    /// Per evaluation dimension (code) graded for the unit.
+    pub dimensions: BTreeMap<String, DimensionCell>,
 }
 
 impl ReportRow {
@@ -143,8 +167,21 @@ impl ReportRow {
             on_time_rate: (due > 0).then(|| f.rectified_on_time as f64 / due as f64),
             appeals_upheld: f.appeals_upheld,
             verified: f.verified,
+            dimensions: f
+                .dimensions
+                .iter()
+                .map(|(code, c)| {
+                    let s = c.summary(policy);
+                    (code.clone(), DimensionCell { ratings: s.total, satisfaction_rate: s.satisfaction_rate })
+                })
+                .collect(),
         }
     }
+}
+
+/// The titles of the two columns of `d` that follow [`COLUMNS`]: its grades and its 好评率.
+pub fn dimension_columns(d: &ReportDimension) -> [String; 2] {
+    [format!("{}评价数 {}.ratings", d.name, d.code), format!("{}好评率 {}.satisfaction_rate", d.name, d.code)]
 }
 
 /// Column titles, zh-CN with the English name.
@@ -172,11 +209,15 @@ fn rate(r: Option<f64>) -> String {
     r.map(|r| format!("{r:.4}")).unwrap_or_default()
 }
 
-/// The report of one level as CSV (header line first, CRLF, RFC 4180).
-pub fn csv(rows: &[ReportRow]) -> String {
-    let mut out = csv_row(&COLUMNS.map(String::from));
+/// The report of one level as CSV (header line first, CRLF, RFC 4180): [`COLUMNS`], then two
+/// columns per dimension of `dims` ([`dimension_columns`]; a unit nobody graded on it has 0 and
+/// an empty rate).
+pub fn csv(rows: &[ReportRow], dims: &[ReportDimension]) -> String {
+    let mut header: Vec<String> = COLUMNS.map(String::from).to_vec();
+    header.extend(dims.iter().flat_map(dimension_columns));
+    let mut out = csv_row(&header);
     for r in rows {
-        out.push_str(&csv_row(&[
+        let mut cells = vec![
             r.id.clone(),
             r.name.clone(),
             r.ratings.to_string(),
@@ -193,7 +234,13 @@ pub fn csv(rows: &[ReportRow]) -> String {
             r.verified.process.to_string(),
             r.verified.platform.to_string(),
             r.verified.unfounded.to_string(),
-        ]));
+        ];
+        for d in dims {
+            let cell = r.dimensions.get(&d.code);
+            cells.push(cell.map_or(0, |c| c.ratings).to_string());
+            cells.push(rate(cell.and_then(|c| c.satisfaction_rate)));
+        }
+        out.push_str(&csv_row(&cells));
     }
     out
 }
@@ -283,15 +330,33 @@ mod tests {
                 overdue_open: 0,
                 appeals_upheld: 1,
                 verified: VerifiedCounts { conduct: 2, process: 1, platform: 0, unfounded: 1 },
+                dimensions: [
+                    ("attitude".into(), GradeCounts([0, 1, 0, 2, 1])),
+                    ("guide".into(), GradeCounts::default()),
+                ]
+                .into(),
             },
             SatisfactionPolicy::ThreeIsGood,
         );
         assert_eq!((row.ratings, row.good, row.bad), (8, 6, 2));
         assert_eq!(row.on_time_rate, Some(0.5));
-        let text = csv(&[row]);
+        assert_eq!(row.dimensions["attitude"], DimensionCell { ratings: 4, satisfaction_rate: Some(0.75) });
+        let text = csv(std::slice::from_ref(&row), &[]);
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(lines[0].split(',').count(), 16);
         assert_eq!(lines[1], "D1,\"市\"\"公安\"\"局\",8,6,2,0.7500,3,1,1,0,0.5000,1,2,1,0,1");
+        // Two columns per dimension, in the order given; a dimension nobody graded is 0 and empty.
+        let dims = [
+            ReportDimension { code: "attitude".into(), name: "服务态度".into() },
+            ReportDimension { code: "speed".into(), name: "办事效率".into() },
+        ];
+        let text = csv(&[row], &dims);
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert!(lines[0].ends_with(
+            ",服务态度评价数 attitude.ratings,服务态度好评率 attitude.satisfaction_rate,\
+             办事效率评价数 speed.ratings,办事效率好评率 speed.satisfaction_rate"
+        ));
+        assert!(lines[1].ends_with(",0,1,4,0.7500,0,"), "{}", lines[1]);
         let none =
             ReportRow::from_facts(UnitFacts { id: "S".into(), ..Default::default() }, SatisfactionPolicy::ThreeIsGood);
         assert_eq!((none.satisfaction_rate, none.on_time_rate), (None, None));

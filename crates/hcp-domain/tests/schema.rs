@@ -46,6 +46,8 @@ fn every_channel_stage_grade_combination_validates() {
                         device_id: optional.then(|| "DEV-1".into()),
                         grade: Some(grade),
                         tags: (grade <= 2 || optional).then(|| vec!["attitude".into()]),
+                        dimensions: (optional && channel != Channel::SystemDefault)
+                            .then(|| [("service_attitude".into(), grade), ("efficiency".into(), 6 - grade)].into()),
                         comment: optional.then(|| "窗口人员态度很好".into()),
                         rated_at: None,
                         assess_number: Some(if optional { 2 } else { 1 }),
@@ -80,6 +82,9 @@ fn schema_refuses_what_the_domain_refuses() {
         "grade": 4, "rated_at": "2026-11-20T08:00:00Z", "received_at": "2026-11-20T08:00:01Z", "assess_number": 1
     });
     assert!(v.is_valid(&good));
+    let mut with_dimensions = good.clone();
+    with_dimensions["dimensions"] = serde_json::json!({"service_attitude": 5, "efficiency": 1});
+    assert!(v.is_valid(&with_dimensions), "dimension grades are an optional v1 field");
     for (field, bad) in [
         ("grade", serde_json::json!(6)),
         ("grade", serde_json::json!(0)),
@@ -91,6 +96,11 @@ fn schema_refuses_what_the_domain_refuses() {
         ("service_record_no", serde_json::json!("R\u{85}1")),
         ("rating_id", serde_json::json!("not-a-uuid")),
         ("unexpected", serde_json::json!(1)),
+        ("dimensions", serde_json::json!({"service_attitude": 6})),
+        ("dimensions", serde_json::json!({"service_attitude": 0})),
+        ("dimensions", serde_json::json!({"服务态度": 5})),
+        ("dimensions", serde_json::json!({"service_attitude": "5"})),
+        ("dimensions", serde_json::Value::Object((0..11).map(|i| (format!("d{i}"), 4.into())).collect())),
     ] {
         let mut e = good.clone();
         e[field] = bad;

@@ -30,6 +30,13 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         help_zh: "请求中的一个或多个字段不符合要求,见 errors 中每个字段的说明,修改后重试。",
     },
     ProblemType {
+        slug: "dimension-not-offered",
+        status: 422,
+        title: "Evaluation dimension not offered on this channel",
+        title_zh: "评价维度不可用",
+        help_zh: "维度评价须使用目录中评价维度表的编码,且该维度须用于本评价渠道(errors 中 unknown_dimension:目录中没有该维度;dimension_not_offered:该渠道不提供该维度)。请按 GET /api/v1/directory/dimensions 更正后重试。",
+    },
+    ProblemType {
         slug: "malformed-json",
         status: 400,
         title: "Malformed JSON",
@@ -211,6 +218,10 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
 pub enum ApiError {
     /// Fields failed validation (422).
     Validation(ValidationErrors),
+    /// Dimension grades naming a dimension the catalogue lacks or the rating's channel does not
+    /// offer (422); each failing dimension is an error (`unknown_dimension`,
+    /// `dimension_not_offered`).
+    DimensionNotOffered(ValidationErrors),
     /// The body is not JSON (400).
     MalformedJson(String),
     /// The body is not declared as JSON (415).
@@ -299,6 +310,7 @@ impl ApiError {
     pub fn problem_type(&self) -> &'static ProblemType {
         find(match self {
             ApiError::Validation(_) => "validation-failed",
+            ApiError::DimensionNotOffered(_) => "dimension-not-offered",
             ApiError::MalformedJson(_) => "malformed-json",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::PayloadTooLarge => "payload-too-large",
@@ -343,7 +355,7 @@ impl ApiError {
     pub fn to_problem(&self) -> Problem {
         let t = self.problem_type();
         let (detail, errors) = match self {
-            ApiError::Validation(v) => {
+            ApiError::Validation(v) | ApiError::DimensionNotOffered(v) => {
                 let first = v.0.first().map(|e| e.message.clone()).unwrap_or_default();
                 (format!("{}:{}", t.title_zh, first), v.0.clone())
             }
@@ -523,6 +535,7 @@ mod tests {
         assert_eq!(slugs.len(), PROBLEM_TYPES.len());
         for e in [
             ApiError::Validation(ValidationErrors(vec![])),
+            ApiError::DimensionNotOffered(ValidationErrors(vec![])),
             ApiError::MalformedJson(String::new()),
             ApiError::UnsupportedMediaType,
             ApiError::PayloadTooLarge,

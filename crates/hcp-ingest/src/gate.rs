@@ -73,6 +73,8 @@ type Reading = (Instant, Arc<CatalogueData>);
 pub struct CatalogueData {
     window_halls: HashMap<String, String>,
     tags: HashSet<String>,
+    /// Dimension code → the channels offering it.
+    dimensions: HashMap<String, Vec<String>>,
 }
 
 impl Catalogue {
@@ -89,9 +91,12 @@ impl Catalogue {
                 return Ok(data.clone());
             }
         }
-        let (windows, tags) = self.store.ingest_catalogue().await?;
-        let data =
-            Arc::new(CatalogueData { window_halls: windows.into_iter().collect(), tags: tags.into_iter().collect() });
+        let c = self.store.ingest_catalogue().await?;
+        let data = Arc::new(CatalogueData {
+            window_halls: c.windows.into_iter().collect(),
+            tags: c.tags.into_iter().collect(),
+            dimensions: c.dimensions.into_iter().collect(),
+        });
         *self.cached.lock().expect("catalogue") = Some((Instant::now(), data.clone()));
         Ok(data)
     }
@@ -103,6 +108,43 @@ impl Catalogue {
             return Ok(data);
         }
         self.read(Duration::from_secs(1)).await
+    }
+}
+
+/// Checks a rating's dimension grades against the catalogue, whoever sends it (a key, a
+/// citizen's link, or nobody where keys are optional): each code must be a dimension of the
+/// directory (`unknown_dimension`) offered on the rating's channel (`dimension_not_offered`);
+/// every failing one is named in one 422 `dimension-not-offered`. Malformed codes and an unknown
+/// channel are left to validation, which names them.
+pub async fn check_dimensions(gate: &Gate, input: &RatingInput) -> Result<(), ApiError> {
+    let Some(dims) = input.dimensions.as_ref().filter(|d| !d.is_empty()) else { return Ok(()) };
+    let Some(channel) = input.channel.as_deref().and_then(hcp_domain::Channel::parse) else { return Ok(()) };
+    let codes: Vec<&String> = dims.keys().filter(|c| hcp_domain::rating::is_code(c)).collect();
+    let catalogue = gate.catalogue.get(|c| codes.iter().all(|code| c.dimensions.contains_key(*code))).await?;
+    let mut errors = Vec::new();
+    for code in codes {
+        match catalogue.dimensions.get(code) {
+            None => errors.push(hcp_domain::FieldError::new(
+                format!("dimensions.{code}"),
+                "unknown_dimension",
+                format!("未知的评价维度“{code}”:维度须来自目录中的评价维度表"),
+                format!("unknown dimension {code:?}: dimensions must come from the directory's catalogue"),
+            )),
+            Some(channels) if !channels.iter().any(|c| c == channel.as_str()) => {
+                errors.push(hcp_domain::FieldError::new(
+                    format!("dimensions.{code}"),
+                    "dimension_not_offered",
+                    format!("评价渠道{}不提供评价维度“{code}”", channel.label_zh()),
+                    format!("channel {} does not offer dimension {code:?}", channel.as_str()),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::DimensionNotOffered(hcp_domain::ValidationErrors(errors)))
     }
 }
 

@@ -46,7 +46,7 @@ pub struct Accepted {
         (status = 409, description = "This stage of the service record is already rated (duplicate-rating, names the rating), or another attempt at it has not finished (rating-in-progress: retry after Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid, or the Idempotency-Key was used for another body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (validation-failed), a dimension grade names a dimension the catalogue lacks or the channel does not offer (dimension-not-offered), or the Idempotency-Key was used for another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Broker or database unavailable, or a rater identity without a configured HCP_PII_KEY; nothing was recorded", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -99,12 +99,17 @@ fn sealer(state: &IngestState) -> impl Fn(u8, &RaterIdentity) -> hcp_domain::Sea
     }
 }
 
-/// Binds `input` to the key that sent it ([`gate::bind`]); nothing to do without a key.
+/// Binds `input` to the key that sent it ([`gate::bind`]; nothing to do without a key), then
+/// checks its dimension grades against the catalogue ([`gate::check_dimensions`]).
 async fn bind(state: &IngestState, cred: Option<&Credential>, input: &mut RatingInput) -> Result<(), ApiError> {
     match (cred, &state.gate) {
-        (Some(c), Some(g)) => gate::bind(g, c, input).await,
-        (Some(c), None) => gate::apply_credential(c, input),
-        (None, _) => Ok(()),
+        (Some(c), Some(g)) => gate::bind(g, c, input).await?,
+        (Some(c), None) => gate::apply_credential(c, input)?,
+        (None, _) => {}
+    }
+    match &state.gate {
+        Some(g) => gate::check_dimensions(g, input).await,
+        None => Ok(()),
     }
 }
 

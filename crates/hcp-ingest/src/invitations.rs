@@ -630,6 +630,9 @@ pub struct InvitationView {
     pub bad_tags: Vec<TagView>,
     /// Tags offered for grades 3–5.
     pub good_tags: Vec<TagView>,
+    /// Evaluation dimensions the link's channel offers, each optionally graded 1–5 under the
+    /// overall grade.
+    pub dimensions: Vec<TagView>,
 }
 
 /// A tag offered on the page.
@@ -675,6 +678,7 @@ pub async fn view(
     let (inv, _) = usable(&state, &token).await?;
     let (_, store) = config(&state)?;
     let tags = store.tag_catalogue().await?;
+    let dimensions = store.dimensions_offered(&inv.channel).await?;
     let pick = |neg: bool| {
         tags.iter().filter(|t| t.2 == neg).map(|t| TagView { code: t.0.clone(), name: t.1.clone() }).collect()
     };
@@ -686,6 +690,7 @@ pub async fn view(
         expires_at: inv.expires_at,
         bad_tags: pick(true),
         good_tags: pick(false),
+        dimensions: dimensions.into_iter().map(|(code, name)| TagView { code, name }).collect(),
     }))
 }
 
@@ -697,6 +702,9 @@ pub struct CitizenRating {
     pub grade: Option<i64>,
     /// Tag codes (for 1–2 a tag or text is required).
     pub tags: Option<Vec<String>>,
+    /// Optional grades per evaluation dimension the page offers: code → 1–5.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, i64>>)]
+    pub dimensions: Option<std::collections::BTreeMap<String, i64>>,
     /// Text.
     pub comment: Option<String>,
     /// The rater's identity, optional (sealed at once).
@@ -713,7 +721,7 @@ pub struct CitizenRating {
         (status = 404, description = "Forged or unknown (invitation-invalid)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Used (invitation-used), or this stage was already rated elsewhere (duplicate-rating), or is being rated (rating-in-progress)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired (invitation-expired)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Grade missing, or a bad review without a tag or text", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Grade missing, a bad review without a tag or text (validation-failed), or a dimension the link's channel does not offer (dimension-not-offered)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Broker unavailable; nothing was recorded", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn submit(
@@ -742,11 +750,15 @@ pub async fn submit(
         staff_id,
         grade: body.grade,
         tags: body.tags,
+        dimensions: body.dimensions,
         comment: body.comment,
         rater: body.rater,
         ..Default::default()
     };
     // Validate before the invitation is spent: a missing tag is fixed on the page and resent.
+    if let Some(gate) = &state.gate {
+        crate::gate::check_dimensions(gate, &input).await?;
+    }
     if state.pii.is_some() || input.rater.is_none() {
         let probe = |prop: u8, id: &RaterIdentity| state.pii.as_ref().expect("checked").seal(prop, id, [0; 12]);
         input.clone().validate_with(Uuid::nil(), Utc::now(), Some(&probe))?;

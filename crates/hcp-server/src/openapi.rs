@@ -106,6 +106,7 @@ use utoipa::OpenApi;
         hcp_domain::directory::ServiceItem,
         hcp_domain::directory::RosterEntry,
         hcp_domain::directory::Tag,
+        hcp_domain::directory::Dimension,
         hcp_domain::directory::EntityKind,
         hcp_board::export::ExportFormat,
         hcp_domain::Attribution,
@@ -191,6 +192,11 @@ fn body_constraints() -> Vec<(&'static str, &'static str, serde_json::Value)> {
     let stages: Vec<&str> = hcp_domain::Stage::ALL.iter().map(|s| s.as_str()).collect();
     let id = json!({"type": ["string", "null"], "minLength": 1, "maxLength": hcp_domain::rating::MAX_ID_CHARS, "pattern": ID_PATTERN});
     let grade = json!({"type": "integer", "minimum": 1, "maximum": 5});
+    // Dimension code → grade; which codes exist and which channel offers them is the directory's
+    // (422 dimension-not-offered), not the schema's.
+    let dimensions = json!({"type": ["object", "null"], "maxProperties": hcp_domain::rating::MAX_DIMENSIONS,
+        "propertyNames": {"pattern": format!("^[A-Za-z0-9_.-]{{1,{}}}$", hcp_domain::rating::MAX_TAG_CHARS)},
+        "additionalProperties": grade.clone()});
     let mut out = vec![
         ("RatingInput", "channel", json!({"type": "string", "enum": channels})),
         ("RatingInput", "stage", json!({"type": "string", "enum": stages})),
@@ -202,6 +208,8 @@ fn body_constraints() -> Vec<(&'static str, &'static str, serde_json::Value)> {
             json!({"type": ["array", "null"], "maxItems": hcp_domain::rating::MAX_TAGS,
             "items": {"type": "string", "pattern": format!("^[A-Za-z0-9_.-]{{1,{}}}$", hcp_domain::rating::MAX_TAG_CHARS)}}),
         ),
+        ("RatingInput", "dimensions", dimensions.clone()),
+        ("CitizenRating", "dimensions", dimensions),
         ("RaterInput", "user_prop", json!({"type": ["integer", "null"], "minimum": 1, "maximum": 2})),
         ("BatchRequest", "ratings", json!({"minItems": 1, "maxItems": hcp_ingest::MAX_BATCH})),
         ("CitizenRating", "grade", grade.clone()),

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use hcp_domain::aggregate::AggFacts;
 use hcp_domain::{
     attribute, AssessNumber, Attribution, Channel, Directory, Grade, RatingSubmitted, Rollup, SealedRater, Stage,
 };
@@ -13,7 +12,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::batch::{facts_from_row, upsert_aggregates};
+use crate::batch::{dimensions_from_row, facts_from_row, facts_of, upsert_aggregates};
 use crate::reach::{rating_reach_condition, OrderScope};
 use crate::{Error, Store};
 
@@ -54,8 +53,8 @@ pub struct Reattributed {
 }
 
 const RATING_COLUMNS: &str = "rating_id, channel, stage, service_record_no, service_item_code, department_id, hall_id,
-    window_id, staff_id, device_id, grade, tags, comment, rated_at, received_at, assess_number, agg_scopes,
-    attribution_flags, superseded_by, rater, excluded_at";
+    window_id, staff_id, device_id, grade, tags, dimensions, comment, rated_at, received_at, assess_number, agg_scopes,
+    dim_scopes, attribution_flags, superseded_by, rater, excluded_at";
 
 fn event_from_row(row: &PgRow) -> Result<RatingSubmitted, Error> {
     let bad = |what: &str| Error::Decode(format!("stored rating has an invalid {what}").into());
@@ -76,6 +75,7 @@ fn event_from_row(row: &PgRow) -> Result<RatingSubmitted, Error> {
         device_id: row.try_get("device_id")?,
         grade: u8::try_from(grade).ok().and_then(Grade::new).ok_or_else(|| bad("grade"))?,
         tags: row.try_get("tags")?,
+        dimensions: dimensions_from_row(row)?,
         comment: row.try_get("comment")?,
         rated_at: row.try_get("rated_at")?,
         received_at: row.try_get("received_at")?,
@@ -161,9 +161,13 @@ impl Store {
             let old = facts_from_row(row)?;
             let old_flags: Vec<String> = row.try_get("attribution_flags")?;
             let old_keys: BTreeSet<String> = row.try_get::<Vec<String>, _>("agg_scopes")?.into_iter().collect();
+            let old_dim_keys: BTreeSet<String> = row.try_get::<Vec<String>, _>("dim_scopes")?.into_iter().collect();
             let new = attribute(dir, &event, event.rated_at);
             let new_flags: Vec<&str> = new.flags.iter().map(|f| f.as_str()).collect();
-            if old_flags == new_flags && old_keys == new.scope_keys().into_iter().collect() {
+            if old_flags == new_flags
+                && old_keys == new.scope_keys().into_iter().collect()
+                && old_dim_keys == new.dimension_scope_keys().into_iter().collect()
+            {
                 continue;
             }
             // Counted only while neither replaced by a follow-up nor excluded by an upheld appeal.
@@ -171,17 +175,12 @@ impl Store {
             let excluded: Option<DateTime<Utc>> = row.try_get("excluded_at")?;
             if superseded.is_none() && excluded.is_none() {
                 rollup.remove(&old);
-                rollup.add(&AggFacts {
-                    grade: event.grade,
-                    rated_at: event.rated_at,
-                    scopes: new.scopes.clone(),
-                    tags: event.tags.clone(),
-                });
+                rollup.add(&facts_of(&event, &new));
             }
             sqlx::query(
                 "UPDATE ratings SET attr_department_id = $2, attr_hall_id = $3, attr_window_id = $4,
                         attr_staff_id = $5, attribution = $6, attribution_flags = $7, agg_scopes = $8,
-                        directory_version = $9, attributed_at = now()
+                        directory_version = $9, dim_scopes = $10, attributed_at = now()
                   WHERE rating_id = $1",
             )
             .bind(event.rating_id)
@@ -193,6 +192,7 @@ impl Store {
             .bind(&new_flags)
             .bind(new.scope_keys())
             .bind(new.directory_version)
+            .bind(new.dimension_scope_keys())
             .execute(&mut *tx)
             .await?;
             if !new.is_flagged() {

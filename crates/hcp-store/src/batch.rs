@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use hcp_domain::aggregate::AggFacts;
-use hcp_domain::attribution::parse_scope_key;
+use hcp_domain::aggregate::{AggFacts, DimFacts};
+use hcp_domain::attribution::{parse_dimension_scope_key, parse_scope_key};
 use hcp_domain::integrity::{IntegrityFlag, IntegrityPolicy, Press, Probes};
 use hcp_domain::{Attribution, Grade, GradeCounts, RatingSubmitted, Rollup};
 use sqlx::{Postgres, Row, Transaction};
@@ -91,13 +91,43 @@ pub struct BatchOutcome {
     pub orders_opened: usize,
 }
 
+/// The columns [`facts_from_row`] reads.
+pub(crate) const FACT_COLUMNS: &str = "grade, rated_at, agg_scopes, tags, dimensions, dim_scopes";
+
+/// A rating's stored dimension grades (`dimensions`, `{"code": grade}`).
+pub(crate) fn dimensions_from_row(
+    row: &sqlx::postgres::PgRow,
+) -> Result<std::collections::BTreeMap<String, Grade>, Error> {
+    let stored: sqlx::types::Json<std::collections::BTreeMap<String, u8>> = row.try_get("dimensions")?;
+    stored
+        .0
+        .into_iter()
+        .map(|(code, g)| {
+            let grade =
+                Grade::new(g).ok_or_else(|| Error::Decode("stored rating has an invalid dimension grade".into()))?;
+            Ok((code, grade))
+        })
+        .collect()
+}
+
 /// The aggregation facts of a stored rating: exactly the rows it was counted in
-/// (needs the columns `grade`, `rated_at`, `agg_scopes`, `tags`).
+/// (needs [`FACT_COLUMNS`]).
 pub(crate) fn facts_from_row(row: &sqlx::postgres::PgRow) -> Result<AggFacts, Error> {
     let decode = |what: &str| Error::Decode(format!("stored rating has an invalid {what}").into());
     let grade: i16 = row.try_get("grade")?;
     let keys: Vec<String> = row.try_get("agg_scopes")?;
+    let grades = dimensions_from_row(row)?;
+    let mut dimensions: Vec<DimFacts> = Vec::new();
+    for key in row.try_get::<Vec<String>, _>("dim_scopes")? {
+        let (code, scope) = parse_dimension_scope_key(&key).ok_or_else(|| decode("dimension scope"))?;
+        let grade = *grades.get(&code).ok_or_else(|| decode("dimension scope"))?;
+        match dimensions.iter_mut().find(|d| d.code == code) {
+            Some(d) => d.scopes.push(scope),
+            None => dimensions.push(DimFacts { code, grade, scopes: vec![scope] }),
+        }
+    }
     Ok(AggFacts {
+        dimensions,
         grade: u8::try_from(grade).ok().and_then(Grade::new).ok_or_else(|| decode("grade"))?,
         rated_at: row.try_get("rated_at")?,
         scopes: keys
@@ -108,13 +138,21 @@ pub(crate) fn facts_from_row(row: &sqlx::postgres::PgRow) -> Result<AggFacts, Er
     })
 }
 
-/// The facts a new rating is counted with.
-fn facts_of(r: &StoredRating) -> AggFacts {
+/// The facts a rating is counted with under `attribution`.
+pub(crate) fn facts_of(event: &RatingSubmitted, attribution: &Attribution) -> AggFacts {
     AggFacts {
-        grade: r.event.grade,
-        rated_at: r.event.rated_at,
-        scopes: r.attribution.scopes.clone(),
-        tags: r.event.tags.clone(),
+        grade: event.grade,
+        rated_at: event.rated_at,
+        scopes: attribution.scopes.clone(),
+        tags: event.tags.clone(),
+        dimensions: attribution
+            .dimension_scopes
+            .iter()
+            .filter_map(|(code, scopes)| {
+                let grade = *event.dimensions.get(code)?;
+                Some(DimFacts { code: code.clone(), grade, scopes: scopes.clone() })
+            })
+            .collect(),
     }
 }
 
@@ -322,7 +360,8 @@ impl Store {
                    FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS f(rec, stage, id)
                   WHERE r.service_record_no = f.rec AND r.stage = f.stage
                     AND r.assess_number = 1 AND r.superseded_by IS NULL
-              RETURNING r.rating_id, r.grade, r.rated_at, r.agg_scopes, r.tags, r.excluded_at IS NOT NULL AS excluded",
+              RETURNING r.rating_id, r.grade, r.rated_at, r.agg_scopes, r.tags, r.dimensions, r.dim_scopes,
+                        r.excluded_at IS NOT NULL AS excluded",
             )
             .bind(follow_ups.iter().map(|e| e.service_record_no.as_str()).collect::<Vec<_>>())
             .bind(follow_ups.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>())
@@ -365,7 +404,7 @@ impl Store {
         for (id, rating) in &by_id {
             let excluded = batch.exclude_flagged && !rating.integrity_flags.is_empty();
             if !not_counted.contains(id) && !excluded {
-                rollup.add(&facts_of(rating));
+                rollup.add(&facts_of(&rating.event, &rating.attribution));
             }
         }
         outcome.flagged = by_id.values().filter(|r| r.attribution.is_flagged()).count();
@@ -476,6 +515,12 @@ async fn insert_ratings(
     // Flag names and scope keys never contain the unit separator (ids exclude control characters).
     let a_flags = joined(|r| r.attribution.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\u{1f}"));
     let a_scopes = joined(|r| r.attribution.scope_keys().join("\u{1f}"));
+    let d_scopes = joined(|r| r.attribution.dimension_scope_keys().join("\u{1f}"));
+    let dimensions = joined(|r| {
+        let grades: std::collections::BTreeMap<&str, u8> =
+            r.event.dimensions.iter().map(|(c, g)| (c.as_str(), g.value())).collect();
+        serde_json::to_string(&grades).expect("grades serialize")
+    });
     let a_version: Vec<i64> = ratings.iter().map(|r| r.attribution.directory_version).collect();
     let integrity = joined(|r| r.integrity_flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(","));
     let raters: Vec<Option<String>> = ratings
@@ -490,20 +535,22 @@ async fn insert_ratings(
                               source_topic, source_partition, source_offset,
                               attr_department_id, attr_hall_id, attr_window_id, attr_staff_id,
                               attribution, attribution_flags, agg_scopes, directory_version, attributed_at,
-                              rater, integrity_flags)
+                              rater, integrity_flags, dimensions, dim_scopes)
          SELECT id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                 string_to_array(tags, ','), comment, rated, received, $19, part, off,
                 a_dept, a_hall, a_win, a_staff, a_json::jsonb, string_to_array(a_flags, E'\\x1f'),
                 string_to_array(a_scopes, E'\\x1f'), a_version, now(), rater::jsonb,
-                COALESCE(string_to_array(NULLIF(integrity, ''), ','), '{{}}')
+                COALESCE(string_to_array(NULLIF(integrity, ''), ','), '{{}}'), dims::jsonb,
+                COALESCE(string_to_array(NULLIF(d_scopes, ''), E'\\x1f'), '{{}}')
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[],
                        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
                        $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[],
                        $17::int4[], $18::int8[], $20::text[], $21::text[], $22::text[], $23::text[],
-                       $24::text[], $25::text[], $26::text[], $27::int8[], $28::text[], $29::text[])
+                       $24::text[], $25::text[], $26::text[], $27::int8[], $28::text[], $29::text[],
+                       $30::text[], $31::text[])
                 AS t(id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                      tags, comment, rated, received, part, off, a_dept, a_hall, a_win, a_staff,
-                     a_json, a_flags, a_scopes, a_version, rater, integrity)
+                     a_json, a_flags, a_scopes, a_version, rater, integrity, dims, d_scopes)
          {on_conflict}
          RETURNING rating_id"
     );
@@ -537,14 +584,30 @@ async fn insert_ratings(
         .bind(a_version)
         .bind(raters)
         .bind(integrity)
+        .bind(dimensions)
+        .bind(d_scopes)
         .fetch_all(&mut **tx)
         .await?;
     Ok(inserted.into_iter().collect())
 }
 
-/// Adds a rollup's deltas to `rating_aggregates` and its split rows to `rating_splits` (one
-/// statement each, rows in a stable order); returns the number of aggregate rows touched.
+/// Adds a rollup's deltas to `rating_aggregates`, its split rows to `rating_splits` and its
+/// dimension rows to `rating_dimension_aggregates` (one statement each, rows in a stable order);
+/// returns the number of aggregate rows touched.
 pub(crate) async fn upsert_aggregates(tx: &mut Transaction<'_, Postgres>, rollup: Rollup) -> Result<usize, Error> {
+    let dims = rollup.dimension_rows();
+    if !dims.is_empty() {
+        let sql = add_counts_sql(
+            "rating_dimension_aggregates",
+            &[("scope", "text"), ("scope_id", "text"), ("day_start", "timestamptz"), ("dimension", "text")],
+        );
+        let q = sqlx::query(&sql)
+            .bind(dims.iter().map(|(k, _)| k.scope.as_str()).collect::<Vec<_>>())
+            .bind(dims.iter().map(|(k, _)| k.scope_id.as_str()).collect::<Vec<_>>())
+            .bind(dims.iter().map(|(k, _)| k.day_start).collect::<Vec<_>>())
+            .bind(dims.iter().map(|(k, _)| k.dimension.as_str()).collect::<Vec<_>>());
+        bind_counts(q, &dims).execute(&mut **tx).await?;
+    }
     let splits = rollup.split_rows();
     if !splits.is_empty() {
         let sql = add_counts_sql(

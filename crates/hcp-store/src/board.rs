@@ -45,6 +45,9 @@ pub struct OrderTimeliness {
     pub called_back: i64,
 }
 
+/// A code, its name in the directory, and five grade counts, as read.
+type NamedCounts = (String, Option<String>, i64, i64, i64, i64, i64);
+
 /// The aggregate scope key (`scope:id`, as in `agg_scopes`) a reach covers, `None` for all.
 pub fn reach_key(reach: &Reach) -> Option<String> {
     match reach {
@@ -128,6 +131,35 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// Counted dimension grades of the Beijing days in `[from, to)` within `reach`, per
+    /// dimension: `(code, name, counts)` by code (from the dimension rollup: the reach is one of
+    /// its scopes, `all:all`, `department:…` or `region:…`).
+    pub async fn dimension_counts(
+        &self,
+        reach: &Reach,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(String, Option<String>, GradeCounts)>, Error> {
+        let key = reach_scope_key(reach);
+        let (scope, scope_id) = key.split_once(':').unwrap_or(("all", "all"));
+        let rows: Vec<NamedCounts> = sqlx::query_as(
+            "SELECT a.dimension, d.name, SUM(a.n1)::int8, SUM(a.n2)::int8, SUM(a.n3)::int8, SUM(a.n4)::int8,
+                    SUM(a.n5)::int8
+               FROM rating_dimension_aggregates a LEFT JOIN dimensions d ON d.code = a.dimension
+              WHERE a.scope = $1 AND a.scope_id = $2 AND a.day_start >= $3 AND a.day_start < $4
+              GROUP BY a.dimension, d.name
+             HAVING SUM(a.n1 + a.n2 + a.n3 + a.n4 + a.n5) > 0
+              ORDER BY 1",
+        )
+        .bind(scope)
+        .bind(scope_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(code, name, a, b, c, d, e)| (code, name, GradeCounts([a, b, c, d, e]))).collect())
     }
 
     /// Work orders within `reach` (a handler's department, a supervisor's region): open ones

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use hcp_domain::directory::{
-    Department, Device, DeviceKind, EntityKind, Hall, Region, RosterEntry, ServiceItem, Staff, Tag, TagClass, Window,
-    WindowRole,
+    Department, Device, DeviceKind, Dimension, EntityKind, Hall, Region, RosterEntry, ServiceItem, Staff, Tag,
+    TagClass, Window, WindowRole,
 };
 use hcp_domain::{Directory, DirectoryData};
 use sqlx::{Postgres, Row, Transaction};
@@ -232,6 +232,15 @@ async fn read_all(tx: &mut Transaction<'_, Postgres>, roster_since: DateTime<Utc
             negative: r.try_get(3)?,
         });
     }
+    for r in sqlx::query("SELECT code, name, class, channels FROM dimensions").fetch_all(&mut **tx).await? {
+        let class: String = r.try_get(2)?;
+        d.dimensions.push(Dimension {
+            code: r.try_get(0)?,
+            name: r.try_get(1)?,
+            class: TagClass::parse(&class).ok_or_else(|| decode_err("dimension class", &class))?,
+            channels: r.try_get(3)?,
+        });
+    }
     Ok(d)
 }
 
@@ -270,7 +279,8 @@ async fn upsert_all(tx: &mut Transaction<'_, Postgres>, d: &DirectoryData) -> Re
     upsert(tx, &d.staff).await?;
     upsert(tx, &d.service_items).await?;
     upsert(tx, &d.roster).await?;
-    upsert(tx, &d.tags).await
+    upsert(tx, &d.tags).await?;
+    upsert(tx, &d.dimensions).await
 }
 
 impl Upsert for Region {
@@ -404,5 +414,22 @@ impl Upsert for Tag {
             .bind(col(rows, |r| r.name.clone()))
             .bind(col(rows, |r| r.class.as_str()))
             .bind(col(rows, |r| r.negative))
+    }
+}
+
+// Channel lists travel as one string per dimension: channel names never contain the unit separator.
+impl Upsert for Dimension {
+    const SQL: &'static str = "INSERT INTO dimensions AS t (code, name, class, channels)
+             SELECT code, name, class, string_to_array(channels, E'\\x1f')
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(code, name, class, channels)
+             ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, class = EXCLUDED.class,
+                 channels = EXCLUDED.channels, updated_at = now()
+             WHERE (t.name, t.class, t.channels) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.class, EXCLUDED.channels)";
+    fn bind<'q>(query: UpsertQuery<'q>, rows: &[Self]) -> UpsertQuery<'q> {
+        query
+            .bind(col(rows, |r| r.code.clone()))
+            .bind(col(rows, |r| r.name.clone()))
+            .bind(col(rows, |r| r.class.as_str()))
+            .bind(col(rows, |r| r.channels.join("\u{1f}")))
     }
 }

@@ -25,6 +25,7 @@ struct ExportRow {
     channel: String,
     grade: i16,
     tags: Vec<String>,
+    dimensions: sqlx::types::Json<std::collections::BTreeMap<String, u8>>,
     comment: Option<String>,
     rated_at: DateTime<Utc>,
     assess_number: i16,
@@ -49,7 +50,7 @@ impl Store {
         let rows: Vec<ExportRow> = sqlx::query_as(
             "SELECT r.rating_id, r.service_record_no, r.service_item_code AS item_code, i.name AS item_name,
                     d.uscc, d.name AS department_name, COALESCE(h.region_code, d.region_code) AS area_code,
-                    r.channel, r.grade, r.tags, r.comment, r.rated_at, r.assess_number,
+                    r.channel, r.grade, r.tags, r.dimensions, r.comment, r.rated_at, r.assess_number,
                     (r.rater->>'user_prop')::int2 AS user_prop, r.rater->>'name_masked' AS name_masked,
                     s.name AS staff_name
                FROM ratings r
@@ -81,6 +82,7 @@ impl Store {
                     channel,
                     grade: r.grade as u8,
                     tags: r.tags,
+                    dimensions: r.dimensions.0.into_iter().collect(),
                     comment: r.comment,
                     rated_at: r.rated_at,
                     assess_number: r.assess_number as u8,

@@ -87,6 +87,17 @@ fn credential_from_row(r: &sqlx::postgres::PgRow) -> Result<Credential, Error> {
     })
 }
 
+/// The directory facts ingest checks ratings against ([`Store::ingest_catalogue`]).
+#[derive(Debug, Default)]
+pub struct IngestCatalogue {
+    /// (window, its hall).
+    pub windows: Vec<(String, String)>,
+    /// Tag codes.
+    pub tags: Vec<String>,
+    /// (dimension code, the channels offering it).
+    pub dimensions: Vec<(String, Vec<String>)>,
+}
+
 impl Store {
     /// Stores a new credential.
     pub async fn create_credential(&self, c: &Credential) -> Result<(), Error> {
@@ -128,11 +139,13 @@ impl Store {
             .transpose()
     }
 
-    /// What ingest checks a device's ratings against: every window's hall, and every tag code.
-    pub async fn ingest_catalogue(&self) -> Result<(Vec<(String, String)>, Vec<String>), Error> {
+    /// What ingest checks ratings against: every window's hall, every tag code, and every
+    /// evaluation dimension with the channels that offer it.
+    pub async fn ingest_catalogue(&self) -> Result<IngestCatalogue, Error> {
         let windows = sqlx::query_as("SELECT id, hall_id FROM windows").fetch_all(&self.pool).await?;
         let tags = sqlx::query_scalar("SELECT code FROM tags").fetch_all(&self.pool).await?;
-        Ok((windows, tags))
+        let dimensions = sqlx::query_as("SELECT code, channels FROM dimensions").fetch_all(&self.pool).await?;
+        Ok(IngestCatalogue { windows, tags, dimensions })
     }
 
     /// Revokes a credential; `false` when there is none.

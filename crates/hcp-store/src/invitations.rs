@@ -330,6 +330,14 @@ impl Store {
         sqlx::query_as("SELECT code, name, negative FROM tags ORDER BY negative DESC, code").fetch_all(&self.pool).await
     }
 
+    /// The evaluation dimensions `channel` offers (code, name), by code.
+    pub async fn dimensions_offered(&self, channel: &str) -> Result<Vec<(String, String)>, Error> {
+        sqlx::query_as("SELECT code, name FROM dimensions WHERE $1 = ANY(channels) ORDER BY code")
+            .bind(channel)
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// Queues a notification (SMS outbox).
     pub async fn queue_notification(
         &self,

@@ -42,7 +42,7 @@ pub use batch::{Batch, BatchOutcome, PendingBatch, Position, Publishable, Reject
 pub use board::{reach_key, OrderTimeliness, Splits, BOARD_CHANNEL};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
 pub use export::ExportCursor;
-pub use gate::{Claim, Credential, IdempotentAnswer};
+pub use gate::{Claim, Credential, IdempotentAnswer, IngestCatalogue};
 pub use invitations::{Invitation, RecordCorrection, ServiceRecord, UnratedStage, ATTRIBUTION_FIELDS};
 pub use notifications::Notification;
 pub use reach::OrderScope;

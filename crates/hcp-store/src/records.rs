@@ -29,6 +29,9 @@ pub struct RatingRecord {
     pub tags: Vec<String>,
     /// Their names from the tag catalogue (the code where unknown), in the same order.
     pub tag_names: Vec<String>,
+    /// Grades per evaluation dimension (code → 1–5); empty when none was given.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, u8>))]
+    pub dimensions: std::collections::BTreeMap<String, u8>,
     /// Text.
     pub comment: Option<String>,
     /// When rated.
@@ -60,7 +63,7 @@ pub struct RatingRecord {
 }
 
 pub(crate) const RATING_RECORD_COLUMNS: &str =
-    "rating_id, service_record_no, stage, channel, grade, tags, comment, rated_at,
+    "rating_id, service_record_no, stage, channel, grade, tags, dimensions, comment, rated_at,
     assess_number, attr_department_id, attr_hall_id, attr_window_id, attr_staff_id, superseded_by,
     excluded_at, excluded_reason, excluded_by, rater, integrity_flags,
     ARRAY(SELECT COALESCE(t.name, x.code) FROM unnest(tags) WITH ORDINALITY AS x(code, n)
@@ -78,6 +81,7 @@ pub(crate) fn rating_from_row(row: &PgRow) -> Result<RatingRecord, Error> {
         grade: row.try_get("grade")?,
         tags: row.try_get("tags")?,
         tag_names: row.try_get("tag_names")?,
+        dimensions: row.try_get::<sqlx::types::Json<std::collections::BTreeMap<String, u8>>, _>("dimensions")?.0,
         comment: row.try_get("comment")?,
         rated_at: row.try_get("rated_at")?,
         assess_number: row.try_get("assess_number")?,

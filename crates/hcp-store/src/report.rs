@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use hcp_domain::report::{ProcessReviewRow, ReportLevel, UnitFacts, VerifiedCounts};
+use hcp_domain::report::{ProcessReviewRow, ReportDimension, ReportLevel, UnitFacts, VerifiedCounts};
 use hcp_domain::{BucketWidth, GradeCounts, Scope};
 
 use crate::{Error, Store};
@@ -98,9 +98,25 @@ impl Store {
             .bind(now)
             .fetch_all(&self.pool)
             .await?;
+        let dims: Vec<(String, String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT scope_id, dimension, SUM(n1)::int8, SUM(n2)::int8, SUM(n3)::int8, SUM(n4)::int8, SUM(n5)::int8
+               FROM rating_dimension_aggregates
+              WHERE scope = $1 AND day_start >= $2 AND day_start < $3
+              GROUP BY scope_id, dimension",
+        )
+        .bind(scope.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_unit: HashMap<String, std::collections::BTreeMap<String, GradeCounts>> = HashMap::new();
+        for (id, code, a, b, c, d, e) in dims {
+            by_unit.entry(id).or_default().insert(code, GradeCounts([a, b, c, d, e]));
+        }
         Ok(rows
             .into_iter()
             .map(|r| UnitFacts {
+                dimensions: by_unit.remove(&r.id).unwrap_or_default(),
                 name: r.name.unwrap_or_else(|| r.id.clone()),
                 id: r.id,
                 counts: GradeCounts([r.n1, r.n2, r.n3, r.n4, r.n5]),
@@ -121,6 +137,31 @@ impl Store {
 }
 
 impl Store {
+    /// The evaluation dimensions graded in `[from, to)` (every dimension grade counts in the
+    /// `all` scope), by code, with their names: the report's dimension columns.
+    pub async fn report_dimensions(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ReportDimension>, Error> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT a.dimension, d.name FROM rating_dimension_aggregates a
+               LEFT JOIN dimensions d ON d.code = a.dimension
+              WHERE a.scope = 'all' AND a.day_start >= $1 AND a.day_start < $2
+              GROUP BY a.dimension, d.name
+             HAVING SUM(a.n1 + a.n2 + a.n3 + a.n4 + a.n5) > 0
+              ORDER BY 1",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(code, name)| ReportDimension { name: name.unwrap_or_else(|| code.clone()), code })
+            .collect())
+    }
+
     /// The founded process-cause bad reviews verified in `[from, to)`, per department (for 论证),
     /// oldest verification first, with the 流程论证 measures recorded on each.
     pub async fn process_review_list(

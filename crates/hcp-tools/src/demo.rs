@@ -161,7 +161,31 @@ pub fn random_input(rng: &mut SmallRng, record: String, rated_at: Option<DateTim
         let pool = tags_of(false, None);
         input.tags = Some(vec![pool[rng.gen_range(0..pool.len())].into()]);
     }
+    input.dimensions = dimension_grades(&input, g);
     input
+}
+
+/// About half the raters also grade the dimensions their channel offers, near their overall
+/// grade. Drawn from the record number, not from `rng`, so the rest of a seeded day is the same
+/// with or without dimensions.
+fn dimension_grades(input: &RatingInput, grade: i64) -> Option<std::collections::BTreeMap<String, i64>> {
+    let record = input.service_record_no.as_deref()?;
+    let channel = input.channel.as_deref()?;
+    let mut h =
+        record.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    if h % 2 == 1 {
+        return None;
+    }
+    let grades: std::collections::BTreeMap<String, i64> = DIRECTORY
+        .dimensions
+        .iter()
+        .filter(|d| d.channels.iter().any(|c| c == channel))
+        .map(|d| {
+            h = h.rotate_right(7);
+            (d.code.clone(), (grade + (h % 3) as i64 - 1).clamp(1, 5))
+        })
+        .collect();
+    (!grades.is_empty()).then_some(grades)
 }
 
 /// `n` ratings spread over the service hours (08:30–18:00 Beijing) of the 24 hours before `end`.

@@ -11,7 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::batch::{facts_from_row, upsert_aggregates};
+use crate::batch::{facts_from_row, upsert_aggregates, FACT_COLUMNS};
 use crate::notifications::calendar_alert;
 use crate::reach::{scope_condition, OrderScope};
 use crate::records::RatingRecord;
@@ -483,11 +483,11 @@ pub(crate) async fn exclude_rating(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let row = sqlx::query(
+    let row = sqlx::query(&format!(
         "UPDATE ratings SET excluded_at = $2, excluded_reason = $3, excluded_by = $4
           WHERE rating_id = $1 AND excluded_at IS NULL
-      RETURNING grade, rated_at, agg_scopes, tags, superseded_by IS NULL AS counted",
-    )
+      RETURNING {FACT_COLUMNS}, superseded_by IS NULL AS counted"
+    ))
     .bind(rating_id)
     .bind(now)
     .bind(reason)
