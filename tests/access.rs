@@ -18,6 +18,8 @@ const CITY: &str = include_str!("fixtures/attribution-city.json");
 const RATER_PHONE: &str = "13912345678";
 const RATER_ID: &str = "11010519491231002X";
 const STAFF_PHONE: &str = "13600002222";
+/// The SMS gateway's callback token in this deployment.
+const SMS_GATEWAY_TOKEN: &str = "sms-gateway-callback-token-for-tests";
 const NO_ORDER: &str = "00000000-0000-7000-8000-000000000000";
 
 /// The test city plus a second region with its own department and item.
@@ -92,7 +94,11 @@ struct World {
 }
 
 async fn world() -> World {
-    let mut app = TestApp::start_with(|c| c.ingest_auth_required = true).await;
+    let mut app = TestApp::start_with(|c| {
+        c.ingest_auth_required = true;
+        c.sms_inbound_token = Some(hcp_http::MonitoringToken::parse(SMS_GATEWAY_TOKEN).unwrap());
+    })
+    .await;
     app.import_directory(&two_region_city()).await;
     app.import_calendar_for_test().await;
     app.start_aggregator();
@@ -230,6 +236,10 @@ async fn every_route_admits_exactly_its_roles_and_scopes() {
         let expected = match rule["access"]["kind"].as_str().unwrap() {
             "channel" | "platform" => Some("channel_key"),
             "operator" => Some("session"),
+            "sms_gateway" => {
+                assert!(op["responses"].get("401").is_some(), "{m} {p}: 401 undocumented");
+                Some("sms_gateway_token")
+            }
             "monitoring" => {
                 // The token, or nothing where none is configured.
                 assert_eq!(op["security"][1], json!({}), "{m} {p}: the token is optional");
@@ -293,6 +303,20 @@ async fn every_route_admits_exactly_its_roles_and_scopes() {
                 let (s, body) = request(app, m, &url, Some(&w.key)).await;
                 assert!(s != 401 && s != 403 && s < 500, "{what} with a platform key answered {s}: {body}");
                 checked += 3 + w.sessions.len();
+            }
+            "sms_gateway" => {
+                // Only the gateway's shared token: no session or channel key passes.
+                for bearer in [None, Some(forged_session.as_str()), Some(w.key.as_str())]
+                    .into_iter()
+                    .chain(w.sessions.values().map(|s| Some(s.as_str())))
+                {
+                    let (s, body) = request(app, m, &url, bearer).await;
+                    assert_eq!((s, body["type"].as_str()), (401, Some("/problems/unauthenticated")), "{what}");
+                    checked += 1;
+                }
+                let (s, body) = request(app, m, &url, Some(SMS_GATEWAY_TOKEN)).await;
+                assert!(s != 401 && s != 403 && s < 500, "{what} with the gateway token answered {s}: {body}");
+                checked += 1;
             }
             "channel" => {
                 let (s, body) = request(app, m, &url, None).await;
@@ -371,7 +395,8 @@ fn render_matrix(rules: &[Value]) -> String {
          against the running server. ✓ = allowed; ✓ own = allowed within the caller's department \
          (handler) or region (supervisor); — = 403. Public routes need nothing, citizen routes \
          the signed link in their path, channel routes a device or integration key, platform routes \
-         an integration key of an online platform (app, web, mini-program).\n\n\
+         an integration key of an online platform (app, web, mini-program), SMS gateway routes the \
+         gateway's shared token (`HCP_SMS_INBOUND_TOKEN`).\n\n\
          | Method | Route | Access | admin | supervisor | handler | callback | auditor | staff |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
@@ -399,6 +424,7 @@ fn render_matrix(rules: &[Value]) -> String {
             "citizen" => "citizen link",
             "channel" => "channel key",
             "platform" => "platform key",
+            "sms_gateway" => "SMS gateway token",
             _ => "session",
         };
         out.push_str(&format!(

@@ -267,7 +267,7 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets):
     }
     for kind, n in expected.items():
         c.check(len(by_kind.get(kind, [])) == n, where, f"{len(by_kind.get(kind, []))} {kind} objects, expected {n}")
-    c.check(len(components) == 8, where, f"hcp serve --help names {len(components)} components, expected 8")
+    c.check(len(components) == 9, where, f"hcp serve --help names {len(components)} components, expected 9")
     c.check(len(by_kind.get("KafkaNodePool", [])) >= 1, where, "no KafkaNodePool")
     c.check(len(by_kind.get("NetworkPolicy", [])) >= 4, where, "fewer than 4 NetworkPolicies")
     c.check(not by_kind.get("Secret"), where, "a Secret object is rendered: secrets are created by hand, never committed")

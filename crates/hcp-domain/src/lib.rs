@@ -4,7 +4,8 @@
 //! validation, the directory rows and their checks, the working-day calendar, the work-order
 //! state machine, attribution of a rating to whoever is
 //! responsible (against an in-memory directory snapshot), Beijing-time buckets, the satisfaction
-//! statistics and the per-batch pre-aggregation of ratings into aggregate deltas.
+//! statistics, the per-batch pre-aggregation of ratings into aggregate deltas, and the SMS rules
+//! (quiet hours, retry schedule, opt-out replies, templates, the vendors' request signatures).
 //!
 //! It must not do I/O, spawn tasks or depend on tokio, Kafka, SQL or HTTP crates: every other
 //! crate depends on this one, never the other way round, and everything here is a pure function
@@ -26,6 +27,7 @@ pub mod pii;
 pub mod rating;
 pub mod report;
 pub mod role;
+pub mod sms;
 pub mod staff_appeal;
 pub mod stats;
 pub mod time;

@@ -51,6 +51,10 @@ pub enum Access {
     /// gate: service records and invitations come only from the systems that handle the cases;
     /// any other key is 403.
     Platform,
+    /// An SMS gateway's callback (upstream replies, delivery receipts): the shared
+    /// `HCP_SMS_INBOUND_TOKEN` as `Authorization: Bearer …` or, for vendors that only call a
+    /// configured URL, as the `token` query parameter; refused (401) while no token is set.
+    SmsGateway,
     /// An operator session with one of `roles`; with `scoped` the handler narrows what it
     /// reads or changes to the caller's department or region.
     Operator {
@@ -197,6 +201,8 @@ pub struct GuardConfig {
     pub monitoring: Option<MonitoringToken>,
     /// `HCP_PUBLIC_URL`, if set: its origin is this site's for the cross-site check.
     pub public_url: Option<String>,
+    /// `HCP_SMS_INBOUND_TOKEN`, if set: what SMS gateways' callbacks must present.
+    pub sms_gateway: Option<MonitoringToken>,
 }
 
 #[derive(Clone)]
@@ -231,6 +237,19 @@ async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Resp
     }
     if rule.access == Access::Monitoring {
         if guard.config.monitoring.as_ref().is_some_and(|t| !t.admits(req.headers())) {
+            return ApiError::Unauthenticated.into_response();
+        }
+        return next.run(req).await;
+    }
+    if rule.access == Access::SmsGateway {
+        let query_token = req.uri().query().and_then(|q| {
+            q.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.replace("%2B", "+").replace("%2F", "/"))
+        });
+        let admitted =
+            guard.config.sms_gateway.as_ref().is_some_and(|t| {
+                t.admits(req.headers()) || query_token.as_deref().is_some_and(|given| t.matches(given))
+            });
+        if !admitted {
             return ApiError::Unauthenticated.into_response();
         }
         return next.run(req).await;

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::future::BoxFuture;
+use hcp_domain::sms::{SmsParams, SmsTemplate};
 use hcp_domain::{Channel, RaterIdentity, RatingInput, Stage};
 use hcp_http::{ApiError, ApiJson, ApiPath, ClientAddr, Problem};
 use hcp_store::{Invitation, ServiceRecord, Store};
@@ -103,22 +104,37 @@ fn applicant_phone(state: &IngestState, record: &ServiceRecord) -> Option<String
     state.pii.as_ref()?.open(sealed).ok()?.phone
 }
 
-/// Sends SMS. The default ([`OutboxSms`]) queues them in the notification outbox and logs them;
-/// a real gateway implements this trait.
+/// Where SMS invitations go. The server's implementation is [`OutboxSms`]: the notification
+/// outbox, drained by the `sms` component's sender (retries, quiet hours, caps, opt-outs, the
+/// vendor gateway). Ingest never talks to a vendor itself, so a slow gateway cannot hold up a
+/// platform's request, and no phone number leaves the sealed record here.
 pub trait SmsGateway: Send + Sync {
-    /// Sends `text` to `recipient` (`record:<no>`: the sender opens the record's sealed phone).
-    fn send<'a>(&'a self, recipient: &'a str, text: &'a str) -> BoxFuture<'a, Result<(), String>>;
+    /// Queues the SMS of `template` with `params` to `recipient` (`record:<no>`: the sender
+    /// opens the record's sealed phone at send time); `text` is its rendering for operators.
+    fn send<'a>(
+        &'a self,
+        recipient: &'a str,
+        template: SmsTemplate,
+        params: &'a SmsParams,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
-/// The default gateway: the notification outbox (`kind = rating_sms`) and the log.
+/// The server's gateway: the notification outbox (`kind = rating_sms`) and the sms sender's queue.
 pub struct OutboxSms(pub Store);
 
 impl SmsGateway for OutboxSms {
-    fn send<'a>(&'a self, recipient: &'a str, text: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn send<'a>(
+        &'a self,
+        recipient: &'a str,
+        template: SmsTemplate,
+        params: &'a SmsParams,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let id = self
                 .0
-                .queue_notification("rating_sms", recipient, "评价邀请", text)
+                .queue_sms("rating_sms", recipient, "评价邀请", text, template, params)
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!(notification = id, recipient, "rating invitation SMS queued");
@@ -434,7 +450,9 @@ async fn send_sms(cfg: &InvitationConfig, inv: &Invitation) {
         link(cfg, inv),
         cfg.ttl.as_secs() / 86_400
     );
-    if let Err(e) = cfg.sms.send(&format!("record:{}", inv.service_record_no), &text).await {
+    let params = SmsParams { service: format!("办件 {} {stage}", inv.service_record_no), link: link(cfg, inv) };
+    let recipient = format!("record:{}", inv.service_record_no);
+    if let Err(e) = cfg.sms.send(&recipient, SmsTemplate::Invitation, &params, &text).await {
         tracing::warn!(error = %e, invitation = %inv.invitation_id, "SMS invitation not queued");
     }
 }

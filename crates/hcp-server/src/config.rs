@@ -10,6 +10,7 @@ use clap::builder::{BoolishValueParser, TypedValueParser};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 use hcp_bus::{KafkaConfig, Topics};
 use hcp_domain::export::PfMap;
+use hcp_domain::sms::QuietHours;
 use hcp_domain::{PiiCipher, SatisfactionPolicy};
 use hcp_http::{MonitoringToken, SessionKey, TrustedProxies};
 use hcp_ingest::invitations::InvitationKeys;
@@ -188,6 +189,81 @@ pub struct Config {
     #[arg(long, global = true, env = "HCP_WEBHOOK_ALLOW_PRIVATE", default_value = "false", action = ArgAction::Set,
           value_parser = BoolishValueParser::new(), help_heading = "Component webhooks")]
     pub webhook_allow_private: bool,
+
+    /// Where SMS go: `outbox` (queued in the notification outbox for another system; nothing is
+    /// sent), `aliyun` (Aliyun SMS), `tencent` (Tencent Cloud SMS) or `http` (a generic JSON gateway).
+    #[arg(
+        long = "sms-gateway",
+        global = true,
+        env = "HCP_SMS_GATEWAY",
+        default_value = "outbox",
+        value_enum,
+        help_heading = "Component sms"
+    )]
+    pub sms_gateway: SmsGatewayName,
+    /// The gateway's API URL; default the vendor's public endpoint (`http` needs one).
+    #[arg(long, global = true, env = "HCP_SMS_ENDPOINT", help_heading = "Component sms")]
+    pub sms_endpoint: Option<String>,
+    /// Aliyun AccessKeyId / Tencent SecretId.
+    #[arg(long, global = true, env = "HCP_SMS_ACCESS_KEY_ID", help_heading = "Component sms")]
+    pub sms_access_key_id: Option<String>,
+    /// Aliyun AccessKeySecret / Tencent SecretKey / the `http` gateway's bearer token (secret).
+    #[arg(long, global = true, env = "HCP_SMS_ACCESS_KEY_SECRET", hide_env_values = true,
+          value_parser = Secret(non_empty), help_heading = "Component sms")]
+    pub sms_access_key_secret: Option<String>,
+    /// The approved SMS signature (签名) the vendor adds as 【…】.
+    #[arg(
+        long,
+        global = true,
+        env = "HCP_SMS_SIGN_NAME",
+        default_value = "政务服务好差评",
+        help_heading = "Component sms"
+    )]
+    pub sms_sign_name: String,
+    /// Tencent's SmsSdkAppId.
+    #[arg(long, global = true, env = "HCP_SMS_APP_ID", help_heading = "Component sms")]
+    pub sms_app_id: Option<String>,
+    /// The approved template id of rating invitations (params `service`, `link`).
+    #[arg(long, global = true, env = "HCP_SMS_TEMPLATE_INVITATION", help_heading = "Component sms")]
+    pub sms_template_invitation: Option<String>,
+    /// The approved template id of callback (回访) links (params `service`, `link`).
+    #[arg(long, global = true, env = "HCP_SMS_TEMPLATE_CALLBACK", help_heading = "Component sms")]
+    pub sms_template_callback: Option<String>,
+    /// Beijing hours without SMS (`HH:MM-HH:MM`, or `none`): messages due then wait until the end.
+    #[arg(long, global = true, env = "HCP_SMS_QUIET_HOURS", default_value = QuietHours::DEFAULT,
+          value_parser = QuietHours::parse, help_heading = "Component sms")]
+    pub sms_quiet_hours: QuietHours,
+    /// Milliseconds before an SMS is retried (then 4× longer each time, at most an hour, 8 attempts).
+    #[arg(long = "sms-retry-base-ms", global = true, env = "HCP_SMS_RETRY_BASE_MS", default_value = "60000",
+          value_parser = millis(10), help_heading = "Component sms")]
+    pub sms_retry_base: Duration,
+    /// Token (≥ 16 characters) the gateway presents on `/api/v1/sms/inbound` and `/receipts`
+    /// (Bearer or `?token=`). Unset: both refuse every call (401).
+    #[arg(long, global = true, env = "HCP_SMS_INBOUND_TOKEN", hide_env_values = true,
+          value_parser = Secret(MonitoringToken::parse), help_heading = "Component sms")]
+    pub sms_inbound_token: Option<MonitoringToken>,
+}
+
+/// A secret that must not be empty.
+fn non_empty(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Err("empty".into());
+    }
+    Ok(v.to_owned())
+}
+
+/// `HCP_SMS_GATEWAY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmsGatewayName {
+    /// Queue only (the notification outbox); no sender runs.
+    Outbox,
+    /// Aliyun SMS.
+    Aliyun,
+    /// Tencent Cloud SMS.
+    Tencent,
+    /// A generic HTTP JSON gateway.
+    Http,
 }
 
 /// `HCP_INGEST_AUTH`: `required` is true.
@@ -300,6 +376,58 @@ impl Config {
     pub fn invitation_ttl(&self) -> Duration {
         Duration::from_secs(u64::from(self.invitation_days) * 86_400)
     }
+
+    /// How the SMS sender works: the quiet hours, the per-number cap (shared with ingest's
+    /// invitations) and the retry schedule from their settings.
+    pub fn sms_sender(&self) -> hcp_sms::SenderConfig {
+        hcp_sms::SenderConfig {
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            backoff: hcp_domain::sms::Backoff { base: self.sms_retry_base, ..Default::default() },
+            quiet_hours: self.sms_quiet_hours,
+            per_number_per_day: self.sms_per_number_per_day,
+            pii: self.pii.clone(),
+        }
+    }
+
+    /// The SMS gateway `HCP_SMS_*` describe: `Ok(None)` for `outbox`, else its settings, or
+    /// every missing setting at once.
+    pub fn sms_gateway_settings(&self) -> Result<Option<hcp_sms::gateway::GatewaySettings>, String> {
+        use hcp_sms::gateway::{GatewayKind, GatewaySettings};
+        let kind = match self.sms_gateway {
+            SmsGatewayName::Outbox => return Ok(None),
+            SmsGatewayName::Aliyun => GatewayKind::Aliyun,
+            SmsGatewayName::Tencent => GatewayKind::Tencent,
+            SmsGatewayName::Http => GatewayKind::Http,
+        };
+        let mut missing = Vec::new();
+        let mut need = |name: &'static str, v: &Option<String>, needed: bool| {
+            if needed && v.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                missing.push(name);
+            }
+            v.clone().unwrap_or_default()
+        };
+        let vendor = kind != GatewayKind::Http;
+        let settings = GatewaySettings {
+            kind,
+            endpoint: Some(need("HCP_SMS_ENDPOINT", &self.sms_endpoint, !vendor)).filter(|e| !e.is_empty()),
+            key_id: need("HCP_SMS_ACCESS_KEY_ID", &self.sms_access_key_id, vendor),
+            secret: need("HCP_SMS_ACCESS_KEY_SECRET", &self.sms_access_key_secret, true),
+            sign_name: self.sms_sign_name.clone(),
+            app_id: need("HCP_SMS_APP_ID", &self.sms_app_id, kind == GatewayKind::Tencent),
+            templates: (
+                need("HCP_SMS_TEMPLATE_INVITATION", &self.sms_template_invitation, vendor),
+                need("HCP_SMS_TEMPLATE_CALLBACK", &self.sms_template_callback, vendor),
+            ),
+            timeout: Duration::from_secs(10),
+        };
+        if missing.is_empty() {
+            Ok(Some(settings))
+        } else {
+            let name = clap::ValueEnum::to_possible_value(&self.sms_gateway).map(|v| v.get_name().to_owned());
+            Err(format!("HCP_SMS_GATEWAY={} needs {}", name.unwrap_or_default(), missing.join(", ")))
+        }
+    }
 }
 
 /// `command` as the process parses it: each setting's value is named by its variable (so an
@@ -339,7 +467,14 @@ pub enum Env {
 
 /// The secrets that may also be given as a file (`<NAME>_FILE`, as Docker and Kubernetes
 /// secrets are mounted), so they need not sit in the environment of every process listing.
-pub const SECRET_VARIABLES: [&str; 4] = ["HCP_SESSION_KEY", "HCP_INVITATION_KEY", "HCP_PII_KEY", "HCP_METRICS_TOKEN"];
+pub const SECRET_VARIABLES: [&str; 6] = [
+    "HCP_SESSION_KEY",
+    "HCP_INVITATION_KEY",
+    "HCP_PII_KEY",
+    "HCP_METRICS_TOKEN",
+    "HCP_SMS_ACCESS_KEY_SECRET",
+    "HCP_SMS_INBOUND_TOKEN",
+];
 
 /// Reads each `<NAME>_FILE` of [`SECRET_VARIABLES`] into `<NAME>` when `<NAME>` itself is unset;
 /// call before the command line is parsed, while the process has one thread.
@@ -376,11 +511,13 @@ pub enum ComponentName {
     Workorders,
     /// `hcp-webhook`: webhook endpoints and their sender.
     Webhooks,
+    /// `hcp-sms`: SMS status, opt-outs and the gateway's callbacks; the SMS sender.
+    Sms,
 }
 
 impl ComponentName {
     /// Every component, in the order the server composes them.
-    pub const ALL: [ComponentName; 8] = [
+    pub const ALL: [ComponentName; 9] = [
         ComponentName::Sessions,
         ComponentName::Ingest,
         ComponentName::Aggregator,
@@ -389,6 +526,7 @@ impl ComponentName {
         ComponentName::Directory,
         ComponentName::Workorders,
         ComponentName::Webhooks,
+        ComponentName::Sms,
     ];
 }
 

@@ -88,6 +88,12 @@ use utoipa::OpenApi;
         hcp_webhook::list,
         hcp_webhook::disable,
         hcp_webhook::deliveries,
+        hcp_sms::messages,
+        hcp_sms::opt_outs,
+        hcp_sms::add_opt_out,
+        hcp_sms::remove_opt_out,
+        hcp_sms::inbound,
+        hcp_sms::receipts,
         crate::server::healthz,
         crate::server::access_table,
         crate::server::readyz,
@@ -119,6 +125,7 @@ use utoipa::OpenApi;
         (name = "calendar", description = "工作日历 Working-day calendar"),
         (name = "sessions", description = "登录会话 Operator sessions"),
         (name = "workorders", description = "差评工单 Bad-review work orders, callbacks"),
+        (name = "sms", description = "短信 SMS to citizens: status, opt-outs, gateway callbacks"),
         (name = "ops", description = "运维 Operations"),
     )
 )]
@@ -137,6 +144,10 @@ impl utoipa::Modify for SecuritySchemes {
         components.add_security_scheme("channel_key", bearer("Device or integration key `hcp_<id>_<secret>`"));
         components.add_security_scheme("session", bearer("Operator session from POST /api/v1/auth/login"));
         components.add_security_scheme("monitoring_token", bearer("HCP_METRICS_TOKEN, where the operator set one"));
+        components.add_security_scheme(
+            "sms_gateway_token",
+            bearer("HCP_SMS_INBOUND_TOKEN (or the `token` query parameter, for vendors that only call a URL)"),
+        );
     }
 }
 
@@ -396,6 +407,7 @@ fn complete(op: &mut Operation, access: Access) {
             add("403", "密钥无权访问 Key not allowed here");
             add("429", "请求过于频繁 Rate limited");
         }
+        Access::SmsGateway => add("401", "缺少或错误的短信网关令牌 Missing or wrong SMS gateway token"),
         Access::Operator { .. } => {
             add("401", "未登录 Not logged in");
             add("403", "无权访问 Role not allowed");
@@ -406,6 +418,7 @@ fn complete(op: &mut Operation, access: Access) {
     op.security = match access {
         Access::Channel | Access::Platform => Some(vec![scheme("channel_key")]),
         Access::Operator { .. } => Some(vec![scheme("session")]),
+        Access::SmsGateway => Some(vec![scheme("sms_gateway_token")]),
         // The token is needed only where the operator configured one.
         Access::Monitoring => Some(vec![scheme("monitoring_token"), SecurityRequirement::default()]),
         Access::Public | Access::Citizen => None,

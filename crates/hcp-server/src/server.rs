@@ -88,6 +88,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if components.contains(ComponentName::Sms) {
+        config.sms_gateway_settings().map_err(anyhow::Error::msg).context("SMS gateway settings")?;
+    }
     let store = Store::connect(&config.database_url, config.db_pool)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL)")?;
@@ -122,6 +125,7 @@ pub async fn run(
         sessions,
         monitoring: config.metrics_token.clone(),
         public_url: config.public_url.clone(),
+        sms_gateway: config.sms_inbound_token.clone(),
     };
     let app = with_layers(app, &config, guard);
     tracing::info!(addr = %listener.local_addr()?, ?components, "hcp serving");
@@ -260,6 +264,16 @@ impl Shared<'_> {
                     ..Default::default()
                 },
             ),
+            ComponentName::Sms => {
+                // Checked in `run` before anything starts.
+                let settings = config.sms_gateway_settings().ok().flatten();
+                let state = hcp_sms::SmsState { store, pii: config.pii.clone() };
+                let sender = settings.map(|s| {
+                    let gateway: std::sync::Arc<dyn hcp_sms::gateway::Gateway> = hcp_sms::gateway::build(s).into();
+                    (gateway, config.sms_sender())
+                });
+                hcp_sms::component(state, sender)
+            }
         }
     }
 

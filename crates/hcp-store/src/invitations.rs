@@ -338,19 +338,24 @@ impl Store {
             .await
     }
 
-    /// Queues a notification (SMS outbox).
-    pub async fn queue_notification(
+    /// Queues an SMS to a citizen (`record:<no>`, `rater:<rating id>`) in the notification
+    /// outbox and the sender's queue: `body` is its text as shown to operators, `template` and
+    /// `params` what a gateway sends.
+    pub async fn queue_sms(
         &self,
         kind: &str,
         recipient: &str,
         subject: &str,
         body: &str,
+        template: hcp_domain::sms::SmsTemplate,
+        params: &hcp_domain::sms::SmsParams,
     ) -> Result<i64, Error> {
         let notification = NewNotification {
             kind: kind.into(),
             recipient: recipient.into(),
             subject: subject.into(),
             body: body.into(),
+            sms: Some((template, params.clone())),
             ..Default::default()
         };
         let mut conn = self.pool.acquire().await?;

@@ -5,7 +5,8 @@
 //! consumer positions once the batch's events are published — the directory tables (snapshot loads, imports, the roster),
 //! re-attribution of flagged ratings, the working-day calendar, bad-review work orders (opened in
 //! the batch transaction; actions, audit log and event outbox, appeal exclusions, the overdue sweep,
-//! callback invitations, notifications, deadline policies), operator accounts, and the aggregate
+//! callback invitations, notifications, deadline policies), the SMS queue (leases, outcomes,
+//! receipts, per-number counts, opt-outs: digests only), operator accounts, and the aggregate
 //! reads behind the stats API.
 //!
 //! It must not talk to Kafka or HTTP and must not decide domain rules: what counts where comes
@@ -27,6 +28,7 @@ mod reach;
 mod read;
 mod records;
 mod report;
+mod sms;
 mod webhooks;
 mod workorders;
 
@@ -48,6 +50,7 @@ pub use notifications::Notification;
 pub use reach::OrderScope;
 pub use read::{AggregateQuery, RankingQuery};
 pub use records::RatingRecord;
+pub use sms::{DueSms, OptOut, SmsMessage, SmsOutcome};
 pub use webhooks::{Delivery, DueDelivery, Webhook};
 pub use workorders::{
     AccountabilityError, AccountabilityRecord, ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry,

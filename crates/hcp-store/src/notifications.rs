@@ -2,6 +2,7 @@
 //! calendar gaps, callback SMS, alerts), queued in the transaction that decided it.
 
 use chrono::{DateTime, Utc};
+use hcp_domain::sms::{SmsParams, SmsTemplate};
 use serde::Serialize;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -25,14 +26,26 @@ pub(crate) struct NewNotification {
     pub region_path: Vec<String>,
     /// Queued once per key: a second notification with the same key is dropped.
     pub dedupe_key: Option<String>,
+    /// For an SMS to a citizen: its template and params, queued for the sms sender with it.
+    pub sms: Option<(SmsTemplate, SmsParams)>,
 }
 
 /// Queues `n`, the one way notifications enter the outbox: its id, or `None` when a
-/// notification with its dedupe key was queued before.
+/// notification with its dedupe key was queued before. An SMS also enters the sender's queue
+/// (`sms_messages`) in the same statement.
 pub(crate) async fn queue(conn: &mut PgConnection, n: &NewNotification) -> Result<Option<i64>, Error> {
+    let (template, params) = match &n.sms {
+        Some((t, p)) => (Some(t.as_str()), Some(sqlx::types::Json(p))),
+        None => (None, None),
+    };
     sqlx::query_scalar(
-        "INSERT INTO notifications (kind, recipient, subject, body, order_id, region_path, dedupe_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        "WITH n AS (
+            INSERT INTO notifications (kind, recipient, subject, body, order_id, region_path, dedupe_key)
+            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id),
+         s AS (
+            INSERT INTO sms_messages (notification_id, recipient, template, params)
+            SELECT id, $2, $8, $9 FROM n WHERE $8::text IS NOT NULL)
+         SELECT id FROM n",
     )
     .bind(&n.kind)
     .bind(&n.recipient)
@@ -41,6 +54,8 @@ pub(crate) async fn queue(conn: &mut PgConnection, n: &NewNotification) -> Resul
     .bind(n.order_id)
     .bind(&n.region_path)
     .bind(&n.dedupe_key)
+    .bind(template)
+    .bind(params)
     .fetch_optional(conn)
     .await
 }

@@ -60,7 +60,7 @@ pub async fn invite(
     let sms = format!("【政务服务好差评】您反映的问题已办理,请对处理结果进行评价:{link} ({CALLBACK_DAYS} 天内有效)");
     state
         .store
-        .create_callback_invitation(&scope, &actor_of(&caller), id, &token_hash(&token), expires_at, &sms)
+        .create_callback_invitation(&scope, &actor_of(&caller), id, &token_hash(&token), expires_at, &sms, &link)
         .await
         .map_err(act_error)?;
     let detail = state.store.work_order(&OrderScope::All, id).await?.ok_or(ApiError::NotFound)?;

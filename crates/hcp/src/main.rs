@@ -50,7 +50,7 @@ enum Command {
     Serve {
         /// The components to run, comma-separated (default: all of them).
         #[arg(long, env = "HCP_COMPONENTS", value_delimiter = ',', num_args = 1..,
-              default_value = "sessions,ingest,aggregator,board,alerts,directory,workorders,webhooks")]
+              default_value = "sessions,ingest,aggregator,board,alerts,directory,workorders,webhooks,sms")]
         components: Vec<ComponentName>,
     },
     /// Apply the database migrations.

@@ -56,6 +56,16 @@ pub fn key_problems(config: &Config, components: &Components) -> Vec<String> {
         problems
             .push("HCP_INGEST_AUTH=optional lets anyone rate without a channel key (demos and load tests only)".into());
     }
+    if components.contains(ComponentName::Sms)
+        && config.sms_gateway != hcp_server::config::SmsGatewayName::Outbox
+        && config.sms_inbound_token.is_none()
+    {
+        problems.push(
+            "HCP_SMS_INBOUND_TOKEN is not set (the SMS gateway could not report 退订/TD replies, so a number that \
+             opted out would keep getting SMS)"
+                .into(),
+        );
+    }
     if config.metrics_token.is_none() {
         tracing::warn!("HCP_METRICS_TOKEN is not set: /metrics is public; keep it off the internet or set a token");
     }

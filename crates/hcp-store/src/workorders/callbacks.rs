@@ -1,6 +1,7 @@
 //! Callback invitations (回访): the rater's single-use link and their answer.
 
 use chrono::{DateTime, Utc};
+use hcp_domain::sms::{SmsParams, SmsTemplate};
 use hcp_domain::workorder::Refused;
 use hcp_domain::{Action, Grade, OrderState};
 use sqlx::{Postgres, Row, Transaction};
@@ -57,7 +58,8 @@ pub(crate) async fn open_invitation(
 impl Store {
     /// Makes a callback invitation for an order in `scope` waiting for its callback (state
     /// `replied`): stores the token's SHA-256 and queues the SMS to the rater (the sender opens
-    /// the sealed phone; the outbox holds no phone number). Logged as `callback_invite`.
+    /// the sealed phone; the outbox holds no phone number) with `link` for its template. Logged
+    /// as `callback_invite`.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_callback_invitation(
         &self,
@@ -67,6 +69,7 @@ impl Store {
         token_sha256: &[u8],
         expires_at: DateTime<Utc>,
         sms_text: &str,
+        link: &str,
     ) -> Result<(), ActError> {
         let mut tx = self.pool.begin().await?;
         let (state, rating_id) = lock_order(&mut tx, scope, order_id).await?;
@@ -83,12 +86,18 @@ impl Store {
             .bind(expires_at)
             .execute(&mut *tx)
             .await?;
+        let record: String = sqlx::query_scalar("SELECT service_record_no FROM ratings WHERE rating_id = $1")
+            .bind(rating_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let params = SmsParams { service: format!("办件 {record}"), link: link.into() };
         let sms = NewNotification {
             kind: "callback_sms".into(),
             recipient: format!("rater:{rating_id}"),
             subject: "差评回访邀请".into(),
             body: sms_text.into(),
             order_id: Some(order_id),
+            sms: Some((SmsTemplate::Callback, params)),
             ..Default::default()
         };
         queue(&mut tx, &sms).await?;

@@ -62,6 +62,7 @@ pub(crate) async fn escalate(
         order_id: Some(order_id),
         region_path: region_path.to_vec(),
         dedupe_key: Some(format!("escalation:{order_id}:{}", now.timestamp())),
+        sms: None,
     };
     queue(tx, &notification).await?;
     Ok(())
