@@ -5,9 +5,11 @@
 
 What is true of hcp is asked of hcp itself: `hcp serve --help` (every variable, its default and
 section, the component names) and `hcp topics settings` (names, partitions, replication and
-configs from crates/hcp-bus); the rest is read from the sources it comes from (routes, body
-limits, the producer's flush, Kafka's version and broker settings, the Dockerfile's user,
-registered metric names). Every failure is printed naming the overlay and the object; the last
+configs from crates/hcp-bus); what each SMS gateway needs is asked of `hcp serve --components sms`
+itself (it refuses to start naming the missing settings, before it connects to anything); the
+rest is read from the sources it comes from (routes and their access, body limits, the
+producer's flush, Kafka's version and broker settings, the Dockerfile's user, registered metric
+names). Every failure is printed naming the overlay and the object; the last
 line is `k8s: N passed, M failed` (exit 1 on any failure). Each overlay's rendering is written to
 --out for checkov.
 """
@@ -43,8 +45,9 @@ MUST_BE_SET = {
     "HCP_ENV": "production must be said, not assumed",
     "HCP_INGEST_AUTH": "every channel needs a key",
 }
-# Values never given inline: keys, tokens and passwords come from files or secretKeyRef.
-SECRET_SHAPED = re.compile(r"^(HCP_.*_KEY|HCP_METRICS_TOKEN|PGPASSWORD|.*PASSWORD.*)$")
+# Values never given inline: keys, tokens and passwords come from files or secretKeyRef (and so
+# does every variable of config.rs's SECRET_VARIABLES, e.g. the SMS AccessKeySecret).
+SECRET_SHAPED = re.compile(r"^(HCP_.*_KEY|HCP_.*_TOKEN|HCP_.*_SECRET|PGPASSWORD|.*PASSWORD.*)$")
 # The crate whose sources register each component's routes; hcp-server's are every process's.
 ROUTE_SOURCES = {
     "sessions": ["crates/hcp-http/src"],
@@ -55,7 +58,26 @@ ROUTE_SOURCES = {
     "directory": ["crates/hcp-directory/src"],
     "workorders": ["crates/hcp-workorder/src"],
     "webhooks": ["crates/hcp-webhook/src"],
+    "sms": ["crates/hcp-sms/src"],
 }
+# The components the internet may reach (through hcp-public): ingest's API and the citizens'
+# pages, the console with its calls, the public board; and sms, but only for the routes whose
+# access is an SMS gateway's callback (checked path by path below).
+PUBLIC_COMPONENTS = {"ingest", "sessions", "workorders", "board", "sms"}
+# What each overlay's SMS gateway must be: the demo sends nothing; a province sends (the measures
+# ask for 短信提醒评价), through whichever vendor it contracts.
+SMS_GATEWAY_WANTED = {
+    "demo": (lambda g: g == "outbox", "the demo must not send SMS (HCP_SMS_GATEWAY=outbox)"),
+    "province": (lambda g: g != "outbox", "a province sends SMS through a vendor gateway, not outbox"),
+}
+# How the SMS gateway probe makes `hcp serve` stop right after its gateway check: a DATABASE_URL
+# that does not parse (nothing is connected to), a port the system picks.
+SMS_PROBE_ENV = {
+    "HCP_ENV": "development",
+    "HCP_HTTP_ADDR": "127.0.0.1:0",
+    "DATABASE_URL": "postgres://probe@127.0.0.1:1/probe?sslmode=k8s-check-probe",
+}
+SMS_PROBE_PASSED = "k8s-check-probe"
 # What the alerts must watch (the issue's list), by a metric each needs.
 RULES_NEEDED = {
     "consumer lag": "hcp_aggregator_consumer_lag",
@@ -167,6 +189,65 @@ def serves(component, path, kind):
     return any(r == path or r.startswith(path.rstrip("/") + "/") for r in routes)
 
 
+def crate_routes(component):
+    """The routes a component's crate registers: (method, path, access kind), from its
+    `Routes::new().get("/path", Access::Kind…, handler)` calls."""
+    found = set()
+    for rel in ROUTE_SOURCES[component]:
+        for f in (ROOT / rel).rglob("*.rs"):
+            text = f.read_text(encoding="utf-8")
+            found |= set(re.findall(r'\.(get|post|put|patch|delete)\(\s*"(/[^"]*)",\s*Access::(\w+)', text))
+    return found
+
+
+def covered(path, kind, paths):
+    """Which of `paths` an Ingress path of pathType `kind` sends on (Prefix: whole segments)."""
+    if kind == "Exact":
+        return {p for p in paths if p == path}
+    return {p for p in paths if p == path or p.startswith(path.rstrip("/") + "/")}
+
+
+def sms_gateway_values(hcp):
+    """The values `hcp serve --help` lists for --sms-gateway, and its default."""
+    text = run([hcp, "serve", "--help"], env=CLEAN_ENV)
+    block = text[text.index("--sms-gateway") :]
+    block = block[: block.index("[default:") + 60]
+    values = re.findall(r"^\s+- ([a-z]+):", block, re.M)
+    default = re.search(r"\[default: ([a-z]+)\]", block).group(1)
+    return values, default
+
+
+def sms_start(hcp, env):
+    """Runs `hcp serve --components sms` with `env` (plus SMS_PROBE_ENV) and returns None when it
+    passes its SMS gateway check (it then stops at the probe's unparsable DATABASE_URL), else
+    the settings it names as missing (a list), or its first error line (a string)."""
+    r = subprocess.run([hcp, "serve", "--components", "sms"], env={**CLEAN_ENV, **env, **SMS_PROBE_ENV},
+                       capture_output=True, text=True, timeout=30)
+    out = r.stderr + r.stdout
+    m = re.search(r"HCP_SMS_GATEWAY=[a-z]+ needs ([A-Z_, ]+)", out)
+    if m:
+        return [v.strip() for v in m.group(1).split(",")]
+    if r.returncode != 0 and SMS_PROBE_PASSED in out and "SMS gateway" not in out:
+        return None
+    return (out.strip().splitlines() or [f"exit {r.returncode}"])[0]
+
+
+def sms_gateway_needs(hcp):
+    """What each SMS gateway needs before `hcp serve --components sms` starts: asked of the binary
+    with nothing but the gateway set. Plus what its production check (crates/hcp/src/production.rs)
+    adds for a gateway that sends: HCP_SMS_INBOUND_TOKEN (without it the vendor could not report
+    退订/TD replies). Returns {gateway: [variables]}, the default gateway and the production rule."""
+    values, default = sms_gateway_values(hcp)
+    needs = {}
+    for g in values:
+        got = sms_start(hcp, {"HCP_SMS_GATEWAY": g})
+        needs[g] = [] if got is None else got
+    production = read("crates/hcp/src/production.rs")
+    token_in_production = bool(re.search(
+        r"sms_gateway\s*!=\s*[\w:]*SmsGatewayName::Outbox\s*&&\s*config\.sms_inbound_token\.is_none\(\)", production))
+    return needs, default, token_in_production
+
+
 def registered_metrics():
     names = set()
     for f in (ROOT / "crates").rglob("*.rs"):
@@ -249,7 +330,7 @@ def strings(node):
 # The checks of one rendered overlay
 
 
-def check_overlay(c, name, docs, hcp, variables, components, secrets):
+def check_overlay(c, name, docs, hcp, variables, components, secrets, sms):
     where = f"k8s {name}"
     by_kind = {}
     for d in docs:
@@ -400,12 +481,13 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets):
         for var in sorted(relevant):
             info = variables[var]
             is_set = var in env or f"{var}_FILE" in env
-            if info["default"] is None and var not in MAY_BE_UNSET:
+            # A gateway's settings are needed by that gateway only: checked below, per gateway.
+            if info["default"] is None and var not in MAY_BE_UNSET and var not in sms["variables"]:
                 c.check(is_set, w, f"{var} has no default and is not set (nor {var}_FILE)")
             if var in MUST_BE_SET:
                 c.check(var in env, w, f"{var} must be set: {MUST_BE_SET[var]}")
         for var, (how, value) in env.items():
-            if SECRET_SHAPED.match(var):
+            if SECRET_SHAPED.match(var) or var in secrets:
                 c.check(how == "secret", w, f"{var} given inline: keys and passwords come from files or secretKeyRef")
             if how == "value":
                 c.check(not key_material(str(value)), w, f"{var}'s value looks like key material")
@@ -431,6 +513,34 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets):
             if f"{s}_FILE" in env:
                 path = env[f"{s}_FILE"][1]
                 c.check(path in files, w, f"{s}_FILE={path} is no mounted secret item")
+
+        # The SMS gateway: what the configured one needs (the binary says) is set, secrets from a
+        # secret; the others' settings may stay unset. Then hcp itself passes its gateway check.
+        if comp == "sms":
+            gateway = env.get("HCP_SMS_GATEWAY", ("value", sms["default"]))[1]
+            wanted, why = SMS_GATEWAY_WANTED[name]
+            c.check(wanted(gateway), w, f"HCP_SMS_GATEWAY={gateway}: {why}")
+            need = list(sms["needs"].get(gateway, []))
+            if sms["token_in_production"] and gateway != "outbox":
+                need.append("HCP_SMS_INBOUND_TOKEN")
+            c.check(gateway in sms["needs"], w, f"HCP_SMS_GATEWAY={gateway} is not one of hcp's gateways {sorted(sms['needs'])}")
+            for var in need:
+                how, value = env.get(var, env.get(f"{var}_FILE", (None, None)))
+                given = how == "secret" or (how == "value" and str(value).strip() != "")
+                c.check(given, w, f"HCP_SMS_GATEWAY={gateway} needs {var}, which is not set (nor {var}_FILE)")
+                if var in secrets and f"{var}_FILE" in env:
+                    c.check(env[f"{var}_FILE"][1] in files, w, f"{var}_FILE is no mounted secret item")
+            # What a pod would have: its SMS settings from secrets (by reference or file) stand in
+            # as placeholders (the other keys have formats of their own, and no part in this).
+            trial = {k: str(v) for k, (how, v) in env.items() if how == "value" and not k.endswith("_FILE")}
+            for k, (how, _) in env.items():
+                base = k.removesuffix("_FILE") if k.endswith("_FILE") and k.removesuffix("_FILE") in secrets else k
+                if (how == "secret" or base != k) and base in sms["variables"]:
+                    trial[base] = "k8s-check-placeholder-secret-0123456789"
+            refused = sms_start(hcp, trial)
+            if isinstance(refused, list):
+                refused = f"HCP_SMS_GATEWAY={gateway} needs {', '.join(refused)}"
+            c.check(refused is None, w, f"hcp serve --components sms refuses these settings: {refused}")
 
         # The database: pooled, or direct where a session is needed (the board's LISTEN).
         url = urlparse(env.get("DATABASE_URL", ("", ""))[1])
@@ -533,6 +643,7 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets):
     public_url = urlparse(next(iter(configmaps.values()), {}).get("HCP_PUBLIC_URL", ""))
     c.check(public_url.scheme == "https", where, "HCP_PUBLIC_URL is not https")
     batch_limit, import_limit = body_limits()
+    sms_covered = {}
     for ing in by_kind.get("Ingress", []):
         iname = ing["metadata"]["name"]
         w = f"{where} Ingress {iname}"
@@ -550,6 +661,8 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets):
                 c.check(comp in ROUTE_SOURCES and serves(comp, p["path"], p["pathType"]), w, f"{p['path']} ({p['pathType']}) is not a route of {comp}")
                 c.check(p["path"] not in ("/metrics", "/healthz", "/readyz") and (p["path"] != "/" or p["pathType"] == "Exact"), w,
                         f"{p['path']} ({p['pathType']}) exposes the operational endpoints")
+                if comp == "sms":
+                    sms_covered.setdefault(iname, {})[(p["path"], p["pathType"])] = covered(p["path"], p["pathType"], sms["routes"])
         limit = size_bytes(ing["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/proxy-body-size", "1m"))
         if iname == "hcp-public":
             c.check(public_url.hostname in tls_hosts, w, f"HCP_PUBLIC_URL's host {public_url.hostname} is not this Ingress's")
@@ -566,7 +679,19 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets):
     pub = policies.get("hcp-from-public-ingress", {})
     selected = next((e["values"] for e in pub.get("podSelector", {}).get("matchExpressions", []) if e["key"] == "app.kubernetes.io/component"), [])
     c.check(set(selected) == public_backends, where, f"the public ingress may reach {sorted(selected)}, hcp-public routes to {sorted(public_backends)}")
-    c.check(set(selected) <= {"ingest", "sessions", "workorders", "board"}, where, f"components reachable from outside: {selected}")
+    c.check(set(selected) <= PUBLIC_COMPONENTS, where, f"components reachable from outside: {selected}")
+    # sms from outside: exactly the SMS gateway's callbacks, each an Exact path; the rest of its
+    # routes (status, opt-outs: administrators) on the internal door, and no callback there.
+    callbacks, admin = sms["callbacks"], set(sms["routes"]) - sms["callbacks"]
+    public_sms = sms_covered.get("hcp-public", {})
+    c.check(set(public_sms) == {(r, "Exact") for r in callbacks}, where,
+            f"hcp-public routes {sorted(public_sms)} to sms, not exactly the gateway callbacks {sorted(callbacks)} (Exact)")
+    internal_sms = set().union(*sms_covered.get("hcp-internal", {}).values())
+    c.check(internal_sms == admin, where,
+            f"hcp-internal sends {sorted(internal_sms)} to sms, its administrators' routes are {sorted(admin)}")
+    for iname, paths in sms_covered.items():
+        for (path, kind), routes in paths.items():
+            c.check(bool(routes), f"{where} Ingress {iname}", f"{path} ({kind}) covers no route of sms")
     if cluster is not None:
         pgp = [p for p in policies.values() if p.get("podSelector", {}).get("matchLabels") == {"cnpg.io/cluster": cname}]
         poolp = [p for p in policies.values() if p.get("podSelector", {}).get("matchLabels") == {"cnpg.io/poolerName": pooled_host}]
@@ -621,6 +746,33 @@ def main():
     c = Checks()
     c.check(len(variables) >= 30, "hcp serve --help", f"only {len(variables)} variables parsed")
     c.check(secrets and secrets <= set(variables), "config.rs", f"SECRET_VARIABLES {secrets} not all in --help")
+    # The SMS gateways and what each needs, from the binary; not vacuous: several gateways, one
+    # sends nothing, every `need(…)` of config.rs is seen, each a setting of Component sms.
+    needs, default, token_in_production = sms_gateway_needs(args.hcp)
+    sms_vars = {v for v, info in variables.items() if info["section"] == "Component sms"}
+    for g, got in needs.items():
+        c.check(isinstance(got, list), "hcp serve --components sms", f"HCP_SMS_GATEWAY={g}: no verdict on its settings: {got}")
+    needs = {g: got for g, got in needs.items() if isinstance(got, list)}
+    c.check(len(needs) >= 3 and needs.get("outbox") == [] and default in needs, "hcp serve --help",
+            f"SMS gateways {needs} (default {default}): expected several, outbox needing nothing")
+    named = set(re.findall(r'need\(\s*"(HCP_SMS_[A-Z_]+)"', read("crates/hcp-server/src/config.rs")))
+    seen = {v for got in needs.values() for v in got}
+    c.check(named and named == seen, "hcp serve --components sms", f"the gateways need {sorted(seen)}, config.rs names {sorted(named)}")
+    c.check(seen <= sms_vars and all(variables[v]["default"] is None for v in seen), "hcp serve --help",
+            f"a gateway's setting {sorted(seen - sms_vars)} is not a Component sms setting without default")
+    c.check(token_in_production, "crates/hcp/src/production.rs", "no production rule on HCP_SMS_INBOUND_TOKEN for a sending gateway")
+    sms_routes = crate_routes("sms")
+    sms = {
+        "needs": needs, "default": default, "token_in_production": token_in_production,
+        "variables": seen | {"HCP_SMS_INBOUND_TOKEN"},
+        "routes": {path for _, path, _ in sms_routes},
+        "callbacks": {path for _, path, access in sms_routes if access == "SmsGateway"},
+    }
+    c.check(len(sms["callbacks"]) == 2 and len(sms["routes"]) > len(sms["callbacks"]), "crates/hcp-sms",
+            f"routes {sorted(sms_routes)}: expected two gateway callbacks and administrators' routes")
+    print(f"k8s: SMS gateways (hcp serve --components sms): "
+          + "; ".join(f"{g} needs {', '.join(v) or 'nothing'}" for g, v in needs.items())
+          + ("; a sending gateway needs HCP_SMS_INBOUND_TOKEN in production" if token_in_production else ""))
     skips = set(re.findall(r"checkov:skip=([A-Z0-9_]+)", read("Dockerfile")))
     for name in OVERLAYS:
         text = run(shlex.split(args.kustomize) + [str(K8S / "overlays" / name)])
@@ -628,7 +780,7 @@ def main():
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / f"{name}.yaml").write_text(text, encoding="utf-8")
         docs = [d for d in yaml.safe_load_all(text) if d]
-        names = check_overlay(c, name, docs, args.hcp, variables, components, secrets)
+        names = check_overlay(c, name, docs, args.hcp, variables, components, secrets, sms)
         print(f"k8s: {name}: {len(docs)} objects; secrets it references: {', '.join(sorted(names))}")
         skips |= {v.split("=", 1)[0] for d in docs for k, v in d["metadata"].get("annotations", {}).items() if k.startswith("checkov.io/skip")}
     # Every checkov skip is justified in docs/deploy.md's table.

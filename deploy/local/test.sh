@@ -50,7 +50,7 @@ log "building hcp"
 cargo build --locked -p hcp
 export HCP_BIN="$CARGO_TARGET_DIR/debug/hcp"
 
-log "deploy/k8s: both overlays render and agree with the binary and the repository (variables, components, ports, probes, drain, topics, Kafka and PostgreSQL settings, routes, alerts' metrics, no secret value); checkov passes them and the Dockerfile (deploy/k8s/check.sh, docs/deploy.md)"
+log "deploy/k8s: both overlays render and agree with the binary and the repository (variables, components, the SMS gateway's settings as the binary asks them, ports, probes, drain, topics, Kafka and PostgreSQL settings, routes and the public door's, alerts' metrics, no secret value); checkov passes them and the Dockerfile (deploy/k8s/check.sh, docs/deploy.md)"
 deploy/k8s/check.sh "$HCP_BIN" 2>&1 | tee "$HCP_LOCAL/k8s.log" || die "deploy/k8s: a check failed (log: $HCP_LOCAL/k8s.log)"
 k8s_passed=$(grep -aoE '^k8s: [0-9]+ passed' "$HCP_LOCAL/k8s.log" | awk '{print $2}')
 log "deleting topics left on the local Kafka node by earlier test runs"
