@@ -103,6 +103,20 @@ try {
   check(download.suggestedFilename() === `hcp-report-${after.month}.xlsx`, `the report downloads as ${download.suggestedFilename()}`);
   check(bytes.length > 1000 && bytes.subarray(0, 2).toString() === "PK", "the report is an XLSX workbook");
 
+  // The supervisor's city ranks its districts; one click opens a district's own board (市 → 区).
+  const first = page.locator("#rank-region a").first();
+  await first.waitFor();
+  const district = await first.textContent();
+  const code = new URL(await first.evaluate((a) => a.href)).searchParams.get("region");
+  const districtBoard = await api(supervisor, "/api/v1/board?region=" + encodeURIComponent(code));
+  await first.click();
+  await page.waitForURL(/\/board\?region=/);
+  await page.locator("#scope-name").filter({ hasText: district }).waitFor();
+  await page.waitForFunction((n) => document.getElementById("kpi-month-total").textContent.replace(/,/g, "") === String(n), districtBoard.this_month.total);
+  check(true, `the district ${district}'s board opens from the region ranking with its own figures (${districtBoard.this_month.total} this month)`);
+  await page.goBack();
+  await page.locator("#rank-region a").first().waitFor();
+
   // A laptop screen.
   await page.setViewportSize({ width: 1366, height: 768 });
   await page.waitForFunction(() => document.getElementById("chart-trend").firstElementChild.clientWidth < 700);

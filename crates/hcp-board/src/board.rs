@@ -2,7 +2,7 @@
 //! viewer's reach (the whole system, a supervisor's region, a handler's department), served as
 //! JSON (`GET /api/v1/board`) and pushed live (`GET /api/v1/board/stream`, Server-Sent Events).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
 use axum::http::header;
@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use hcp_domain::aggregate::ALL_ID;
 use hcp_domain::time::{self, Month};
 use hcp_domain::{BucketWidth, Channel, GradeCounts, Reach, Scope, Stage};
-use hcp_http::{ApiError, Caller, Problem};
+use hcp_http::{ApiError, ApiQuery, Caller, Problem};
 use hcp_store::{AggregateQuery, OrderTimeliness, RankingQuery};
 use serde::{Deserialize, Serialize};
 
@@ -292,11 +292,35 @@ pub async fn snapshot(state: &BoardState, reach: &Reach, now: DateTime<Utc>) -> 
     ] {
         let min_ratings = if scope == Scope::Staff { state.staff_min_ratings } else { 1 };
         let rq = RankingQuery { scope, width: BucketWidth::Day, from: month_start, to: tomorrow, min_ratings: 1 };
-        let (entries, unranked) = ranked(state, reach, &rq, min_ratings, false, RANKING_ENTRIES).await?;
+        let (entries, unranked) = ranked(state, reach, &rq, None, min_ratings, false, RANKING_ENTRIES).await?;
         rankings.push(BoardRanking {
             scope: scope.as_str().into(),
             title: title.into(),
             min_ratings,
+            entries,
+            unranked,
+        });
+    }
+    // The regions one level below the board's (the districts of a city, the streets of a
+    // district); a department's board has none.
+    if !matches!(reach, Reach::Department(_)) {
+        let top = match reach {
+            Reach::Region(r) => Some(r.as_str()),
+            _ => None,
+        };
+        let below: HashSet<String> = store.region_tree().await?.ranked_below(top).into_iter().collect();
+        let rq = RankingQuery {
+            scope: Scope::Region,
+            width: BucketWidth::Day,
+            from: month_start,
+            to: tomorrow,
+            min_ratings: 1,
+        };
+        let (entries, unranked) = ranked(state, reach, &rq, Some(&below), 1, false, RANKING_ENTRIES).await?;
+        rankings.push(BoardRanking {
+            scope: "region".into(),
+            title: "下级区域排名".into(),
+            min_ratings: 1,
             entries,
             unranked,
         });
@@ -384,11 +408,44 @@ pub(crate) async fn open_alerts(state: &BoardState, reach: &Reach) -> Result<Vec
         .collect())
 }
 
-/// The board of the caller's reach.
+/// Query of the board: a region at any level within the caller's reach.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BoardParams {
+    /// The board of this region (市, 区, 街道 … by area code) instead of the caller's whole reach:
+    /// any region for admins and auditors, the supervisor's region or one below it.
+    pub region: Option<String>,
+}
+
+/// The reach a board shows: the caller's, or a region within it (403 outside it or for a
+/// department's account, 404 for a region the directory lacks).
+async fn board_reach(state: &BoardState, caller: &Caller, params: &BoardParams) -> Result<Reach, ApiError> {
+    let reach = caller.reach()?;
+    let Some(code) = params.region.as_deref() else { return Ok(reach) };
+    let tree = state.store.region_tree().await?;
+    if !tree.0.contains_key(code) {
+        return Err(ApiError::NotFound);
+    }
+    let allowed = match &reach {
+        Reach::All => true,
+        Reach::Region(mine) => tree.is_within(code, mine),
+        Reach::Department(_) => false,
+    };
+    if allowed {
+        Ok(Reach::Region(code.to_owned()))
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "区域 {code} 不在本账号的查看范围内 / region {code} is outside the account's reach"
+        )))
+    }
+}
+
+/// The board of the caller's reach, or of a region within it.
 #[utoipa::path(
     get,
     path = "/api/v1/board",
     tag = "stats",
+    params(BoardParams),
     responses(
         (status = 200, description = "The board: today, the month, rankings, tags, work orders, alerts", body = BoardSnapshot),
         (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
@@ -396,8 +453,13 @@ pub(crate) async fn open_alerts(state: &BoardState, reach: &Reach) -> Result<Vec
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn board(State(state): State<BoardState>, caller: Caller) -> Result<Json<BoardSnapshot>, ApiError> {
-    Ok(Json(snapshot(&state, &caller.reach()?, Utc::now()).await?))
+pub async fn board(
+    State(state): State<BoardState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<BoardParams>,
+) -> Result<Json<BoardSnapshot>, ApiError> {
+    let reach = board_reach(&state, &caller, &params).await?;
+    Ok(Json(snapshot(&state, &reach, Utc::now()).await?))
 }
 
 /// The board of the caller's reach as Server-Sent Events: a `snapshot` event (the JSON of `GET
@@ -407,6 +469,7 @@ pub async fn board(State(state): State<BoardState>, caller: Caller) -> Result<Js
     get,
     path = "/api/v1/board/stream",
     tag = "stats",
+    params(BoardParams),
     responses(
         (status = 200, description = "`text/event-stream` of `snapshot` events", content_type = "text/event-stream", body = String),
         (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
@@ -417,8 +480,9 @@ pub async fn board_stream(
     State(state): State<BoardState>,
     caller: Caller,
     session: hcp_http::LiveSession,
+    ApiQuery(params): ApiQuery<BoardParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let reach = caller.reach()?;
+    let reach = board_reach(&state, &caller, &params).await?;
     Ok(crate::live::stream(state, reach, session))
 }
 

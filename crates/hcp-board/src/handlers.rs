@@ -1,9 +1,12 @@
 //! Statistics handlers.
 
+use std::collections::HashSet;
+
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use hcp_domain::aggregate::ALL_ID;
+use hcp_domain::region::RegionLevel;
 use hcp_domain::report::VerifiedCounts;
 use hcp_domain::Reach;
 use hcp_domain::Summary;
@@ -168,6 +171,11 @@ pub struct RankingParams {
     /// Most entries returned (1–1000, default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// With `scope=region`: only the regions directly below this one (e.g. a city's districts).
+    pub parent: Option<String>,
+    /// With `scope=region`: only regions of this level, by area code (`province`, `city`,
+    /// `district`, `street`, `community`).
+    pub level: Option<RegionLevel>,
 }
 
 /// One ranked unit.
@@ -255,8 +263,24 @@ pub async fn ranking(
         return Err(ApiError::InvalidQuery("limit 须在 1 到 1000 之间".into()));
     }
     let reach = caller.reach()?;
+    let only = if p.parent.is_some() || p.level.is_some() {
+        if scope != Scope::Region {
+            return Err(ApiError::InvalidQuery("parent、level 只能与 scope=region 一起使用".into()));
+        }
+        let tree = state.store.region_tree().await?;
+        let mut ids: Vec<String> = match &p.parent {
+            Some(parent) => tree.children(Some(parent)),
+            None => tree.0.keys().cloned().collect(),
+        };
+        if let Some(level) = p.level {
+            ids.retain(|c| RegionLevel::of(c) == Some(level));
+        }
+        Some(ids.into_iter().collect::<HashSet<String>>())
+    } else {
+        None
+    };
     let q = RankingQuery { scope, width, from, to, min_ratings: 1 };
-    let (entries, unranked) = ranked(&state, &reach, &q, min_ratings, ascending, limit as usize).await?;
+    let (entries, unranked) = ranked(&state, &reach, &q, only.as_ref(), min_ratings, ascending, limit as usize).await?;
     Ok(Json(Ranking {
         scope: scope.as_str().into(),
         from,
@@ -268,19 +292,23 @@ pub async fn ranking(
     }))
 }
 
-/// The units of `q.scope` within `reach` with at least `min_ratings` ratings in the range, ranked
+/// The units of `q.scope` within `reach` (and among `only`, when given) with at least `min_ratings` ratings in the range, ranked
 /// by 好评率 (ties share a rank; more ratings, then the id, order them), at most `limit`; and how
 /// many units had too few ratings to be ranked.
 pub(crate) async fn ranked(
     state: &BoardState,
     reach: &Reach,
     q: &RankingQuery,
+    only: Option<&HashSet<String>>,
     min_ratings: i64,
     ascending: bool,
     limit: usize,
 ) -> Result<(Vec<RankingEntry>, usize), ApiError> {
     let scope = q.scope;
     let mut rows = state.store.scope_counts(q).await?;
+    if let Some(only) = only {
+        rows.retain(|(id, _)| only.contains(id));
+    }
     if *reach != Reach::All {
         let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
         let mine = state.store.within_reach(scope, &ids, reach).await?;

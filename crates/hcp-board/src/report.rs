@@ -164,7 +164,7 @@ pub struct ReportParams {
     pub month: String,
     /// `xlsx` (default: every level, a sheet each) or `csv` (one level).
     pub format: Option<String>,
-    /// With `csv`: `department` (default), `hall`, `staff` or `process_review` (待论证差评: founded
+    /// With `csv`: `department` (default), `region`, `hall`, `staff` or `process_review` (待论证差评: founded
     /// process-cause bad reviews verified in the month).
     pub level: Option<String>,
 }
@@ -199,8 +199,8 @@ pub async fn monthly(
         return Err(ApiError::field(
             "level",
             "invalid",
-            "层级须为 department、hall、staff 或 process_review",
-            "level must be department, hall, staff or process_review",
+            "层级须为 region、department、hall、staff 或 process_review",
+            "level must be region, department, hall, staff or process_review",
         ));
     }
     let mut report = build(&state.store, state.policy, month, now).await?;
@@ -211,6 +211,7 @@ pub async fn monthly(
                 ReportLevel::Department => Scope::Department,
                 ReportLevel::Hall => Scope::Hall,
                 ReportLevel::Staff => Scope::Staff,
+                ReportLevel::Region => Scope::Region,
             };
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
             let mine = state.store.within_reach(scope, &ids, &reach).await?;

@@ -25,6 +25,7 @@ pub mod grade;
 pub mod integrity;
 pub mod pii;
 pub mod rating;
+pub mod region;
 pub mod report;
 pub mod role;
 pub mod sms;

@@ -13,6 +13,8 @@ use crate::stats::{GradeCounts, SatisfactionPolicy};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportLevel {
+    /// 区域: every region of the tree (市, 区, 街道 …), each with the ones below it.
+    Region,
     /// 部门.
     Department,
     /// 大厅.
@@ -23,11 +25,13 @@ pub enum ReportLevel {
 
 impl ReportLevel {
     /// Every level, in report order.
-    pub const ALL: [ReportLevel; 3] = [ReportLevel::Department, ReportLevel::Hall, ReportLevel::Staff];
+    pub const ALL: [ReportLevel; 4] =
+        [ReportLevel::Region, ReportLevel::Department, ReportLevel::Hall, ReportLevel::Staff];
 
     /// Wire name.
     pub fn as_str(self) -> &'static str {
         match self {
+            ReportLevel::Region => "region",
             ReportLevel::Department => "department",
             ReportLevel::Hall => "hall",
             ReportLevel::Staff => "staff",
@@ -42,6 +46,7 @@ impl ReportLevel {
     /// The sheet / section title.
     pub fn title_zh(self) -> &'static str {
         match self {
+            ReportLevel::Region => "区域",
             ReportLevel::Department => "部门",
             ReportLevel::Hall => "大厅",
             ReportLevel::Staff => "工作人员",

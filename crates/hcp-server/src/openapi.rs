@@ -294,7 +294,8 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, serde_json::Value
     .collect();
     let scopes: Vec<&str> = hcp_domain::Scope::ALL.iter().map(|s| s.as_str()).collect();
     let kinds: Vec<&str> = hcp_domain::directory::EntityKind::ALL.iter().map(|k| k.as_str()).collect();
-    let levels: Vec<&str> = hcp_domain::report::ReportLevel::ALL.iter().map(|l| l.as_str()).collect();
+    let mut levels: Vec<&str> = hcp_domain::report::ReportLevel::ALL.iter().map(|l| l.as_str()).collect();
+    levels.push(hcp_board::report::PROCESS_REVIEW_SHEET);
     vec![
         ("/api/v1/attribution/flagged", "flag", names(attribution)),
         ("/api/v1/integrity/flagged", "flag", names(integrity)),

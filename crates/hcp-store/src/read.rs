@@ -188,3 +188,12 @@ impl Store {
         Ok(rows.into_iter().map(|(id, name, a, b, c, d, e)| (id, name, GradeCounts([a, b, c, d, e]))).collect())
     }
 }
+
+impl Store {
+    /// The directory's regions as a tree (code → parent).
+    pub async fn region_tree(&self) -> Result<hcp_domain::region::RegionTree, Error> {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT code, parent_code FROM regions").fetch_all(&self.pool).await?;
+        Ok(hcp_domain::region::RegionTree::new(rows))
+    }
+}

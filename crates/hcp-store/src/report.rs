@@ -44,11 +44,15 @@ impl Store {
     ) -> Result<Vec<UnitFacts>, Error> {
         // `unit`: whose work orders; `judged`: whose service the verification judged (a staff
         // member's conduct is theirs even when the order went to the item's department).
+        // A region's orders are those of its region path (the region and the ones below it).
         let (scope, unit, judged, names) = match level {
+            ReportLevel::Region => (Scope::Region, "reg.code", "reg.code", "(SELECT code AS id, name FROM regions)"),
             ReportLevel::Department => (Scope::Department, "o.department_id", "o.department_id", "departments"),
             ReportLevel::Hall => (Scope::Hall, "r.attr_hall_id", "r.attr_hall_id", "halls"),
             ReportLevel::Staff => (Scope::Staff, "o.staff_id", "COALESCE(o.staff_id, r.attr_staff_id)", "staff"),
         };
+        let regions =
+            if level == ReportLevel::Region { "CROSS JOIN LATERAL unnest(o.region_path) AS reg(code)" } else { "" };
         let sql = format!(
             "WITH agg AS (
                 SELECT scope_id AS id, SUM(n1)::int8 AS n1, SUM(n2)::int8 AS n2, SUM(n3)::int8 AS n3,
@@ -63,7 +67,7 @@ impl Store {
                        count(*) FILTER (WHERE o.rectified_at IS NULL AND o.state NOT IN ('closed', 'appeal_upheld')
                                           AND o.rectify_due_at < $5) AS overdue,
                        count(*) FILTER (WHERE o.state = 'appeal_upheld') AS upheld
-                  FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id
+                  FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id {regions}
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {unit} IS NOT NULL
                  GROUP BY 1),
              vc AS (
@@ -72,7 +76,7 @@ impl Store {
                        count(*) FILTER (WHERE o.founded AND o.cause = 'process') AS v_process,
                        count(*) FILTER (WHERE o.founded AND o.cause = 'platform') AS v_platform,
                        count(*) FILTER (WHERE NOT o.founded) AS v_unfounded
-                  FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id
+                  FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id {regions}
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {judged} IS NOT NULL AND o.founded IS NOT NULL
                  GROUP BY 1),
              units AS (SELECT agg.id FROM agg UNION SELECT wo.id FROM wo UNION SELECT vc.id FROM vc)

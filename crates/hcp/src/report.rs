@@ -16,7 +16,7 @@ pub enum ReportCommand {
         /// xlsx (a sheet per level) or csv (one level).
         #[arg(long, default_value = "xlsx")]
         format: String,
-        /// With csv: department, hall, staff or process_review (待论证差评).
+        /// With csv: region, department, hall, staff or process_review (待论证差评).
         #[arg(long, default_value = "department")]
         level: String,
         /// Where to write (default hcp-report-<month>.<format>; `-` for standard output, csv only).
@@ -50,7 +50,7 @@ async fn report_monthly(
         "xlsx" => hcp_board::report::xlsx(month, &report)?,
         "csv" => report
             .csv(level)
-            .with_context(|| format!("level {level:?} (department, hall, staff or process_review)"))?
+            .with_context(|| format!("level {level:?} (region, department, hall, staff or process_review)"))?
             .into_bytes(),
         other => anyhow::bail!("format {other:?} (xlsx or csv)"),
     };
