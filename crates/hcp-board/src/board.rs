@@ -449,7 +449,8 @@ async fn board_reach(state: &BoardState, caller: &Caller, params: &BoardParams) 
     responses(
         (status = 200, description = "The board: today, the month, rankings, tags, work orders, alerts", body = BoardSnapshot),
         (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "An account without its department or region", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An account without its department or region, or a region outside its reach", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such region in the directory", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -473,7 +474,8 @@ pub async fn board(
     responses(
         (status = 200, description = "`text/event-stream` of `snapshot` events", content_type = "text/event-stream", body = String),
         (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "An account without its department or region", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An account without its department or region, or a region outside its reach", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such region in the directory", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn board_stream(

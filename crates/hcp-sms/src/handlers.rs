@@ -20,6 +20,7 @@ pub struct MessageQuery {
     /// Only this status: `queued`, `sent`, `failed`, `delivered`.
     pub state: Option<String>,
     /// At most this many, newest first (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
