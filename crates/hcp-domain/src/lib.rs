@@ -23,6 +23,7 @@ pub mod error;
 pub mod export;
 pub mod grade;
 pub mod integrity;
+pub mod my_business;
 pub mod pii;
 pub mod rating;
 pub mod region;

@@ -1,4 +1,4 @@
-//! The rater's identity (domain.md §2, 国办发〔2019〕51号: personal information protected, query
+//! The rater's identity (docs/domain.md §2, 国办发〔2019〕51号: personal information protected, query
 //! access restricted; the rated staff member never sees who rated them).
 //!
 //! A rater may give a name, a phone number and an ID number (a resident ID for a person, the unified
@@ -284,6 +284,15 @@ impl PiiCipher {
         m.finalize().into_bytes().to_vec()
     }
 
+    /// The keyed digest of a platform's user id (我的业务): the phone digests' key in another
+    /// domain, so a user id's digest never equals a phone's.
+    pub fn user_digest(&self, user_id: &str) -> Vec<u8> {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key).expect("HMAC takes any key length");
+        m.update(b"platform-user\x1f");
+        m.update(user_id.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    }
+
     /// The id of the sealing key.
     pub fn key_id(&self) -> &str {
         &self.key_id
@@ -407,6 +416,16 @@ mod tests {
         unknown.key_id = "k9".into();
         assert!(c.open(&unknown).is_err());
         assert!(PiiCipher::from_spec("k1:c2hvcnQ=").is_err());
+    }
+
+    #[test]
+    fn user_digests_are_keyed_and_never_a_phones() {
+        let c = cipher();
+        assert_eq!(c.user_digest("u-1"), c.user_digest("u-1"));
+        assert_ne!(c.user_digest("u-1"), c.user_digest("u-2"));
+        assert_ne!(c.user_digest("13812341234"), c.phone_digest("13812341234"));
+        let other = PiiCipher::from_spec(&format!("k1:{}", B64.encode([9u8; 32]))).unwrap();
+        assert_ne!(c.user_digest("u-1"), other.user_digest("u-1"));
     }
 
     #[test]

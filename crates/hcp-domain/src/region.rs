@@ -101,6 +101,21 @@ impl RegionTree {
         out
     }
 
+    /// `code` and its ancestors, nearest first (the order deadline and default-rating policies
+    /// are looked up in).
+    pub fn path(&self, code: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut at = Some(code.to_owned());
+        while let Some(c) = at {
+            if out.contains(&c) || out.len() > self.0.len() {
+                break;
+            }
+            at = self.0.get(&c).cloned().flatten();
+            out.push(c);
+        }
+        out
+    }
+
     /// Whether `code` is `ancestor` or lies below it.
     pub fn is_within(&self, code: &str, ancestor: &str) -> bool {
         let mut at = Some(code.to_owned());
@@ -177,6 +192,7 @@ mod tests {
         assert_eq!(t.children(None), ["440000"]);
         assert_eq!(t.children(Some("440300")), ["440305", "440306"]);
         assert!(t.is_within("440305001000", "440300") && t.is_within("440300", "440300"));
+        assert_eq!(t.path("440305001000"), ["440305001000", "440305", "440300", "440000"]);
         assert!(!t.is_within("440300", "440305") && !t.is_within("999999", "440300"));
         assert_eq!(t.ranked_below(None), ["440305", "440306"], "one province with one city: its districts");
         assert_eq!(t.ranked_below(Some("440305")), ["440305001000", "440305002000"]);

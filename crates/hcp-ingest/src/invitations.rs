@@ -264,6 +264,10 @@ pub struct RecordEvent {
     pub staff_id: Option<String>,
     /// The applicant's mobile number for an SMS invitation (sealed at once; never stored in clear).
     pub applicant_phone: Option<String>,
+    /// The applicant's user id on this platform (1–128 characters), so 我的业务 can list their
+    /// stages still open for rating (`GET /api/v1/my-business/open-stages`); kept only as a keyed
+    /// digest, set by the first event that gives it.
+    pub platform_user_id: Option<String>,
 }
 
 /// What an event did.
@@ -317,6 +321,14 @@ pub async fn record_event(
     }
     let at = ev.at.unwrap_or_else(Utc::now);
     let applicant = ev.applicant_phone.map(|p| seal_phone(&state, "applicant_phone", p)).transpose()?;
+    let platform_user = match ev.platform_user_id.as_deref() {
+        Some(id) => {
+            hcp_domain::my_business::check_user_id("platform_user_id", id)
+                .map_err(|e| ApiError::Validation(hcp_domain::ValidationErrors(vec![e])))?;
+            Some(state.pii.as_ref().ok_or(ApiError::PiiKeyMissing)?.user_digest(id))
+        }
+        None => None,
+    };
     let mut rec = ServiceRecord {
         service_record_no: no.to_owned(),
         service_item_code: ev.service_item_code,
@@ -324,6 +336,7 @@ pub async fn record_event(
         hall_id: ev.hall_id,
         applicant,
         reported_by: Some(key.key_id.clone()),
+        platform_user,
         ..Default::default()
     };
     let stage = match ev.event.as_str() {

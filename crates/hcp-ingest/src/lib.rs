@@ -9,8 +9,9 @@
 //! a 2xx.
 //!
 //! It also owns the citizen channels: service records reported by the platform, signed single-use
-//! invitations (`/r/{token}`, QR code as SVG/PNG, SMS through an [`invitations::SmsGateway`]) and
-//! the citizen's rating page.
+//! invitations (`/r/{token}`, QR code as SVG/PNG, SMS through an [`invitations::SmsGateway`]),
+//! the citizen's rating page, and 我的业务 (a platform lists one citizen's stages still open for
+//! rating, by the platform's user id kept as a keyed digest).
 //!
 //! Its PostgreSQL use is the gate's and the invitations' tables only (credentials, claims, idempotency keys, through
 //! `hcp-store`); it must not write ratings or aggregates: the aggregator owns everything after
@@ -23,6 +24,7 @@ mod handlers;
 pub mod invitations;
 pub mod limits;
 mod metrics;
+pub mod my_business;
 
 use std::time::Duration;
 
@@ -68,6 +70,7 @@ fn routes(state: IngestState) -> Routes {
         .post("/api/v1/ratings", Access::Channel, handlers::submit_rating)
         .post("/api/v1/ratings/batch", Access::Channel, handlers::submit_batch)
         .post("/api/v1/service-records/events", Access::Platform, invitations::record_event)
+        .get("/api/v1/my-business/open-stages", Access::Platform, my_business::open_stages)
         .post("/api/v1/invitations", Access::Platform, invitations::issue)
         .get("/api/v1/invitations/{invitation_id}/qr.svg", Access::Platform, invitations::qr_svg)
         .get("/api/v1/invitations/{invitation_id}/qr.png", Access::Platform, invitations::qr_png)

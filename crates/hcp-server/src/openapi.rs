@@ -18,6 +18,7 @@ use utoipa::OpenApi;
         hcp_ingest::submit_batch,
         hcp_ingest::invitations::record_event,
         hcp_ingest::invitations::issue,
+        hcp_ingest::my_business::open_stages,
         hcp_ingest::invitations::qr_svg,
         hcp_ingest::invitations::qr_png,
         hcp_ingest::invitations::view,

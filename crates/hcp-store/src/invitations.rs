@@ -38,6 +38,9 @@ pub struct ServiceRecord {
     pub applicant: Option<SealedRater>,
     /// The key id of the platform that reported it first (only it may report more or invite).
     pub reported_by: Option<String>,
+    /// The keyed digest of the platform's user id of the applicant (我的业务), never serialized.
+    #[serde(skip)]
+    pub platform_user: Option<Vec<u8>>,
 }
 
 /// The attribution fields of a service record: set once by the reporting platform, changed
@@ -121,6 +124,7 @@ fn record_from_row(r: &sqlx::postgres::PgRow) -> Result<ServiceRecord, Error> {
         pickup_staff_id: r.try_get("pickup_staff_id")?,
         applicant: applicant.map(|a| a.0),
         reported_by: r.try_get("reported_by")?,
+        platform_user: r.try_get("platform_user")?,
     })
 }
 
@@ -133,8 +137,8 @@ impl Store {
         let row = sqlx::query(
             "INSERT INTO service_records AS s (service_record_no, service_item_code, department_id, hall_id,
                     accepted_at, accepted_window_id, accepted_staff_id, picked_up_at, pickup_window_id,
-                    pickup_staff_id, applicant, reported_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                    pickup_staff_id, applicant, reported_by, platform_user)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (service_record_no) DO UPDATE SET
                 service_item_code = COALESCE(s.service_item_code, EXCLUDED.service_item_code),
                 department_id = COALESCE(s.department_id, EXCLUDED.department_id),
@@ -147,6 +151,7 @@ impl Store {
                 pickup_staff_id = COALESCE(s.pickup_staff_id, EXCLUDED.pickup_staff_id),
                 applicant = COALESCE(EXCLUDED.applicant, s.applicant),
                 reported_by = COALESCE(s.reported_by, EXCLUDED.reported_by),
+                platform_user = COALESCE(s.platform_user, EXCLUDED.platform_user),
                 updated_at = now()
              RETURNING *",
         )
@@ -162,6 +167,7 @@ impl Store {
         .bind(&r.pickup_staff_id)
         .bind(applicant)
         .bind(&r.reported_by)
+        .bind(&r.platform_user)
         .fetch_one(&self.pool)
         .await?;
         record_from_row(&row)
@@ -400,6 +406,61 @@ impl Store {
                     stage: r.try_get("stage")?,
                     at: r.try_get("at")?,
                     region_code: r.try_get("region_code")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A stage of one citizen's service record still open for rating on their platform (我的业务).
+#[derive(Debug, Clone)]
+pub struct OpenStage {
+    /// The record.
+    pub record: ServiceRecord,
+    /// `acceptance` or `pickup`.
+    pub stage: String,
+    /// When that stage happened.
+    pub at: DateTime<Utc>,
+    /// The record's hall's region, if known.
+    pub region_code: Option<String>,
+    /// The service item's name.
+    pub item_name: Option<String>,
+    /// The hall's name.
+    pub hall_name: Option<String>,
+    /// The department's name.
+    pub department_name: Option<String>,
+}
+
+impl Store {
+    /// The stages of the records `key_id` reported for the platform user `user` (a keyed digest)
+    /// that happened and hold no first rating yet (no live claim), newest first (at most 200).
+    pub async fn open_stages_of_user(&self, key_id: &str, user: &[u8]) -> Result<Vec<OpenStage>, Error> {
+        let rows = sqlx::query(
+            "SELECT s.*, x.stage, x.at, h.region_code, h.name AS hall_name,
+                    (SELECT name FROM service_items i WHERE i.code = s.service_item_code) AS item_name,
+                    (SELECT name FROM departments d WHERE d.id = s.department_id) AS department_name
+               FROM service_records s
+               LEFT JOIN halls h ON h.id = s.hall_id
+               CROSS JOIN LATERAL (VALUES ('acceptance', s.accepted_at), ('pickup', s.picked_up_at)) AS x(stage, at)
+              WHERE s.reported_by = $1 AND s.platform_user = $2 AND x.at IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM rating_claims c WHERE c.service_record_no = s.service_record_no
+                                   AND c.stage = x.stage AND c.assess_number = 1 AND c.state <> 'released')
+              ORDER BY x.at DESC, s.service_record_no, x.stage LIMIT 200",
+        )
+        .bind(key_id)
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OpenStage {
+                    record: record_from_row(r)?,
+                    stage: r.try_get("stage")?,
+                    at: r.try_get("at")?,
+                    region_code: r.try_get("region_code")?,
+                    item_name: r.try_get("item_name")?,
+                    hall_name: r.try_get("hall_name")?,
+                    department_name: r.try_get("department_name")?,
                 })
             })
             .collect()

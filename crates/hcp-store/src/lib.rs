@@ -45,7 +45,7 @@ pub use board::{reach_key, OrderTimeliness, Splits, BOARD_CHANNEL};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
 pub use export::ExportCursor;
 pub use gate::{Claim, Credential, IdempotentAnswer, IngestCatalogue};
-pub use invitations::{Invitation, RecordCorrection, ServiceRecord, UnratedStage, ATTRIBUTION_FIELDS};
+pub use invitations::{Invitation, OpenStage, RecordCorrection, ServiceRecord, UnratedStage, ATTRIBUTION_FIELDS};
 pub use notifications::Notification;
 pub use reach::OrderScope;
 pub use read::{AggregateQuery, RankingQuery};
