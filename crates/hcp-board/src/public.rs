@@ -1,4 +1,4 @@
-//! Public disclosure (评价结果公开, domain.md §6): satisfaction per department for the last full
+//! Public disclosure (评价结果公开, docs/domain.md §6): satisfaction per department for the last full
 //! month and the current one, for anyone, as JSON and as a zh-CN page. Department aggregates
 //! only: no staff, no raters, nothing below a department.
 

@@ -1,4 +1,4 @@
-//! Threshold alerts (domain.md §6, live boards): a rule watches every unit of a scope over a
+//! Threshold alerts (docs/domain.md §6, live boards): a rule watches every unit of a scope over a
 //! sliding window ("satisfaction of any window below 80 % over the last 60 minutes with at least
 //! 20 ratings", "3 bad reviews for one staff member within a day"). A unit's alert fires when its
 //! condition starts to hold and clears when it stops; [`transitions`] says which.

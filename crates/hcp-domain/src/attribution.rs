@@ -1,4 +1,4 @@
-//! Attribution (谁办理谁负责, domain.md §4): which department, hall, window, staff member, service
+//! Attribution (谁办理谁负责, docs/domain.md §4): which department, hall, window, staff member, service
 //! item, region and platform a rating belongs to, and who answers for it when it is a 差评.
 //!
 //! [`attribute`] is a pure function of a [`Directory`] snapshot and the rating. Its result is

@@ -1,4 +1,4 @@
-//! The official working-day calendar (domain.md §5): statutory holidays are off, the make-up
+//! The official working-day calendar (docs/domain.md §5): statutory holidays are off, the make-up
 //! working days (调休, usually a Saturday or Sunday) are on, everything else follows
 //! Monday–Friday. The calendar is data (`deploy/calendar/*.json`, one section per year from the
 //! State Council's yearly notice); a date in a year it does not cover falls back to

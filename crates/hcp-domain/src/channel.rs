@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The rating channel. Richer than the national `pf` code (domain.md §3); see [`Channel::national_pf`].
+/// The rating channel. Richer than the national `pf` code (docs/domain.md §3); see [`Channel::national_pf`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -96,7 +96,7 @@ impl Channel {
         }
     }
 
-    /// The national `pf` code (domain.md §3): 1 PC, 2 mobile, 3 QR code, 4 hall tablet,
+    /// The national `pf` code (docs/domain.md §3): 1 PC, 2 mobile, 3 QR code, 4 hall tablet,
     /// 5 other hall terminal, 6 SMS, 7 system default. The hotline has no code of its own.
     pub fn national_pf(self) -> Option<u8> {
         match self {

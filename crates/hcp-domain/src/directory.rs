@@ -190,7 +190,7 @@ pub struct RosterEntry {
     pub signed_out_at: Option<DateTime<Utc>>,
 }
 
-/// Who a tag holds responsible when it is given with a bad review (domain.md §4).
+/// Who a tag holds responsible when it is given with a bad review (docs/domain.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]

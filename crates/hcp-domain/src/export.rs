@@ -1,4 +1,4 @@
-//! The national / provincial rating record (domain.md §3) and its two wire forms, JSON lines and
+//! The national / provincial rating record (docs/domain.md §3) and its two wire forms, JSON lines and
 //! CSV. The mapping from the internal model is documented in `docs/export.md`.
 
 use chrono::{DateTime, Utc};

@@ -1,4 +1,4 @@
-//! Anti-gaming (domain.md §2: no coercion; staff must not rate for the citizen): patterns that
+//! Anti-gaming (docs/domain.md §2: no coercion; staff must not rate for the citizen): patterns that
 //! suggest presses were not a citizen's own judgement. Ratings are **flagged, never dropped**;
 //! statistics leave flagged ratings out only under an explicit policy.
 //!

@@ -384,7 +384,7 @@ impl RatingInput {
 
 impl RatingSubmitted {
     /// Checks the invariants every event must hold, whoever produced it: lengths, tag format,
-    /// channel/stage agreement, and that a 差评 carries evidence (domain.md §2).
+    /// channel/stage agreement, and that a 差评 carries evidence (docs/domain.md §2).
     pub fn check(&self) -> Result<(), ValidationErrors> {
         let mut errors = Vec::new();
         check_id(&mut errors, "service_record_no", Some(&self.service_record_no));

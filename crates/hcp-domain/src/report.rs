@@ -1,4 +1,4 @@
-//! The monthly performance report (绩效考核, domain.md §6): per department, hall and staff member,
+//! The monthly performance report (绩效考核, docs/domain.md §6): per department, hall and staff member,
 //! the month's ratings and satisfaction with how its bad reviews were handled. Appealed-and-upheld
 //! ratings do not count (they are out of the aggregates) and are reported on their own.
 

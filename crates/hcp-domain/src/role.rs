@@ -1,4 +1,4 @@
-//! Operator roles and what each may do to a work order (domain.md §1, §5). Citizens are not a
+//! Operator roles and what each may do to a work order (docs/domain.md §1, §5). Citizens are not a
 //! role: they act only through an invitation token.
 
 use serde::{Deserialize, Serialize};

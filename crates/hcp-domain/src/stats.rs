@@ -1,4 +1,4 @@
-//! Satisfaction statistics: grade counts and the rates derived from them (domain.md §2).
+//! Satisfaction statistics: grade counts and the rates derived from them (docs/domain.md §2).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The bad-review work order (差评工单) lifecycle as a pure state machine (domain.md §5):
+//! The bad-review work order (差评工单) lifecycle as a pure state machine (docs/domain.md §5):
 //! opened → claimed (签收) → contacted → verified (核实: 属实 / 不属实) → rectified (整改,
 //! only when founded) → replied (反馈) → callback (回访): satisfied closes (办结), unsatisfied
 //! reopens. Appeal (申诉) of a malicious or unrelated review goes to supervisor review (复核):
@@ -206,7 +206,7 @@ pub const WORKORDER_EVENT_SCHEMA: &str = "hcp.workorder.event.v1";
 /// The region key of the default deadline policy.
 pub const DEFAULT_POLICY_REGION: &str = "*";
 
-/// How many working days a responsible unit has (domain.md §5; a per-region policy).
+/// How many working days a responsible unit has (docs/domain.md §5; a per-region policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadlinePolicy {

@@ -1,4 +1,4 @@
-//! Default ratings (domain.md §2, Guangdong 2019): a stage of a known service record left unrated
+//! Default ratings (docs/domain.md §2, Guangdong 2019): a stage of a known service record left unrated
 //! for the region's number of natural days (default 7) gets a 基本满意 rating with channel
 //! `system_default` (national `pf` = 7). It goes through the same claim and producer as every
 //! rating, so a citizen's rating that arrives first wins and a default is never made twice.
