@@ -189,6 +189,9 @@ fn served(table: &AccessTable) -> Document {
 /// character (ECMA-262 and Python `re` read it alike), as `hcp_domain::rating` checks.
 const ID_PATTERN: &str = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$";
 
+/// Text without control characters (Unicode Cc, as `char::is_control`): a platform's user id.
+const TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$";
+
 /// A phone number as `hcp_domain::pii::normalize_phone` takes it: a mobile (1 + 10 digits) or a
 /// landline (0 + area code, optional `-`, 7–8 digits), whitespace allowed anywhere.
 const PHONE_PATTERN: &str = "^\\s*(1(\\s*[0-9]){10}|0(\\s*[0-9]){9,11}|0(\\s*[0-9]){2,3}\\s*-(\\s*[0-9]){7,8})\\s*$";
@@ -240,6 +243,12 @@ fn body_constraints() -> Vec<(&'static str, &'static str, serde_json::Value)> {
         ("RecordEvent", "window_id", id.clone()),
         ("RecordEvent", "staff_id", id.clone()),
         ("RecordEvent", "applicant_phone", json!({"type": ["string", "null"], "pattern": PHONE_PATTERN})),
+        (
+            "RecordEvent",
+            "platform_user_id",
+            json!({"type": ["string", "null"], "minLength": 1,
+            "maxLength": hcp_domain::my_business::MAX_USER_ID_CHARS, "pattern": TEXT_PATTERN}),
+        ),
         ("NewInvitation", "stage", json!({"type": "string", "enum": ["acceptance", "pickup", "online"]})),
         ("RecordEvent", "event", json!({"type": "string", "enum": ["accepted", "picked_up"]})),
         (
@@ -310,6 +319,12 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, serde_json::Value
         ("/api/v1/work-orders", "state", names(hcp_workorder::STATES.to_vec())),
         ("/api/v1/work-orders", "due_status", names(vec!["on_track", "near_due", "overdue"])),
         ("/api/v1/work-orders", "sort", names(vec!["deadline", "opened"])),
+        (
+            "/api/v1/my-business/open-stages",
+            "user_id",
+            json!({"type": "string", "minLength": 1,
+            "maxLength": hcp_domain::my_business::MAX_USER_ID_CHARS, "pattern": TEXT_PATTERN}),
+        ),
         ("/api/v1/reports/monthly", "month", json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"})),
         ("/api/v1/reports/monthly", "level", names(levels)),
         ("/api/v1/calendar/add-working-days", "n", json!({"type": "integer", "minimum": 0, "maximum": 3650})),
