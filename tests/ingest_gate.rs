@@ -385,7 +385,7 @@ async fn presses_that_look_gamed_are_flagged_not_dropped_and_excluded_only_by_po
 async fn keys_and_addresses_over_their_rate_are_refused_with_429() {
     let mut app = TestApp::start_with(|c| {
         c.ingest_auth_required = true;
-        c.rate_limit_per_key = 2;
+        c.rate_limit_platform = 2;
         c.rate_limit_per_ip = 2;
     })
     .await;
@@ -414,6 +414,66 @@ async fn keys_and_addresses_over_their_rate_are_refused_with_429() {
     assert_eq!(statuses, vec![404, 404, 429]);
     app.start_aggregator();
     stored(&app, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_has_its_kinds_limit_or_its_own_set_at_issue_and_changed_by_an_admin() {
+    let app = TestApp::start_with(|c| {
+        c.ingest_auth_required = true;
+        (c.rate_limit_device, c.rate_limit_integration, c.rate_limit_platform) = (1, 3, 2);
+    })
+    .await;
+    app.import_directory(&serde_json::from_str(CITY).unwrap()).await;
+    let admin = app.account("root", "admin", None, None).await;
+    let mut n = 0;
+    // How many of `tries` requests sent at once the key gets through (the rest: 429).
+    let mut burst = |key: String, channel: &'static str, stage: &'static str, tries: usize| {
+        let app = &app;
+        let bodies: Vec<Value> = (0..tries)
+            .map(|_| {
+                n += 1;
+                json!({"channel": channel, "stage": stage, "service_record_no": format!("RL-{n}"), "grade": 5})
+            })
+            .collect();
+        async move {
+            let statuses: Vec<u16> = futures::future::join_all(
+                bodies.iter().map(|b| async { post(app, Some(&key), None, "/api/v1/ratings", b).await.0 }),
+            )
+            .await;
+            assert!(statuses.iter().all(|s| *s == 202 || *s == 429), "{statuses:?}");
+            statuses.iter().filter(|s| **s == 202).count()
+        }
+    };
+    let (web, web_id) = issue(&app, &admin, json!({"kind": "integration", "channel": "web", "name": "网厅"})).await;
+    let (hotline, _) = issue(&app, &admin, json!({"kind": "integration", "channel": "hotline", "name": "12345"})).await;
+    let (own, own_id) =
+        issue(&app, &admin, json!({"kind": "integration", "channel": "app", "name": "省App", "rate_limit": 4})).await;
+    let (_, keys) = app.call(Method::GET, "/api/v1/credentials", &admin, None).await;
+    let listed = keys.as_array().unwrap().iter().find(|k| k["key_id"] == own_id.as_str()).unwrap().clone();
+    assert_eq!(listed["rate_limit"], 4, "{listed}");
+    assert_eq!(burst(web.clone(), "web", "online", 4).await, 2, "a platform's default");
+    assert_eq!(burst(hotline, "hotline", "hotline", 5).await, 3, "an integration's default");
+    assert_eq!(burst(own, "app", "online", 6).await, 4, "its own, set at issue");
+
+    // An admin raises the web platform's key, then gives it back its kind's default.
+    let path = format!("/api/v1/credentials/{web_id}/rate-limit");
+    let (s, c) = app.call(Method::PUT, &path, &admin, Some(json!({"rate_limit": 5}))).await;
+    assert_eq!((s, &c["rate_limit"]), (200, &json!(5)), "{c}");
+    assert_eq!(burst(web.clone(), "web", "online", 7).await, 5, "the new limit from the next request");
+    let (s, c) = app.call(Method::PUT, &path, &admin, Some(json!({"rate_limit": null}))).await;
+    assert_eq!((s, &c["rate_limit"]), (200, &Value::Null));
+    assert_eq!(burst(web, "web", "online", 4).await, 2);
+    let (s, p) = app.call(Method::PUT, &path, &admin, Some(json!({"rate_limit": 0}))).await;
+    assert_eq!((s, &p["errors"][0]["field"]), (422, &json!("rate_limit")), "{p}");
+    let too_many = json!({"kind": "integration", "channel": "web", "name": "x", "rate_limit": 100001});
+    let (s, p) = app.call(Method::POST, "/api/v1/credentials", &admin, Some(too_many)).await;
+    assert_eq!((s, &p["errors"][0]["field"]), (422, &json!("rate_limit")), "{p}");
+    let (s, _) =
+        app.call(Method::PUT, "/api/v1/credentials/nope/rate-limit", &admin, Some(json!({"rate_limit": 5}))).await;
+    assert_eq!(s, 404);
+    let handler = app.account("h", "handler", Some("D-A"), None).await;
+    let (s, _) = app.call(Method::PUT, &path, &handler, Some(json!({"rate_limit": 50}))).await;
+    assert_eq!(s, 403, "only an admin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -236,7 +236,10 @@ async fn an_unrated_stage_gets_the_default_rating_after_the_regions_days_on_a_co
             Duration::from_secs(15 * 86_400),
         )),
         invitations: None,
-        limits: hcp_ingest::limits::Limits::new(1000, 1000),
+        limits: hcp_ingest::limits::Limits::new(
+            hcp_ingest::limits::KeyLimits { device: 1000, integration: 1000, platform: 1000 },
+            1000,
+        ),
     };
     let run = |now| {
         let state = state.clone();

@@ -27,6 +27,61 @@ pub struct NewCredential {
     pub device_id: Option<String>,
     /// What it is for, e.g. "市民中心 3 号窗评价器".
     pub name: String,
+    /// This key's own limit in requests a second (1–100000); absent: its kind's default
+    /// (`HCP_RATE_LIMIT_DEVICE`, `_INTEGRATION`, `_PLATFORM`).
+    #[schema(minimum = 1, maximum = 100000)]
+    pub rate_limit: Option<u32>,
+}
+
+/// A key's own rate limit.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitBody {
+    /// Requests a second (1–100000); `null`: the kind's default again.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub rate_limit: Option<u32>,
+}
+
+/// Checks a key's own limit: 1–100000 requests a second.
+fn check_rate_limit(n: Option<u32>) -> Result<(), ApiError> {
+    match n {
+        Some(n) if !(1..=100_000).contains(&n) => Err(ApiError::field(
+            "rate_limit",
+            "out_of_range",
+            "速率限制须为每秒 1–100000 次",
+            "rate_limit must be 1–100000 requests a second",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Sets a key's own rate limit, or gives it back its kind's default (admin). Ingest reads the key
+/// on every request, so the new limit holds from the next one.
+#[utoipa::path(
+    put,
+    path = "/api/v1/credentials/{key_id}/rate-limit",
+    tag = "directory",
+    params(("key_id" = String, Path, description = "Key id")),
+    request_body = RateLimitBody,
+    responses(
+        (status = 200, description = "The key with its limit", body = Credential),
+        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Out of range", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn set_rate_limit(
+    State(state): State<DirectoryState>,
+    caller: Caller,
+    ApiPath(key_id): ApiPath<String>,
+    ApiJson(body): ApiJson<RateLimitBody>,
+) -> Result<Json<Credential>, ApiError> {
+    check_rate_limit(body.rate_limit)?;
+    let limit = body.rate_limit.map(|n| n as i32);
+    if !state.store.set_credential_rate_limit(&key_id, limit).await? {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(key_id = %key_id, rate_limit = ?limit, by = %caller.0.sub, "channel key rate limit set");
+    state.store.credential(&key_id).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// An issued key: the token is shown only in this answer.
@@ -109,6 +164,7 @@ pub async fn issue(
         }
         (None, None) => {}
     }
+    check_rate_limit(req.rate_limit)?;
     let (key_id, token, secret_sha256) = new_channel_key();
     let credential = Credential {
         key_id,
@@ -121,6 +177,7 @@ pub async fn issue(
         created_at: chrono::Utc::now(),
         revoked_at: None,
         last_used_at: None,
+        rate_limit: req.rate_limit.map(|n| n as i32),
         secret_sha256,
     };
     state.store.create_credential(&credential).await?;

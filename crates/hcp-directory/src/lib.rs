@@ -75,6 +75,7 @@ fn routes(state: DirectoryState) -> Routes {
         .get("/api/v1/credentials", Access::operators(&[Role::Admin, Role::Auditor]), credentials::list)
         .post("/api/v1/credentials", admin, credentials::issue)
         .post("/api/v1/credentials/{key_id}/revoke", admin, credentials::revoke)
+        .put("/api/v1/credentials/{key_id}/rate-limit", admin, credentials::set_rate_limit)
         .put("/api/v1/directory/staff/{staff_id}/phone", admin, credentials::staff_phone)
         .with_state(state)
 }

@@ -302,7 +302,7 @@ pub async fn authenticate(
     });
     match cred {
         Some(c) if genuine && c.revoked_at.is_none() => {
-            limits.check_key(&c.key_id)?;
+            limits.check_key(&c)?;
             if c.last_used_at.is_none_or(|t| t < chrono::Utc::now() - chrono::Duration::minutes(1)) {
                 let (store, id) = (gate.store.clone(), c.key_id.clone());
                 tokio::spawn(async move {

@@ -90,15 +90,22 @@ pub struct Config {
           action = ArgAction::Set, value_parser = required_or_optional,
           help_heading = "Component ingest")]
     pub ingest_auth_required: bool,
-    /// Requests a second per channel key (429 `rate-limited` beyond).
-    #[arg(
-        long,
-        global = true,
-        env = "HCP_RATE_LIMIT_PER_KEY",
-        default_value_t = 100,
-        help_heading = "Component ingest"
-    )]
-    pub rate_limit_per_key: u32,
+    /// Requests a second per device key (a window evaluator, a terminal: people are served far
+    /// slower; an offline queue is sent as batches). A key's own limit overrides it (429 beyond).
+    #[arg(long, global = true, env = "HCP_RATE_LIMIT_DEVICE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Component ingest")]
+    pub rate_limit_device: u32,
+    /// Requests a second per integration key that is not an online platform's (the 12345
+    /// hotline's system). A key's own limit overrides it.
+    #[arg(long, global = true, env = "HCP_RATE_LIMIT_INTEGRATION", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Component ingest")]
+    pub rate_limit_integration: u32,
+    /// Requests a second per online platform's key (app, web, mini-program: one key carries a
+    /// province's online ratings, service-record events and 我的业务 lists). A key's own limit
+    /// overrides it.
+    #[arg(long, global = true, env = "HCP_RATE_LIMIT_PLATFORM", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Component ingest")]
+    pub rate_limit_platform: u32,
     /// Requests a second per address on the citizen's `/api/v1/r/*`.
     #[arg(long, global = true, env = "HCP_RATE_LIMIT_PER_IP", default_value_t = 5, help_heading = "Component ingest")]
     pub rate_limit_per_ip: u32,

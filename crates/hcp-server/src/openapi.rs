@@ -28,6 +28,7 @@ use utoipa::OpenApi;
         hcp_directory::credentials::issue,
         hcp_directory::credentials::list,
         hcp_directory::credentials::revoke,
+        hcp_directory::credentials::set_rate_limit,
         hcp_directory::credentials::staff_phone,
         hcp_board::summary,
         hcp_board::ranking,

@@ -22,7 +22,7 @@ use hcp_http::{
     Routes, SessionKey, SessionRegistry, Task,
 };
 use hcp_ingest::invitations::{InvitationConfig, OutboxSms};
-use hcp_ingest::limits::Limits;
+use hcp_ingest::limits::{KeyLimits, Limits};
 use hcp_ingest::{AuthMode, Gate, IngestState};
 use hcp_store::Store;
 use hcp_workorder::{BackgroundConfig, WorkOrderState};
@@ -306,7 +306,14 @@ impl Shared<'_> {
             pii: config.pii.clone(),
             gate: Some(gate),
             invitations: Some(invitations),
-            limits: Limits::new(config.rate_limit_per_key, config.rate_limit_per_ip),
+            limits: Limits::new(
+                KeyLimits {
+                    device: config.rate_limit_device,
+                    integration: config.rate_limit_integration,
+                    platform: config.rate_limit_platform,
+                },
+                config.rate_limit_per_ip,
+            ),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Credential {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Last accepted use (kept to the minute).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// This key's own limit (requests a second), if set; else its kind's default.
+    pub rate_limit: Option<i32>,
     /// SHA-256 of the secret (never serialized).
     #[serde(skip)]
     pub secret_sha256: Vec<u8>,
@@ -67,7 +69,7 @@ pub struct IdempotentAnswer {
 
 /// A credential's columns, with its device's hall and window (`FROM CREDENTIALS_WITH_DEVICES`).
 const CREDENTIAL_COLUMNS: &str = "c.key_id, c.kind, c.channel, c.device_id, d.hall_id, d.window_id, c.name, \
-     c.created_at, c.revoked_at, c.last_used_at, c.secret_sha256";
+     c.created_at, c.revoked_at, c.last_used_at, c.rate_limit, c.secret_sha256";
 /// Credentials joined to their devices.
 const CREDENTIALS_WITH_DEVICES: &str = "credentials c LEFT JOIN devices d ON d.id = c.device_id";
 
@@ -83,6 +85,7 @@ fn credential_from_row(r: &sqlx::postgres::PgRow) -> Result<Credential, Error> {
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
         last_used_at: r.try_get("last_used_at")?,
+        rate_limit: r.try_get("rate_limit")?,
         secret_sha256: r.try_get("secret_sha256")?,
     })
 }
@@ -102,8 +105,8 @@ impl Store {
     /// Stores a new credential.
     pub async fn create_credential(&self, c: &Credential) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO credentials (key_id, secret_sha256, kind, channel, device_id, name)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO credentials (key_id, secret_sha256, kind, channel, device_id, name, rate_limit)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&c.key_id)
         .bind(&c.secret_sha256)
@@ -111,9 +114,21 @@ impl Store {
         .bind(&c.channel)
         .bind(&c.device_id)
         .bind(&c.name)
+        .bind(c.rate_limit)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Sets a key's own rate limit (`None`: its kind's default again); `false` when there is no
+    /// such key. Ingest reads the key on every request, so the change holds from the next one.
+    pub async fn set_credential_rate_limit(&self, key_id: &str, rate_limit: Option<i32>) -> Result<bool, Error> {
+        let n = sqlx::query("UPDATE credentials SET rate_limit = $2 WHERE key_id = $1")
+            .bind(key_id)
+            .bind(rate_limit)
+            .execute(&self.pool)
+            .await?;
+        Ok(n.rows_affected() > 0)
     }
 
     /// Every credential, newest first.

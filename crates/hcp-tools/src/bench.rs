@@ -117,7 +117,8 @@ pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Vec<Row
     // The load generator posts without channel keys (the gate's claims still run).
     cfg.ingest_auth_required = false;
     cfg.rate_limit_per_ip = u32::MAX / 2;
-    cfg.rate_limit_per_key = u32::MAX / 2;
+    (cfg.rate_limit_device, cfg.rate_limit_integration, cfg.rate_limit_platform) =
+        (u32::MAX / 2, u32::MAX / 2, u32::MAX / 2);
     let kafka = cfg.kafka();
     let topics = cfg.topics();
     hcp_bus::create_topics(&kafka, &topics.all(), opts.partitions, 1).await.context("creating bench topics")?;

@@ -22,6 +22,10 @@ pub enum CredentialCommand {
         /// What it is for.
         #[arg(long)]
         name: String,
+        /// This key's own limit in requests a second (1–100000); default: its kind's
+        /// (HCP_RATE_LIMIT_DEVICE, _INTEGRATION, _PLATFORM).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+        rate_limit: Option<i32>,
     },
     /// Revoke a key.
     Revoke {
@@ -34,7 +38,7 @@ pub enum CredentialCommand {
 pub async fn run(config: &Config, command: CredentialCommand) -> anyhow::Result<()> {
     let store = || Store::connect(&config.database_url, 2);
     match command {
-        CredentialCommand::Add { kind, channel, device, name } => {
+        CredentialCommand::Add { kind, channel, device, name, rate_limit } => {
             let ch = hcp_domain::Channel::parse(&channel).with_context(|| format!("unknown channel {channel:?}"))?;
             anyhow::ensure!(
                 ch.credential_kind() == Some(kind.as_str()),
@@ -59,6 +63,7 @@ pub async fn run(config: &Config, command: CredentialCommand) -> anyhow::Result<
                     created_at: Utc::now(),
                     revoked_at: None,
                     last_used_at: None,
+                    rate_limit,
                     secret_sha256,
                 })
                 .await?;
