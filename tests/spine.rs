@@ -194,8 +194,14 @@ async fn aggregator_killed_and_restarted_mid_stream_with_redelivery_counts_exact
     let at_kill = store.count_ratings().await.unwrap();
     assert!(at_kill < 1000, "the kill must land mid-stream (stored {at_kill})");
     aggregator = app.spawn_aggregator_process();
-    wait_until(Duration::from_secs(60), "600 ratings stored", || async { store.count_ratings().await.unwrap() >= 600 })
-        .await;
+    // The restarted process must have stored something itself before it is stopped: a SIGTERM
+    // that lands before it installed its handler (when the killed one had already stored 600)
+    // would end it by the signal's default, which is no graceful stop at all.
+    let wanted = (at_kill + 1).max(600);
+    wait_until(Duration::from_secs(60), "the restarted aggregator storing ratings", || async {
+        store.count_ratings().await.unwrap() >= wanted
+    })
+    .await;
     assert!(aggregator.terminate().success(), "graceful stop exits 0");
     aggregator = app.spawn_aggregator_process();
     poster.await.unwrap();
