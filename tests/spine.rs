@@ -418,6 +418,10 @@ async fn the_monitoring_token_guards_metrics_and_readiness_details() {
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
+    // A process is ready once its producer has reached the broker: under a loaded test run that
+    // can take longer than /readyz's 2 s just after the start, so wait for it first.
+    wait_until(Duration::from_secs(30), "the server ready", || async { get("/readyz", Some(TOKEN)).await.0 == 200 })
+        .await;
     for bearer in [None, Some(app.admin.as_str()), Some("prometheus-scrape-token-012"), Some("wrong")] {
         let (status, body) = get("/metrics", bearer).await;
         assert_eq!(status, 401, "{bearer:?}: {body}");
