@@ -774,3 +774,134 @@ async fn a_device_rates_only_its_own_window_or_hall_and_only_known_tags() {
         ]
     );
 }
+
+/// Ingest keeps keys in memory; a change made elsewhere (another replica's admin API, an operator
+/// in psql) reaches it through PostgreSQL's notification, and a lost listener connection forgets
+/// everything kept, so neither a revocation nor a new limit waits for a cache lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_kept_in_memory_is_dropped_when_it_changes_elsewhere_or_the_listener_is_lost() {
+    let (app, admin) = start().await;
+    let (app_key, app_id) = issue(&app, &admin, json!({"kind": "integration", "channel": "app", "name": "app"})).await;
+    let (web_key, web_id) = issue(&app, &admin, json!({"kind": "integration", "channel": "web", "name": "web"})).await;
+    let rating = |n: &str| json!({"stage": "online", "service_record_no": n, "grade": 5});
+    for (key, n) in [(&app_key, "C-1"), (&app_key, "C-2"), (&web_key, "C-3")] {
+        assert_eq!(post(&app, Some(key), None, "/api/v1/ratings", &rating(n)).await.0, 202);
+    }
+
+    // Revoked by another process (straight in the database: this process's own store did not
+    // change it, so only the notification can tell its cache).
+    sqlx::query("UPDATE credentials SET revoked_at = now() WHERE key_id = $1")
+        .bind(&app_id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let revoked_at = std::time::Instant::now();
+    let mut n = 10;
+    wait_until(Duration::from_secs(2), "the revocation honoured", || {
+        n += 1;
+        let body = rating(&format!("C-{n}"));
+        let app = &app;
+        let key = &app_key;
+        async move { post(app, Some(key), None, "/api/v1/ratings", &body).await.0 == 401 }
+    })
+    .await;
+    assert!(revoked_at.elapsed() < Duration::from_secs(1), "honoured in {:?}", revoked_at.elapsed());
+
+    // A limit set elsewhere holds at once too: one request a second, so of two at once one is 429.
+    sqlx::query("UPDATE credentials SET rate_limit = 1 WHERE key_id = $1")
+        .bind(&web_id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(2), "the new limit applied", || {
+        n += 2;
+        let (a, b) = (rating(&format!("C-{n}")), rating(&format!("C-{}", n + 1)));
+        let app = &app;
+        let key = &web_key;
+        async move {
+            let first = post(app, Some(key), None, "/api/v1/ratings", &a).await.0;
+            let second = post(app, Some(key), None, "/api/v1/ratings", &b).await.0;
+            first == 429 || second == 429
+        }
+    })
+    .await;
+    sqlx::query("UPDATE credentials SET rate_limit = NULL WHERE key_id = $1")
+        .bind(&web_id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+
+    wait_until(Duration::from_secs(3), "the web key accepted (and kept) again", || {
+        n += 1;
+        let body = rating(&format!("C-{n}"));
+        let app = &app;
+        let key = &web_key;
+        async move { post(app, Some(key), None, "/api/v1/ratings", &body).await.0 == 202 }
+    })
+    .await;
+
+    // The listener's connection is cut, and the key revoked while nobody listens: the lost
+    // notification is made up for by forgetting every kept key on reconnection.
+    let cut: Vec<i32> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid)::int FROM pg_stat_activity
+          WHERE datname = current_database() AND query ILIKE 'LISTEN%hcp_credentials%'",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    assert!(!cut.is_empty(), "the credential listener's connection was found");
+    sqlx::query("UPDATE credentials SET revoked_at = now() WHERE key_id = $1")
+        .bind(&web_id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), "the revocation made while nobody listened honoured", || {
+        n += 1;
+        let body = rating(&format!("C-{n}"));
+        let app = &app;
+        let key = &web_key;
+        async move { post(app, Some(key), None, "/api/v1/ratings", &body).await.0 == 401 }
+    })
+    .await;
+}
+
+/// A claim that waits for a concurrent insert of the same key (committed after the claim's
+/// statement took its snapshot) still names that holder: it reads it in a statement of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_racing_a_concurrent_insert_of_its_key_names_the_holder() {
+    use hcp_store::Claim;
+    let app = TestApp::start().await;
+    let first = uuid::Uuid::now_v7();
+    let mut tx = app.store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO rating_claims (service_record_no, stage, assess_number, rating_id, state)
+         VALUES ('R-1', 'acceptance', 1, $1, 'pending')",
+    )
+    .bind(first)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let store = app.store.clone();
+    let second = uuid::Uuid::now_v7();
+    let claim = tokio::spawn(async move {
+        store.claim_ratings(&[("R-1".into(), "acceptance".into(), 1, second)], Duration::from_secs(30)).await
+    });
+    // The claim is waiting on the uncommitted row (its insert conflicts with it).
+    let pool = app.store.pool().clone();
+    wait_until(Duration::from_secs(10), "the claim waiting for the concurrent insert", || {
+        let pool = pool.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO rating_claims%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            waiting == 1
+        }
+    })
+    .await;
+    tx.commit().await.unwrap();
+    assert_eq!(claim.await.unwrap().unwrap(), vec![Claim::InProgress(first)]);
+}

@@ -11,6 +11,7 @@ use hcp_http::ApiError;
 use hcp_store::{Credential, IdempotentAnswer, Store};
 
 use crate::claims::ClaimQueue;
+use crate::keys::KeyCache;
 use sha2::{Digest, Sha256};
 
 /// Whether ratings must carry a channel credential.
@@ -39,6 +40,8 @@ pub struct Gate {
     pub follow_up_window: Duration,
     /// Windows' halls and tag codes, for checking what devices send.
     pub catalogue: Catalogue,
+    /// Channel keys in memory, dropped as PostgreSQL announces their changes.
+    pub keys: KeyCache,
 }
 
 impl Gate {
@@ -47,6 +50,7 @@ impl Gate {
         Gate {
             claims: ClaimQueue::start(store.clone(), takeover_after),
             catalogue: Catalogue::new(store.clone()),
+            keys: KeyCache::start(store.clone()),
             store,
             auth,
             takeover_after,
@@ -293,7 +297,7 @@ pub async fn authenticate(
     let Some((key_id, secret)) = parsed else {
         return Err(ApiError::CredentialInvalid("密钥格式不正确 / malformed key".into()));
     };
-    let cred = gate.store.credential(key_id).await?;
+    let cred = gate.keys.get(key_id).await?.map(|c| Credential::clone(&c));
     let genuine = cred.as_ref().is_some_and(|c| {
         let h = Sha256::digest(secret.as_bytes());
         // Constant-time enough for a 32-byte comparison of hashes (no early exit).
@@ -303,7 +307,8 @@ pub async fn authenticate(
     match cred {
         Some(c) if genuine && c.revoked_at.is_none() => {
             limits.check_key(&c)?;
-            if c.last_used_at.is_none_or(|t| t < chrono::Utc::now() - chrono::Duration::minutes(1)) {
+            let stale = c.last_used_at.is_none_or(|t| t < chrono::Utc::now() - chrono::Duration::minutes(1));
+            if stale && gate.keys.should_touch(&c.key_id) {
                 let (store, id) = (gate.store.clone(), c.key_id.clone());
                 tokio::spawn(async move {
                     if let Err(e) = store.touch_credential(&id).await {

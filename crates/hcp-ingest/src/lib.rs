@@ -13,7 +13,8 @@
 //! the citizen's rating page, and 我的业务 (a platform lists one citizen's stages still open for
 //! rating, by the platform's user id kept as a keyed digest).
 //!
-//! Its PostgreSQL use is the gate's and the invitations' tables only (credentials, claims, idempotency keys, through
+//! Its PostgreSQL use is the gate's and the invitations' tables only (credentials, kept in memory
+//! and dropped as PostgreSQL announces their changes; claims; idempotency keys; through
 //! `hcp-store`); it must not write ratings or aggregates: the aggregator owns everything after
 //! Kafka. Handlers stay thin; errors are `hcp_http::ApiError`.
 
@@ -22,6 +23,7 @@ pub mod defaults;
 pub mod gate;
 mod handlers;
 pub mod invitations;
+pub mod keys;
 pub mod limits;
 mod metrics;
 pub mod my_business;

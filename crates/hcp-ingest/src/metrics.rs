@@ -75,3 +75,15 @@ pub static CLAIM_GROUP_KEYS: LazyLock<prometheus::HistogramVec> = LazyLock::new(
     )
     .expect("metric registers once")
 });
+
+/// `hcp_ingest_credential_lookups_total{source}`: channel keys found in memory (`cache`) or read
+/// from PostgreSQL (`database`: first use, after a change was announced, or while the change
+/// listener is down).
+pub static CREDENTIAL_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hcp_ingest_credential_lookups_total",
+        "Channel key look-ups, by where the key was found",
+        &["source"]
+    )
+    .expect("metric registers once")
+});

@@ -10,6 +10,24 @@ use uuid::Uuid;
 
 use crate::{Error, Store};
 
+/// The channel on which every change to what a channel key may do is announced (migration
+/// `credential_notify`): the payload is the key id, or `*` when a device changed.
+pub const CREDENTIAL_CHANNEL: &str = "hcp_credentials";
+
+/// Changes to credentials made through this process's stores (revocations, rate limits), counted:
+/// a key cache in the same process sees them without waiting for [`CREDENTIAL_CHANNEL`]'s
+/// notification (other processes learn of them from the notification).
+static LOCAL_CREDENTIAL_CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many credential changes this process has committed (see [`LOCAL_CREDENTIAL_CHANGES`]).
+pub fn local_credential_changes() -> u64 {
+    LOCAL_CREDENTIAL_CHANGES.load(std::sync::atomic::Ordering::Acquire)
+}
+
+fn credential_changed() {
+    LOCAL_CREDENTIAL_CHANGES.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 /// A channel credential (device or integration key), without its secret.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -40,6 +58,10 @@ pub struct Credential {
     #[serde(skip)]
     pub secret_sha256: Vec<u8>,
 }
+
+/// One key's row of the claim statement: the rating id it inserted, the one it resumed, the
+/// holder its snapshot saw, and whether that holder was pending.
+type ClaimRow = (Option<Uuid>, Option<Uuid>, Option<Uuid>, Option<bool>);
 
 /// The outcome of claiming one (service record, stage, assess number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,13 +143,15 @@ impl Store {
     }
 
     /// Sets a key's own rate limit (`None`: its kind's default again); `false` when there is no
-    /// such key. Ingest reads the key on every request, so the change holds from the next one.
+    /// such key. Every ingest forgets its copy of the key at once (see [`CREDENTIAL_CHANNEL`]),
+    /// so the change holds from the next request.
     pub async fn set_credential_rate_limit(&self, key_id: &str, rate_limit: Option<i32>) -> Result<bool, Error> {
         let n = sqlx::query("UPDATE credentials SET rate_limit = $2 WHERE key_id = $1")
             .bind(key_id)
             .bind(rate_limit)
             .execute(&self.pool)
             .await?;
+        credential_changed();
         Ok(n.rows_affected() > 0)
     }
 
@@ -154,6 +178,13 @@ impl Store {
             .transpose()
     }
 
+    /// A listener on [`CREDENTIAL_CHANNEL`], on a connection of its own.
+    pub async fn credential_listener(&self) -> Result<sqlx::postgres::PgListener, Error> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(CREDENTIAL_CHANNEL).await?;
+        Ok(listener)
+    }
+
     /// What ingest checks ratings against: every window's hall, every tag code, and every
     /// evaluation dimension with the channels that offer it.
     pub async fn ingest_catalogue(&self) -> Result<IngestCatalogue, Error> {
@@ -169,6 +200,7 @@ impl Store {
             .bind(key_id)
             .execute(&self.pool)
             .await?;
+        credential_changed();
         Ok(n.rows_affected() > 0)
     }
 
@@ -229,62 +261,96 @@ impl Store {
         let assess: Vec<i16> = keys.iter().map(|k| k.2).collect();
         let ids: Vec<Uuid> = keys.iter().map(|k| k.3).collect();
         let stale = format!("{} milliseconds", takeover_after.as_millis());
-        // One transaction: a claim inserted and then left unanswered (the database lost between
-        // two statements) must not stay behind as a pending claim of a rating never produced —
-        // a retry would get a 409 naming it (the fault-injection test caught exactly that when
-        // the two statements ran without a transaction).
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO rating_claims (service_record_no, stage, assess_number, rating_id, state)
-             SELECT rec, stage, assess, id, 'pending' FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::uuid[])
-                 AS t(rec, stage, assess, id)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&recs)
-        .bind(&stages)
-        .bind(&assess)
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-        // Released claims (a failed produce) and stale pending ones (a producer that crashed or
-        // gave up) are resumed under their first rating id: the earlier attempt may still reach
-        // the broker, and then both copies carry the id the client is told. The holders are read
-        // in the same statement (the update never changes a holder): four round trips in all.
-        let rows: Vec<(Uuid, bool, bool)> = sqlx::query_as(
-            "WITH t AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS t(rec, stage, assess, n)),
+        // One statement (so one implicit transaction and one round trip: a claim inserted and
+        // then left unanswered, the database lost between two statements, must not stay behind as
+        // a pending claim of a rating never produced — the fault-injection test caught exactly
+        // that once). It inserts the new claims; resumes released claims (a failed produce) and
+        // stale pending ones (a producer that crashed or gave up) under their first rating id,
+        // since the earlier attempt may still reach the broker and then both copies carry the id
+        // the client is told; and reads every other holder. Per key: the inserted row, else the
+        // resumed one, else the holder as this statement's snapshot saw it.
+        let rows: Vec<ClaimRow> = sqlx::query_as(
+            "WITH t AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::uuid[]) WITH ORDINALITY
+                          AS t(rec, stage, assess, id, n)),
+                  k AS (SELECT DISTINCT rec, stage, assess FROM t),
+                  ins AS (
+                 INSERT INTO rating_claims (service_record_no, stage, assess_number, rating_id, state)
+                 SELECT rec, stage, assess, id, 'pending' FROM t ORDER BY n
+                 ON CONFLICT DO NOTHING
+                 RETURNING service_record_no, stage, assess_number, rating_id),
                   res AS (
                  UPDATE rating_claims c SET state = 'pending', claimed_at = now()
-                   FROM t
-                  WHERE c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
-                    AND (c.state = 'released' OR (c.state = 'pending' AND c.claimed_at < now() - $4::interval))
-                 RETURNING c.service_record_no, c.stage, c.assess_number)
-             SELECT c.rating_id, EXISTS (SELECT 1 FROM res WHERE res.service_record_no = t.rec AND res.stage = t.stage
-                                                             AND res.assess_number = t.assess),
-                    c.state = 'pending'
-               FROM t JOIN rating_claims c ON c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
+                   FROM k
+                  WHERE c.service_record_no = k.rec AND c.stage = k.stage AND c.assess_number = k.assess
+                    AND (c.state = 'released' OR (c.state = 'pending' AND c.claimed_at < now() - $5::interval))
+                 RETURNING c.service_record_no, c.stage, c.assess_number, c.rating_id),
+                  old AS (
+                 SELECT c.service_record_no, c.stage, c.assess_number, c.rating_id, c.state
+                   FROM k JOIN rating_claims c
+                     ON c.service_record_no = k.rec AND c.stage = k.stage AND c.assess_number = k.assess)
+             SELECT ins.rating_id, res.rating_id, old.rating_id, old.state = 'pending'
+               FROM t
+               LEFT JOIN ins ON ins.service_record_no = t.rec AND ins.stage = t.stage AND ins.assess_number = t.assess
+               LEFT JOIN res ON res.service_record_no = t.rec AND res.stage = t.stage AND res.assess_number = t.assess
+               LEFT JOIN old ON old.service_record_no = t.rec AND old.stage = t.stage AND old.assess_number = t.assess
               ORDER BY t.n",
         )
         .bind(&recs)
         .bind(&stages)
         .bind(&assess)
+        .bind(&ids)
         .bind(&stale)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        tx.commit().await?;
-        let holders = rows;
-        if holders.len() != keys.len() {
-            return Err(Error::Protocol(format!("{} claim holders for {} keys", holders.len(), keys.len())));
+        if rows.len() != keys.len() {
+            return Err(Error::Protocol(format!("{} claim rows for {} keys", rows.len(), keys.len())));
+        }
+        // A key none of the three covers was claimed by a concurrent statement that committed
+        // after this one's snapshot was taken (its insert waited for that one): read its holder
+        // now, in a statement of its own.
+        let unseen: Vec<usize> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.0.is_none() && r.1.is_none() && r.2.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        let mut late = std::collections::HashMap::new();
+        if !unseen.is_empty() {
+            let late_rows: Vec<(Uuid, bool)> = sqlx::query_as(
+                "SELECT c.rating_id, c.state = 'pending'
+                   FROM UNNEST($1::text[], $2::text[], $3::int2[]) WITH ORDINALITY AS t(rec, stage, assess, n)
+                   JOIN rating_claims c ON c.service_record_no = t.rec AND c.stage = t.stage AND c.assess_number = t.assess
+                  ORDER BY t.n",
+            )
+            .bind(unseen.iter().map(|&i| recs[i]).collect::<Vec<_>>())
+            .bind(unseen.iter().map(|&i| stages[i]).collect::<Vec<_>>())
+            .bind(unseen.iter().map(|&i| assess[i]).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await?;
+            if late_rows.len() != unseen.len() {
+                return Err(Error::Protocol(format!(
+                    "{} late claim holders for {} keys",
+                    late_rows.len(),
+                    unseen.len()
+                )));
+            }
+            late = unseen.into_iter().zip(late_rows).collect();
         }
         let mut out = vec![Claim::Claimed; keys.len()];
-        for (((h, resumed, pending), key), i) in holders.into_iter().zip(keys).zip(order) {
-            out[i] = if h == key.3 {
-                Claim::Claimed
-            } else if resumed {
-                Claim::Resumed(h)
-            } else if pending {
-                Claim::InProgress(h)
-            } else {
-                Claim::Existing(h)
+        for (n, ((inserted, resumed, held, pending), (key, i))) in
+            rows.into_iter().zip(keys.iter().zip(order)).enumerate()
+        {
+            out[i] = match (inserted, resumed, held, late.get(&n)) {
+                // This key's row went in with this rating's id.
+                (Some(h), _, _, _) if h == key.3 => Claim::Claimed,
+                // An equal key earlier in this group went in: it is still producing.
+                (Some(h), _, _, _) => Claim::InProgress(h),
+                (None, Some(h), _, _) => Claim::Resumed(h),
+                (None, None, Some(h), _) if pending == Some(true) => Claim::InProgress(h),
+                (None, None, Some(h), _) => Claim::Existing(h),
+                (None, None, None, Some(&(h, true))) => Claim::InProgress(h),
+                (None, None, None, Some(&(h, false))) => Claim::Existing(h),
+                (None, None, None, None) => return Err(Error::Protocol("a claim without a holder".into())),
             };
         }
         Ok(out)

@@ -44,7 +44,7 @@ pub use batch::{Batch, BatchOutcome, PendingBatch, Position, Publishable, Reject
 pub use board::{reach_key, OrderTimeliness, Splits, BOARD_CHANNEL};
 pub use directory::{DeleteOutcome, ROSTER_HORIZON_DAYS};
 pub use export::ExportCursor;
-pub use gate::{Claim, Credential, IdempotentAnswer, IngestCatalogue};
+pub use gate::{local_credential_changes, Claim, Credential, IdempotentAnswer, IngestCatalogue, CREDENTIAL_CHANNEL};
 pub use invitations::{Invitation, OpenStage, RecordCorrection, ServiceRecord, UnratedStage, ATTRIBUTION_FIELDS};
 pub use notifications::Notification;
 pub use reach::OrderScope;
@@ -84,6 +84,20 @@ impl Store {
 
     /// Wraps an existing pool.
     pub fn from_pool(pool: PgPool) -> Self {
+        Store { pool }
+    }
+
+    /// A store of its own pool (`max_connections`, connected on first use) to the same
+    /// database whose sessions plan each prepared statement once (`plan_cache_mode =
+    /// force_generic_plan`): for statements run thousands of times a second whose best plan does
+    /// not depend on their parameters (the ingest gate's grouped claims), where PostgreSQL would
+    /// otherwise plan every execution anew.
+    pub fn with_generic_plans(&self, max_connections: u32) -> Store {
+        let opts = (*self.pool.connect_options()).clone().options([("plan_cache_mode", "force_generic_plan")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(opts);
         Store { pool }
     }
 

@@ -131,6 +131,10 @@ enum Command {
         /// Print the report as one JSON line (for `hcp bench`, which runs the load from its own process).
         #[arg(long)]
         json: bool,
+        /// Send single ratings with the channel keys in this JSON file (`{"devices": {device id:
+        /// key}, "channels": {channel: key}}`), as production clients do.
+        #[arg(long)]
+        keys: Option<std::path::PathBuf>,
     },
     /// Measure hcp against raw Kafka, PostgreSQL COPY and bare axum in one run.
     Bench(bench::BenchOptions),
@@ -181,7 +185,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Report { command } => report::run(&config, command).await,
         Command::Export { command } => export::run(&config, command).await,
         Command::Workorders { command } => workorders::run(&config, command).await,
-        Command::Loadgen { url, requests, concurrency, rate, path, batch, prefix, json } => {
+        Command::Loadgen { url, requests, concurrency, rate, path, batch, prefix, json, keys } => {
+            let keys = match keys {
+                Some(file) => Some(serde_json::from_slice(&std::fs::read(&file)?).context("reading --keys")?),
+                None => None,
+            };
             let opts = loadgen::LoadOptions {
                 url: format!("{}{path}", url.trim_end_matches('/')),
                 requests,
@@ -189,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 record_prefix: prefix.unwrap_or_else(|| format!("LOAD{}-", Utc::now().format("%Y%m%d%H%M%S"))),
                 batch,
+                keys,
             };
             let report = loadgen::run(&opts).await?;
             if json {
