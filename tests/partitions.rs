@@ -250,3 +250,37 @@ async fn archiving_the_current_month_or_a_recent_one_is_refused() {
     assert_eq!(count(&app, "SELECT count(*) FROM ratings").await, 1);
     assert!(!dir.exists(), "no file written");
 }
+
+/// A month with a work order still open is refused (an upheld appeal would need its rating);
+/// once the order is closed, the month is archived and the order stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_with_an_open_work_order_is_refused_until_it_closes() {
+    let app = TestApp::start().await;
+    let bad = rating_at("OPEN-1", 1, Utc.with_ymd_and_hms(2025, 5, 10, 2, 0, 0).unwrap());
+    app.store.apply_batch(&batch(&app, &[&bad]).await).await.unwrap();
+    app.store.ensure_rating_partitions(Utc::now(), hcp_store::MONTHS_AHEAD).await.unwrap();
+    sqlx::query(
+        "INSERT INTO work_orders (order_id, rating_id, state, basis, grade, opened_at, contact_due_at, rectify_due_at)
+         VALUES ($1, $2, 'opened', 'unassigned', 1, $3, $3, $3)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(bad.rating_id)
+    .bind(bad.received_at)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("hcp-open-{}", app.db_name));
+    let out = dir.to_str().unwrap();
+    let (ok, _, stderr) = app.run_hcp(&["ratings", "archive", "--before", "2025-06", "--out", out]);
+    assert!(!ok, "an open order holds the month back");
+    assert!(stderr.contains("2025-05: 1 个工单未办结") && stderr.contains("1 work orders still open"), "{stderr}");
+    assert_eq!(count(&app, "SELECT count(*) FROM ratings_p202505").await, 1);
+
+    sqlx::query("UPDATE work_orders SET state = 'closed', closed_at = now()").execute(app.store.pool()).await.unwrap();
+    let (ok, stdout, stderr) = app.run_hcp(&["ratings", "archive", "--before", "2025-06", "--out", out]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2025-05: 1"), "{stdout}");
+    assert_eq!(count(&app, "SELECT count(*) FROM pg_class WHERE relname = 'ratings_p202505'").await, 0);
+    assert_eq!(count(&app, "SELECT count(*) FROM work_orders").await, 1, "the order stays");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
