@@ -10,9 +10,10 @@
 //! anti-gaming, new-rating look-up) as if the batch being written were stored. On partition
 //! assignment the consumer seeks to the positions stored in PostgreSQL (Kafka's "offsets outside
 //! Kafka" pattern); committing to Kafka afterwards is only for lag tooling. A crash at any point
-//! therefore re-reads from the last saved positions: the ratings table's uniqueness turns every
+//! therefore re-reads from the last saved positions: the ratings' uniqueness (`rating_keys`) turns every
 //! re-read into a no-op for the counts, and ratings found stored from the very same records are
-//! published again.
+//! published again. Its task `partitions` creates the monthly partitions of `ratings` ahead
+//! ([`keep_partitions`]).
 //!
 //! It must not serve HTTP or decide domain rules; a record it cannot decode is kept as rejected
 //! (with the reason) and never stalls the partition.
@@ -21,9 +22,11 @@ mod backoff;
 mod directory;
 mod membership;
 mod metrics;
+mod partitions;
 mod pipeline;
 mod preparation;
 mod writer;
 
 pub use directory::AggregatorStats;
+pub use partitions::keep_partitions;
 pub use pipeline::{run, AggregatorConfig, AggregatorError};

@@ -2,7 +2,7 @@
 //! CSV. The mapping from the internal model is documented in `docs/export.md`.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::channel::Channel;
 use crate::time::beijing;
@@ -74,7 +74,7 @@ impl PfMap {
 }
 
 /// One rating as the national platform names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NationalRecord {
     /// 办件编号 (service record number).

@@ -275,13 +275,15 @@ impl Store {
             return Ok(Publishable::default());
         }
         let rows: Vec<(Uuid, bool)> = sqlx::query_as(
-            "SELECT t.id, EXISTS (SELECT 1 FROM ratings r WHERE r.rating_id = t.id AND r.source_topic = $7
-                                     AND r.source_partition = t.part AND r.source_offset = t.off)
+            "SELECT t.id, EXISTS (SELECT 1 FROM rating_keys k
+                                     JOIN ratings r ON r.rating_id = k.rating_id AND r.rated_at = k.rated_at
+                                    WHERE k.rating_id = t.id AND r.source_topic = $7
+                                      AND r.source_partition = t.part AND r.source_offset = t.off)
                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::int4[], $6::int8[])
                     AS t(id, rec, stage, assess, part, off)
-              WHERE EXISTS (SELECT 1 FROM ratings r WHERE r.rating_id = t.id)
-                 OR EXISTS (SELECT 1 FROM ratings r WHERE r.service_record_no = t.rec AND r.stage = t.stage
-                                                     AND r.assess_number = t.assess)",
+              WHERE EXISTS (SELECT 1 FROM rating_keys k WHERE k.rating_id = t.id)
+                 OR EXISTS (SELECT 1 FROM rating_keys k WHERE k.service_record_no = t.rec AND k.stage = t.stage
+                                                         AND k.assess_number = t.assess)",
         )
         .bind(ratings.iter().map(|r| r.event.rating_id).collect::<Vec<_>>())
         .bind(ratings.iter().map(|r| r.event.service_record_no.as_str()).collect::<Vec<_>>())
@@ -358,8 +360,8 @@ impl Store {
             let rows = sqlx::query(
                 "UPDATE ratings r SET superseded_by = f.id
                    FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS f(rec, stage, id)
-                  WHERE r.service_record_no = f.rec AND r.stage = f.stage
-                    AND r.assess_number = 1 AND r.superseded_by IS NULL
+                   JOIN rating_keys k ON k.service_record_no = f.rec AND k.stage = f.stage AND k.assess_number = 1
+                  WHERE r.rating_id = k.rating_id AND r.rated_at = k.rated_at AND r.superseded_by IS NULL
               RETURNING r.rating_id, r.grade, r.rated_at, r.agg_scopes, r.tags, r.dimensions, r.dim_scopes,
                         r.excluded_at IS NOT NULL AS excluded",
             )
@@ -380,22 +382,22 @@ impl Store {
             outcome.replaced = rows.len();
         }
         // A new first rating whose follow-up is already stored is superseded on arrival.
-        let firsts: Vec<Uuid> = by_id
+        let firsts: Vec<&RatingSubmitted> = by_id
             .values()
             .map(|r| &r.event)
             .filter(|e| e.assess_number.value() == 1 && !not_counted.contains(&e.rating_id))
-            .map(|e| e.rating_id)
             .collect();
         if !firsts.is_empty() {
             let late: Vec<Uuid> = sqlx::query_scalar(
                 "UPDATE ratings r SET superseded_by = f.rating_id
-                   FROM ratings f
-                  WHERE r.rating_id = ANY($1) AND r.superseded_by IS NULL
+                   FROM UNNEST($1::uuid[], $2::timestamptz[]) AS n(id, at), rating_keys f
+                  WHERE r.rating_id = n.id AND r.rated_at = n.at AND r.superseded_by IS NULL
                     AND f.service_record_no = r.service_record_no AND f.stage = r.stage
                     AND f.assess_number = 2
               RETURNING r.rating_id",
             )
-            .bind(&firsts)
+            .bind(firsts.iter().map(|e| e.rating_id).collect::<Vec<_>>())
+            .bind(firsts.iter().map(|e| e.rated_at).collect::<Vec<_>>())
             .fetch_all(&mut *tx)
             .await?;
             outcome.replaced += late.len();
@@ -528,30 +530,41 @@ async fn insert_ratings(
         .map(|r| r.event.rater.as_ref().map(|x| serde_json::to_string(x).expect("raters serialize")))
         .collect();
     let on_conflict = if conflicts == Conflicts::Skip { "ON CONFLICT DO NOTHING" } else { "" };
+    // The uniqueness lives in `rating_keys` (`ratings` is partitioned by month, migration 26):
+    // the keys are inserted first, in batch order, and only the ratings whose key went in are
+    // stored (the first of a rating read twice in one batch), so a rating whose id or slot is
+    // taken inserts nothing, as the unique constraints of one table used to decide.
     let sql = format!(
-        "INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel,
+        "WITH t AS (
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
+                                  $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[],
+                                  $17::int4[], $18::int8[], $20::text[], $21::text[], $22::text[], $23::text[],
+                                  $24::text[], $25::text[], $26::text[], $27::int8[], $28::text[], $29::text[],
+                                  $30::text[], $31::text[]) WITH ORDINALITY
+                 AS t(id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
+                      tags, comment, rated, received, part, off, a_dept, a_hall, a_win, a_staff,
+                      a_json, a_flags, a_scopes, a_version, rater, integrity, dims, d_scopes, ord)),
+              k AS (
+             INSERT INTO rating_keys (rating_id, service_record_no, stage, assess_number, rated_at)
+             SELECT id, rec, stage, assess, rated FROM t ORDER BY ord
+             {on_conflict}
+             RETURNING rating_id)
+         INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel,
                               service_item_code, department_id, hall_id, window_id, staff_id, device_id,
                               grade, tags, comment, rated_at, received_at,
                               source_topic, source_partition, source_offset,
                               attr_department_id, attr_hall_id, attr_window_id, attr_staff_id,
                               attribution, attribution_flags, agg_scopes, directory_version, attributed_at,
                               rater, integrity_flags, dimensions, dim_scopes)
-         SELECT id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
+         SELECT DISTINCT ON (id) id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
                 string_to_array(tags, ','), comment, rated, received, $19, part, off,
                 a_dept, a_hall, a_win, a_staff, a_json::jsonb, string_to_array(a_flags, E'\\x1f'),
                 string_to_array(a_scopes, E'\\x1f'), a_version, now(), rater::jsonb,
                 COALESCE(string_to_array(NULLIF(integrity, ''), ','), '{{}}'), dims::jsonb,
                 COALESCE(string_to_array(NULLIF(d_scopes, ''), E'\\x1f'), '{{}}')
-           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[],
-                       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
-                       $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[],
-                       $17::int4[], $18::int8[], $20::text[], $21::text[], $22::text[], $23::text[],
-                       $24::text[], $25::text[], $26::text[], $27::int8[], $28::text[], $29::text[],
-                       $30::text[], $31::text[])
-                AS t(id, rec, stage, assess, channel, item, dept, hall, win, staff, dev, grade,
-                     tags, comment, rated, received, part, off, a_dept, a_hall, a_win, a_staff,
-                     a_json, a_flags, a_scopes, a_version, rater, integrity, dims, d_scopes)
-         {on_conflict}
+           FROM t WHERE id IN (SELECT rating_id FROM k)
+          ORDER BY id, ord
          RETURNING rating_id"
     );
     let inserted: Vec<Uuid> = sqlx::query_scalar(&sql)

@@ -7,7 +7,8 @@
 //! the batch transaction; actions, audit log and event outbox, appeal exclusions, the overdue sweep,
 //! callback invitations, notifications, deadline policies), the SMS queue (leases, outcomes,
 //! receipts, per-number counts, opt-outs: digests only), operator accounts, and the aggregate
-//! reads behind the stats API.
+//! reads behind the stats API, and the monthly partitions of `ratings` (created ahead, old months
+//! archived and dropped: `partitions`; the uniqueness of a rating lives in `rating_keys`).
 //!
 //! It must not talk to Kafka or HTTP and must not decide domain rules: what counts where comes
 //! from `hcp-domain` (for example [`hcp_domain::Rollup`]); this crate only makes it durable.
@@ -24,6 +25,7 @@ mod export;
 mod gate;
 mod invitations;
 mod notifications;
+mod partitions;
 mod reach;
 mod read;
 mod records;
@@ -47,6 +49,7 @@ pub use export::ExportCursor;
 pub use gate::{local_credential_changes, Claim, Credential, IdempotentAnswer, IngestCatalogue, CREDENTIAL_CHANNEL};
 pub use invitations::{Invitation, OpenStage, RecordCorrection, ServiceRecord, UnratedStage, ATTRIBUTION_FIELDS};
 pub use notifications::Notification;
+pub use partitions::{partition_month, partition_name, Archive, ArchiveBlockers, DEFAULT_PARTITION, MONTHS_AHEAD};
 pub use reach::OrderScope;
 pub use read::{AggregateQuery, RankingQuery};
 pub use records::RatingRecord;

@@ -1,5 +1,8 @@
 //! Reads for the monthly performance report: per unit, the month's grade counts (aggregates) and
-//! how its work orders went.
+//! how its work orders went. Work orders are read with their rating when it is still stored
+//! (`LEFT JOIN`): once a month's ratings are archived (`hcp ratings archive`), its orders still
+//! count for departments, regions and the staff they name, while figures that need the rating
+//! itself (a hall's orders, a process review's text) no longer have it (docs/retention.md).
 
 use std::collections::HashMap;
 
@@ -67,7 +70,7 @@ impl Store {
                        count(*) FILTER (WHERE o.rectified_at IS NULL AND o.state NOT IN ('closed', 'appeal_upheld')
                                           AND o.rectify_due_at < $5) AS overdue,
                        count(*) FILTER (WHERE o.state = 'appeal_upheld') AS upheld
-                  FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id {regions}
+                  FROM work_orders o LEFT JOIN ratings r ON r.rating_id = o.rating_id {regions}
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {unit} IS NOT NULL
                  GROUP BY 1),
              vc AS (
@@ -76,7 +79,7 @@ impl Store {
                        count(*) FILTER (WHERE o.founded AND o.cause = 'process') AS v_process,
                        count(*) FILTER (WHERE o.founded AND o.cause = 'platform') AS v_platform,
                        count(*) FILTER (WHERE NOT o.founded) AS v_unfounded
-                  FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id {regions}
+                  FROM work_orders o LEFT JOIN ratings r ON r.rating_id = o.rating_id {regions}
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {judged} IS NOT NULL AND o.founded IS NOT NULL
                  GROUP BY 1),
              units AS (SELECT agg.id FROM agg UNION SELECT wo.id FROM wo UNION SELECT vc.id FROM vc)
@@ -183,7 +186,7 @@ impl Store {
                     COALESCE((SELECT string_agg(a.note, ';' ORDER BY a.id) FROM accountability_actions a
                                WHERE a.order_id = o.order_id AND a.kind = 'process_review'), '') AS reviews
                FROM work_orders o
-               JOIN ratings r ON r.rating_id = o.rating_id
+               LEFT JOIN ratings r ON r.rating_id = o.rating_id
                LEFT JOIN departments d ON d.id = o.department_id
                LEFT JOIN service_items i ON i.code = r.service_item_code
               WHERE o.founded AND o.cause = 'process' AND o.department_id IS NOT NULL
@@ -255,7 +258,7 @@ impl Store {
                     count(*) FILTER (WHERE o.founded AND o.cause = 'process'),
                     count(*) FILTER (WHERE o.founded AND o.cause = 'platform'),
                     count(*) FILTER (WHERE NOT o.founded)
-               FROM work_orders o JOIN ratings r ON r.rating_id = o.rating_id {regions}
+               FROM work_orders o LEFT JOIN ratings r ON r.rating_id = o.rating_id {regions}
               WHERE o.opened_at >= $1 AND o.opened_at < $2 AND o.founded IS NOT NULL AND {judged} = ANY($3)
               GROUP BY 1"
         ))

@@ -896,12 +896,18 @@ async fn probe(
 /// had been rated in every hour of it (the most rollup rows a year can leave, however many
 /// ratings it had): the board reads rollups only, so these, not `n`, are what it must cope with.
 async fn insert_history(store: &hcp_store::Store, n: u64) -> anyhow::Result<()> {
+    // The history's months get their partitions first, so its rows go straight to them.
+    let now = chrono::Utc::now();
+    let first = hcp_domain::time::Month::of(now - chrono::Duration::days(401));
+    store.ensure_rating_partitions_since(first, now, hcp_store::MONTHS_AHEAD).await?;
     let chunk = 1_000_000u64;
     let mut done = 0u64;
     while done < n {
         let upto = (done + chunk).min(n);
+        // Each with its key, as the aggregator stores a rating.
         sqlx::query(
-            "INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel, grade, tags, rated_at,
+            "WITH r AS (
+             INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel, grade, tags, rated_at,
                                   received_at, source_topic, source_partition, source_offset, agg_scopes)
              SELECT gen_random_uuid(), 'HIST-' || g, 'acceptance', 1,
                     (ARRAY['window_evaluator','app','web','qr_code'])[1 + g % 4], 1 + g % 5,
@@ -909,7 +915,10 @@ async fn insert_history(store: &hcp_store::Store, n: u64) -> anyhow::Result<()> 
                     now() - interval '35 days' - (g % 365) * interval '1 day' - (g % 86400) * interval '1 second',
                     now() - interval '35 days' - (g % 365) * interval '1 day',
                     'history', 0, g, ARRAY['all:all', 'region:449900']
-               FROM generate_series($1::int8, $2::int8) g",
+               FROM generate_series($1::int8, $2::int8) g
+             RETURNING rating_id, service_record_no, stage, assess_number, rated_at)
+             INSERT INTO rating_keys (rating_id, service_record_no, stage, assess_number, rated_at)
+             SELECT * FROM r",
         )
         .bind(done as i64 + 1)
         .bind(upto as i64)

@@ -9,6 +9,7 @@ mod directory;
 mod dlq;
 mod export;
 mod production;
+mod ratings;
 mod report;
 mod seed;
 mod topics;
@@ -95,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         command: export::ExportCommand,
     },
+    /// Stored ratings: archive whole old months (docs/retention.md).
+    Ratings {
+        #[command(subcommand)]
+        command: ratings::RatingsCommand,
+    },
     /// Performance reports.
     Report {
         #[command(subcommand)]
@@ -166,7 +172,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let store = Store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
             store.migrate().await?;
+            let created = store
+                .ensure_rating_partitions(Utc::now(), hcp_store::MONTHS_AHEAD)
+                .await
+                .context("creating the monthly ratings partitions")?;
             println!("migrations applied");
+            for month in created {
+                println!("ratings partition of {month} created");
+            }
             Ok(())
         }
         Command::Topics { command } => topics::run(&config, command).await,
@@ -183,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Credential { command } => credentials::run(&config, command).await,
         Command::Dlq { command } => dlq::run(&config, command).await,
         Command::Report { command } => report::run(&config, command).await,
+        Command::Ratings { command } => ratings::run(&config, command).await,
         Command::Export { command } => export::run(&config, command).await,
         Command::Workorders { command } => workorders::run(&config, command).await,
         Command::Loadgen { url, requests, concurrency, rate, path, batch, prefix, json, keys } => {

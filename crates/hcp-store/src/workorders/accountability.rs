@@ -114,7 +114,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "SELECT o.state, o.founded, o.cause, o.department_id, COALESCE(o.staff_id, r.attr_staff_id) AS staff_id
-               FROM work_orders o JOIN ratings r USING (rating_id)
+               FROM work_orders o LEFT JOIN ratings r USING (rating_id) -- none once its month is archived
               WHERE o.order_id = $1 AND {scope_sql} FOR UPDATE OF o"
         ))
         .bind(order_id)
