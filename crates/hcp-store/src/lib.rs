@@ -80,7 +80,7 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.application_name("hcp"))
+            .connect_with(session_options(opts))
             .await?;
         Ok(Store { pool })
     }
@@ -132,11 +132,18 @@ pub async fn create_fresh_database(url: &str, name: &str, max_connections: u32) 
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(opts.database(name).application_name("hcp"))
+        .connect_with(session_options(opts.database(name)))
         .await?;
     let store = Store { pool };
     store.migrate().await.map_err(|e| Error::Migrate(Box::new(e)))?;
     Ok(store)
+}
+
+/// What every hcp session runs with: its name, and PostgreSQL's JIT compiler off. hcp's statements
+/// are many and short; a look-up whose cost estimate crossed `jit_above_cost` over 5.4 M stored
+/// ratings spent 1.3 s of its 1.5 s compiling (0.16 s without), once per batch.
+fn session_options(opts: PgConnectOptions) -> PgConnectOptions {
+    opts.application_name("hcp").options([("jit", "off")])
 }
 
 /// Database names we create are plain identifiers, so quoting them is safe.

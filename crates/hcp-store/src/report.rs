@@ -56,6 +56,13 @@ impl Store {
         };
         let regions =
             if level == ReportLevel::Region { "CROSS JOIN LATERAL unnest(o.region_path) AS reg(code)" } else { "" };
+        // Only the hall and staff levels read the rating (its attributed hall and staff): the
+        // others count the orders alone, without joining them to every month of `ratings` (a
+        // look-up by rating id alone reads each month's partition).
+        let ratings = match level {
+            ReportLevel::Hall | ReportLevel::Staff => "LEFT JOIN ratings r ON r.rating_id = o.rating_id",
+            ReportLevel::Region | ReportLevel::Department => "",
+        };
         let sql = format!(
             "WITH agg AS (
                 SELECT scope_id AS id, SUM(n1)::int8 AS n1, SUM(n2)::int8 AS n2, SUM(n3)::int8 AS n3,
@@ -70,7 +77,7 @@ impl Store {
                        count(*) FILTER (WHERE o.rectified_at IS NULL AND o.state NOT IN ('closed', 'appeal_upheld')
                                           AND o.rectify_due_at < $5) AS overdue,
                        count(*) FILTER (WHERE o.state = 'appeal_upheld') AS upheld
-                  FROM work_orders o LEFT JOIN ratings r ON r.rating_id = o.rating_id {regions}
+                  FROM work_orders o {ratings} {regions}
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {unit} IS NOT NULL
                  GROUP BY 1),
              vc AS (
@@ -79,7 +86,7 @@ impl Store {
                        count(*) FILTER (WHERE o.founded AND o.cause = 'process') AS v_process,
                        count(*) FILTER (WHERE o.founded AND o.cause = 'platform') AS v_platform,
                        count(*) FILTER (WHERE NOT o.founded) AS v_unfounded
-                  FROM work_orders o LEFT JOIN ratings r ON r.rating_id = o.rating_id {regions}
+                  FROM work_orders o {ratings} {regions}
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {judged} IS NOT NULL AND o.founded IS NOT NULL
                  GROUP BY 1),
              units AS (SELECT agg.id FROM agg UNION SELECT wo.id FROM wo UNION SELECT vc.id FROM vc)
@@ -252,13 +259,15 @@ impl Store {
             _ => return Ok(None),
         };
         let regions = if scope == Scope::Region { "CROSS JOIN LATERAL unnest(o.region_path) AS reg(code)" } else { "" };
+        // Departments and regions are the order's own: no need to read every month of `ratings`.
+        let ratings = if judged.contains("r.") { "LEFT JOIN ratings r ON r.rating_id = o.rating_id" } else { "" };
         let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(&format!(
             "SELECT {judged} AS id,
                     count(*) FILTER (WHERE o.founded AND o.cause = 'conduct'),
                     count(*) FILTER (WHERE o.founded AND o.cause = 'process'),
                     count(*) FILTER (WHERE o.founded AND o.cause = 'platform'),
                     count(*) FILTER (WHERE NOT o.founded)
-               FROM work_orders o LEFT JOIN ratings r ON r.rating_id = o.rating_id {regions}
+               FROM work_orders o {ratings} {regions}
               WHERE o.opened_at >= $1 AND o.opened_at < $2 AND o.founded IS NOT NULL AND {judged} = ANY($3)
               GROUP BY 1"
         ))
