@@ -775,6 +775,23 @@ async fn a_device_rates_only_its_own_window_or_hall_and_only_known_tags() {
     );
 }
 
+/// Runs `sql` with `key_id` as `$1`, straight in the database (as another replica or an operator
+/// in psql would: this process's own store does not see it happen).
+async fn change_elsewhere(app: &TestApp, sql: &str, key_id: &str) {
+    sqlx::query(sql).bind(key_id).execute(app.store.pool()).await.unwrap();
+}
+
+/// Posts fresh online ratings with `key` until one is answered `status`, for at most `timeout`.
+async fn until_answered(app: &TestApp, key: &str, status: u16, timeout: Duration, what: &str) {
+    let n = &std::sync::atomic::AtomicU64::new(0);
+    wait_until(timeout, what, || async move {
+        let record = format!("U-{}-{}", uuid::Uuid::now_v7(), n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let body = json!({"stage": "online", "service_record_no": record, "grade": 5});
+        post(app, Some(key), None, "/api/v1/ratings", &body).await.0 == status
+    })
+    .await;
+}
+
 /// Ingest keeps keys in memory; a change made elsewhere (another replica's admin API, an operator
 /// in psql) reaches it through PostgreSQL's notification, and a lost listener connection forgets
 /// everything kept, so neither a revocation nor a new limit waits for a cache lifetime.
@@ -788,57 +805,24 @@ async fn a_key_kept_in_memory_is_dropped_when_it_changes_elsewhere_or_the_listen
         assert_eq!(post(&app, Some(key), None, "/api/v1/ratings", &rating(n)).await.0, 202);
     }
 
-    // Revoked by another process (straight in the database: this process's own store did not
-    // change it, so only the notification can tell its cache).
-    sqlx::query("UPDATE credentials SET revoked_at = now() WHERE key_id = $1")
-        .bind(&app_id)
-        .execute(app.store.pool())
-        .await
-        .unwrap();
+    // Revoked by another process: only the notification can tell this one's cache.
+    change_elsewhere(&app, "UPDATE credentials SET revoked_at = now() WHERE key_id = $1", &app_id).await;
     let revoked_at = std::time::Instant::now();
-    let mut n = 10;
-    wait_until(Duration::from_secs(2), "the revocation honoured", || {
-        n += 1;
-        let body = rating(&format!("C-{n}"));
-        let app = &app;
-        let key = &app_key;
-        async move { post(app, Some(key), None, "/api/v1/ratings", &body).await.0 == 401 }
-    })
-    .await;
+    until_answered(&app, &app_key, 401, Duration::from_secs(2), "the revocation honoured").await;
     assert!(revoked_at.elapsed() < Duration::from_secs(1), "honoured in {:?}", revoked_at.elapsed());
 
     // A limit set elsewhere holds at once too: one request a second, so of two at once one is 429.
-    sqlx::query("UPDATE credentials SET rate_limit = 1 WHERE key_id = $1")
-        .bind(&web_id)
-        .execute(app.store.pool())
-        .await
-        .unwrap();
-    wait_until(Duration::from_secs(2), "the new limit applied", || {
-        n += 2;
-        let (a, b) = (rating(&format!("C-{n}")), rating(&format!("C-{}", n + 1)));
-        let app = &app;
-        let key = &web_key;
-        async move {
-            let first = post(app, Some(key), None, "/api/v1/ratings", &a).await.0;
-            let second = post(app, Some(key), None, "/api/v1/ratings", &b).await.0;
-            first == 429 || second == 429
-        }
+    change_elsewhere(&app, "UPDATE credentials SET rate_limit = 1 WHERE key_id = $1", &web_id).await;
+    let (n, app_ref, web) = (&std::sync::atomic::AtomicU64::new(10), &app, &web_key);
+    wait_until(Duration::from_secs(2), "the new limit applied", || async move {
+        let next = || rating(&format!("C-{}", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let first = post(app_ref, Some(web), None, "/api/v1/ratings", &next()).await.0;
+        let second = post(app_ref, Some(web), None, "/api/v1/ratings", &next()).await.0;
+        first == 429 || second == 429
     })
     .await;
-    sqlx::query("UPDATE credentials SET rate_limit = NULL WHERE key_id = $1")
-        .bind(&web_id)
-        .execute(app.store.pool())
-        .await
-        .unwrap();
-
-    wait_until(Duration::from_secs(3), "the web key accepted (and kept) again", || {
-        n += 1;
-        let body = rating(&format!("C-{n}"));
-        let app = &app;
-        let key = &web_key;
-        async move { post(app, Some(key), None, "/api/v1/ratings", &body).await.0 == 202 }
-    })
-    .await;
+    change_elsewhere(&app, "UPDATE credentials SET rate_limit = NULL WHERE key_id = $1", &web_id).await;
+    until_answered(&app, &web_key, 202, Duration::from_secs(3), "the web key accepted (and kept) again").await;
 
     // The listener's connection is cut, and the key revoked while nobody listens: the lost
     // notification is made up for by forgetting every kept key on reconnection.
@@ -850,19 +834,9 @@ async fn a_key_kept_in_memory_is_dropped_when_it_changes_elsewhere_or_the_listen
     .await
     .unwrap();
     assert!(!cut.is_empty(), "the credential listener's connection was found");
-    sqlx::query("UPDATE credentials SET revoked_at = now() WHERE key_id = $1")
-        .bind(&web_id)
-        .execute(app.store.pool())
-        .await
-        .unwrap();
-    wait_until(Duration::from_secs(5), "the revocation made while nobody listened honoured", || {
-        n += 1;
-        let body = rating(&format!("C-{n}"));
-        let app = &app;
-        let key = &web_key;
-        async move { post(app, Some(key), None, "/api/v1/ratings", &body).await.0 == 401 }
-    })
-    .await;
+    change_elsewhere(&app, "UPDATE credentials SET revoked_at = now() WHERE key_id = $1", &web_id).await;
+    until_answered(&app, &web_key, 401, Duration::from_secs(5), "the revocation made while nobody listened honoured")
+        .await;
 }
 
 /// A claim that waits for a concurrent insert of the same key (committed after the claim's

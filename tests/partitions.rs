@@ -8,20 +8,6 @@ use chrono::{DateTime, TimeZone, Utc};
 use hcp_domain::time::Month;
 use hcp_tests::{wait_until, TestApp};
 
-/// A valid online rating of `record` rated (and received) at `at`.
-fn rating_at(record: &str, grade: i64, at: DateTime<Utc>) -> hcp_domain::RatingSubmitted {
-    hcp_domain::RatingInput {
-        channel: Some("app".into()),
-        stage: Some("online".into()),
-        service_record_no: Some(record.into()),
-        grade: Some(grade),
-        comment: (grade <= 2).then(|| "办理太慢".into()),
-        ..Default::default()
-    }
-    .validate(uuid::Uuid::now_v7(), at)
-    .unwrap()
-}
-
 /// A batch of `events` as the store takes it, read from partition 0 in order, attributed against
 /// the (empty) directory, so that each counts in the province's rollups.
 async fn batch(app: &TestApp, events: &[&hcp_domain::RatingSubmitted]) -> hcp_store::Batch {
@@ -116,8 +102,8 @@ async fn partitions_exist_from_last_month_to_three_ahead_and_the_binary_recreate
 async fn ratings_land_in_their_month_and_duplicates_are_still_refused() {
     let app = TestApp::start().await;
     let old_at = Utc.with_ymd_and_hms(2025, 2, 28, 16, 30, 0).unwrap(); // 2025-03-01 00:30 in Beijing
-    let old = rating_at("PART-OLD", 4, old_at);
-    let now = rating_at("PART-NOW", 5, Utc::now());
+    let old = hcp_tests::online_rating_at("PART-OLD", 4, old_at);
+    let now = hcp_tests::online_rating_at("PART-NOW", 5, Utc::now());
     let outcome = app.store.apply_batch(&batch(&app, &[&old, &now]).await).await.unwrap();
     assert_eq!((outcome.inserted, outcome.duplicates), (2, 0));
     assert_eq!(app.store.rating_partition_of(old.rating_id).await.unwrap().as_deref(), Some("ratings_default"));
@@ -132,12 +118,12 @@ async fn ratings_land_in_their_month_and_duplicates_are_still_refused() {
 
     let before = rollups(&app).await;
     // Redelivered, and a second rating of a taken slot (in the old month and in this one).
-    let taken_old = rating_at("PART-OLD", 1, old_at + chrono::Duration::hours(1));
-    let taken_now = rating_at("PART-NOW", 2, Utc::now());
+    let taken_old = hcp_tests::online_rating_at("PART-OLD", 1, old_at + chrono::Duration::hours(1));
+    let taken_now = hcp_tests::online_rating_at("PART-NOW", 2, Utc::now());
     let outcome = app.store.apply_batch(&batch(&app, &[&old, &now, &taken_old, &taken_now]).await).await.unwrap();
     assert_eq!((outcome.inserted, outcome.duplicates, outcome.aggregate_rows), (0, 4, 0));
     // Twice within one batch: stored once.
-    let twice = rating_at("PART-TWICE", 3, Utc::now());
+    let twice = hcp_tests::online_rating_at("PART-TWICE", 3, Utc::now());
     let outcome = app.store.apply_batch(&batch(&app, &[&twice, &twice]).await).await.unwrap();
     assert_eq!((outcome.inserted, outcome.duplicates), (1, 1));
     assert_eq!(count(&app, "SELECT count(*) FROM ratings").await, 3);
@@ -153,10 +139,10 @@ async fn ratings_land_in_their_month_and_duplicates_are_still_refused() {
 async fn archive_writes_the_month_drops_its_partition_and_keeps_the_counts() {
     let app = TestApp::start().await;
     let march = |day, hour| Utc.with_ymd_and_hms(2025, 3, day, hour, 0, 0).unwrap();
-    let a = rating_at("ARCH-A", 5, march(3, 2));
-    let b = rating_at("ARCH-B", 3, march(15, 8));
-    let c = rating_at("ARCH-C", 4, march(31, 15)); // 23:00 on the 31st in Beijing
-    let april = rating_at("ARCH-APRIL", 5, march(31, 16)); // 2025-04-01 00:00 in Beijing
+    let a = hcp_tests::online_rating_at("ARCH-A", 5, march(3, 2));
+    let b = hcp_tests::online_rating_at("ARCH-B", 3, march(15, 8));
+    let c = hcp_tests::online_rating_at("ARCH-C", 4, march(31, 15)); // 23:00 on the 31st in Beijing
+    let april = hcp_tests::online_rating_at("ARCH-APRIL", 5, march(31, 16)); // 2025-04-01 00:00 in Beijing
     let outcome = app.store.apply_batch(&batch(&app, &[&a, &b, &c, &april]).await).await.unwrap();
     assert_eq!(outcome.inserted, 4);
     app.store.ensure_rating_partitions(Utc::now(), hcp_store::MONTHS_AHEAD).await.unwrap();
@@ -192,7 +178,7 @@ async fn archive_writes_the_month_drops_its_partition_and_keeps_the_counts() {
     assert_eq!(rollups(&app).await, before);
 
     // A redelivered archived rating, or another of its slot, is not stored or counted again.
-    let taken = rating_at("ARCH-B", 1, march(20, 3));
+    let taken = hcp_tests::online_rating_at("ARCH-B", 1, march(20, 3));
     let outcome = app.store.apply_batch(&batch(&app, &[&a, &b, &taken]).await).await.unwrap();
     assert_eq!((outcome.inserted, outcome.duplicates, outcome.aggregate_rows), (0, 3, 0));
     assert_eq!(count(&app, "SELECT count(*) FROM ratings_default").await, 0);
@@ -226,7 +212,7 @@ async fn archive_writes_the_month_drops_its_partition_and_keeps_the_counts() {
 async fn archiving_the_current_month_or_a_recent_one_is_refused() {
     let app = TestApp::start().await;
     let now = Utc::now();
-    let rated = rating_at("REFUSE-NOW", 4, now);
+    let rated = hcp_tests::online_rating_at("REFUSE-NOW", 4, now);
     app.store.apply_batch(&batch(&app, &[&rated]).await).await.unwrap();
     let months_before = app.store.rating_partition_months().await.unwrap();
     let dir = std::env::temp_dir().join(format!("hcp-refused-{}", app.db_name));
@@ -256,7 +242,7 @@ async fn archiving_the_current_month_or_a_recent_one_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_month_with_an_open_work_order_is_refused_until_it_closes() {
     let app = TestApp::start().await;
-    let bad = rating_at("OPEN-1", 1, Utc.with_ymd_and_hms(2025, 5, 10, 2, 0, 0).unwrap());
+    let bad = hcp_tests::online_rating_at("OPEN-1", 1, Utc.with_ymd_and_hms(2025, 5, 10, 2, 0, 0).unwrap());
     app.store.apply_batch(&batch(&app, &[&bad]).await).await.unwrap();
     app.store.ensure_rating_partitions(Utc::now(), hcp_store::MONTHS_AHEAD).await.unwrap();
     sqlx::query(

@@ -668,18 +668,9 @@ async fn rows_committed_without_positions_are_published_on_the_next_read() {
     app.stop_aggregator().await;
 }
 
-/// A valid online rating of `record` (a bad one with the comment it needs).
+/// A valid online rating of `record` received now (a bad one with the comment it needs).
 fn online_rating(record: &str, grade: i64) -> hcp_domain::RatingSubmitted {
-    hcp_domain::RatingInput {
-        channel: Some("app".into()),
-        stage: Some("online".into()),
-        service_record_no: Some(record.into()),
-        grade: Some(grade),
-        comment: (grade <= 2).then(|| "办理太慢".into()),
-        ..Default::default()
-    }
-    .validate(uuid::Uuid::now_v7(), Utc::now())
-    .unwrap()
+    hcp_tests::online_rating_at(record, grade, Utc::now())
 }
 
 /// A batch of `events` as the store takes it, read from partition 0 in order, not attributed.

@@ -60,6 +60,21 @@ where
     }
 }
 
+/// A valid online rating of `record` rated (and received) at `at` (a bad one with the comment it
+/// needs), as ingest would publish it.
+pub fn online_rating_at(record: &str, grade: i64, at: chrono::DateTime<chrono::Utc>) -> hcp_domain::RatingSubmitted {
+    hcp_domain::RatingInput {
+        channel: Some("app".into()),
+        stage: Some("online".into()),
+        service_record_no: Some(record.into()),
+        grade: Some(grade),
+        comment: (grade <= 2).then(|| "办理太慢".into()),
+        ..Default::default()
+    }
+    .validate(uuid::Uuid::now_v7(), at)
+    .expect("a valid online rating")
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
