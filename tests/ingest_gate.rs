@@ -867,7 +867,7 @@ async fn a_claim_racing_a_concurrent_insert_of_its_key_names_the_holder() {
         async move {
             let waiting: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO rating_claims%'",
+                  WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%hcp_claim_ratings%'",
             )
             .fetch_one(&pool)
             .await

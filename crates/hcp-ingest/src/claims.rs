@@ -88,11 +88,8 @@ impl std::fmt::Debug for ClaimQueue {
 }
 
 impl ClaimQueue {
-    /// Starts the workers (on the current tokio runtime), on a pool of their own whose sessions
-    /// plan the claim statements once instead of at every group (the profile showed PostgreSQL
-    /// spending a third of its time planning them).
+    /// Starts the workers (on the current tokio runtime).
     pub fn start(store: Store, takeover_after: Duration) -> ClaimQueue {
-        let store = store.with_generic_plans(WORKERS as u32);
         let (jobs, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(GroupStats::default());

@@ -8,6 +8,8 @@
 //! listener could have missed:
 //! - while the listener is not connected (before its first connection, after a loss), every
 //!   look-up reads the database and nothing is kept;
+//! - a connected listener is trusted only once a ping it sent itself came back: behind a
+//!   transaction-pooling PgBouncer notifications do not reach it, and then nothing is kept;
 //! - a look-up that began before a change was announced does not keep what it read (a
 //!   generation counter, bumped by every notification and every loss);
 //! - a change committed through this process's own store (a revocation, a new rate limit)
@@ -164,6 +166,24 @@ async fn listen(store: Store, cache: Weak<Inner>, stop: CancellationToken) {
             }
         };
         delay = Duration::from_millis(100);
+        // Notifications must be seen to arrive before anything is kept: behind a
+        // transaction-pooling PgBouncer the LISTEN session is not this listener's to keep, and a
+        // revocation would then wait for `MAX_AGE`. A ping of its own must come back.
+        match ping(&store, &mut listener, &cache, &stop).await {
+            Ping::Back => {}
+            Ping::Stop => return,
+            Ping::Lost => continue,
+            Ping::Silent => {
+                tracing::warn!(
+                    "credential notifications do not reach this process (a transaction-pooling PgBouncer between \
+                     it and PostgreSQL?): every key is read from the database; checking again in a minute"
+                );
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => continue,
+                }
+            }
+        }
         {
             let Some(inner) = cache.upgrade() else { return };
             // Whatever was kept before this connection may predate a missed notification.
@@ -177,6 +197,7 @@ async fn listen(store: Store, cache: Weak<Inner>, stop: CancellationToken) {
             };
             let Some(inner) = cache.upgrade() else { return };
             match got {
+                Ok(Some(n)) if n.payload().starts_with(PING) => {}
                 Ok(Some(n)) if n.payload() == "*" => forget(&inner, None),
                 Ok(Some(n)) => forget(&inner, Some(n.payload())),
                 Ok(None) | Err(_) => {
@@ -186,6 +207,53 @@ async fn listen(store: Store, cache: Weak<Inner>, stop: CancellationToken) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// The payload prefix of a listener's own check (never a key id: key ids are hex).
+const PING: &str = "ping:";
+
+/// How a listener's check went.
+enum Ping {
+    /// Its own notification came back: notifications reach it.
+    Back,
+    /// None came back within two seconds.
+    Silent,
+    /// The connection was lost meanwhile.
+    Lost,
+    /// The cache was dropped or the process is stopping.
+    Stop,
+}
+
+/// Sends a ping on the credential channel through the store's pool and waits up to two seconds
+/// for it on `listener` (notifications that arrive meanwhile are acted on).
+async fn ping(
+    store: &Store,
+    listener: &mut sqlx::postgres::PgListener,
+    cache: &Weak<Inner>,
+    stop: &CancellationToken,
+) -> Ping {
+    let payload = format!("{PING}{}", uuid::Uuid::now_v7());
+    if let Err(e) = store.notify_credentials(&payload).await {
+        tracing::warn!(error = %e, "credential listener check not sent");
+        return Ping::Lost;
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(2));
+    tokio::pin!(deadline);
+    loop {
+        let got = tokio::select! {
+            _ = stop.cancelled() => return Ping::Stop,
+            _ = &mut deadline => return Ping::Silent,
+            got = listener.try_recv() => got,
+        };
+        let Some(inner) = cache.upgrade() else { return Ping::Stop };
+        match got {
+            Ok(Some(n)) if n.payload() == payload => return Ping::Back,
+            Ok(Some(n)) if n.payload().starts_with(PING) => {}
+            Ok(Some(n)) if n.payload() == "*" => forget(&inner, None),
+            Ok(Some(n)) => forget(&inner, Some(n.payload())),
+            Ok(None) | Err(_) => return Ping::Lost,
         }
     }
 }

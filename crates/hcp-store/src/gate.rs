@@ -185,6 +185,12 @@ impl Store {
         Ok(listener)
     }
 
+    /// Sends `payload` on [`CREDENTIAL_CHANNEL`] (a listener's check that notifications reach it).
+    pub async fn notify_credentials(&self, payload: &str) -> Result<(), Error> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CREDENTIAL_CHANNEL).bind(payload).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// What ingest checks ratings against: every window's hall, every tag code, and every
     /// evaluation dimension with the channels that offer it.
     pub async fn ingest_catalogue(&self) -> Result<IngestCatalogue, Error> {
@@ -261,7 +267,7 @@ impl Store {
         let assess: Vec<i16> = keys.iter().map(|k| k.2).collect();
         let ids: Vec<Uuid> = keys.iter().map(|k| k.3).collect();
         let stale = format!("{} milliseconds", takeover_after.as_millis());
-        // One statement (so one implicit transaction and one round trip: a claim inserted and
+        // One statement, `hcp_claim_ratings` (so one implicit transaction and one round trip: a claim inserted and
         // then left unanswered, the database lost between two statements, must not stay behind as
         // a pending claim of a rating never produced — the fault-injection test caught exactly
         // that once). It inserts the new claims; resumes released claims (a failed produce) and
@@ -270,30 +276,9 @@ impl Store {
         // the client is told; and reads every other holder. Per key: the inserted row, else the
         // resumed one, else the holder as this statement's snapshot saw it.
         let rows: Vec<ClaimRow> = sqlx::query_as(
-            "WITH t AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::uuid[]) WITH ORDINALITY
-                          AS t(rec, stage, assess, id, n)),
-                  k AS (SELECT DISTINCT rec, stage, assess FROM t),
-                  ins AS (
-                 INSERT INTO rating_claims (service_record_no, stage, assess_number, rating_id, state)
-                 SELECT rec, stage, assess, id, 'pending' FROM t ORDER BY n
-                 ON CONFLICT DO NOTHING
-                 RETURNING service_record_no, stage, assess_number, rating_id),
-                  res AS (
-                 UPDATE rating_claims c SET state = 'pending', claimed_at = now()
-                   FROM k
-                  WHERE c.service_record_no = k.rec AND c.stage = k.stage AND c.assess_number = k.assess
-                    AND (c.state = 'released' OR (c.state = 'pending' AND c.claimed_at < now() - $5::interval))
-                 RETURNING c.service_record_no, c.stage, c.assess_number, c.rating_id),
-                  old AS (
-                 SELECT c.service_record_no, c.stage, c.assess_number, c.rating_id, c.state
-                   FROM k JOIN rating_claims c
-                     ON c.service_record_no = k.rec AND c.stage = k.stage AND c.assess_number = k.assess)
-             SELECT ins.rating_id, res.rating_id, old.rating_id, old.state = 'pending'
-               FROM t
-               LEFT JOIN ins ON ins.service_record_no = t.rec AND ins.stage = t.stage AND ins.assess_number = t.assess
-               LEFT JOIN res ON res.service_record_no = t.rec AND res.stage = t.stage AND res.assess_number = t.assess
-               LEFT JOIN old ON old.service_record_no = t.rec AND old.stage = t.stage AND old.assess_number = t.assess
-              ORDER BY t.n",
+            // Migration `claim_function`: one statement, planned once per session.
+            "SELECT inserted_id, resumed_id, held_id, held_pending
+               FROM hcp_claim_ratings($1::text[], $2::text[], $3::int2[], $4::uuid[], $5::interval)",
         )
         .bind(&recs)
         .bind(&stages)

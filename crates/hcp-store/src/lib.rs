@@ -90,20 +90,6 @@ impl Store {
         Store { pool }
     }
 
-    /// A store of its own pool (`max_connections`, connected on first use) to the same
-    /// database whose sessions plan each prepared statement once (`plan_cache_mode =
-    /// force_generic_plan`): for statements run thousands of times a second whose best plan does
-    /// not depend on their parameters (the ingest gate's grouped claims), where PostgreSQL would
-    /// otherwise plan every execution anew.
-    pub fn with_generic_plans(&self, max_connections: u32) -> Store {
-        let opts = (*self.pool.connect_options()).clone().options([("plan_cache_mode", "force_generic_plan")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(opts);
-        Store { pool }
-    }
-
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -139,11 +125,10 @@ pub async fn create_fresh_database(url: &str, name: &str, max_connections: u32) 
     Ok(store)
 }
 
-/// What every hcp session runs with: its name, and PostgreSQL's JIT compiler off. hcp's statements
-/// are many and short; a look-up whose cost estimate crossed `jit_above_cost` over 5.4 M stored
-/// ratings spent 1.3 s of its 1.5 s compiling (0.16 s without), once per batch.
+/// What every hcp session runs with: its name. (Session settings belong in the database, set by
+/// the migrations: a startup `options` parameter is refused by a transaction-pooling PgBouncer.)
 fn session_options(opts: PgConnectOptions) -> PgConnectOptions {
-    opts.application_name("hcp").options([("jit", "off")])
+    opts.application_name("hcp")
 }
 
 /// Database names we create are plain identifiers, so quoting them is safe.
