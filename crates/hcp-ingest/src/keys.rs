@@ -125,11 +125,15 @@ impl KeyCache {
             None => true,
         }
     }
+}
 
-    /// Whether the listener is connected (look-ups use memory only then).
-    pub fn is_live(&self) -> bool {
-        self.inner.live.load(Ordering::Acquire)
+/// What a notification's `payload` asks: forget one key, every key (`*`, a device changed), or
+/// nothing (a listener's ping).
+fn act_on(inner: &Inner, payload: &str) {
+    if payload.starts_with(PING) {
+        return;
     }
+    forget(inner, (payload != "*").then_some(payload));
 }
 
 fn forget(inner: &Inner, key_id: Option<&str>) {
@@ -197,9 +201,7 @@ async fn listen(store: Store, cache: Weak<Inner>, stop: CancellationToken) {
             };
             let Some(inner) = cache.upgrade() else { return };
             match got {
-                Ok(Some(n)) if n.payload().starts_with(PING) => {}
-                Ok(Some(n)) if n.payload() == "*" => forget(&inner, None),
-                Ok(Some(n)) => forget(&inner, Some(n.payload())),
+                Ok(Some(n)) => act_on(&inner, n.payload()),
                 Ok(None) | Err(_) => {
                     inner.live.store(false, Ordering::Release);
                     forget(&inner, None);
@@ -250,9 +252,7 @@ async fn ping(
         let Some(inner) = cache.upgrade() else { return Ping::Stop };
         match got {
             Ok(Some(n)) if n.payload() == payload => return Ping::Back,
-            Ok(Some(n)) if n.payload().starts_with(PING) => {}
-            Ok(Some(n)) if n.payload() == "*" => forget(&inner, None),
-            Ok(Some(n)) => forget(&inner, Some(n.payload())),
+            Ok(Some(n)) => act_on(&inner, n.payload()),
             Ok(None) | Err(_) => return Ping::Lost,
         }
     }
