@@ -1,6 +1,7 @@
 //! The spine, black-box: ratings over HTTP → Kafka (real broker) → aggregator → PostgreSQL
 //! (fresh database) → `GET /api/v1/stats/summary`, with exact counts per scope and grade,
-//! through aggregator crashes, redelivery, a stopped broker and malformed input.
+//! through aggregator crashes, redelivery, a stopped broker, a database connection cut
+//! mid-request and malformed input.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -268,6 +269,60 @@ async fn broker_stopped_means_503_within_10s_and_nothing_counted() {
     wait_total(&app, 6, Duration::from_secs(60)).await;
     assert_eq!(app.store.count_ratings().await.unwrap(), 6);
     app.stop_aggregator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_connection_cut_mid_claim_means_503_and_the_retry_is_accepted() {
+    let app = TestApp::start().await;
+    app.import_directory(&spine_directory()).await;
+    let body = json!({"channel": "app", "stage": "online", "department_id": "D1",
+        "service_item_code": "ITEM-D1", "service_record_no": "CUT-1", "grade": 4});
+    // Another transaction holds the key, so the claim waits on it in PostgreSQL.
+    let mut holder = app.store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO rating_claims (service_record_no, stage, assess_number, rating_id, state)
+         VALUES ('CUT-1', 'online', 1, $1, 'pending')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let posting = {
+        let (client, url, body) = (app.client.clone(), app.url.clone(), body.clone());
+        tokio::spawn(async move { client.post(format!("{url}/api/v1/ratings")).json(&body).send().await.unwrap() })
+    };
+    let pool = app.store.pool().clone();
+    let waiting = "SELECT pid FROM pg_stat_activity
+                    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%hcp_claim_ratings%'";
+    wait_until(Duration::from_secs(10), "the claim waiting for the held key", || {
+        let pool = pool.clone();
+        let done = posting.is_finished();
+        async move {
+            assert!(!done, "answered before its key was free");
+            sqlx::query_scalar::<_, i32>(waiting).fetch_optional(&pool).await.unwrap().is_some()
+        }
+    })
+    .await;
+    // The server ends the claim's connection, as a restarting or crashing PostgreSQL does
+    // (SQLSTATE 57P01): the client is told to retry, not that the server has a bug.
+    let pid: i32 = sqlx::query_scalar(waiting).fetch_one(&pool).await.unwrap();
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&pool).await.unwrap();
+    assert!(ended);
+    let r = posting.await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/database-unavailable", "{problem}");
+
+    // The cut claim left nothing behind: once the key is free, the retry is accepted.
+    holder.rollback().await.unwrap();
+    let r = app.post_rating(&body).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM rating_claims WHERE service_record_no = 'CUT-1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(claims, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

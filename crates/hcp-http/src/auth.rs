@@ -29,8 +29,7 @@ pub const SESSION_HOURS: i64 = 8;
 pub const SESSION_COOKIE: &str = "hcp_session";
 
 /// What a session token asserts about its holder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Claims {
     /// Account name.
     pub sub: String,

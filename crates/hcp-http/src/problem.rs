@@ -195,7 +195,7 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         status: 503,
         title: "Database unavailable",
         title_zh: "数据库暂不可用",
-        help_zh: "统计数据暂时无法读取,请稍后重试。",
+        help_zh: "数据库暂时无法访问,请求未完成;请稍后重试(见 Retry-After)。",
     },
     ProblemType {
         slug: "request-timeout",
@@ -488,13 +488,29 @@ impl IntoResponse for Problem {
     }
 }
 
-/// Whether a database error means "unavailable, retry" (a 503) rather than a bug (a 500).
+/// Whether a database error means "unavailable, retry" (a 503) rather than a bug (a 500): the
+/// pool or the connection failed, or PostgreSQL itself answered that it cannot serve now
+/// ([`unavailable_sqlstate`]).
 pub fn database_unavailable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_sqlstate(&c)),
+        _ => false,
+    }
 }
 
-/// A database error: text PostgreSQL cannot store (a NUL) → 422; unreachable (pool timeout,
-/// closed pool, I/O, TLS) → 503 `database-unavailable`; anything else → 500 (logged, not shown).
+/// The SQLSTATEs with which PostgreSQL says "not now" rather than "this statement is wrong": a
+/// connection exception (class 08); the server shutting down, crashing or its postmaster lost
+/// (57P01 `admin_shutdown`, also sent as "terminating connection due to unexpected postmaster
+/// exit"; 57P02 `crash_shutdown`; 57P03 `cannot_connect_now` while it starts or recovers); no
+/// connection slot left (53300); and a standby that cannot write yet (25006, during a failover).
+/// A statement cut off by one of these has not committed, so the client may send it again.
+pub fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "25006")
+}
+
+/// A database error: text PostgreSQL cannot store (a NUL) → 422; unreachable or not serving now
+/// ([`database_unavailable`]) → 503 `database-unavailable`; anything else → 500 (logged, not shown).
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         // PostgreSQL text cannot hold NUL (22021): a client's text with one is the client's
@@ -526,6 +542,19 @@ impl From<ValidationErrors> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_that_cannot_serve_now_is_unavailable_and_a_wrong_statement_is_not() {
+        for code in ["08006", "08003", "57P01", "57P02", "57P03", "53300", "25006"] {
+            assert!(unavailable_sqlstate(code), "{code}");
+        }
+        // Unique violation, syntax error, undefined column, division by zero: bugs or conflicts.
+        for code in ["23505", "42601", "42703", "22012"] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
+        assert!(database_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!database_unavailable(&sqlx::Error::RowNotFound));
+    }
 
     #[test]
     fn every_problem_type_is_unique_and_documented() {
