@@ -522,18 +522,24 @@ impl TestApp {
         [row.0, row.1, row.2, row.3, row.4]
     }
 
-    /// Waits until the aggregator's stored positions reach the topic's end.
+    /// Waits until the aggregator's stored positions reach the topic's end (asking the broker for
+    /// the end again while it does not answer, e.g. just after a restart, within `timeout`).
     pub async fn wait_caught_up(&self, timeout: Duration) {
-        let kafka = self.kafka();
-        let topic = self.topic();
-        let high: i64 = tokio::task::spawn_blocking(move || {
-            hcp_bus::fetch_high_watermarks(&kafka, &topic, Duration::from_secs(10))
-        })
-        .await
-        .expect("join")
-        .expect("watermarks")
-        .values()
-        .sum();
+        let deadline = Instant::now() + timeout;
+        let high: i64 = loop {
+            let (kafka, topic) = (self.kafka(), self.topic());
+            let asked = tokio::task::spawn_blocking(move || {
+                hcp_bus::fetch_high_watermarks(&kafka, &topic, Duration::from_secs(10))
+            })
+            .await
+            .expect("join");
+            match asked {
+                Ok(marks) => break marks.values().sum(),
+                Err(e) if Instant::now() < deadline => eprintln!("the topic's end not known yet: {e}"),
+                Err(e) => panic!("the topic's end not known within {timeout:?}: {e}"),
+            }
+        };
+        let timeout = deadline.saturating_duration_since(Instant::now());
         let (store, group, topic) = (self.store.clone(), self.config.aggregator_group.clone(), self.topic());
         wait_until(timeout, &format!("aggregator to reach offset sum {high}"), || {
             let (store, group, topic) = (store.clone(), group.clone(), topic.clone());
