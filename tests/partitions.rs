@@ -1,5 +1,6 @@
 //! Issue 26: `ratings` partitioned by Beijing month (migration 26), the uniqueness in
-//! `rating_keys`, the months ahead kept by the binary, and `hcp ratings archive`.
+//! `rating_keys`, the months ahead kept by the binary, `hcp ratings archive`, and the planner
+//! statistics of a partition that fills fast.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -269,4 +270,79 @@ async fn a_month_with_an_open_work_order_is_refused_until_it_closes() {
     assert_eq!(count(&app, "SELECT count(*) FROM pg_class WHERE relname = 'ratings_p202505'").await, 0);
     assert_eq!(count(&app, "SELECT count(*) FROM work_orders").await, 1, "the order stays");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `n` ratings of `at`'s month numbered from `first`, straight into `ratings` and `rating_keys`.
+async fn fill(app: &TestApp, at: DateTime<Utc>, first: i64, n: i64) {
+    sqlx::query(
+        "WITH r AS (
+         INSERT INTO ratings (rating_id, service_record_no, stage, assess_number, channel, grade, tags, rated_at,
+                              received_at, source_topic, source_partition, source_offset, agg_scopes)
+         SELECT gen_random_uuid(), 'FILL-' || g, 'online', 1, 'app', 1 + g % 5, '{}'::text[], $3, $3,
+                'fill', 0, g, ARRAY['all:all']
+           FROM generate_series($1::int8, $2::int8) g
+         RETURNING rating_id, service_record_no, stage, assess_number, rated_at)
+         INSERT INTO rating_keys (rating_id, service_record_no, stage, assess_number, rated_at) SELECT * FROM r",
+    )
+    .bind(first)
+    .bind(first + n - 1)
+    .bind(at)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+}
+
+/// (rows changed since the last analysis, manual analyses so far) of `table`, as the statistics
+/// system reports them.
+async fn analysis(app: &TestApp, table: &str) -> (i64, i64) {
+    sqlx::query_as("SELECT n_mod_since_analyze, analyze_count FROM pg_stat_user_tables WHERE relname = $1")
+        .bind(table)
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap()
+}
+
+/// A table that fills fast (a new month's partition, `rating_keys`) is analysed within seconds
+/// of growing, not at autovacuum's next visit a minute later; one that changed little since its
+/// last analysis is left to autovacuum. The aggregator does it by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_that_grew_are_analysed_by_the_aggregator_and_others_are_left_alone() {
+    let app = TestApp::start().await;
+    let at = Utc::now();
+    let partition = hcp_store::partition_name(Month::of(at));
+    // The migration analysed every table once.
+    let (_, base) = analysis(&app, &partition).await;
+    let reported = |changed: i64| {
+        let (app, partition) = (&app, partition.clone());
+        async move { analysis(app, &partition).await.0 >= changed }
+    };
+    fill(&app, at, 1, 10_000).await;
+    wait_until(Duration::from_secs(30), "the inserts reported", || reported(10_000)).await;
+    let analysed = app.store.analyze_grown_tables(1_000).await.unwrap();
+    for table in [format!("public.{partition}"), "public.rating_keys".to_owned()] {
+        assert!(analysed.contains(&table), "{table} not in {analysed:?}");
+    }
+    assert_eq!(analysis(&app, &partition).await, (0, base + 1));
+    let rows = format!("SELECT reltuples::int8 FROM pg_class WHERE relname = '{partition}'");
+    assert_eq!(count(&app, &rows).await, 10_000);
+
+    // 9 000 more: over the minimum, but the table has not doubled since its analysis.
+    fill(&app, at, 10_001, 9_000).await;
+    wait_until(Duration::from_secs(30), "the inserts reported", || reported(9_000)).await;
+    let analysed = app.store.analyze_grown_tables(1_000).await.unwrap();
+    assert!(!analysed.iter().any(|t| t.ends_with(&partition) || t.ends_with("rating_keys")), "{analysed:?}");
+    assert_eq!(analysis(&app, &partition).await, (9_000, base + 1));
+
+    // 1 500 more: it has, and the aggregator's task analyses it (only a manual ANALYZE counts in
+    // `analyze_count`, so this is not autovacuum).
+    fill(&app, at, 19_001, 1_500).await;
+    wait_until(Duration::from_secs(30), "the inserts reported", || reported(10_500)).await;
+    let log = std::env::temp_dir().join(format!("hcp-statistics-{}.log", app.db_name));
+    let mut aggregator = app.spawn_serve("aggregator", None, &log);
+    wait_until(Duration::from_secs(30), "the aggregator to analyse the partition", || async {
+        analysis(&app, &partition).await == (0, base + 2)
+    })
+    .await;
+    aggregator.terminate();
+    assert_eq!(count(&app, &rows).await, 20_500);
 }

@@ -13,7 +13,8 @@
 //! therefore re-reads from the last saved positions: the ratings' uniqueness (`rating_keys`) turns every
 //! re-read into a no-op for the counts, and ratings found stored from the very same records are
 //! published again. Its task `partitions` creates the monthly partitions of `ratings` ahead
-//! ([`keep_partitions`]).
+//! ([`keep_partitions`]); its task `statistics` analyses the tables it fills once they have grown,
+//! ahead of autovacuum ([`keep_statistics`]).
 //!
 //! It must not serve HTTP or decide domain rules; a record it cannot decode is kept as rejected
 //! (with the reason) and never stalls the partition.
@@ -25,8 +26,10 @@ mod metrics;
 mod partitions;
 mod pipeline;
 mod preparation;
+mod statistics;
 mod writer;
 
 pub use directory::AggregatorStats;
 pub use partitions::keep_partitions;
 pub use pipeline::{run, AggregatorConfig, AggregatorError};
+pub use statistics::keep_statistics;

@@ -44,6 +44,16 @@ pub static DIRECTORY_LOAD_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// `hcp_aggregator_tables_analyzed_total`: tables the task `statistics` analysed because they grew
+/// faster than autovacuum visits them.
+pub static TABLES_ANALYZED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hcp_aggregator_tables_analyzed_total",
+        "Tables analysed by the aggregator because they grew faster than autovacuum visits them"
+    )
+    .expect("metric registers once")
+});
+
 /// `hcp_aggregator_published_total`: attributed events published.
 pub static PUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("hcp_aggregator_published_total", "Attributed rating events published")

@@ -228,10 +228,11 @@ impl Shared<'_> {
                 cfg.group_id = config.aggregator_group.clone();
                 cfg.integrity.exclude_flagged = config.exclude_flagged_presses;
                 // The aggregator serves no route (it must not know HTTP): its constructor is `run`.
-                let partitions = store.clone();
+                let (partitions, statistics) = (store.clone(), store.clone());
                 Component::new("aggregator", Routes::new())
                     .task("consumer", move |stop| hcp_aggregator::run(cfg, store, stop))
                     .task("partitions", move |stop| hcp_aggregator::keep_partitions(partitions, stop))
+                    .task("statistics", move |stop| hcp_aggregator::keep_statistics(statistics, stop))
             }
             ComponentName::Board => hcp_board::component(BoardState {
                 store,

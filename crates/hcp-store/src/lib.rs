@@ -8,7 +8,8 @@
 //! callback invitations, notifications, deadline policies), the SMS queue (leases, outcomes,
 //! receipts, per-number counts, opt-outs: digests only), operator accounts, and the aggregate
 //! reads behind the stats API, and the monthly partitions of `ratings` (created ahead, old months
-//! archived and dropped: `partitions`; the uniqueness of a rating lives in `rating_keys`).
+//! archived and dropped: `partitions`; the uniqueness of a rating lives in `rating_keys`), and the
+//! planner statistics of tables that grow faster than autovacuum visits them (`statistics`).
 //!
 //! It must not talk to Kafka or HTTP and must not decide domain rules: what counts where comes
 //! from `hcp-domain` (for example [`hcp_domain::Rollup`]); this crate only makes it durable.
@@ -31,6 +32,7 @@ mod read;
 mod records;
 mod report;
 mod sms;
+mod statistics;
 mod webhooks;
 mod workorders;
 
