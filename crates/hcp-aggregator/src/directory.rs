@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use hcp_domain::workorder::{assignment, OrderDeadlines};
 use hcp_domain::{attribute, Directory};
-use hcp_store::{Batch, DeadlineContext, NewOrder, Store};
+use hcp_store::{AttributedUnits, Batch, DeadlineContext, NewOrder, Store};
 use tokio::runtime::Handle;
 use uuid::Uuid;
 
@@ -105,6 +105,11 @@ pub(crate) fn attribute_batch(batch: &mut Batch, snap: &Snapshot, stats: &Aggreg
             assignment,
             region_path,
             deadlines,
+            attributed: AttributedUnits {
+                hall_id: r.attribution.hall_id.clone(),
+                window_id: r.attribution.window_id.clone(),
+                staff_id: r.attribution.staff_id.clone(),
+            },
         });
     }
     stats.attributed.fetch_add(batch.ratings.len() as u64, Ordering::Relaxed);

@@ -195,6 +195,17 @@ impl Store {
             .bind(new.dimension_scope_keys())
             .execute(&mut *tx)
             .await?;
+            // Its work order (if any) judges the newly attributed units (migration 30).
+            sqlx::query(
+                "UPDATE work_orders SET attr_hall_id = $2, attr_window_id = $3, attr_staff_id = $4
+                  WHERE rating_id = $1",
+            )
+            .bind(event.rating_id)
+            .bind(&new.hall_id)
+            .bind(&new.window_id)
+            .bind(&new.staff_id)
+            .execute(&mut *tx)
+            .await?;
             if !new.is_flagged() {
                 out.resolved += 1;
             }

@@ -58,9 +58,9 @@ pub use records::RatingRecord;
 pub use sms::{DueSms, OptOut, SmsMessage, SmsOutcome};
 pub use webhooks::{Delivery, DueDelivery, Webhook};
 pub use workorders::{
-    AccountabilityError, AccountabilityRecord, ActError, ActRequest, Actor, CallbackError, DeadlineContext, LogEntry,
-    NewOrder, OrderDetail, OrderQuery, OwnBadReview, PendingEvents, PolicyRow, StaffAppeal, StaffAppealError,
-    SweepOutcome, WorkOrder,
+    AccountabilityError, AccountabilityRecord, ActError, ActRequest, Actor, AttributedUnits, CallbackError,
+    DeadlineContext, LogEntry, NewOrder, OrderDetail, OrderQuery, OwnBadReview, PendingEvents, PolicyRow, StaffAppeal,
+    StaffAppealError, SweepOutcome, WorkOrder,
 };
 
 /// Store errors are database errors.

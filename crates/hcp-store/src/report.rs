@@ -1,8 +1,9 @@
 //! Reads for the monthly performance report: per unit, the month's grade counts (aggregates) and
-//! how its work orders went. Work orders are read with their rating when it is still stored
-//! (`LEFT JOIN`): once a month's ratings are archived (`hcp ratings archive`), its orders still
-//! count for departments, regions and the staff they name, while figures that need the rating
-//! itself (a hall's orders, a process review's text) no longer have it (docs/retention.md).
+//! how its work orders went. A work order carries its rating's attributed hall, window and staff
+//! member (migration 30), so the unit figures never read `ratings` and still count once a
+//! month's ratings are archived (`hcp ratings archive`); only the process-review list reads the
+//! rating (its tags and text, `LEFT JOIN`), and lacks them for an archived month
+//! (docs/retention.md).
 
 use std::collections::HashMap;
 
@@ -51,18 +52,11 @@ impl Store {
         let (scope, unit, judged, names) = match level {
             ReportLevel::Region => (Scope::Region, "reg.code", "reg.code", "(SELECT code AS id, name FROM regions)"),
             ReportLevel::Department => (Scope::Department, "o.department_id", "o.department_id", "departments"),
-            ReportLevel::Hall => (Scope::Hall, "r.attr_hall_id", "r.attr_hall_id", "halls"),
-            ReportLevel::Staff => (Scope::Staff, "o.staff_id", "COALESCE(o.staff_id, r.attr_staff_id)", "staff"),
+            ReportLevel::Hall => (Scope::Hall, "o.attr_hall_id", "o.attr_hall_id", "halls"),
+            ReportLevel::Staff => (Scope::Staff, "o.staff_id", "COALESCE(o.staff_id, o.attr_staff_id)", "staff"),
         };
         let regions =
             if level == ReportLevel::Region { "CROSS JOIN LATERAL unnest(o.region_path) AS reg(code)" } else { "" };
-        // Only the hall and staff levels read the rating (its attributed hall and staff): the
-        // others count the orders alone, without joining them to every month of `ratings` (a
-        // look-up by rating id alone reads each month's partition).
-        let ratings = match level {
-            ReportLevel::Hall | ReportLevel::Staff => "LEFT JOIN ratings r ON r.rating_id = o.rating_id",
-            ReportLevel::Region | ReportLevel::Department => "",
-        };
         let sql = format!(
             "WITH agg AS (
                 SELECT scope_id AS id, SUM(n1)::int8 AS n1, SUM(n2)::int8 AS n2, SUM(n3)::int8 AS n3,
@@ -77,7 +71,7 @@ impl Store {
                        count(*) FILTER (WHERE o.rectified_at IS NULL AND o.state NOT IN ('closed', 'appeal_upheld')
                                           AND o.rectify_due_at < $5) AS overdue,
                        count(*) FILTER (WHERE o.state = 'appeal_upheld') AS upheld
-                  FROM work_orders o {ratings} {regions}
+                  FROM work_orders o {regions}
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {unit} IS NOT NULL
                  GROUP BY 1),
              vc AS (
@@ -86,7 +80,7 @@ impl Store {
                        count(*) FILTER (WHERE o.founded AND o.cause = 'process') AS v_process,
                        count(*) FILTER (WHERE o.founded AND o.cause = 'platform') AS v_platform,
                        count(*) FILTER (WHERE NOT o.founded) AS v_unfounded
-                  FROM work_orders o {ratings} {regions}
+                  FROM work_orders o {regions}
                  WHERE o.opened_at >= $3 AND o.opened_at < $4 AND {judged} IS NOT NULL AND o.founded IS NOT NULL
                  GROUP BY 1),
              units AS (SELECT agg.id FROM agg UNION SELECT wo.id FROM wo UNION SELECT vc.id FROM vc)
@@ -252,22 +246,20 @@ impl Store {
     ) -> Result<Option<HashMap<String, VerifiedCounts>>, Error> {
         let judged = match scope {
             Scope::Department => "o.department_id",
-            Scope::Hall => "r.attr_hall_id",
-            Scope::Window => "COALESCE(o.window_id, r.attr_window_id)",
-            Scope::Staff => "COALESCE(o.staff_id, r.attr_staff_id)",
+            Scope::Hall => "o.attr_hall_id",
+            Scope::Window => "COALESCE(o.window_id, o.attr_window_id)",
+            Scope::Staff => "COALESCE(o.staff_id, o.attr_staff_id)",
             Scope::Region => "reg.code",
             _ => return Ok(None),
         };
         let regions = if scope == Scope::Region { "CROSS JOIN LATERAL unnest(o.region_path) AS reg(code)" } else { "" };
-        // Departments and regions are the order's own: no need to read every month of `ratings`.
-        let ratings = if judged.contains("r.") { "LEFT JOIN ratings r ON r.rating_id = o.rating_id" } else { "" };
         let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(&format!(
             "SELECT {judged} AS id,
                     count(*) FILTER (WHERE o.founded AND o.cause = 'conduct'),
                     count(*) FILTER (WHERE o.founded AND o.cause = 'process'),
                     count(*) FILTER (WHERE o.founded AND o.cause = 'platform'),
                     count(*) FILTER (WHERE NOT o.founded)
-               FROM work_orders o {ratings} {regions}
+               FROM work_orders o {regions}
               WHERE o.opened_at >= $1 AND o.opened_at < $2 AND o.founded IS NOT NULL AND {judged} = ANY($3)
               GROUP BY 1"
         ))

@@ -15,7 +15,9 @@ mod sweep;
 pub use accountability::{AccountabilityError, AccountabilityRecord};
 pub use callbacks::CallbackError;
 pub(crate) use orders::open_orders;
-pub use orders::{ActError, ActRequest, Actor, LogEntry, NewOrder, OrderDetail, OrderQuery, WorkOrder};
+pub use orders::{
+    ActError, ActRequest, Actor, AttributedUnits, LogEntry, NewOrder, OrderDetail, OrderQuery, WorkOrder,
+};
 pub use outbox::PendingEvents;
 pub use policies::PolicyRow;
 pub use staff_appeals::{OwnBadReview, StaffAppeal, StaffAppealError};

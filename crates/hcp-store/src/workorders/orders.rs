@@ -36,6 +36,20 @@ pub struct NewOrder {
     pub region_path: Vec<String>,
     /// Its deadlines under the region's policy.
     pub deadlines: OrderDeadlines,
+    /// The rating's attributed hall, window and staff member (whose service the report and the
+    /// verification counts judge; the assignment says who handles the order).
+    pub attributed: AttributedUnits,
+}
+
+/// A bad rating's attributed hall, window and staff member, as its work order keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttributedUnits {
+    /// The hall.
+    pub hall_id: Option<String>,
+    /// The window.
+    pub window_id: Option<String>,
+    /// The staff member.
+    pub staff_id: Option<String>,
 }
 
 /// The SQL of the deadline that runs in the order's current state (see
@@ -275,13 +289,14 @@ pub(crate) async fn open_orders(tx: &mut Transaction<'_, Postgres>, orders: &[&N
     let opened: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO work_orders (order_id, rating_id, state, basis, department_id, window_id, staff_id,
                                   platform, region_code, region_path, grade, opened_at, contact_due_at,
-                                  rectify_due_at, provisional)
+                                  rectify_due_at, provisional, attr_hall_id, attr_window_id, attr_staff_id)
          SELECT id, rid, 'opened', basis, dept, win, staff, plat, region,
-                string_to_array(path, E'\\x1f'), grade, opened, c_due, r_due, prov
+                string_to_array(path, E'\\x1f'), grade, opened, c_due, r_due, prov, a_hall, a_win, a_staff
            FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                        $8::text[], $9::text[], $10::int2[], $11::timestamptz[], $12::timestamptz[],
-                       $13::timestamptz[], $14::bool[])
-                AS t(id, rid, basis, dept, win, staff, plat, region, path, grade, opened, c_due, r_due, prov)
+                       $13::timestamptz[], $14::bool[], $15::text[], $16::text[], $17::text[])
+                AS t(id, rid, basis, dept, win, staff, plat, region, path, grade, opened, c_due, r_due, prov,
+                     a_hall, a_win, a_staff)
          ON CONFLICT (rating_id) DO NOTHING
          RETURNING order_id",
     )
@@ -299,6 +314,9 @@ pub(crate) async fn open_orders(tx: &mut Transaction<'_, Postgres>, orders: &[&N
     .bind(orders.iter().map(|o| o.deadlines.contact.due_at).collect::<Vec<_>>())
     .bind(orders.iter().map(|o| o.deadlines.rectify.due_at).collect::<Vec<_>>())
     .bind(orders.iter().map(|o| o.deadlines.provisional()).collect::<Vec<_>>())
+    .bind(col(|o| o.attributed.hall_id.clone()))
+    .bind(col(|o| o.attributed.window_id.clone()))
+    .bind(col(|o| o.attributed.staff_id.clone()))
     .fetch_all(&mut **tx)
     .await?;
     if opened.is_empty() {
