@@ -839,6 +839,41 @@ async fn a_key_kept_in_memory_is_dropped_when_it_changes_elsewhere_or_the_listen
         .await;
 }
 
+/// Behind a transaction-pooling PgBouncer a LISTEN hears nothing, so the listeners may be given
+/// a server of their own (`HCP_DATABASE_LISTEN_URL`): the key cache listens there, and a key
+/// revoked elsewhere is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_key_cache_listens_where_the_listen_url_says() {
+    let app = TestApp::start_with(|c| {
+        c.ingest_auth_required = true;
+        c.database_listen_url = Some(c.database_url.clone());
+    })
+    .await;
+    let admin = app.account("root", "admin", None, None).await;
+    let (key, key_id) = issue(&app, &admin, json!({"kind": "integration", "channel": "app", "name": "app"})).await;
+    let rating = json!({"stage": "online", "service_record_no": "L-1", "grade": 5});
+    assert_eq!(post(&app, Some(&key), None, "/api/v1/ratings", &rating).await.0, 202);
+    let pool = app.store.pool().clone();
+    wait_until(Duration::from_secs(10), "the credential listener on its own connection", || {
+        let pool = pool.clone();
+        async move {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT application_name FROM pg_stat_activity
+                  WHERE datname = current_database() AND query ILIKE 'LISTEN%hcp_credentials%'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            names == ["hcp-listen"]
+        }
+    })
+    .await;
+    change_elsewhere(&app, "UPDATE credentials SET revoked_at = now() WHERE key_id = $1", &key_id).await;
+    let revoked_at = std::time::Instant::now();
+    until_answered(&app, &key, 401, Duration::from_secs(2), "the revocation honoured").await;
+    assert!(revoked_at.elapsed() < Duration::from_secs(1), "honoured in {:?}", revoked_at.elapsed());
+}
+
 /// A claim that waits for a concurrent insert of the same key (committed after the claim's
 /// statement took its snapshot) still names that holder: it reads it in a statement of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,10 @@ CLEAN_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
 # the first two before the configuration; sqlx reads libpq's PGPASSWORD for a URL without one).
 EXTRA_VARIABLES = {"HCP_LOG_FORMAT", "RUST_LOG", "PGPASSWORD"}
 # Variables without a default that a deployment may leave unset, and why.
-MAY_BE_UNSET = {"HCP_KAFKA_DEBUG": "librdkafka debug contexts, for diagnosing a broker only"}
+MAY_BE_UNSET = {
+    "HCP_KAFKA_DEBUG": "librdkafka debug contexts, for diagnosing a broker only",
+    "HCP_DATABASE_LISTEN_URL": "DATABASE_URL serves the listeners too where it is direct; ingest behind PgBouncer must set it (checked below)",
+}
 # Variables with a default that is wrong in a cluster: they must be set.
 MUST_BE_SET = {
     "DATABASE_URL": "the default is a local socket address",
@@ -284,6 +287,11 @@ def producer_flush_secs():
     return int(re.search(r"producer\.flush\(Duration::from_secs\((\d+)\)\)", read("crates/hcp-server/src/server.rs")).group(1))
 
 
+def listen_connections():
+    """Most LISTEN connections one process opens (hcp_store's LISTEN_CONNECTIONS)."""
+    return int(re.search(r"const LISTEN_CONNECTIONS: u32 = (\d+);", read("crates/hcp-store/src/lib.rs")).group(1))
+
+
 def body_limits():
     """Largest request bodies hcp accepts: a rating batch, a directory import (bytes)."""
     handlers = read("crates/hcp-ingest/src/handlers.rs")
@@ -443,7 +451,7 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets, sms):
     # --- Each hcp Deployment: its component, its variables, ports, probes, grace, security.
     seen_components, mounted_secrets, public_backends = [], set(), set()
     pooled_clients = direct_clients = 0
-    flush = producer_flush_secs()
+    flush, listen_conns = producer_flush_secs(), listen_connections()
     for dname, d in sorted(deployments.items()):
         w = f"{where} Deployment {dname}"
         pod = d["spec"]["template"]["spec"]
@@ -548,6 +556,15 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets, sms):
         c.check(url.hostname in (pooled_host, direct_host), w, f"DATABASE_URL host {url.hostname} is neither {pooled_host} nor {direct_host}")
         if comp == "board":
             c.check(url.hostname == direct_host, w, "the board's LISTEN needs a session: connect to the primary, not PgBouncer")
+        # A LISTEN through a transaction-pooling PgBouncer hears nothing: whoever LISTENs (ingest's
+        # key cache) behind it names the primary for its listeners.
+        listen = urlparse(env.get("HCP_DATABASE_LISTEN_URL", ("", ""))[1])
+        if comp == "ingest" and url.hostname == pooled_host:
+            c.check(listen.hostname == direct_host, w,
+                    "ingest's key cache LISTENs: HCP_DATABASE_LISTEN_URL must name the primary when DATABASE_URL is PgBouncer")
+        if listen.hostname:
+            c.check(listen.password is None, w, "HCP_DATABASE_LISTEN_URL carries a password (PGPASSWORD from the secret does)")
+            c.check(listen.hostname == direct_host, w, f"HCP_DATABASE_LISTEN_URL host {listen.hostname} is not the primary {direct_host}")
         if initdb:
             c.check(url.username == initdb.get("owner") and url.path.lstrip("/") == initdb.get("database"), w,
                     f"DATABASE_URL user/database {url.username}/{url.path} differ from the Cluster's {initdb}")
@@ -562,6 +579,8 @@ def check_overlay(c, name, docs, hcp, variables, components, secrets, sms):
             pooled_clients += most * pool
         else:
             direct_clients += most * pool
+        if listen.hostname == direct_host and url.hostname != direct_host:
+            direct_clients += most * listen_conns
 
         # Port, probes, the drain.
         addr = env.get("HCP_HTTP_ADDR", ("", ""))[1]

@@ -36,6 +36,11 @@ pub struct Config {
     /// PostgreSQL connections per process.
     #[arg(long, global = true, env = "HCP_DB_POOL", default_value_t = 16, help_heading = SHARED)]
     pub db_pool: u32,
+    /// PostgreSQL for the sessions that LISTEN (ingest's key cache, the board's live updates; one
+    /// connection each): the primary directly where DATABASE_URL goes through a transaction-pooling
+    /// PgBouncer, which delivers no notification. Default: DATABASE_URL.
+    #[arg(long, global = true, env = "HCP_DATABASE_LISTEN_URL", hide_env_values = true, help_heading = SHARED)]
+    pub database_listen_url: Option<String>,
     /// Kafka bootstrap servers.
     #[arg(long, global = true, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", help_heading = SHARED)]
     pub kafka_brokers: String,

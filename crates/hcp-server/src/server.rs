@@ -91,9 +91,12 @@ pub async fn run(
     if components.contains(ComponentName::Sms) {
         config.sms_gateway_settings().map_err(anyhow::Error::msg).context("SMS gateway settings")?;
     }
-    let store = Store::connect(&config.database_url, config.db_pool)
+    let mut store = Store::connect(&config.database_url, config.db_pool)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL)")?;
+    if let Some(url) = &config.database_listen_url {
+        store = store.with_listen_url(url).context("HCP_DATABASE_LISTEN_URL")?;
+    }
     let producer = RatingProducer::new(&config.kafka(), &config.topics()).context("creating Kafka producer")?;
     let session_key = config.session_key.clone().unwrap_or_else(|| {
         tracing::warn!("HCP_SESSION_KEY is not set: a random session key is used (sessions end with this process)");

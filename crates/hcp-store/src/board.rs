@@ -198,7 +198,7 @@ impl Store {
 
     /// A listener on [`BOARD_CHANNEL`] (its own connection, reconnecting on loss).
     pub async fn board_listener(&self) -> Result<PgListener, Error> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
+        let mut listener = PgListener::connect_with(self.listen_pool()).await?;
         listener.listen(BOARD_CHANNEL).await?;
         Ok(listener)
     }

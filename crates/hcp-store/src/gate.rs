@@ -180,7 +180,7 @@ impl Store {
 
     /// A listener on [`CREDENTIAL_CHANNEL`], on a connection of its own.
     pub async fn credential_listener(&self) -> Result<sqlx::postgres::PgListener, Error> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(self.listen_pool()).await?;
         listener.listen(CREDENTIAL_CHANNEL).await?;
         Ok(listener)
     }

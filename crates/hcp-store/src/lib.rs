@@ -66,6 +66,10 @@ pub use workorders::{
 /// Store errors are database errors.
 pub type Error = sqlx::Error;
 
+/// Most LISTEN sessions of one process (ingest's key cache and the board's live updates, with
+/// room for a reconnection while the old one closes).
+const LISTEN_CONNECTIONS: u32 = 4;
+
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
@@ -73,6 +77,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// Where the LISTEN sessions connect, when not through `pool` ([`Store::with_listen_url`]).
+    listen: Option<PgPool>,
 }
 
 impl Store {
@@ -84,12 +90,33 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(session_options(opts))
             .await?;
-        Ok(Store { pool })
+        Ok(Store { pool, listen: None })
     }
 
     /// Wraps an existing pool.
     pub fn from_pool(pool: PgPool) -> Self {
-        Store { pool }
+        Store { pool, listen: None }
+    }
+
+    /// Opens the LISTEN sessions ([`Store::credential_listener`], [`Store::board_listener`]) on
+    /// `url` instead of the pool's server: a transaction-pooling PgBouncer in front of the pool
+    /// hands a LISTEN to whichever server connection is free and delivers nothing to it. Connects
+    /// when a listener first needs it (the listeners retry on their own), as `hcp-listen` in
+    /// `pg_stat_activity`.
+    pub fn with_listen_url(mut self, url: &str) -> Result<Self, Error> {
+        let opts: PgConnectOptions = url.parse()?;
+        self.listen = Some(
+            PgPoolOptions::new()
+                .max_connections(LISTEN_CONNECTIONS)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy_with(session_options(opts).application_name("hcp-listen")),
+        );
+        Ok(self)
+    }
+
+    /// The pool the LISTEN sessions come from.
+    fn listen_pool(&self) -> &PgPool {
+        self.listen.as_ref().unwrap_or(&self.pool)
     }
 
     /// The underlying pool.
@@ -122,7 +149,7 @@ pub async fn create_fresh_database(url: &str, name: &str, max_connections: u32) 
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(session_options(opts.database(name)))
         .await?;
-    let store = Store { pool };
+    let store = Store { pool, listen: None };
     store.migrate().await.map_err(|e| Error::Migrate(Box::new(e)))?;
     Ok(store)
 }
