@@ -37,6 +37,17 @@ fn city() -> Value {
     })
 }
 
+/// A fresh deployment of [`city`] with this year's calendar and a running aggregator, and this
+/// month in Beijing (`YYYY-MM`).
+async fn start() -> (TestApp, String) {
+    let mut app = TestApp::start().await;
+    app.import_directory(&city()).await;
+    app.import_calendar_for_test().await;
+    app.start_aggregator();
+    let now = Utc::now() + chrono::Duration::hours(8);
+    (app, format!("{:04}-{:02}", now.year(), now.month()))
+}
+
 /// Expected row: ratings, good, bad, orders, on time, late, overdue, upheld.
 type Expected = (i64, i64, i64, i64, i64, i64, i64, i64);
 /// Expected verification outcomes: founded conduct, process, platform; unfounded.
@@ -44,12 +55,7 @@ type Verified = [i64; 4];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monthly_report_matches_what_happened() {
-    let mut app = TestApp::start().await;
-    app.import_directory(&city()).await;
-    app.import_calendar_for_test().await;
-    app.start_aggregator();
-    let now = Utc::now() + chrono::Duration::hours(8);
-    let month = format!("{:04}-{:02}", now.year(), now.month());
+    let (app, month) = start().await;
 
     let a = [5, 5, 4, 3, 2, 1, 1];
     let b = [5, 4, 2];
@@ -398,12 +404,7 @@ async fn hall_row(app: &TestApp, month: &str, hall: &str) -> Option<(i64, i64)> 
 /// judged with it: the report counts the order at the new hall and no longer at the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_re_attributed_bad_review_takes_its_work_order_to_its_new_hall() {
-    let mut app = TestApp::start().await;
-    app.import_directory(&city()).await;
-    app.import_calendar_for_test().await;
-    app.start_aggregator();
-    let now = Utc::now() + chrono::Duration::hours(8);
-    let month = format!("{:04}-{:02}", now.year(), now.month());
+    let (mut app, month) = start().await;
     let body = json!({"channel": "window_evaluator", "stage": "acceptance", "service_record_no": "RP-NEW",
         "hall_id": "H-A", "window_id": "W-C", "staff_id": "S-B", "service_item_code": "I-B", "grade": 1,
         "tags": ["rude"]});

@@ -166,16 +166,15 @@ async fn an_unknown_name_costs_the_same_work_as_a_wrong_password() {
     };
     let mut known = Vec::new();
     let mut unknown = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         known.push(timed("han-t").await);
         unknown.push(timed("no-such-user").await);
     }
     assert_eq!(known[0].1, unknown[0].1, "the same answer");
-    let median = |v: &mut Vec<(Duration, Value)>| {
-        v.sort_by_key(|x| x.0);
-        v[1].0
-    };
-    let (k, u) = (median(&mut known), median(&mut unknown));
+    // The fastest of five interleaved tries: the work itself, without the waits other tests
+    // running on the same cores add to some tries (a median of three once read 50 vs 109 ms).
+    let fastest = |v: &[(Duration, Value)]| v.iter().map(|x| x.0).min().unwrap();
+    let (k, u) = (fastest(&known), fastest(&unknown));
     // Before, an unknown name skipped argon2 and answered in a few milliseconds.
     assert!(u * 2 >= k, "unknown name {u:?} vs wrong password {k:?}");
 }
