@@ -82,6 +82,7 @@ async fn partitions_exist_from_last_month_to_three_ahead_and_the_binary_recreate
     assert!(out.contains(&format!("ratings partition of {last} created")), "{out}");
     let (ok, out, _) = app.run_hcp(&["migrate"]);
     assert!(ok && !out.contains("created"), "a second run creates nothing: {out}");
+    assert_payload_unsampled(&app).await;
 
     // So does the aggregator component when it starts.
     sqlx::query(&drop_last).execute(app.store.pool()).await.unwrap();
@@ -92,8 +93,26 @@ async fn partitions_exist_from_last_month_to_three_ahead_and_the_binary_recreate
     })
     .await;
     aggregator.terminate();
+    assert_payload_unsampled(&app).await;
     // Idempotent: nothing to create now.
     assert_eq!(app.store.ensure_rating_partitions(now, hcp_store::MONTHS_AHEAD).await.unwrap(), vec![]);
+}
+
+/// Every partition of `ratings`, the ones made since the migrations included, keeps no
+/// statistics of the payload columns (an ANALYZE skips them).
+async fn assert_payload_unsampled(app: &TestApp) {
+    let sampled: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.inhrelid::regclass::text, a.attname::text
+           FROM pg_inherits i JOIN pg_attribute a ON a.attrelid = i.inhrelid
+          WHERE i.inhparent = 'ratings'::regclass AND a.attname = ANY($1) AND a.attstattarget <> 0",
+    )
+    .bind(hcp_store::UNSAMPLED_COLUMNS.to_vec())
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(sampled, vec![], "payload columns with statistics");
+    let partitions = count(app, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'ratings'::regclass").await;
+    assert!(partitions >= 6, "{partitions} partitions");
 }
 
 /// A rating of a month without a partition is caught by the DEFAULT partition and moved into its

@@ -51,7 +51,9 @@ pub use export::ExportCursor;
 pub use gate::{local_credential_changes, Claim, Credential, IdempotentAnswer, IngestCatalogue, CREDENTIAL_CHANNEL};
 pub use invitations::{Invitation, OpenStage, RecordCorrection, ServiceRecord, UnratedStage, ATTRIBUTION_FIELDS};
 pub use notifications::Notification;
-pub use partitions::{partition_month, partition_name, Archive, ArchiveBlockers, DEFAULT_PARTITION, MONTHS_AHEAD};
+pub use partitions::{
+    partition_month, partition_name, Archive, ArchiveBlockers, DEFAULT_PARTITION, MONTHS_AHEAD, UNSAMPLED_COLUMNS,
+};
 pub use reach::OrderScope;
 pub use read::{AggregateQuery, RankingQuery};
 pub use records::RatingRecord;

@@ -18,6 +18,12 @@ const PARTITION_LOCK: i64 = 0x0068_6370_5f70_7274;
 /// aggregator's task `partitions`).
 pub const MONTHS_AHEAD: u32 = 3;
 
+/// Columns of `ratings` no query filters, joins or groups on (the rating's payload: its
+/// attribution and rater as JSON, dimension grades, comment, dimension rollup keys): ANALYZE keeps
+/// no statistics of them (`SET STATISTICS 0`, migration 31 and every partition made since), which
+/// spares it detoasting and sorting them, about a third of its time on a month's partition.
+pub const UNSAMPLED_COLUMNS: [&str; 5] = ["attribution", "rater", "dimensions", "comment", "dim_scopes"];
+
 /// The partition that catches ratings of a month without its own partition.
 pub const DEFAULT_PARTITION: &str = "ratings_default";
 
@@ -126,6 +132,10 @@ impl Store {
         ))
         .execute(&mut *tx)
         .await?;
+        // `LIKE` does not copy per-column statistics targets.
+        let unsampled: Vec<String> =
+            UNSAMPLED_COLUMNS.iter().map(|c| format!("ALTER COLUMN {c} SET STATISTICS 0")).collect();
+        sqlx::query(&format!("ALTER TABLE {name} {}", unsampled.join(", "))).execute(&mut *tx).await?;
         sqlx::query(&format!(
             "WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE rated_at >= $1 AND rated_at < $2 RETURNING *)
              INSERT INTO {name} SELECT * FROM moved"
