@@ -29,10 +29,12 @@ impl Store {
     /// analysis (a never-analysed table counts as empty); the most changed first. Returns the
     /// tables analysed. Each table is analysed in its own short transaction under an advisory
     /// lock, so concurrent callers (every aggregator runs this) never analyse the same table twice
-    /// at once: a table another caller is analysing, or has just analysed, is skipped. ANALYZE reads a sample (at most
-    /// 30 000 rows at the default statistics target) and blocks no reader or writer.
+    /// at once: a table another caller is analysing, or has just analysed, is skipped. ANALYZE
+    /// reads a sample (at most 30 000 rows at the default statistics target) and blocks no reader
+    /// or writer.
     pub async fn analyze_grown_tables(&self, min_changes: i64) -> Result<Vec<String>, Error> {
-        // The tables that grew (all of them with `only` NULL, else that one, looked at again).
+        // The tables that grew: all of them with $3 NULL, else that one (looked at again under
+        // the lock).
         const GROWN: &str = "SELECT format('%I.%I', s.schemaname, s.relname)
                FROM pg_stat_user_tables s
                JOIN pg_class c ON c.oid = s.relid
