@@ -235,13 +235,7 @@ async fn the_monthly_report_matches_what_happened() {
     ];
 
     // XLSX: a sheet per level.
-    let r = app
-        .client
-        .get(format!("{}/api/v1/reports/monthly?month={month}", app.url))
-        .bearer_auth(&app.admin)
-        .send()
-        .await
-        .unwrap();
+    let r = report(&app, &app.admin, &format!("month={month}")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
     let bytes = r.bytes().await.unwrap().to_vec();
@@ -272,13 +266,7 @@ async fn the_monthly_report_matches_what_happened() {
     }
 
     // CSV, one level: the same numbers.
-    let r = app
-        .client
-        .get(format!("{}/api/v1/reports/monthly?month={month}&format=csv&level=staff", app.url))
-        .bearer_auth(&app.admin)
-        .send()
-        .await
-        .unwrap();
+    let r = report(&app, &app.admin, &format!("month={month}&format=csv&level=staff")).await;
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     let lines: Vec<&str> = text.trim_start_matches('\u{feff}').split("\r\n").filter(|l| !l.is_empty()).collect();
@@ -307,13 +295,7 @@ async fn the_monthly_report_matches_what_happened() {
             &Data::String("材料清单已提交论证".into()),
         ]
     );
-    let r = app
-        .client
-        .get(format!("{}/api/v1/reports/monthly?month={month}&format=csv&level=process_review", app.url))
-        .bearer_auth(&handler_b)
-        .send()
-        .await
-        .unwrap();
+    let r = report(&app, &handler_b, &format!("month={month}&format=csv&level=process_review")).await;
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     assert_eq!(
@@ -355,13 +337,7 @@ async fn the_monthly_report_matches_what_happened() {
 
     // Who may: a handler gets their department's rows only (the same figures), the callback
     // agent none; and bad input.
-    let r = app
-        .client
-        .get(format!("{}/api/v1/reports/monthly?month={month}&format=csv&level=department", app.url))
-        .bearer_auth(&handler_a)
-        .send()
-        .await
-        .unwrap();
+    let r = report(&app, &handler_a, &format!("month={month}&format=csv&level=department")).await;
     assert_eq!(r.status(), 200);
     let own = r.text().await.unwrap();
     let rows: Vec<&str> = own.trim_end().split("\r\n").skip(1).collect();
@@ -380,19 +356,18 @@ async fn the_monthly_report_matches_what_happened() {
     }
 }
 
+/// `GET /api/v1/reports/monthly?{query}` with `token`.
+async fn report(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
+    let url = format!("{}/api/v1/reports/monthly?{query}", app.url);
+    app.client.get(url).bearer_auth(token).send().await.expect("request sent")
+}
+
 /// The row of `hall` in this month's hall-level report CSV: (ratings, work orders), or `None`
 /// (no rating or order of the month was ever counted there).
 async fn hall_row(app: &TestApp, month: &str, hall: &str) -> Option<(i64, i64)> {
-    let text = app
-        .client
-        .get(format!("{}/api/v1/reports/monthly?month={month}&format=csv&level=hall", app.url))
-        .bearer_auth(&app.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = report(app, &app.admin, &format!("month={month}&format=csv&level=hall")).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
     text.split("\r\n").find(|l| l.starts_with(&format!("{hall},"))).map(|l| {
         let cells: Vec<&str> = l.split(',').collect();
         (cells[2].parse().unwrap(), cells[6].parse().unwrap())
