@@ -180,7 +180,8 @@ async fn listen(store: Store, cache: Weak<Inner>, stop: CancellationToken) {
             Ping::Silent => {
                 tracing::warn!(
                     "credential notifications do not reach this process (a transaction-pooling PgBouncer between \
-                     it and PostgreSQL?): every key is read from the database; checking again in a minute"
+                     it and PostgreSQL? HCP_DATABASE_LISTEN_URL gives the listener a direct connection): every \
+                     key is read from the database; checking again in a minute"
                 );
                 tokio::select! {
                     _ = stop.cancelled() => return,
